@@ -1,0 +1,1 @@
+"""Ray actors: API clients of OpenAI-compatible endpoints and vLLM replicas."""

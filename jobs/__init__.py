@@ -1,0 +1,1 @@
+"""Entry points: the ``pluralign`` command line and the jobs submitted to a Ray cluster."""
