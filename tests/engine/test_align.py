@@ -1,0 +1,176 @@
+"""The fast re-alignment must equal the plain loop oracle exactly, for any predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import align as align_mod
+from engine.align import LabelIndex, chosen_responses, realign
+from engine.align_loop import chosen_loop, realign_loop
+from engine.benchmark import make_benchmark
+from engine.errors import InputError
+from engine.synthetic import grid_levels, noisy_predictions, synthetic_benchmark
+from engine.targets import TargetSet, all_targets, from_dicts, load_target_files
+from schemas.records import Scenario
+
+
+def _assert_same(bench, pred, targets) -> None:
+    fast = realign(bench, pred, targets, weighted=True)
+    counted, correct, weighted = realign_loop(bench, pred, targets)
+    np.testing.assert_array_equal(fast.counted, counted)
+    np.testing.assert_array_equal(fast.correct, correct)
+    assert fast.weighted is not None
+    # Bit-for-bit, NaN where nothing is counted.
+    assert np.array_equal(fast.weighted, weighted, equal_nan=True)
+    np.testing.assert_array_equal(chosen_responses(bench, pred, targets),
+                                  chosen_loop(bench, pred, targets))
+
+
+def _predictions(kind: str, bench, rng: np.random.Generator) -> np.ndarray:
+    shape = bench.labels.shape
+    if kind == "continuous":
+        return rng.random(shape)
+    if kind == "rounded":  # exact ties everywhere: every comparison goes to the exact rule
+        levels = np.array(bench.levels)
+        return levels[rng.integers(0, len(levels), shape)]
+    if kind == "constant":
+        return np.full(shape, float(rng.choice([0.0, 0.5, 1.0])))
+    if kind == "clipped":
+        return np.clip(bench.labels + rng.normal(0, 0.6, shape), 0.0, 1.0)
+    if kind == "near-tie":  # gaps around the 1e-9 tolerance
+        base = np.repeat(rng.random((bench.n_scenarios, shape[1])), np.diff(bench.offsets), 0)
+        return base + rng.choice([0.0, 5e-10, 1e-9, 2e-9, 1e-7], size=shape)
+    raise AssertionError(kind)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_scenarios=st.integers(1, 10),
+    responses=st.tuples(st.integers(2, 3), st.integers(0, 3)),
+    n_attributes=st.integers(1, 4),
+    n_levels=st.integers(2, 7),
+    pred_kind=st.sampled_from(["continuous", "rounded", "constant", "clipped", "near-tie"]),
+    target_kind=st.sampled_from(["all", "subset", "continuous"]),
+    seed=st.integers(0, 2**16),
+)
+def test_fast_path_equals_loop_oracle(
+    n_scenarios, responses, n_attributes, n_levels, pred_kind, target_kind, seed
+) -> None:
+    lo, extra = responses
+    bench = synthetic_benchmark(n_scenarios, (lo, lo + extra), n_attributes, n_levels, seed=seed)
+    rng = np.random.default_rng(seed)
+    pred = _predictions(pred_kind, bench, rng)
+    grid = all_targets(bench.attributes, bench.levels)
+    if target_kind == "all":
+        targets = grid
+    elif target_kind == "subset":
+        targets = grid.take(rng.choice(len(grid), size=min(len(grid), 7), replace=False))
+    else:  # off-grid values: exercises the per-target layout and a finer integer grid
+        values = np.round(rng.random((5, n_attributes)), 3)
+        values[rng.random(values.shape) < 0.3] = np.nan
+        targets = TargetSet("random", bench.attributes, values)
+    _assert_same(bench, pred, targets)
+
+
+def test_chunked_equals_unchunked(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = synthetic_benchmark(30, (2, 4), 4, 5, seed=3)
+    pred = noisy_predictions(bench, 0.3, seed=3)
+    targets = all_targets(bench.attributes, bench.levels)
+    whole = realign(bench, pred, targets, weighted=True)
+    monkeypatch.setattr(align_mod, "_CHUNK_BYTES", 1)  # one first-half row per chunk
+    chunked = realign(bench, pred, targets, weighted=True, index=LabelIndex(bench, targets))
+    np.testing.assert_array_equal(whole.correct, chunked.correct)
+    assert np.array_equal(whole.weighted, chunked.weighted, equal_nan=True)
+
+
+def test_mic_shaped_all_targets_equal_loop_on_sample() -> None:
+    bench = synthetic_benchmark()  # 336 scenarios, 2-4 responses, 6 attributes, 7 levels
+    pred = noisy_predictions(bench, 0.25, seed=1)
+    targets = all_targets(bench.attributes, bench.levels)
+    assert len(targets) == 117_649
+    fast = realign(bench, pred, targets)
+    sample = np.random.default_rng(0).choice(len(targets), size=40, replace=False)
+    counted, correct, _ = realign_loop(bench, pred, targets.take(sample))
+    np.testing.assert_array_equal(fast.counted[sample], counted)
+    np.testing.assert_array_equal(fast.correct[sample], correct)
+
+
+def test_empty_target_is_undefined_not_zero() -> None:
+    bench = synthetic_benchmark(5, (2, 2), 2, 5, seed=0)
+    targets = all_targets(bench.attributes, bench.levels)
+    result = realign(bench, bench.labels, targets)
+    empty = [i for i in range(len(targets)) if targets.target(i) == {}]
+    assert len(empty) == 1
+    assert result.counted[empty[0]] == 0
+    assert np.isnan(result.accuracy[empty[0]])
+    defined = np.delete(result.accuracy, empty)
+    assert np.all(defined[~np.isnan(defined)] == 100.0)  # oracle predictions
+
+
+def test_mic_hundredths_tie_decided_exactly() -> None:
+    # For target (0, .17), labels (0, .5) and (.33, .17) are both 33 hundredths away, but the
+    # float norms differ in the last bit (0.32999999999999996 vs 0.33). Labels must compare in
+    # exact hundredths, so this is a tie on every response and the scenario is not counted.
+    a, b = (0.0, 0.5), (0.33, 0.17)
+    assert np.linalg.norm(np.subtract(a, (0, 0.17))) != np.linalg.norm(np.subtract(b, (0, 0.17)))
+    sc = Scenario("q", "p", ("a", "b"), ({"x": a[0], "y": a[1]}, {"x": b[0], "y": b[1]}))
+    bench = make_benchmark("mic-like", "t", ("x", "y"), grid_levels(7), [sc])
+    target = from_dicts("t", ("x", "y"), [{"x": 0.0, "y": 0.17}])
+    result = realign(bench, np.array([[0.0, 0.0], [1.0, 1.0]]), target)
+    assert result.counted[0] == 0
+    assert realign_loop(bench, np.array([[0.0, 0.0], [1.0, 1.0]]), target)[0][0] == 0
+
+
+def test_missing_prediction_names_scenario_and_attribute() -> None:
+    bench = synthetic_benchmark(3, (2, 2), 2, 5, seed=0)
+    pred = bench.labels.copy()
+    pred[3, 1] = np.nan
+    with pytest.raises(InputError) as err:
+        realign(bench, pred, all_targets(bench.attributes, bench.levels))
+    msg = str(err.value)
+    assert bench.scenarios[1].id in msg and "a1" in msg and "response 1" in msg
+
+
+def test_helpsteer2_equals_loop_and_oracle_is_perfect(shared_data) -> None:
+    from engine.data import load_benchmark
+
+    bench = load_benchmark("helpsteer2", "eval", str(shared_data))
+    targets = all_targets(bench.attributes, bench.levels)
+    oracle = realign(bench, bench.labels, targets)
+    defined = ~np.isnan(oracle.accuracy)
+    assert defined.sum() == 3124
+    assert np.all(oracle.accuracy[defined] == 100.0)
+    rng = np.random.default_rng(7)
+    pred = np.clip(bench.labels + rng.normal(0, 0.3, bench.labels.shape), 0, 1)
+    sampled = load_target_files([shared_data / "alignment_targets" / "sampled_helpsteer2"],
+                                bench.attributes)
+    _assert_same(bench, pred, sampled)
+    fast = realign(bench, pred, targets)
+    pick = rng.choice(len(targets), size=25, replace=False)
+    counted, correct, _ = realign_loop(bench, pred, targets.take(pick))
+    np.testing.assert_array_equal(fast.counted[pick], counted)
+    np.testing.assert_array_equal(fast.correct[pick], correct)
+
+
+def test_helpsteer2_labels_bit_for_bit_with_float_norm(shared_data) -> None:
+    """Quarters are exact in binary: the reference's float norm equality gives the same sets."""
+    from engine.data import load_benchmark
+
+    bench = load_benchmark("helpsteer2", "eval", str(shared_data))
+    targets = load_target_files([shared_data / "alignment_targets" / "sampled_helpsteer2"],
+                                bench.attributes)
+    index = LabelIndex(bench, targets)
+    for t in range(len(targets)):
+        tgt = json.loads(targets.json(t))
+        cols = [bench.attributes.index(a) for a in tgt]
+        vec = np.array(list(tgt.values()))
+        for s in range(0, bench.n_scenarios, 7):
+            lo, hi = bench.offsets[s], bench.offsets[s + 1]
+            d = [np.linalg.norm(bench.labels[r, cols] - vec) for r in range(lo, hi)]
+            ref = 0 if len(set(d)) == 1 else sum(1 << i for i, x in enumerate(d) if x == min(d))
+            assert index.masks[s, index.factor.cell[t]] == ref
