@@ -84,6 +84,8 @@ SCORE_SCHEMA = with_version(
 PER_TARGET_SCHEMA = with_version(
     pa.schema(
         [
+            pa.field("set", pa.string(), nullable=False),
+            pa.field("name", pa.string()),
             pa.field("target", pa.string(), nullable=False),
             pa.field("n_attributes", pa.int32(), nullable=False),
             pa.field("accuracy", pa.float64()),

@@ -1,0 +1,122 @@
+"""``pluralign align``: answer a re-alignment query from the score cache alone.
+
+No model is called and nothing is scored: the scores must already be cached (by ``sweep``).
+Prints accuracy per target and the chosen response per scenario; ``--out`` writes them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jobs.common import (
+    add_benchmark_args,
+    add_target_args,
+    cache_dir,
+    finite_or_none,
+    load_splits,
+    progress,
+    resolve_target_sets,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("align", help="re-align targets from cached scores (no model calls)",
+                       description=__doc__)
+    add_benchmark_args(p)
+    p.add_argument("--scorer", default="ridge",
+                   help="scorer whose cached scores to use (as given to sweep)")
+    p.add_argument("--scorer-id", default=None,
+                   help="exact scorer identity (as printed by sweep), instead of --scorer")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
+    p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
+    p.add_argument("--samples", type=int, default=None, help="average the first N samples")
+    add_target_args(p, None)
+    p.add_argument("--target", action="append", default=[], metavar="JSON",
+                   help="an inline target (repeatable)")
+    p.add_argument("--show", type=int, default=10, help="chosen responses to print per target")
+    p.add_argument("--out", default=None,
+                   help="write per-scenario choices (.parquet) or everything (.json)")
+    p.set_defaults(func=run)
+
+
+def _identity(args: argparse.Namespace, bench: Any, train: Any) -> str:
+    if args.scorer_id:
+        return str(args.scorer_id)
+    from engine.scorers import get_scorer
+
+    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
+    return get_scorer(args.scorer, **options.get(args.scorer, {})).identity(bench, train)
+
+
+def _needs_train(args: argparse.Namespace) -> bool:
+    if args.scorer_id:
+        return False
+    from engine.scorers import get_scorer
+
+    return bool(get_scorer(args.scorer).needs_train)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.align import chosen_responses, realign
+    from engine.cache import ScoreCache
+    from engine.errors import InputError
+
+    specs = list(args.targets or []) + list(args.target)
+    if not specs:
+        raise InputError("no targets given", field="targets",
+                         hint="pass --target '{\"helpfulness\": 1}' or --targets FILE|all|...")
+    bench, train = load_splits(args, need_train=_needs_train(args))
+    ident = _identity(args, bench, train)
+    cache = ScoreCache(cache_dir(args.cache))
+    preds = cache.predictions(bench, ident, args.samples)
+    missing = int(np.isnan(preds).any(axis=1).sum())
+    if missing:
+        raise InputError(
+            f"the cache holds no complete scores of {ident} for {bench.identity} "
+            f"({missing} of {bench.n_responses} responses missing)",
+            file=str(cache.root), hint="run pluralign sweep with the same options first",
+        )
+    results: list[dict[str, Any]] = []
+    choice_rows: dict[str, list[Any]] = {"target": [], "scenario": [], "chosen": []}
+    for ts in resolve_target_sets(specs, bench, args.data):
+        res = realign(bench, preds, ts)
+        chosen = chosen_responses(bench, preds, ts) if len(ts) <= 5000 else None
+        for t in range(len(ts)):
+            text = ts.json(t)
+            acc = finite_or_none(float(res.accuracy[t]))
+            results.append({"set": ts.name, "target": text, "accuracy": acc,
+                            "counted": int(res.counted[t]), "correct": int(res.correct[t])})
+            acc_text = "undefined" if acc is None else f"{acc:.1f}"
+            print(f"{text}  accuracy {acc_text}  ({res.correct[t]}/{res.counted[t]})")
+            if chosen is not None:
+                _show(bench, chosen[:, t], args.show)
+                choice_rows["target"] += [text] * bench.n_scenarios
+                choice_rows["scenario"] += [s.id for s in bench.scenarios]
+                choice_rows["chosen"] += chosen[:, t].tolist()
+    if args.out:
+        _write(Path(args.out), bench, ident, results, choice_rows)
+    return 0
+
+
+def _show(bench: Any, chosen: np.ndarray, n: int) -> None:
+    for s in range(min(n, bench.n_scenarios)):
+        print(f"    {bench.scenarios[s].id}: response {int(chosen[s])}")
+    if bench.n_scenarios > n:
+        print(f"    ... {bench.n_scenarios - n} more scenarios")
+
+
+def _write(out: Path, bench: Any, ident: str, results: list[Any], rows: dict[str, Any]) -> None:
+    if out.suffix == ".json":
+        write_json_atomic(out, {"benchmark": bench.identity, "scorer": ident,
+                                "targets": results, "chosen": rows})
+    else:
+        import pyarrow as pa
+
+        write_parquet_atomic(out, pa.table(rows))
+    progress(f"wrote {out}")

@@ -1,0 +1,154 @@
+"""Pieces every command shares: benchmark and target-set arguments, the cache location,
+atomic report writing and progress lines on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.benchmark import Benchmark
+from engine.errors import InputError
+from engine.targets import TargetSet
+
+DEFAULT_SETS = ("all", "sampled", "high", "low")
+LLM_SCORERS = ("comparative-regression", "regression", "prompt-aligned", "unaligned")
+
+
+def add_benchmark_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", default="helpsteer2",
+                   help="helpsteer2, mic, synthetic[:S=..,R=..,A=..,L=..,seed=..] or a JSON file")
+    p.add_argument("--data", default=None,
+                   help="data folder (default: $PLURALIGN_DATA, then the user data dir)")
+    p.add_argument("--split", default="eval", help="split to evaluate (default: eval)")
+    p.add_argument("--train-split", default="train",
+                   help="split scorers learn or draw examples from (default: train)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
+    p.add_argument("--cache", default=None,
+                   help="score cache folder (default: $PLURALIGN_CACHE or the user cache dir)")
+
+
+def add_target_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -> None:
+    p.add_argument(
+        "--targets", nargs="+", default=list(default) if default else None, metavar="SET",
+        help="all, sampled, high, low, target JSON files or folders, or inline targets "
+             "('{\"helpfulness\": 1}' or helpfulness=1,verbosity=0)",
+    )
+
+
+def progress(message: str) -> None:
+    """One status line on stderr (stdout stays for results)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def cache_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if os.environ.get("PLURALIGN_CACHE"):
+        return Path(os.environ["PLURALIGN_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "pluralign" / "scores"
+
+
+def load_splits(args: argparse.Namespace, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
+    """The evaluated split (first --limit scenarios) and, when needed, the training split."""
+    from engine.data import load_benchmark
+
+    bench = load_benchmark(args.benchmark, args.split, args.data)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise InputError("--limit must be at least 1", field="limit")
+        bench = bench.subset(args.limit)
+    train = None
+    if need_train:
+        if args.train_split == args.split:
+            raise InputError("the training split must differ from the evaluated split",
+                             field="train-split", hint="evaluation splits are never for tuning")
+        train = load_benchmark(args.benchmark, args.train_split, args.data)
+    return bench, train
+
+
+def resolve_target_sets(
+    specs: Sequence[str], bench: Benchmark, data_dir: str | None
+) -> list[TargetSet]:
+    """Each --targets entry as a named set: published sets where the data has them."""
+    from engine.data import published_targets
+    from engine.targets import (
+        all_targets,
+        high_target,
+        load_target_files,
+        low_target,
+        parse_inline,
+        sampled_targets,
+    )
+
+    out: list[TargetSet] = []
+    inline: list[TargetSet] = []
+    for spec in specs:
+        if spec == "all":
+            out.append(all_targets(bench.attributes, bench.levels))
+        elif spec in ("sampled", "high", "low"):
+            found = published_targets(bench.name, spec, data_dir)
+            if found is None:
+                made = {"sampled": lambda: sampled_targets(bench.attributes, bench.levels),
+                        "high": lambda: high_target(bench.attributes),
+                        "low": lambda: low_target(bench.attributes)}[spec]()
+                found = made
+            out.append(found)
+        elif spec.lstrip().startswith(("{", "[")) or ("=" in spec and not Path(spec).exists()):
+            inline.append(parse_inline(spec, bench.attributes))
+        else:
+            out.append(load_target_files([spec], bench.attributes))
+    if inline:
+        from engine.targets import concat
+
+        out.append(concat(inline, "inline") if len(inline) > 1 else inline[0])
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, allow_nan=False, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def write_parquet_atomic(path: Path, table: Any) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON has no NaN: undefined figures are written as null."""
+    import math
+
+    return None if x is None or math.isnan(x) else float(x)

@@ -1,0 +1,41 @@
+"""Metrics against direct computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from engine.metrics import implicit_bias, regression_quality, summarize
+from engine.synthetic import noisy_predictions, synthetic_benchmark
+
+
+def test_summary_skips_undefined_and_groups_by_attribute_count() -> None:
+    acc = np.array([50.0, np.nan, 70.0, 100.0, 40.0])
+    n_attr = np.array([1, 0, 1, 2, 2])
+    s = summarize("x", acc, n_attr)
+    assert (s.n_targets, s.n_defined) == (5, 4)
+    assert s.mean == pytest.approx(65.0)
+    assert s.std == pytest.approx(np.std([50, 70, 100, 40]))
+    assert s.by_n_attributes == {1: (60.0, 10.0, 2), 2: (70.0, 30.0, 2)}
+    assert 0 not in s.by_n_attributes
+
+
+def test_implicit_bias_is_mean_label_of_chosen() -> None:
+    bench = synthetic_benchmark(6, (2, 3), 3, 5, seed=2)
+    chosen = np.array([1, 0, 1, 0, 1, 1])
+    bias = implicit_bias(bench, chosen)
+    rows = [bench.offsets[s] + c for s, c in enumerate(chosen)]
+    assert list(bias.values()) == pytest.approx(bench.labels[rows].mean(axis=0).tolist())
+
+
+def test_regression_quality_matches_scipy() -> None:
+    bench = synthetic_benchmark(40, (2, 2), 2, 5, seed=1)
+    pred = noisy_predictions(bench, 0.2, seed=1)
+    q = regression_quality(bench, pred)
+    for j, a in enumerate(bench.attributes):
+        assert q[a]["pearson_r"] == pytest.approx(stats.pearsonr(bench.labels[:, j],
+                                                                 pred[:, j])[0])
+        assert q[a]["mse"] == pytest.approx(np.mean((pred[:, j] - bench.labels[:, j]) ** 2))
+    const = regression_quality(bench, np.full_like(pred, 0.5))
+    assert np.isnan(const[bench.attributes[0]]["pearson_r"])
