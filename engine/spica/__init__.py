@@ -1,0 +1,33 @@
+"""SPICA (seed 000): scenario banks with disaggregated group ratings, group-informed retrieval,
+in-context alignment prompts and their evaluation. Formats and choices: docs/spica.md."""
+
+from engine.spica.authors import load_spica_layout
+from engine.spica.bank import ALL, ScenarioBank, make_bank
+from engine.spica.evaluate import GroupEvaluation, evaluate_retrieval
+from engine.spica.io import read_bank, write_bank
+from engine.spica.metrics import GroupNorms, group_norms, mismatch, pairwise_mismatch
+from engine.spica.prompts import SETUPS, AlignmentPrompt, build_prompt
+from engine.spica.retrieval import Retriever, Weights
+from engine.spica.synthetic import SyntheticConfig, synthetic_bank
+
+__all__ = [
+    "ALL",
+    "SETUPS",
+    "AlignmentPrompt",
+    "GroupEvaluation",
+    "GroupNorms",
+    "Retriever",
+    "ScenarioBank",
+    "SyntheticConfig",
+    "Weights",
+    "build_prompt",
+    "evaluate_retrieval",
+    "group_norms",
+    "load_spica_layout",
+    "make_bank",
+    "mismatch",
+    "pairwise_mismatch",
+    "read_bank",
+    "synthetic_bank",
+    "write_bank",
+]
