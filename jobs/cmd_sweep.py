@@ -48,33 +48,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def scored_predictions(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, str]:
-    """(bench, train, predictions (N, A), scorer identity), computing only what is missing."""
+def _make_scorer(args: argparse.Namespace) -> Any:
+    from engine.scorers import get_scorer
+
+    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
+    return get_scorer(args.scorer, **options.get(args.scorer, {}))
+
+
+def scored_predictions(
+    args: argparse.Namespace, bench: Any, train: Any, scorer: Any
+) -> tuple[np.ndarray, str]:
+    """(predictions (N, A), scorer identity), computing or sending only what is missing."""
     from engine.cache import ScoreCache
 
     cache = ScoreCache(cache_dir(args.cache))
-    if args.scorer in LLM_SCORERS:
-        try:
-            from jobs.llm_scoring import llm_scorer_identity, run_llm_scoring
-        except ImportError as e:
-            from engine.errors import PluralignError
+    if scorer is None:  # an LLM judge: the scheduler fills the cache, then we read it
+        from jobs.llm_scoring import llm_scorer_identity, run_llm_scoring
 
-            raise PluralignError(
-                f"LLM scorers need the distributed extra ({e}); pip install 'pluralign[distributed]'"
-            ) from None
-        bench, train = load_splits(args, need_train=not getattr(args, "zero_shot", False))
         run_llm_scoring(bench, train, args.scorer, args, cache)
         ident = llm_scorer_identity(bench, train, args.scorer, args)
-        return bench, train, cache.predictions(bench, ident, getattr(args, "samples", None)), ident
+        return cache.predictions(bench, ident, getattr(args, "samples", None)), ident
 
-    from engine.scorers import get_scorer, score_through_cache
+    from engine.scorers import score_through_cache
 
-    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
-    scorer = get_scorer(args.scorer, **options.get(args.scorer, {}))
-    bench, train = load_splits(args, need_train=scorer.needs_train)
     progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
     preds = score_through_cache(scorer, bench, cache, train=train)
-    return bench, train, preds, scorer.identity(bench, train)
+    return preds, scorer.identity(bench, train)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,9 +81,23 @@ def run(args: argparse.Namespace) -> int:
     from engine.metrics import regression_quality, summarize
 
     t0 = time.perf_counter()
-    bench, _, preds, ident = scored_predictions(args)
-    t_score = time.perf_counter() - t0
+    if args.scorer in LLM_SCORERS:
+        try:
+            import jobs.llm_scoring  # noqa: F401
+        except ImportError as e:
+            from engine.errors import PluralignError
+
+            raise PluralignError(f"LLM scorers need the distributed extra ({e}): "
+                                 "pip install 'pluralign[distributed]'") from None
+        scorer, need_train = None, not getattr(args, "zero_shot", False)
+    else:
+        scorer = _make_scorer(args)
+        need_train = bool(scorer.needs_train)
+    bench, train = load_splits(args, need_train=need_train)
+    # Resolve targets before scoring: a bad target file should fail in a second, not after.
     sets = resolve_target_sets(args.targets, bench, args.data)
+    preds, ident = scored_predictions(args, bench, train, scorer)
+    t_score = time.perf_counter() - t0
     summaries, rows = [], []
     t1 = time.perf_counter()
     for ts in sets:

@@ -1,0 +1,116 @@
+"""The command line end to end: sweep through the cache, align from the cache alone, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.cli import main
+
+SYN = "synthetic:S=30,R=2-3,A=3,L=5,seed=4"
+
+
+def _sweep(tmp_path: Path, *extra: str, out: str = "out") -> int:
+    return main(["sweep", "--benchmark", SYN, "--cache", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / out), *extra])
+
+
+def test_sweep_writes_summary_and_per_target(tmp_path: Path, capsys) -> None:
+    assert _sweep(tmp_path, "--scorer", "oracle", "--targets", "all", "high", "low") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    sets = {s["name"]: s for s in summary["sets"]}
+    assert sets["all"]["n_targets"] == 125 and sets["all"]["n_defined"] == 124
+    assert sets["all"]["mean"] == 100.0  # oracle scores are the labels
+    table = pq.read_table(tmp_path / "out" / "per_target.parquet").to_pandas()
+    assert {"target", "accuracy", "counted", "correct"} <= set(table.columns)
+    empty = table[(table["set"] == "all") & (table["target"] == "{}")]
+    assert len(empty) == 1 and empty["accuracy"].isna().all() and (empty["counted"] == 0).all()
+    assert "accuracy by number of target attributes" in capsys.readouterr().out
+    leftovers = [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_random_scorer_near_chance_and_align_reads_cache_only(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    assert _sweep(tmp_path, "--scorer", "random", "--targets", "all") == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert 20 < summary["sets"][0]["mean"] < 80
+    import engine.scorers as scorers
+
+    def boom(*a, **k):  # align must never score
+        raise AssertionError("align called a scorer")
+
+    monkeypatch.setattr(scorers, "score_through_cache", boom)
+    target = '{"a0": 1.0, "a2": 0.0}'
+    rc = main(["align", "--benchmark", SYN, "--cache", str(tmp_path / "cache"),
+               "--scorer", "random", "--target", target, "--out", str(tmp_path / "q.json")])
+    assert rc == 0
+    answer = json.loads((tmp_path / "q.json").read_text())
+    per = pq.read_table(tmp_path / "out" / "per_target.parquet").to_pandas()
+    row = per[per["target"] == target].iloc[0]
+    assert answer["targets"][0]["correct"] == row["correct"]
+    assert len(answer["chosen"]["scenario"]) == 30
+    assert set(answer["chosen"]["chosen"]) <= {0, 1, 2}
+
+
+def test_align_without_cached_scores_says_what_to_run(tmp_path: Path, capsys) -> None:
+    rc = main(["align", "--benchmark", SYN, "--cache", str(tmp_path / "empty"),
+               "--scorer", "oracle", "--target", "a0=1"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "pluralign sweep" in err and "Traceback" not in err
+
+
+def test_bad_target_file_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps({"a0": 1.5}))
+    rc = _sweep(tmp_path, "--scorer", "oracle", "--targets", str(bad))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "t.json" in err[0] and "a0" in err[0] and "[0, 1]" in err[0]
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="unknown attribute"):
+        main(["--debug", "sweep", "--benchmark", SYN, "--scorer", "oracle",
+              "--cache", str(tmp_path / "c"), "--targets", "nope=1", "--out", str(tmp_path)])
+
+
+def test_console_script_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "sweep" in out and "align" in out
+
+
+def test_sweep_second_run_hits_cache(tmp_path: Path, monkeypatch) -> None:
+    assert _sweep(tmp_path, "--scorer", "random", "--targets", "high") == 0
+    import engine.scorers as scorers
+
+    calls = []
+    real = scorers.get_scorer
+
+    def spy(*a, **k):
+        s = real(*a, **k)
+        orig = s.predict
+
+        def predict(bench):
+            calls.append(1)
+            return orig(bench)
+
+        s.predict = predict
+        return s
+
+    monkeypatch.setattr(scorers, "get_scorer", spy)
+    assert _sweep(tmp_path, "--scorer", "random", "--targets", "high", out="out2") == 0
+    assert calls == []
+    a = json.loads((tmp_path / "out" / "summary.json").read_text())["sets"][0]["mean"]
+    b = json.loads((tmp_path / "out2" / "summary.json").read_text())["sets"][0]["mean"]
+    assert np.isclose(a, b)
