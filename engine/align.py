@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -117,8 +118,8 @@ class LabelIndex:
     scorer. :meth:`for_targets` keeps the last few in memory.
     """
 
-    _memo: OrderedDict[str, LabelIndex] = OrderedDict()
-    _memo_size = 4
+    _memo: ClassVar[OrderedDict[str, LabelIndex]] = OrderedDict()
+    _memo_size: ClassVar[int] = 4
 
     def __init__(self, bench: Benchmark, targets: TargetSet) -> None:
         if targets.attributes != bench.attributes:
@@ -273,6 +274,30 @@ def chosen_responses(
     return chosen[:, index.factor.cell]
 
 
+def accuracy_from_choices(
+    bench: Benchmark, chosen: np.ndarray, targets: TargetSet,
+    *, index: LabelIndex | None = None,
+) -> AlignResult:
+    """Accuracy of scorers that pick a response per (scenario, target) themselves (prompt-
+    aligned, unaligned): ``chosen`` is (S, T) indices within each scenario, -1 where no answer
+    exists; such scenarios are left out of that target's count (the caller reports them)."""
+    index = index or LabelIndex.for_targets(bench, targets)
+    chosen = np.asarray(chosen, dtype=np.int64)
+    if chosen.shape != (bench.n_scenarios, len(targets)):
+        raise InputError(f"choices have shape {chosen.shape}, expected "
+                         f"{(bench.n_scenarios, len(targets))} (scenarios x targets)")
+    sizes = np.diff(bench.offsets)[:, None]
+    if np.any(chosen >= sizes):
+        s = int(np.argwhere(chosen >= sizes)[0][0])
+        raise InputError("a choice names a response the scenario does not have",
+                         record=f"scenario {bench.scenarios[s].id!r}")
+    masks = index.masks[:, index.factor.cell].astype(np.int64)
+    answered = (chosen >= 0) & (masks != 0)
+    hit = (masks >> np.maximum(chosen, 0)) & 1
+    return AlignResult(counted=answered.sum(axis=0).astype(np.int64),
+                       correct=(hit * answered).sum(axis=0).astype(np.int64))
+
+
 def label_distances(bench: Benchmark, targets: TargetSet) -> np.ndarray:
     """float64 (N, T): Euclidean label distance of every response to every target (exact
     integer sums, one rounding at the square root)."""
@@ -292,6 +317,7 @@ def max_distance(targets: TargetSet) -> np.ndarray:
 __all__ = [
     "AlignResult",
     "LabelIndex",
+    "accuracy_from_choices",
     "check_predictions",
     "chosen_responses",
     "label_distances",

@@ -41,6 +41,8 @@ class Benchmark:
     """The scenarios, in file order."""
     source: str = ""
     """Where it was loaded from (for error messages)."""
+    origin: str = ""
+    """For a subset: the identity of the benchmark it was cut from (see :attr:`identity`)."""
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
@@ -102,14 +104,19 @@ class Benchmark:
 
     @property
     def identity(self) -> str:
-        """Name used in cache keys: ``name/split@hash``."""
-        return f"{self.name}/{self.split}@{self.content_hash}"
+        """Name used in cache keys: ``name/split@hash``.
+
+        A subset keeps the identity of the benchmark it was cut from: its scenarios are the same
+        items, so scores cached by a ``--limit`` run serve the full run and the other way round.
+        """
+        return self.origin or f"{self.name}/{self.split}@{self.content_hash}"
 
     def subset(self, n: int) -> Benchmark:
-        """The first ``n`` scenarios (for quick runs)."""
-        return make_benchmark(
-            self.name, self.split, self.attributes, self.levels, self.scenarios[:n], self.source
-        )
+        """The first ``n`` scenarios (for quick runs), sharing this benchmark's cache keys."""
+        if n >= self.n_scenarios:
+            return self
+        return Benchmark(self.name, self.split, self.attributes, self.levels,
+                         self.scenarios[:n], self.source, origin=self.identity)
 
 
 def make_benchmark(

@@ -174,3 +174,22 @@ def test_helpsteer2_labels_bit_for_bit_with_float_norm(shared_data) -> None:
             d = [np.linalg.norm(bench.labels[r, cols] - vec) for r in range(lo, hi)]
             ref = 0 if len(set(d)) == 1 else sum(1 << i for i, x in enumerate(d) if x == min(d))
             assert index.masks[s, index.factor.cell[t]] == ref
+
+
+def test_accuracy_from_choices_equals_realign_of_the_same_choices() -> None:
+    bench = synthetic_benchmark(25, (2, 4), 3, 5, seed=5)
+    pred = noisy_predictions(bench, 0.3, seed=5)
+    targets = all_targets(bench.attributes, bench.levels)
+    from engine.align import accuracy_from_choices
+
+    chosen = chosen_responses(bench, pred, targets)
+    direct = realign(bench, pred, targets)
+    via = accuracy_from_choices(bench, chosen, targets)
+    np.testing.assert_array_equal(via.correct, direct.correct)
+    np.testing.assert_array_equal(via.counted, direct.counted)
+    chosen = chosen.astype(np.int64)
+    chosen[0, :] = -1  # no answer for the first scenario: left out, not counted wrong
+    missing = accuracy_from_choices(bench, chosen, targets)
+    assert np.all(missing.counted <= direct.counted)
+    with pytest.raises(InputError, match="does not have"):
+        accuracy_from_choices(bench, np.full_like(chosen, 9), targets)

@@ -114,3 +114,17 @@ def test_sweep_second_run_hits_cache(tmp_path: Path, monkeypatch) -> None:
     a = json.loads((tmp_path / "out" / "summary.json").read_text())["sets"][0]["mean"]
     b = json.loads((tmp_path / "out2" / "summary.json").read_text())["sets"][0]["mean"]
     assert np.isclose(a, b)
+
+
+def test_limit_run_shares_cache_with_full_run(tmp_path: Path, monkeypatch) -> None:
+    """Scores cached by a --limit run are reused by the full run (same items, same keys)."""
+    from engine.cache import ScoreCache
+    from engine.data import load_benchmark
+    from engine.scorers import get_scorer
+
+    assert _sweep(tmp_path, "--scorer", "random", "--targets", "high", "--limit", "10") == 0
+    bench = load_benchmark(SYN, "eval")
+    ident = get_scorer("random", seed=0).identity(bench, None)
+    preds = ScoreCache(tmp_path / "cache").predictions(bench, ident)
+    done = ~np.isnan(preds).any(axis=1)
+    assert done.sum() == bench.offsets[10]  # exactly the first 10 scenarios' responses

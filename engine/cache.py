@@ -1,0 +1,515 @@
+"""The score cache: every attribute score computed, as append-only Parquet parts keyed by content.
+
+A row's key hashes (benchmark, scenario, response, attribute, scorer identity, sample). Each
+append writes one new part under a temporary name and renames it; existing parts are never
+rewritten, so concurrent appenders from many processes cannot clobber each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine.benchmark import Benchmark
+from engine.errors import CacheSchemaError, InputError, PluralignError
+from schemas.arrow import SCHEMA_VERSION, SCORE_SCHEMA, schema_version_of
+from schemas.records import ScoreRecord
+
+CACHE_KIND = "scores"
+"""The ``pluralign.kind`` every score part carries."""
+PART_GLOB = "part-*.parquet"
+_TMP_PREFIX = ".tmp-"
+_INDEX_COLUMNS = (
+    "key", "benchmark", "scenario", "response", "attribute", "scorer", "sample", "score", "error",
+)
+_TEXT_COLUMNS = ("reasoning", "meta")
+_KEY_FIELDS = ("benchmark", "scenario", "response", "attribute", "scorer", "sample")
+
+Samples = int | Sequence[int] | None
+"""Which sample indices to use: the first n (int), these ones (sequence), or all (None)."""
+
+
+class CacheCorruptError(PluralignError):
+    """A cache part cannot be read (truncated or not Parquet); the message names the file."""
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON text with sorted keys and no whitespace: equal settings give equal text."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def _plain(obj: Any) -> Any:
+    # Identity hashes must not depend on container types or numpy scalar types.
+    if obj is None or isinstance(obj, (bool, str, int)):
+        return obj
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"setting value {obj!r} is not finite")
+        return obj
+    if isinstance(obj, np.generic):
+        return _plain(obj.item())
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return sorted((_plain(v) for v in obj), key=canonical_json)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"setting of type {type(obj).__name__} cannot go into a cache key")
+
+
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+"""JSON string literal without ASCII escaping, as ``json.dumps(s, ensure_ascii=False)``."""
+
+
+def scorer_identity(name: str, settings: Mapping[str, Any]) -> str:
+    """``name#hash``: the hash covers every setting that changes the scorer's answers."""
+    digest = hashlib.sha256(canonical_json(settings).encode()).hexdigest()[:12]
+    return f"{name}#{digest}"
+
+
+def score_key(
+    benchmark: str, scenario: str, response: int, attribute: str, scorer: str, sample: int
+) -> str:
+    """Content address of one score row: SHA-256 hex of exactly the key fields."""
+    # The canonical_json text of the six fields (keys sorted), built directly: this runs once
+    # per cached row, and the generic walk costs several times more.
+    q = _quote
+    text = (
+        f'{{"attribute":{q(attribute)},"benchmark":{q(benchmark)},"response":{int(response)},'
+        f'"sample":{int(sample)},"scenario":{q(scenario)},"scorer":{q(scorer)}}}'
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ScoreFailure:
+    """An item that produced no score: stored as a row with ``error`` set and no score."""
+
+    benchmark: str
+    """Benchmark identity."""
+    scenario: str
+    """Scenario id."""
+    response: int
+    """Response index within the scenario."""
+    attribute: str
+    """Attribute name."""
+    scorer: str
+    """Scorer identity."""
+    sample: int
+    """Sample index."""
+    error: str
+    """Why it failed (never containing secrets)."""
+    meta: Mapping[str, str] = field(default_factory=dict)
+    """Free-form provenance; never part of the key."""
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def _row_of(obj: ScoreRecord | ScoreFailure | Mapping[str, Any], pos: int) -> dict[str, Any]:
+    if isinstance(obj, ScoreRecord):
+        raw: dict[str, Any] = {f: getattr(obj, f) for f in _KEY_FIELDS}
+        raw.update(score=obj.score, reasoning=obj.reasoning or None, error=None, meta=obj.meta)
+    elif isinstance(obj, ScoreFailure):
+        raw = {f: getattr(obj, f) for f in _KEY_FIELDS}
+        raw.update(score=None, reasoning=None, error=obj.error, meta=obj.meta)
+    elif isinstance(obj, Mapping):
+        raw = dict(obj)
+    else:
+        raise InputError(f"not a score record: {type(obj).__name__}", record=pos)
+    return _checked_row(raw, pos)
+
+
+def _checked_row(raw: dict[str, Any], pos: int) -> dict[str, Any]:
+    for f in ("benchmark", "scenario", "attribute", "scorer"):
+        if not isinstance(raw.get(f), str) or not raw[f]:
+            raise InputError("must be a non-empty string", record=pos, field=f)
+    for f in ("response", "sample"):
+        v = raw.get(f)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise InputError(f"must be an integer >= 0, got {v!r}", record=pos, field=f)
+    score, error = raw.get("score"), raw.get("error")
+    if error is not None and (not isinstance(error, str) or not error):
+        raise InputError("must be a non-empty string or None", record=pos, field="error")
+    if (score is None) == (error is None):
+        raise InputError("a row has either a score or an error, not both or neither",
+                         record=pos, field="score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))
+                              or not math.isfinite(score)):
+        raise InputError(f"score {score!r} is not a finite number", record=pos, field="score")
+    key = score_key(*(raw[f] for f in _KEY_FIELDS))
+    if raw.get("key") not in (None, key):
+        raise InputError("key does not match the key fields", record=pos, field="key",
+                         hint="build keys with engine.cache.score_key")
+    meta = raw.get("meta")
+    return {
+        "key": key, **{f: raw[f] for f in _KEY_FIELDS},
+        "response": int(raw["response"]), "sample": int(raw["sample"]),
+        "score": None if score is None else float(score),
+        "reasoning": raw.get("reasoning") or None, "error": error,
+        "meta": canonical_json(meta) if isinstance(meta, Mapping) and meta else (meta or None),
+    }
+
+
+def _rows_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    cols = {f.name: [r[f.name] for r in rows] for f in SCORE_SCHEMA}
+    return pa.table(cols, schema=SCORE_SCHEMA)
+
+
+# ---------------------------------------------------------------------------- parts
+
+
+def _new_part_name(stamp: int | None = None) -> str:
+    # Sorting part names sorts by creation time: the order that decides "latest wins".
+    ts = time.time_ns() if stamp is None else stamp
+    return f"part-{ts:020d}-{os.getpid():07d}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def _stamp_of(name: str) -> int:
+    try:
+        return int(name.split("-")[1])
+    except (IndexError, ValueError):
+        return 0  # not one of our names: treat as oldest
+
+
+def _write_part(root: Path, table: pa.Table, name: str) -> Path:
+    """Write ``table`` to ``root/name`` atomically: a temporary file renamed into place."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{_TMP_PREFIX}{name}.tmp"
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, root / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return root / name
+
+
+def _check_schema(path: Path) -> None:
+    try:
+        schema = pq.read_schema(path)
+    except FileNotFoundError:
+        raise  # compacted away meanwhile: the caller skips it
+    except (pa.ArrowException, OSError) as e:
+        raise CacheCorruptError(
+            f"{path}: not a readable score-cache part ({e}); move it out of the cache directory"
+        ) from None
+    version, kind = schema_version_of(schema)
+    if version != SCHEMA_VERSION or kind != CACHE_KIND:
+        raise CacheSchemaError(
+            f"{path}: written with {kind or 'no'} schema version {version or '(none)'}, "
+            f"this pluralign reads {CACHE_KIND} schema version {SCHEMA_VERSION} "
+            "(move the old cache aside or score into a new cache directory)"
+        )
+
+
+def _read_columns(path: Path, columns: Sequence[str]) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=list(columns))
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        raise CacheCorruptError(
+            f"{path}: not a readable score-cache part ({e}); move it out of the cache directory"
+        ) from None
+
+
+# ---------------------------------------------------------------------------- index
+
+
+class _Index:
+    """In-memory key columns of every part of one cache directory, refreshed on new parts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lock = threading.RLock()
+        self.parts: dict[str, pa.Table] = {}
+        self.table: pa.Table | None = None
+        self.part_of = np.zeros(0, dtype=np.int64)
+        self.row_of = np.zeros(0, dtype=np.int64)
+        self.names: list[str] = []
+        self.version = 0
+        self.resolved: dict[tuple[str | None, str | None], tuple[int, pa.Table, pa.Table]] = {}
+        self._rebuild()
+
+    def listing(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.glob(PART_GLOB) if p.is_file())
+
+    def refresh(self) -> None:
+        with self.lock:
+            names = self.listing()
+            if names == self.names:
+                return
+            for n in set(self.parts) - set(names):
+                del self.parts[n]  # removed by a compaction elsewhere
+            for n in names:
+                if n not in self.parts:
+                    path = self.root / n
+                    try:
+                        _check_schema(path)
+                        self.parts[n] = _read_columns(path, _INDEX_COLUMNS)
+                    except FileNotFoundError:
+                        continue  # compacted away between listing and reading
+            self._rebuild()
+
+    def add(self, name: str, table: pa.Table) -> None:
+        with self.lock:
+            self.parts[name] = table.select(list(_INDEX_COLUMNS))
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.names = sorted(self.parts)
+        tables = [self.parts[n] for n in self.names]
+        sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
+        self.table = (pa.concat_tables(tables) if tables
+                      else SCORE_SCHEMA.empty_table().select(list(_INDEX_COLUMNS)))
+        self.part_of = np.repeat(np.arange(len(tables), dtype=np.int64), sizes)
+        starts = np.cumsum(sizes) - sizes
+        self.row_of = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(starts, sizes)
+        self.version += 1
+        self.resolved.clear()
+
+    def resolve(self, benchmark: str | None, scorer: str | None) -> tuple[pa.Table, pa.Table]:
+        """(successes, failures): the latest success per key; the latest failure per key that
+        has no success. Each table has the index columns plus ``_pos`` (global row)."""
+        self.refresh()
+        with self.lock:
+            hit = self.resolved.get((benchmark, scorer))
+            if hit is not None and hit[0] == self.version:
+                return hit[1], hit[2]
+            assert self.table is not None
+            table = self.table.append_column("_pos", pa.array(np.arange(self.table.num_rows)))
+            mask = None
+            if benchmark is not None:
+                mask = pc.equal(table["benchmark"], benchmark)
+            if scorer is not None:
+                m = pc.equal(table["scorer"], scorer)
+                mask = m if mask is None else pc.and_(mask, m)
+            if mask is not None:
+                table = table.filter(mask)
+            ok, bad = _latest_per_key(table)
+            self.resolved[(benchmark, scorer)] = (self.version, ok, bad)
+            return ok, bad
+
+
+def _latest_per_key(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    # Rows are in part-name order (creation time), so the last occurrence is the latest.
+    codes = np.asarray(pc.dictionary_encode(table["key"].combine_chunks()).indices)
+    success = np.asarray(pc.is_null(table["error"]).to_numpy(zero_copy_only=False), dtype=bool)
+    n = len(codes)
+
+    def last_rows(sel: np.ndarray) -> np.ndarray:
+        rows = np.flatnonzero(sel)
+        if rows.size == 0:
+            return rows
+        _, first_rev = np.unique(codes[rows][::-1], return_index=True)
+        return np.sort(rows[::-1][first_rev])
+
+    ok_rows = last_rows(success)
+    done = np.zeros(int(codes.max()) + 1 if n else 0, dtype=bool)
+    done[codes[ok_rows]] = True
+    bad_rows = last_rows(~success & ~done[codes] if n else success)
+    return table.take(pa.array(ok_rows)), table.take(pa.array(bad_rows))
+
+
+_INDEXES: dict[Path, _Index] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def _index_for(root: Path) -> _Index:
+    with _INDEXES_LOCK:
+        key = root.resolve()
+        if key not in _INDEXES:
+            _INDEXES[key] = _Index(root)
+        return _INDEXES[key]
+
+
+# ---------------------------------------------------------------------------- the cache
+
+
+class ScoreCache:
+    """A directory of score parts. Opening it checks every part's schema version."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        """The cache directory (created on the first append)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError("the score cache must be a directory", file=self.root)
+        self._index = _index_for(self.root)
+        self._index.refresh()
+
+    def parts(self) -> list[Path]:
+        """The visible part files, oldest first."""
+        return [self.root / n for n in self._index.listing()]
+
+    def append(
+        self,
+        records: Iterable[ScoreRecord | ScoreFailure | Mapping[str, Any]],
+        failures: Iterable[ScoreFailure] = (),
+    ) -> Path | None:
+        """Write ``records`` and ``failures`` as ONE new part; None when both are empty.
+
+        A mapping is a row of :data:`schemas.arrow.SCORE_SCHEMA` (``key`` optional; a failure
+        has ``error`` set and ``score`` None). Bad rows raise before anything is written.
+        """
+        items = [*records, *failures]
+        if not items:
+            return None
+        table = _rows_table([_row_of(r, i) for i, r in enumerate(items)])
+        name = _new_part_name()
+        path = _write_part(self.root, table, name)
+        self._index.add(name, table)
+        return path
+
+    def completed_keys(self, benchmark: str | None = None, scorer: str | None = None) -> set[str]:
+        """Keys with a successful score (a failed item is not complete: a rerun retries it)."""
+        ok, _ = self._index.resolve(benchmark, scorer)
+        return set(ok["key"].to_pylist())
+
+    def failed(self, benchmark: str | None = None, scorer: str | None = None) -> pa.Table:
+        """The latest failure of each key that never succeeded (key columns and ``error``)."""
+        _, bad = self._index.resolve(benchmark, scorer)
+        return bad.drop_columns(["_pos", "score"])
+
+    def read(self, benchmark: str, scorer: str, *, text: bool = False) -> pa.Table:
+        """The latest successful row per key of one benchmark and scorer, in write order.
+
+        ``text=True`` adds the ``reasoning`` and ``meta`` columns (read from disk on demand).
+        """
+        ok, _ = self._index.resolve(benchmark, scorer)
+        out = ok.drop_columns(["_pos", "error"])
+        if not text:
+            return out
+        with self._index.lock:
+            return _with_text(out, self._index, np.asarray(ok["_pos"]))
+
+    def predictions(self, bench: Benchmark, scorer: str, samples: Samples = None) -> np.ndarray:
+        """float64 (N, A): mean score over the chosen samples; NaN where none is cached."""
+        sums, counts = self._accumulate(bench, scorer, samples)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    def missing(
+        self, bench: Benchmark, scorer: str, samples: int | Sequence[int] = 1
+    ) -> list[tuple[str, int, str, int]]:
+        """(scenario id, response, attribute, sample) of every score not cached yet."""
+        wanted = list(range(samples)) if isinstance(samples, int) else sorted(set(samples))
+        present = self._presence(bench, scorer, wanted)
+        ids = [s.id for s in bench.scenarios]
+        out = []
+        for row, a, j in np.argwhere(~present):
+            s = int(bench.scenario_of[row])
+            out.append((ids[s], int(bench.response_index[row]), bench.attributes[a], wanted[j]))
+        return out
+
+    def compact(self) -> Path | None:
+        """Merge every visible part into one (latest success per key, plus unresolved
+        failures), written atomically before the merged parts are removed."""
+        self._index.refresh()
+        with self._index.lock:
+            ok, bad = self._index.resolve(None, None)
+            names = list(self._index.names)
+            if len(names) < 2:
+                return None
+            pos = np.sort(np.concatenate([np.asarray(ok["_pos"]), np.asarray(bad["_pos"])]))
+            assert self._index.table is not None
+            full = _with_text(self._index.table.take(pa.array(pos)), self._index, pos)
+            table = full.select([f.name for f in SCORE_SCHEMA]).cast(SCORE_SCHEMA)
+            # Keep the oldest merged stamp so parts appended meanwhile still sort as newer.
+            name = _new_part_name(min(_stamp_of(n) for n in names))
+            path = _write_part(self.root, table, name)
+            for n in names:
+                (self.root / n).unlink(missing_ok=True)
+            self._index.refresh()
+            return path
+
+    # -- internals ---------------------------------------------------------------------
+    def _located(self, bench: Benchmark, scorer: str) -> tuple[np.ndarray, ...]:
+        """(flat response row, attribute column, sample, score) of every cached success."""
+        ok, _ = self._index.resolve(bench.identity, scorer)
+        ids = pa.array([s.id for s in bench.scenarios], pa.string())
+        sidx = pc.index_in(ok["scenario"], value_set=ids).to_numpy(zero_copy_only=False)
+        aidx = pc.index_in(ok["attribute"], value_set=pa.array(list(bench.attributes))
+                           ).to_numpy(zero_copy_only=False)
+        resp = np.asarray(ok["response"], dtype=np.int64)
+        sample = np.asarray(ok["sample"], dtype=np.int64)
+        score = np.asarray(ok["score"], dtype=np.float64)
+        known = ~(np.isnan(sidx.astype(np.float64)) | np.isnan(aidx.astype(np.float64)))
+        s = np.nan_to_num(sidx.astype(np.float64)).astype(np.int64)
+        counts = np.diff(bench.offsets)
+        known &= resp < counts[s]  # a response index the benchmark does not have
+        row = bench.offsets[s] + resp
+        a = np.nan_to_num(aidx.astype(np.float64)).astype(np.int64)
+        return row[known], a[known], sample[known], score[known]
+
+    def _accumulate(
+        self, bench: Benchmark, scorer: str, samples: Samples
+    ) -> tuple[np.ndarray, np.ndarray]:
+        row, a, sample, score = self._located(bench, scorer)
+        keep = _sample_mask(sample, samples)
+        shape = (bench.n_responses, len(bench.attributes))
+        flat = row[keep] * shape[1] + a[keep]
+        sums = np.bincount(flat, weights=score[keep], minlength=shape[0] * shape[1])
+        counts = np.bincount(flat, minlength=shape[0] * shape[1])
+        return sums.reshape(shape), counts.reshape(shape)
+
+    def _presence(self, bench: Benchmark, scorer: str, wanted: list[int]) -> np.ndarray:
+        row, a, sample, _ = self._located(bench, scorer)
+        present = np.zeros((bench.n_responses, len(bench.attributes), len(wanted)), dtype=bool)
+        col = {s: j for j, s in enumerate(wanted)}
+        j = np.array([col.get(int(x), -1) for x in sample], dtype=np.int64)
+        keep = j >= 0
+        present[row[keep], a[keep], j[keep]] = True
+        return present
+
+
+def _sample_mask(sample: np.ndarray, samples: Samples) -> np.ndarray:
+    if samples is None:
+        return np.ones(sample.shape, dtype=bool)
+    if isinstance(samples, (int, np.integer)):
+        if samples < 1:
+            raise InputError(f"samples must be at least 1, got {samples}", field="samples")
+        return sample < int(samples)
+    return np.isin(sample, np.asarray(list(samples), dtype=np.int64))
+
+
+def _with_text(table: pa.Table, index: _Index, pos: np.ndarray) -> pa.Table:
+    """``table`` (rows at global positions ``pos``) plus reasoning and meta read from disk."""
+    cols: dict[str, list[Any]] = {c: [None] * len(pos) for c in _TEXT_COLUMNS}
+    parts = index.part_of[pos]
+    for p in np.unique(parts):
+        where = np.flatnonzero(parts == p)
+        text = _read_columns(index.root / index.names[int(p)], _TEXT_COLUMNS)
+        picked = text.take(pa.array(index.row_of[pos[where]]))
+        for c in _TEXT_COLUMNS:
+            values = picked[c].to_pylist()
+            for i, v in zip(where.tolist(), values, strict=True):
+                cols[c][i] = v
+    for c in _TEXT_COLUMNS:
+        table = table.append_column(c, pa.array(cols[c], pa.string()))
+    return table
