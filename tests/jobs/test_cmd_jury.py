@@ -1,0 +1,164 @@
+"""``pluralign jury`` and ``pluralign distribution`` end to end: tables, summary, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from engine.juries import load_jury
+from engine.jury_eval import JuryConfig, evaluate_jury
+from engine.synthetic import noisy_predictions
+from jobs.cli import main
+from schemas.arrow import schema_version_of
+
+SYN = "synthetic:S=30,R=2-3,A=3,L=5,seed=4"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+GROUPS = {"groups": [
+    {"name": "high", "jurors": [{"id": "a", "target": {"a0": 1, "a1": 1}},
+                                {"id": "b", "target": {"a0": 1}, "weight": 2},
+                                {"id": "none", "target": {"a2": 0.5}}]},
+    {"name": "low", "distribution": [{"target": {"a0": 0, "a2": 0}, "weight": 3},
+                                     {"target": {"a1": 0.25}, "weight": 1}]},
+]}
+
+
+@pytest.fixture
+def stub_scores(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Scores without a scorer: the synthetic benchmark's labels plus seeded noise."""
+    import jobs.cmd_jury
+
+    def scored(args: Any) -> tuple[Any, np.ndarray, str]:
+        from engine.data import load_benchmark
+
+        bench = load_benchmark(args.benchmark, args.split, args.data)
+        return bench, noisy_predictions(bench, 0.2, 0), "stub"
+
+    monkeypatch.setattr(jobs.cmd_jury, "predictions", scored)
+    return scored
+
+
+def _groups(tmp_path: Path, data: Any = GROUPS) -> Path:
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_jury_writes_tables_and_summary(tmp_path: Path, capsys: Any, stub_scores: Any) -> None:
+    out = tmp_path / "out"
+    rc = main(["jury", "--benchmark", SYN, "--groups", str(_groups(tmp_path)),
+               "--alpha", "0,1,inf", "--bootstrap", "200", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "w(a=inf)" in printed and "collective" in printed and "gap utility" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["alphas"] == [0.0, 1.0, "inf"]
+    assert summary["excluded_empty_target"] == 1
+    names = [r["group"] for r in summary["groups"]]
+    assert names == ["high", "low", "ALL"]
+    # The files agree with the engine run directly on the same inputs.
+    from engine.data import load_benchmark
+
+    bench = load_benchmark(SYN, "eval", None)
+    jury = load_jury(_groups(tmp_path), bench.attributes, bench.levels)
+    direct = evaluate_jury(bench, noisy_predictions(bench, 0.2, 0), jury,
+                           JuryConfig(alphas=(0.0, 1.0, math.inf), n_bootstrap=200))
+    groups = pq.read_table(out / "groups.parquet")
+    assert schema_version_of(groups.schema)[1] == "jury_groups"
+    np.testing.assert_allclose(groups.column("welfare_ainf").to_numpy(),
+                               direct.means[:, direct.metrics.index("welfare_ainf")])
+    assert groups.column("n_excluded").to_pylist() == [1, 0, 1]
+    jurors = pq.read_table(out / "jurors.parquet").to_pylist()
+    assert [j["juror"] for j in jurors] == ["high/a", "high/b", "high/none", "low/0", "low/1"]
+    assert jurors[2]["excluded"] and jurors[2]["utility"] is None
+    scen = pq.read_table(out / "scenarios.parquet")
+    assert scen.num_rows == 30 * 3
+    sel = pq.read_table(out / "selection.parquet").to_pylist()
+    assert len(sel) == 3 * 3 and all(r["welfare_optimal"] <= r["oracle"] + 1e-12 for r in sel)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_group_file_is_one_clear_line(tmp_path: Path, capsys: Any,
+                                          stub_scores: Any) -> None:
+    bad = _groups(tmp_path, {"groups": [{"name": "x", "jurors": [{"target": {"a7": 1}}]}]})
+    rc = main(["jury", "--benchmark", SYN, "--groups", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "groups.json" in err[0] and "a7" in err[0] and "groups[0]" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_alpha_is_one_clear_line(tmp_path: Path, capsys: Any, stub_scores: Any) -> None:
+    rc = main(["jury", "--benchmark", SYN, "--groups", str(_groups(tmp_path)),
+               "--alpha", "0,-2", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "alpha" in capsys.readouterr().err
+
+
+def test_jury_through_the_real_score_cache(tmp_path: Path, capsys: Any) -> None:
+    scorers = pytest.importorskip("engine.scorers")
+    if not hasattr(scorers, "score_through_cache"):
+        pytest.skip("engine.scorers is not complete yet")
+    out = tmp_path / "out"
+    rc = main(["jury", "--benchmark", SYN, "--scorer", "oracle", "--cache",
+               str(tmp_path / "cache"), "--groups", str(_groups(tmp_path)), "--bootstrap", "0",
+               "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    # Oracle scores are the labels: every juror gets a label-closest response.
+    for row in summary["groups"]:
+        assert row["accuracy"] == 100.0
+    sel = {(r["group"], r["alpha"]): r for r in summary["selection"]}
+    assert all(r["optimal_hit"] == 1.0 for r in sel.values())
+    # From the cache alone, by identity: the same figures, no scoring.
+    import engine.scorers
+
+    def boom(*a: Any, **k: Any) -> None:
+        raise AssertionError("scored again")
+
+    again = tmp_path / "again"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine.scorers, "score_through_cache", boom)
+        rc = main(["jury", "--benchmark", SYN, "--scorer-id", summary["scorer"], "--cache",
+                   str(tmp_path / "cache"), "--groups", str(_groups(tmp_path)), "--bootstrap",
+                   "0", "--out", str(again)])
+    assert rc == 0
+    assert json.loads((again / "summary.json").read_text())["groups"] == summary["groups"]
+
+
+def test_scorer_id_missing_from_cache_says_what_to_run(tmp_path: Path, capsys: Any) -> None:
+    scorers = pytest.importorskip("engine.scorers")
+    if not hasattr(scorers, "score_through_cache"):
+        pytest.skip("engine.scorers is not complete yet")
+    rc = main(["jury", "--benchmark", SYN, "--scorer-id", "nobody#123", "--cache",
+               str(tmp_path / "empty"), "--groups", str(_groups(tmp_path)), "--out",
+               str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pluralign sweep" in err and err.count("\n") == 1
+
+
+def test_distribution_command(tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "d"
+    rc = main(["distribution", "--file", str(EXAMPLES / "distributions.json"),
+               "--shuffles", "20", "--out", str(out)])
+    assert rc == 0
+    assert "JS shuffled" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["pairs"]) == 4 and set(summary["group_entropy"]) == {"US", "JP"}
+    table = pq.read_table(out / "distribution.parquet")
+    assert table.num_rows == 2 * 2 + 2 * 1
+    assert schema_version_of(table.schema)[1] == "distribution"
+
+
+def test_bad_distribution_file_is_one_clear_line(tmp_path: Path, capsys: Any) -> None:
+    bad = tmp_path / "dist.json"
+    bad.write_text(json.dumps({"questions": [{"id": "q", "options": ["a", "b"],
+                                              "groups": {"G": {"probabilities": [0.9, 0.9]}}}]}))
+    rc = main(["distribution", "--file", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and "dist.json" in err[0] and "groups.G.probabilities" in err[0]
