@@ -1,0 +1,345 @@
+"""Ray actors hosting backends, and a pool that spreads batches over them by in-flight count.
+
+The pool also takes plain in-process backends (no Ray needed). With Ray actors it survives actor
+death: the dead actor is replaced in the background and its batch goes to another actor, so every
+request still gets exactly one result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engine.backend import (
+    Backend,
+    Failure,
+    FailureKind,
+    GenerationRequest,
+    GenerationResult,
+    backend_class,
+)
+
+log = logging.getLogger(__name__)
+
+
+class BackendHost:
+    """Actor body: builds its backend from (registered name, config) inside the actor process.
+
+    The constructor is cheap (nothing imported or connected); ``start`` does the slow part, so a
+    caller can bound it with a timeout.
+    """
+
+    def __init__(self, backend_name: str, config: Any) -> None:
+        self._backend_name = backend_name
+        self._config = config
+        self._backend: Any = None
+
+    async def start(self) -> None:
+        if self._backend is None:
+            backend = backend_class(self._backend_name)(self._config)
+            if hasattr(backend, "start"):
+                await backend.start()
+            self._backend = backend
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        await self.start()
+        results: list[GenerationResult] = await self._backend.generate(requests)
+        return results
+
+    async def close(self) -> None:
+        if self._backend is not None:
+            await self._backend.close()
+            self._backend = None
+
+    def ping(self) -> str:
+        return self._backend_name
+
+
+class ApiClientActor(BackendHost):
+    """Async actor around OpenAIBackend (``api_client_actors`` applies ``ray.remote``)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("openai", config)
+
+
+class VLLMReplicaActor(BackendHost):
+    """Async actor around VLLMBackend; give it ``num_gpus`` = tensor_parallel_size."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("vllm", config)
+
+
+class SlotDied(Exception):
+    """The worker behind a slot is gone (or broke); the batch must go elsewhere."""
+
+
+class _Slot:
+    """One place batches go: an in-process backend or a (restartable) Ray actor."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.in_flight = 0
+        self.ready = asyncio.Event()
+        self.retired = False
+        self.generation = 0
+
+    async def start(self) -> None:
+        self.ready.set()
+
+    async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        raise NotImplementedError
+
+    async def replace(self) -> None:
+        """Bring up a fresh worker after a death (default: cannot, so retire)."""
+        self.retired = True
+
+    async def close(self) -> None:
+        return None
+
+
+class _LocalSlot(_Slot):
+    def __init__(self, index: int, backend: Backend) -> None:
+        super().__init__(index)
+        self.backend = backend
+
+    async def start(self) -> None:
+        if hasattr(self.backend, "start"):
+            await self.backend.start()
+        self.ready.set()
+
+    async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        try:
+            return await self.backend.generate(requests)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the protocol forbids raising; treat it as a broken worker
+            raise SlotDied(f"backend {self.index} raised {type(e).__name__}") from e
+
+    async def replace(self) -> None:
+        self.ready.set()  # nothing to restart in-process; keep serving, reroutes are bounded
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+class _RaySlot(_Slot):
+    def __init__(self, index: int, make_actor: Callable[[], Any], start_timeout: float) -> None:
+        super().__init__(index)
+        self.make_actor = make_actor
+        self.start_timeout = start_timeout
+        self.actor: Any = None
+
+    async def start(self) -> None:
+        import ray
+
+        actor = self.make_actor()
+        try:
+            await asyncio.wait_for(actor.start.remote(), self.start_timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):  # do not leave a half-started actor behind
+                ray.kill(actor, no_restart=True)
+            raise
+        self.actor = actor
+        self.ready.set()
+
+    async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        import ray.exceptions as rex
+
+        try:
+            results: list[GenerationResult] = await self.actor.generate.remote(list(requests))
+            return results
+        except rex.RayError as e:  # dead, unreachable, or raised inside: replace it, reroute
+            raise SlotDied(f"actor {self.index} failed: {type(e).__name__}") from e
+
+    async def replace(self) -> None:
+        import ray
+
+        old, self.actor = self.actor, None
+        if old is not None:
+            with contextlib.suppress(Exception):  # already gone: nothing to release
+                ray.kill(old, no_restart=True)
+        try:
+            await self.start()
+        except Exception as e:
+            log.warning("actor %d could not be replaced (%s); retiring it", self.index,
+                        type(e).__name__)
+            self.retired = True
+            self.ready.set()
+
+    async def close(self) -> None:
+        if self.actor is not None:
+            import ray
+
+            with contextlib.suppress(Exception):  # a dead actor has nothing to close
+                await asyncio.wait_for(self.actor.close.remote(), 10)
+            ray.kill(self.actor, no_restart=True)
+            self.actor = None
+
+
+class BackendPool:
+    """Dispatch batches to the least-busy worker; reroute on worker death; one result per request.
+
+    ``FATAL_REPLICA`` results from a live backend (bad key, dead engine) are returned as they are:
+    the scheduler decides. Only a worker that cannot answer at all is rerouted around.
+    """
+
+    def __init__(self, slots: Sequence[_Slot], *, max_reroutes: int = 3) -> None:
+        if not slots:
+            raise ValueError("a pool needs at least one backend")
+        self._slots = list(slots)
+        self._max_reroutes = max_reroutes
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started: asyncio.Future[Any] | None = None
+        self.reroutes = 0
+        """Batches sent again after a worker died (for progress reports and tests)."""
+
+    @classmethod
+    def of_backends(cls, backends: Sequence[Backend], *, max_reroutes: int = 3) -> BackendPool:
+        """A pool over in-process backends (no Ray)."""
+        return cls([_LocalSlot(i, b) for i, b in enumerate(backends)], max_reroutes=max_reroutes)
+
+    @classmethod
+    def of_actors(cls, make_actor: Callable[[], Any], size: int, *, max_reroutes: int = 3,
+                  start_timeout: float = 600.0) -> BackendPool:
+        """``size`` Ray actors from ``make_actor()`` (called again to replace a dead one); each
+        must offer ``start``, ``generate`` and ``close`` remote methods, like BackendHost."""
+        return cls([_RaySlot(i, make_actor, start_timeout) for i in range(size)],
+                   max_reroutes=max_reroutes)
+
+    @property
+    def size(self) -> int:
+        return len(self._slots)
+
+    def in_flight(self) -> list[int]:
+        """Requests outstanding on each worker."""
+        return [s.in_flight for s in self._slots]
+
+    def actors(self) -> list[Any]:
+        """Current Ray actor handles (None where in-process or restarting)."""
+        return [getattr(s, "actor", None) for s in self._slots]
+
+    async def start(self) -> None:
+        """Start every worker (``generate`` does it on first use if the caller did not).
+
+        A worker that fails to start is retired; if none starts, the first error is raised.
+        """
+        if self._started is None:
+            self._started = asyncio.ensure_future(self._start_all())
+        await asyncio.shield(self._started)
+
+    async def _start_all(self) -> None:
+        errors = await asyncio.gather(*(s.start() for s in self._slots), return_exceptions=True)
+        for slot, err in zip(self._slots, errors, strict=True):
+            if isinstance(err, BaseException):
+                log.warning("worker %d failed to start: %s", slot.index, type(err).__name__)
+                slot.retired = True
+                slot.ready.set()
+        first = next((e for e in errors if isinstance(e, BaseException)), None)
+        if first is not None and all(s.retired for s in self._slots):
+            raise first
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Answer a batch on one worker; on worker death, on another; never raises per item."""
+        requests = list(requests)
+        if not requests:
+            return []
+        try:
+            await self.start()
+        except Exception as e:
+            failure = Failure(FailureKind.FATAL_REPLICA, f"no worker started: {type(e).__name__}")
+            return [GenerationResult(r.id, failure=failure, attempts=0) for r in requests]
+        for attempt in range(self._max_reroutes + 1):
+            slot = await self._pick()
+            if slot is None:
+                break
+            generation = slot.generation
+            slot.in_flight += len(requests)
+            try:
+                return one_per_request(requests, await slot.call(requests))
+            except SlotDied as e:
+                log.warning("%s; rerouting %d requests (attempt %d)", e, len(requests),
+                            attempt + 1)
+                self.reroutes += 1
+                self._replace(slot, generation)
+            finally:
+                slot.in_flight -= len(requests)
+        failure = Failure(FailureKind.FATAL_REPLICA, "no worker could answer this batch")
+        return [GenerationResult(r.id, failure=failure, attempts=0) for r in requests]
+
+    async def _pick(self) -> _Slot | None:
+        """The ready worker with the fewest requests in flight (waits while all restart)."""
+        while True:
+            live = [s for s in self._slots if not s.retired]
+            if not live:
+                return None
+            ready = [s for s in live if s.ready.is_set()]
+            if ready:
+                return min(ready, key=lambda s: (s.in_flight, s.index))
+            waits = [asyncio.ensure_future(s.ready.wait()) for s in live]
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in pending:
+                w.cancel()
+
+    def _replace(self, slot: _Slot, generation: int) -> None:
+        # Many batches see one death; only the first to report it replaces the worker.
+        if slot.generation != generation or slot.retired:
+            return
+        slot.generation += 1
+        slot.ready.clear()
+        task = asyncio.ensure_future(slot.replace())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            await task
+        await asyncio.gather(*(s.close() for s in self._slots), return_exceptions=True)
+
+
+def one_per_request(requests: Sequence[GenerationRequest],
+                    results: Sequence[GenerationResult]) -> list[GenerationResult]:
+    """Results in request order, exactly one each: a missing one becomes a TRANSIENT failure,
+    extras and strays are dropped (a backend bug must not lose or duplicate an item)."""
+    by_id: dict[str, GenerationResult] = {}
+    for r in results:
+        by_id.setdefault(r.id, r)
+    missing = Failure(FailureKind.TRANSIENT, "backend returned no result for this request")
+    return [by_id.get(q.id) or GenerationResult(q.id, failure=missing, attempts=0)
+            for q in requests]
+
+
+def _actor_pool(actor_cls: type, config: Any, size: int, defaults: dict[str, Any],
+                options: dict[str, Any]) -> BackendPool:
+    import ray
+
+    remote_cls: Any = ray.remote(actor_cls).options(**{**defaults, **options})
+    return BackendPool.of_actors(lambda: remote_cls.remote(config), size)
+
+
+def api_client_actors(config: Any, size: int, **options: Any) -> BackendPool:
+    """A pool of ``size`` ApiClientActor Ray actors; ``options`` go to ``.options()``.
+
+    Without ``redis_url`` the actors cannot share one budget, so each gets an equal share of
+    rpm/tpm. They need almost no CPU (they wait on the network), hence the small reservation.
+    The key is read from the actor's environment: set it on the nodes, never in runtime_env.
+    """
+    return _actor_pool(ApiClientActor, split_budget(config, size), size, {"num_cpus": 0.1},
+                       options)
+
+
+def split_budget(config: Any, size: int) -> Any:
+    """``config`` with rpm/tpm divided among ``size`` processes, unless Redis shares them."""
+    if getattr(config, "redis_url", None) or size <= 1:
+        return config
+    return dataclasses.replace(config, rpm=config.rpm / size if config.rpm else None,
+                               tpm=config.tpm / size if config.tpm else None)
+
+
+def vllm_replica_actors(config: Any, size: int, **options: Any) -> BackendPool:
+    """A pool of ``size`` VLLMReplicaActor Ray actors, each with num_gpus = tensor parallel size."""
+    gpus = getattr(config, "tensor_parallel_size", 1)
+    return _actor_pool(VLLMReplicaActor, config, size, {"num_gpus": gpus}, options)

@@ -1,0 +1,317 @@
+"""Request and token budgets for API clients: in-process, or shared across a cluster via Redis.
+
+Both limiters run the same token bucket (``TokenBucket`` here, a Lua script in Redis), sized so
+that no sliding window of ``period`` seconds ever sees more than the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+_EPS = 1e-9
+TOKEN_BURST = 0.1
+"""Token buckets hold a tenth of the budget: one large prompt must fit, a minute's worth must not."""
+
+
+def key_id(api_key: str | None) -> str:
+    """A short, stable, non-reversible name for an API key (what Redis keys and logs may show)."""
+    if not api_key:
+        return "anonymous"
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """Grants requests and tokens within a budget; ``acquire`` waits until both are available."""
+
+    async def acquire(self, requests: int = 1, tokens: int = 0) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A token bucket that never lets a window of ``period`` seconds exceed ``limit``."""
+
+    limit: float
+    """Budget per window (requests or tokens)."""
+    period: float = 60.0
+    """Window length in seconds."""
+    burst: float = 1.0
+    """Bucket capacity: how many may go at once after an idle spell."""
+    slack: float | None = None
+    """Seconds of arrival jitter the budget absorbs (the refill is spread over period + slack);
+    None = period / 120 (0.5 s for a minute), so scaled-down windows behave the same."""
+
+    def __post_init__(self) -> None:
+        if self.slack is None:
+            object.__setattr__(self, "slack", self.period / 120)
+        if not self.limit > 0 or not self.period > 0 or not self.burst > 0 or (
+                self.slack is not None and self.slack < 0):
+            raise ValueError(f"bad bucket: limit={self.limit} period={self.period} "
+                             f"burst={self.burst} slack={self.slack}; all must be > 0")
+
+    @property
+    def capacity(self) -> float:
+        # A burst of the whole budget would leave nothing to refill within the window.
+        return min(self.burst, self.limit / 2)
+
+    @property
+    def rate(self) -> float:
+        """Refill per second, so that capacity + rate * (period + slack) == limit."""
+        return (self.limit - self.capacity) / (self.period + (self.slack or 0.0))
+
+
+class TokenBucket:
+    """Deterministic bucket arithmetic (no sleeping): callers pass the clock in."""
+
+    def __init__(self, spec: BucketSpec, now: float) -> None:
+        self.spec = spec
+        self.level = spec.capacity
+        self.stamp = now
+
+    def refill(self, now: float) -> None:
+        elapsed = max(0.0, now - self.stamp)
+        self.level = min(self.spec.capacity, self.level + elapsed * self.spec.rate)
+        self.stamp = max(self.stamp, now)
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` may be taken (after ``refill``).
+
+        An amount above the capacity goes when the bucket is full and leaves it in debt, so
+        large requests are slowed, never starved.
+        """
+        need = min(amount, self.spec.capacity)
+        # The tolerance keeps float round-off from producing endless sub-nanosecond waits.
+        return 0.0 if self.level >= need - _EPS else (need - self.level) / self.spec.rate
+
+    def take(self, amount: float) -> None:
+        self.level -= amount
+
+
+def take_all(buckets: Sequence[tuple[TokenBucket, float]], now: float) -> float:
+    """Take every (bucket, amount) at once and return 0.0, or take none and return the wait."""
+    for bucket, _ in buckets:
+        bucket.refill(now)
+    wait = max((b.wait_for(a) for b, a in buckets if a > 0), default=0.0)
+    if wait == 0.0:
+        for bucket, amount in buckets:
+            bucket.take(amount)
+    return wait
+
+
+def _specs(
+    rpm: float | None, tpm: float | None, period: float, burst: float, slack: float | None
+) -> tuple[BucketSpec | None, BucketSpec | None]:
+    req = BucketSpec(rpm, period, burst, slack) if rpm else None
+    tok = BucketSpec(tpm, period, max(1.0, tpm * TOKEN_BURST), slack) if tpm else None
+    return req, tok
+
+
+class LocalLimiter:
+    """In-process RPM/TPM limits for the coroutines of one process (FIFO, no busy waiting)."""
+
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        period: float = 60.0,
+        burst: float = 1.0,
+        slack: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``clock`` and ``sleep`` are injectable so tests can run the limiter in virtual time."""
+        self._clock = clock
+        self._sleep = sleep
+        req, tok = _specs(rpm, tpm, period, burst, slack)
+        now = clock()
+        self._req = TokenBucket(req, now) if req else None
+        self._tok = TokenBucket(tok, now) if tok else None
+        self._lock: asyncio.Lock | None = None  # made lazily: bound to the loop that uses it
+
+    async def acquire(self, requests: int = 1, tokens: int = 0) -> None:
+        pairs = [(b, float(a)) for b, a in ((self._req, requests), (self._tok, tokens)) if b]
+        if not pairs:
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        # One waiter at a time at the head of the queue keeps grants in arrival order.
+        async with self._lock:
+            while (wait := take_all(pairs, self._clock())) > 0:
+                await self._sleep(wait)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS: one hash per bucket. ARGV: per bucket (capacity, rate, amount). Redis' own clock makes
+# every node agree on time; effects replication (Redis >= 5) allows TIME in a writing script.
+_LUA_TAKE_ALL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local levels, wait = {}, 0
+for i, key in ipairs(KEYS) do
+  local cap = tonumber(ARGV[3*i-2]); local rate = tonumber(ARGV[3*i-1])
+  local amount = tonumber(ARGV[3*i])
+  local s = redis.call('HMGET', key, 'level', 'stamp')
+  local level = tonumber(s[1]) or cap
+  local stamp = tonumber(s[2]) or now
+  level = math.min(cap, level + math.max(0, now - stamp) * rate)
+  levels[i] = level
+  local need = math.min(amount, cap)
+  if amount > 0 and level < need - 1e-9 then wait = math.max(wait, (need - level) / rate) end
+end
+for i, key in ipairs(KEYS) do
+  local cap = tonumber(ARGV[3*i-2]); local rate = tonumber(ARGV[3*i-1])
+  local level = levels[i]
+  if wait == 0 then level = level - tonumber(ARGV[3*i]) end
+  redis.call('HSET', key, 'level', tostring(level), 'stamp', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(1000 * (cap - level) / rate) + 60000)
+end
+return tostring(wait)
+"""
+
+
+class RedisLimiter:
+    """The same bucket in Redis (one atomic Lua call), shared by every process using one key."""
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        period: float = 60.0,
+        burst: float = 1.0,
+        slack: float | None = None,
+        prefix: str = "pluralign:ratelimit",
+    ) -> None:
+        """``key`` names the shared budget: pass ``key_id(api_key)``, never the key itself."""
+        self._url = url
+        req, tok = _specs(rpm, tpm, period, burst, slack)
+        self._buckets = [(f"{prefix}:{key}:{kind}", spec)
+                         for kind, spec in (("requests", req), ("tokens", tok)) if spec]
+        self._client: Any = None
+        self._script: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisLimiter(buckets={[k for k, _ in self._buckets]})"
+
+    def _ensure(self) -> None:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(self._url)
+            self._script = self._client.register_script(_LUA_TAKE_ALL)
+            self._lock = asyncio.Lock()
+
+    async def try_acquire(self, requests: int = 1, tokens: int = 0) -> float:
+        """Take both amounts and return 0.0, or take nothing and return the seconds to wait."""
+        if not self._buckets:
+            return 0.0
+        self._ensure()
+        amounts = {"requests": requests, "tokens": tokens}
+        keys = [k for k, _ in self._buckets]
+        args: list[float] = []
+        for k, spec in self._buckets:
+            args += [spec.capacity, spec.rate, float(amounts[k.rsplit(":", 1)[1]])]
+        return float(await self._script(keys=keys, args=args))
+
+    async def acquire(self, requests: int = 1, tokens: int = 0) -> None:
+        if not self._buckets:
+            return
+        self._ensure()
+        assert self._lock is not None
+        # The local lock queues this process' waiters so they do not all poll Redis at once.
+        async with self._lock:
+            while (wait := await self.try_acquire(requests, tokens)) > 0:
+                await asyncio.sleep(wait)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], LocalLimiter]]
+_SHARED = weakref.WeakKeyDictionary()
+
+
+def make_limiter(
+    rpm: float | None,
+    tpm: float | None,
+    *,
+    key: str,
+    redis_url: str | None = None,
+    period: float = 60.0,
+) -> Limiter:
+    """A RedisLimiter when ``redis_url`` is given (one budget across the cluster), else the
+    LocalLimiter every client of this key shares on this event loop (one budget per process)."""
+    if redis_url:
+        return RedisLimiter(redis_url, key, rpm, tpm, period=period)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return LocalLimiter(rpm, tpm, period=period)
+    # Keyed by loop too: an asyncio lock cannot be shared between event loops.
+    shared = _SHARED.setdefault(loop, {})
+    return shared.setdefault((key, rpm, tpm, period), LocalLimiter(rpm, tpm, period=period))
+
+
+class RedisStatus:
+    """Job status and progress in Redis: a hash ``<prefix>:<job>`` plus a pub/sub channel."""
+
+    def __init__(self, url: str, job_id: str, *, prefix: str = "pluralign:job",
+                 ttl: float = 7 * 24 * 3600) -> None:
+        self._url = url
+        self._key = f"{prefix}:{job_id}"
+        self._ttl = int(ttl)
+        self._client: Any = None
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def channel(self) -> str:
+        return f"{self._key}:events"
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis.asyncio as aioredis
+
+            self._client = aioredis.Redis.from_url(self._url)
+        return self._client
+
+    async def publish(self, fields: Mapping[str, Any]) -> None:
+        """Merge ``fields`` into the hash (values as JSON) and publish them on the channel."""
+        if not fields:
+            return
+        encoded = {k: json.dumps(v) for k, v in fields.items()}
+        client = self._redis()
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._key, mapping=encoded)
+            pipe.expire(self._key, self._ttl)
+            pipe.publish(self.channel, json.dumps(dict(fields)))
+            await pipe.execute()
+
+    async def read(self) -> dict[str, Any]:
+        """The current hash, values decoded from JSON."""
+        raw = await self._redis().hgetall(self._key)
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,266 @@
+"""OpenAIBackend against the fake server: one result per request, retries, Retry-After, budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actors.api_client import (
+    APIClientConfig,
+    OpenAIBackend,
+    classify_status,
+    parse_retry_after,
+    schema_errors,
+)
+from actors.fake_server import FakeOpenAIServer
+from actors.ratelimit import LocalLimiter
+from engine.backend import Backend, FailureKind, GenerationRequest, GenerationResult, Message
+from tests.actors.test_fake_server import JUDGE_SCHEMA, OTHER_SCHEMAS
+from tests.fake_openai import FAKE_KEY_ENV
+
+
+def requests(k: int, *, n: int = 1, schema: Any = JUDGE_SCHEMA, tag: str = "q") -> list[
+        GenerationRequest]:
+    return [GenerationRequest(id=f"{tag}{i}", messages=(Message("system", "judge"),
+                                                        Message("user", f"{tag} {i}")),
+                              json_schema=schema, n=n, max_tokens=64) for i in range(k)]
+
+
+def config(server: FakeOpenAIServer, **kw: Any) -> APIClientConfig:
+    base = {"base_url": server.url, "model": "fake", "api_key_env": FAKE_KEY_ENV,
+            "backoff_base": 0.02, "backoff_max": 5.0, "timeout": 5.0}
+    return APIClientConfig(**{**base, **kw})
+
+
+def run(cfg: APIClientConfig, reqs: Sequence[GenerationRequest], **kw: Any) -> list[
+        GenerationResult]:
+    async def go() -> list[GenerationResult]:
+        backend = OpenAIBackend(cfg, **kw)
+        try:
+            return await backend.generate(reqs)
+        finally:
+            await backend.close()
+
+    return asyncio.run(go())
+
+
+def test_is_a_backend() -> None:
+    assert isinstance(OpenAIBackend(APIClientConfig()), Backend)
+
+
+def test_every_request_gets_exactly_one_result_under_faults(
+        make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_429=0.1, retry_after=0.05, fault_5xx=0.05,
+                              fault_malformed=0.05, fault_bad_content=0.05, fault_timeout=0.03,
+                              timeout_sleep=3.0, seed=11)
+    reqs = requests(60)
+    results = run(config(server, timeout=0.5, max_retries=8, max_bad_answers=4), reqs)
+    assert [r.id for r in results] == [q.id for q in reqs]
+    stats = server.stats()
+    assert stats["total"] > len(reqs)  # retries happened
+    assert sum(r.attempts for r in results) == stats["total"]
+    for r in results:
+        if r.ok:
+            assert len(r.samples) == 1 and schema_errors(r.samples[0].parsed, JUDGE_SCHEMA) == []
+        else:  # only where a retry budget ran out
+            assert r.failure is not None and r.failure.kind in (
+                FailureKind.TRANSIENT, FailureKind.RATE_LIMITED, FailureKind.BAD_ANSWER)
+    assert sum(r.ok for r in results) >= len(reqs) - 2
+
+
+def test_retry_after_is_honoured(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(rpm=3, rpm_window=1.5)
+    results = run(config(server, max_retries=10), requests(8))
+    assert all(r.ok for r in results)
+    by_fp: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ev in server.stats()["events"]:
+        by_fp[ev["fingerprint"]].append(ev)
+    checked = 0
+    for events in by_fp.values():
+        for first, second in itertools.pairwise(events):
+            if first["status"] == 429:
+                # Server clock on both sides; 50 ms margin for the header's rounding.
+                assert second["t"] >= first["t"] + first["retry_after"] - 0.05
+                checked += 1
+    assert checked > 0
+
+
+def test_long_retry_after_is_handed_to_the_caller(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_429=1.0, retry_after=120.0)
+    [result] = run(config(server, backoff_max=5.0), requests(1))
+    assert result.failure is not None
+    assert result.failure.kind is FailureKind.RATE_LIMITED
+    assert result.failure.retry_after == pytest.approx(120.0)
+    assert server.stats()["total"] == 1
+
+
+def test_bad_answers_are_retried_then_recorded(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_bad_content=1.0)
+    results = run(config(server, max_bad_answers=2), requests(3))
+    for r in results:
+        assert r.failure is not None and r.failure.kind is FailureKind.BAD_ANSWER
+        assert r.attempts == 3
+        assert r.usage.completion_tokens > 0  # tokens spent on bad answers still count
+    assert server.stats()["total"] == 9
+
+
+def test_unparsable_body_is_transient_and_retried(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_malformed=1.0)
+    [r] = run(config(server, max_retries=2), requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.TRANSIENT
+    assert server.stats()["total"] == 3
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (401, FailureKind.FATAL_REPLICA), (403, FailureKind.FATAL_REPLICA),
+    (400, FailureKind.FATAL_ITEM), (413, FailureKind.FATAL_ITEM),
+])
+def test_fatal_statuses_are_not_retried(make_fake_server: Any, fake_key: str, status: int,
+                                        kind: FailureKind) -> None:
+    server = make_fake_server(force_status=status)
+    results = run(config(server), requests(2))
+    assert [r.failure.kind if r.failure else None for r in results] == [kind, kind]
+    assert [r.failure.status if r.failure else None for r in results] == [status, status]
+    assert server.stats()["total"] == 2
+
+
+def test_5xx_retried_until_budget_then_transient(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_5xx=1.0)
+    [r] = run(config(server, max_retries=3), requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.TRANSIENT
+    assert r.attempts == 4 == server.stats()["total"]
+
+
+def test_n_samples_topped_up_when_server_returns_fewer(make_fake_server: Any,
+                                                       fake_key: str) -> None:
+    server = make_fake_server(max_choices=2)
+    [r] = run(config(server), requests(1, n=5))
+    assert r.ok and len(r.samples) == 5
+    assert r.attempts == 3  # 2 + 2 + 1
+    assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
+
+
+def test_no_schema_gives_raw_text(fake_server: FakeOpenAIServer, fake_key: str) -> None:
+    [r] = run(config(fake_server), requests(1, schema=None))
+    assert r.ok and r.samples[0].text and r.samples[0].parsed is None
+
+
+@pytest.mark.parametrize("mode", ["vllm", "vllm_guided", "none"])
+def test_structured_output_modes(fake_server: FakeOpenAIServer, fake_key: str, mode: str) -> None:
+    backend = OpenAIBackend(config(fake_server, structured_output=mode))
+    body = backend.request_body(requests(1)[0])
+    key = {"vllm": "structured_outputs", "vllm_guided": "guided_json", "none": None}[mode]
+    assert "response_format" not in body
+    if key:
+        assert key in body
+    [r] = run(config(fake_server, structured_output=mode), requests(1))
+    if mode == "none":  # the fake then answers free text: validated, rejected
+        assert r.failure is not None and r.failure.kind is FailureKind.BAD_ANSWER
+    else:
+        assert r.ok
+
+
+def test_missing_key_env_fails_every_item_as_fatal_replica(
+        fake_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(FAKE_KEY_ENV, raising=False)
+    results = run(config(fake_server), requests(2))
+    for r in results:
+        assert r.failure is not None and r.failure.kind is FailureKind.FATAL_REPLICA
+        assert FAKE_KEY_ENV in r.failure.message
+    assert fake_server.stats()["total"] == 0
+
+
+def test_connection_refused_is_transient(fake_key: str) -> None:
+    from tests.fake_openai import free_port
+
+    cfg = APIClientConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env=FAKE_KEY_ENV,
+                          max_retries=1, backoff_base=0.01)
+    [r] = run(cfg, requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.TRANSIENT
+    assert r.attempts == 2
+
+
+def test_client_budget_keeps_under_the_server_limit(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(rpm=6, rpm_window=2.0)
+    # Generous slack absorbs scheduling jitter on a loaded machine; the bucket math is exact.
+    limiter = LocalLimiter(rpm=6, period=2.0, slack=1.0)
+    results = run(config(server), requests(10), limiter=limiter)
+    assert all(r.ok for r in results)
+    assert "429" not in server.stats()["by_status"]
+
+
+def test_concurrency_is_bounded(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(latency=0.5)
+    results = run(config(server, max_concurrency=3), requests(9))
+    assert all(r.ok for r in results)
+    assert 2 <= server.stats()["max_in_flight"] <= 3
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (429, FailureKind.RATE_LIMITED), (500, FailureKind.TRANSIENT), (503, FailureKind.TRANSIENT),
+    (408, FailureKind.TRANSIENT), (401, FailureKind.FATAL_REPLICA),
+    (404, FailureKind.FATAL_REPLICA), (400, FailureKind.FATAL_ITEM),
+    (422, FailureKind.FATAL_ITEM)])
+def test_classify_status(status: int, kind: FailureKind) -> None:
+    assert classify_status(status) is kind
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after({"Retry-After": "2.5"}) == 2.5
+    assert parse_retry_after({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
+    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.recursive(
+    st.none() | st.booleans() | st.integers(-200, 200) | st.floats(-2, 200, allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
+        st.sampled_from(["A", "B", "reasoning", "score", "choice", "why", "x", "n", "ok"]),
+        inner, max_size=4), max_leaves=12),
+    which=st.integers(0, len(OTHER_SCHEMAS)))
+def test_validator_agrees_with_jsonschema(value: Any, which: int) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = ([JUDGE_SCHEMA, *OTHER_SCHEMAS])[which]
+    ours = schema_errors(value, schema) == []
+    theirs = jsonschema.Draft202012Validator(schema).is_valid(value)
+    assert ours == theirs
+
+
+def test_validator_refuses_keywords_it_cannot_check() -> None:
+    errors = schema_errors({"a": 1}, {"type": "object", "$ref": "#/defs/x"})
+    assert errors and "unsupported" in errors[0]
+
+
+@pytest.mark.parametrize("shared_by", ["process", pytest.param("redis", marks=pytest.mark.redis)])
+def test_clients_of_one_key_share_one_budget(
+        make_fake_server: Any, fake_key: str, request: pytest.FixtureRequest,
+        shared_by: str) -> None:
+    url = request.getfixturevalue("redis_url") if shared_by == "redis" else None
+    server = make_fake_server(rpm=6, rpm_window=2.0)
+    cfg = config(server, rpm=6, rate_period=2.0, redis_url=url, max_retries=0)
+
+    async def go() -> list[GenerationResult]:
+        backends = [OpenAIBackend(cfg), OpenAIBackend(cfg)]
+        try:
+            halves = await asyncio.gather(*(b.generate(requests(6, tag=f"c{i}-"))
+                                            for i, b in enumerate(backends)))
+        finally:
+            for b in backends:
+                await b.close()
+        return [r for half in halves for r in half]
+
+    results = asyncio.run(go())
+    # Each client alone may send 6 per window; together they still get only 6, so no 429s
+    # (max_retries=0 would turn any 429 into a failure here).
+    assert all(r.ok for r in results), [r.failure for r in results if r.failure]
+    assert server.stats()["by_status"] == {"200": 12}

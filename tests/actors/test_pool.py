@@ -1,0 +1,137 @@
+"""BackendPool over in-process backends: least-in-flight dispatch, reroutes, one result each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from actors.pool import BackendHost, BackendPool, one_per_request, split_budget
+from engine.backend import (
+    Failure,
+    FailureKind,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    Sample,
+)
+
+
+def reqs(k: int, tag: str = "r") -> list[GenerationRequest]:
+    return [GenerationRequest(id=f"{tag}{i}", messages=(Message("user", str(i)),))
+            for i in range(k)]
+
+
+class GatedBackend:
+    """Answers only when the test opens the gate; records what it was sent."""
+
+    name = "gated"
+
+    def __init__(self, gate: asyncio.Event, *, broken: bool = False) -> None:
+        self.gate = gate
+        self.broken = broken
+        self.batches: list[list[str]] = []
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self.batches.append([r.id for r in requests])
+        await self.gate.wait()
+        if self.broken:
+            raise RuntimeError("engine fell over")
+        return [GenerationResult(r.id, (Sample(f"ok {r.id}"),)) for r in requests]
+
+    async def close(self) -> None:
+        return None
+
+
+def test_batches_go_to_the_least_busy_backend() -> None:
+    async def main() -> tuple[list[GatedBackend], list[int], list[list[GenerationResult]]]:
+        gate = asyncio.Event()
+        backends = [GatedBackend(gate), GatedBackend(gate)]
+        pool = BackendPool.of_backends(backends)
+        await pool.start()
+        sizes = [3, 1, 1, 2]
+        tasks = []
+        for i, k in enumerate(sizes):
+            tasks.append(asyncio.ensure_future(pool.generate(reqs(k, tag=f"b{i}-"))))
+            await asyncio.sleep(0)  # let it be dispatched before the next one
+        in_flight = pool.in_flight()
+        gate.set()
+        results = await asyncio.gather(*tasks)
+        await pool.close()
+        return backends, in_flight, results
+
+    backends, in_flight, results = asyncio.run(main())
+    # 3 -> A; 1 -> B (0 < 3); 1 -> B (1 < 3); 2 -> B (2 < 3): B ends with 4, A with 3.
+    assert [len(b.batches) for b in backends] == [1, 3]
+    assert in_flight == [3, 4]
+    for batch in results:
+        assert all(r.ok for r in batch)
+
+
+def test_a_raising_backend_is_routed_around() -> None:
+    async def main() -> tuple[list[GenerationResult], BackendPool]:
+        gate = asyncio.Event()
+        gate.set()
+        pool = BackendPool.of_backends([GatedBackend(gate, broken=True), GatedBackend(gate)])
+        return await pool.generate(reqs(4)), pool
+
+    results, pool = asyncio.run(main())
+    assert [r.id for r in results] == [f"r{i}" for i in range(4)]
+    assert all(r.ok for r in results)
+    assert pool.reroutes == 1
+
+
+def test_when_every_backend_fails_each_request_still_gets_one_failure() -> None:
+    async def main() -> list[GenerationResult]:
+        gate = asyncio.Event()
+        gate.set()
+        pool = BackendPool.of_backends([GatedBackend(gate, broken=True)], max_reroutes=2)
+        return await pool.generate(reqs(3))
+
+    results = asyncio.run(main())
+    assert [r.id for r in results] == ["r0", "r1", "r2"]
+    assert all(r.failure and r.failure.kind is FailureKind.FATAL_REPLICA for r in results)
+
+
+def test_one_per_request_fills_gaps_and_drops_strays() -> None:
+    rs = reqs(3)
+    got = [GenerationResult("r2"), GenerationResult("r0"), GenerationResult("r0",
+           failure=Failure(FailureKind.TRANSIENT, "dup")), GenerationResult("stray")]
+    out = one_per_request(rs, got)
+    assert [r.id for r in out] == ["r0", "r1", "r2"]
+    assert out[0].ok and out[2].ok
+    assert out[1].failure is not None and out[1].failure.kind is FailureKind.TRANSIENT
+
+
+def test_empty_pool_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        BackendPool([])
+
+
+def test_backend_host_builds_the_registered_backend(fake_server, fake_key) -> None:  # type: ignore[no-untyped-def]
+    from actors.api_client import APIClientConfig
+    from tests.fake_openai import FAKE_KEY_ENV
+
+    host = BackendHost("openai", APIClientConfig(base_url=fake_server.url,
+                                                 api_key_env=FAKE_KEY_ENV))
+
+    async def main() -> list[GenerationResult]:
+        try:
+            return await host.generate(reqs(2))
+        finally:
+            await host.close()
+
+    results = asyncio.run(main())
+    assert all(r.ok for r in results)
+    assert host.ping() == "openai"
+
+
+def test_actors_split_the_budget_unless_redis_shares_it() -> None:
+    from actors.api_client import APIClientConfig
+
+    cfg = APIClientConfig(rpm=120, tpm=None)
+    assert (split_budget(cfg, 4).rpm, split_budget(cfg, 4).tpm) == (30, None)
+    assert split_budget(cfg, 1) is cfg
+    shared = APIClientConfig(rpm=120, redis_url="redis://127.0.0.1:1/0")
+    assert split_budget(shared, 4).rpm == 120

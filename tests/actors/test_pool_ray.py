@@ -1,0 +1,93 @@
+"""API-client actors on a local Ray: killing one mid-run loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from actors.api_client import APIClientConfig
+from actors.pool import BackendPool, api_client_actors
+from engine.backend import GenerationRequest, GenerationResult, Message
+from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    ray = pytest.importorskip("ray")
+    # Actors read the key from the environment they inherit, as on a real node.
+    previous = os.environ.get(FAKE_KEY_ENV)
+    os.environ[FAKE_KEY_ENV] = FAKE_KEY
+    tmp = tempfile.mkdtemp(prefix="plr", dir="/tmp")
+    ray.init(num_cpus=2, object_store_memory=100 * 1024**2, _temp_dir=tmp,
+             include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(FAKE_KEY_ENV, None)
+        else:
+            os.environ[FAKE_KEY_ENV] = previous
+
+
+def batches(k: int, size: int) -> list[list[GenerationRequest]]:
+    return [[GenerationRequest(id=f"b{b}-{i}", messages=(Message("user", f"{b}/{i}"),),
+                               json_schema={"type": "object", "properties": {
+                                   "score": {"type": "integer", "minimum": 0, "maximum": 9}},
+                                   "required": ["score"]})
+             for i in range(size)] for b in range(k)]
+
+
+def test_killing_an_actor_mid_run_loses_nothing(ray_local: Any, make_fake_server: Any) -> None:
+    server = make_fake_server(latency=1.0)
+    cfg = APIClientConfig(base_url=server.url, api_key_env=FAKE_KEY_ENV, backoff_base=0.05)
+    pool = api_client_actors(cfg, 2)
+    work = batches(8, 3)
+
+    async def main() -> tuple[list[list[GenerationResult]], Any, list[Any]]:
+        await pool.start()
+        tasks = [asyncio.ensure_future(pool.generate(b)) for b in work]
+        while min(pool.in_flight()) == 0:  # both actors busy
+            await asyncio.sleep(0.01)
+        victim = pool.actors()[0]
+        ray_local.kill(victim, no_restart=True)
+        results = await asyncio.gather(*tasks)
+        # The replacement serves new work.
+        after = await pool.generate(batches(1, 2)[0])
+        actors_after = pool.actors()
+        await pool.close()
+        return [*results, after], victim, actors_after
+
+    results, victim, actors_after = asyncio.run(main())
+    flat = [r for batch in results for r in batch]
+    expected = [q.id for b in work for q in b] + ["b0-0", "b0-1"]
+    assert [r.id for r in flat] == expected  # one result each, in order, none duplicated
+    assert all(r.ok for r in flat)
+    assert pool.reroutes >= 1
+    assert victim not in actors_after
+
+
+def test_pool_of_actors_reports_fatal_replica_when_none_can_start(ray_local: Any) -> None:
+    cfg = APIClientConfig(base_url="http://127.0.0.1:9/v1", api_key_env="PLURALIGN_UNSET_KEY")
+    pool: BackendPool = api_client_actors(cfg, 1)
+
+    async def main() -> list[GenerationResult]:
+        try:
+            return await pool.generate(batches(1, 2)[0])
+        finally:
+            await pool.close()
+
+    results = asyncio.run(main())
+    assert [r.id for r in results] == ["b0-0", "b0-1"]
+    assert all(r.failure is not None and r.failure.kind.value == "fatal_replica"
+               for r in results)
