@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from jobs.common import (
+    CHOICE_SCORERS,
     DEFAULT_SETS,
     LLM_SCORERS,
     add_benchmark_args,
@@ -63,11 +64,10 @@ def scored_predictions(
 
     cache = ScoreCache(cache_dir(args.cache))
     if scorer is None:  # an LLM judge: the scheduler fills the cache, then we read it
-        from jobs.llm_scoring import llm_scorer_identity, run_llm_scoring
+        from jobs.llm_scoring import run_llm_scoring
 
-        run_llm_scoring(bench, train, args.scorer, args, cache)
-        ident = llm_scorer_identity(bench, train, args.scorer, args)
-        return cache.predictions(bench, ident, getattr(args, "samples", None)), ident
+        report = run_llm_scoring(bench, train, args.scorer, args, cache)
+        return cache.predictions(report.bench, report.identity, report.samples), report.identity
 
     from engine.scorers import score_through_cache
 
@@ -89,13 +89,15 @@ def run(args: argparse.Namespace) -> int:
 
             raise PluralignError(f"LLM scorers need the distributed extra ({e}): "
                                  "pip install 'pluralign[distributed]'") from None
-        scorer, need_train = None, not getattr(args, "zero_shot", False)
+        scorer, need_train = None, bool(getattr(args, "few_shot", True))
     else:
         scorer = _make_scorer(args)
         need_train = bool(scorer.needs_train)
     bench, train = load_splits(args, need_train=need_train)
     # Resolve targets before scoring: a bad target file should fail in a second, not after.
     sets = resolve_target_sets(args.targets, bench, args.data)
+    if args.scorer in CHOICE_SCORERS:
+        return run_choices(args, bench, train, sets, t0)
     preds, ident = scored_predictions(args, bench, train, scorer)
     t_score = time.perf_counter() - t0
     summaries, rows = [], []
@@ -106,6 +108,50 @@ def run(args: argparse.Namespace) -> int:
         summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes, res.weighted))
         rows.append((ts, res))
     t_align = time.perf_counter() - t1
+    _report(args, bench, ident, summaries, rows, {
+        "regression": _clean(regression_quality(bench, preds)),
+        "seconds": {"scoring": round(t_score, 3), "realign": round(t_align, 4)},
+    })
+    return 0
+
+
+def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any],
+                t0: float) -> int:
+    """Prompt-aligned and unaligned judges pick responses themselves: one request per
+    (scenario, target) for prompt-aligned, so the all-targets sweep is refused for it."""
+    from engine.align import accuracy_from_choices
+    from engine.cache import ScoreCache
+    from engine.errors import InputError
+    from engine.metrics import summarize
+    from engine.targets import concat
+    from jobs.llm_scoring import llm_choices, run_llm_scoring
+
+    if args.scorer == "prompt-aligned":
+        if any(ts.name == "all" for ts in sets) and args.targets != list(DEFAULT_SETS):
+            raise InputError(
+                "prompt-aligned needs one request per (scenario, target); it cannot sweep all "
+                "targets", field="targets", hint="use --targets sampled high low or files")
+        sets = [ts for ts in sets if ts.name != "all"]
+    cache = ScoreCache(cache_dir(args.cache))
+    every = concat(sets, "requested")
+    report = run_llm_scoring(bench, train, args.scorer, args, cache, targets=every)
+    summaries, rows = [], []
+    for ts in sets:
+        chosen = llm_choices(report.bench, args.scorer, report.identity, ts, report.samples,
+                             cache)
+        missing = int((chosen < 0).sum())
+        if missing:
+            progress(f"{ts.name}: {missing} (scenario, target) answers missing; left out")
+        res = accuracy_from_choices(report.bench, chosen, ts)
+        summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes))
+        rows.append((ts, res))
+    _report(args, report.bench, report.identity, summaries, rows,
+            {"seconds": {"total": round(time.perf_counter() - t0, 3)}})
+    return 0
+
+
+def _report(args: argparse.Namespace, bench: Any, ident: str, summaries: list[Any],
+            rows: list[Any], extra: dict[str, Any]) -> None:
     print_table(bench, ident, summaries)
     out = Path(args.out)
     write_parquet_atomic(out / "per_target.parquet", per_target_table(rows))
@@ -115,11 +161,9 @@ def run(args: argparse.Namespace) -> int:
         "scenarios": bench.n_scenarios,
         "scorer": ident,
         "sets": [s.to_json() for s in summaries],
-        "regression": _clean(regression_quality(bench, preds)),
-        "seconds": {"scoring": round(t_score, 3), "realign": round(t_align, 4)},
+        **extra,
     })
     progress(f"wrote {out / 'summary.json'} and {out / 'per_target.parquet'}")
-    return 0
 
 
 def _clean(obj: Any) -> Any:
@@ -145,7 +189,8 @@ def per_target_table(rows: list[tuple[Any, Any]]) -> Any:
         cols["accuracy"] += [finite_or_none(x) for x in res.accuracy.tolist()]
         cols["counted"] += res.counted.tolist()
         cols["correct"] += res.correct.tolist()
-        cols["weighted_score"] += [finite_or_none(x) for x in res.weighted.tolist()]
+        weighted = res.weighted.tolist() if res.weighted is not None else [None] * n
+        cols["weighted_score"] += [finite_or_none(x) for x in weighted]
     return pa.table(cols, schema=PER_TARGET_SCHEMA)
 
 

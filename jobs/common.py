@@ -19,6 +19,8 @@ from engine.targets import TargetSet
 
 DEFAULT_SETS = ("all", "sampled", "high", "low")
 LLM_SCORERS = ("comparative-regression", "regression", "prompt-aligned", "unaligned")
+CHOICE_SCORERS = ("prompt-aligned", "unaligned")
+"""Judges that pick a response per (scenario, target) instead of scoring attributes."""
 
 
 def add_benchmark_args(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,64 @@
+"""LLM judges of the steerable pluralistic models (seed 003 §4): comparative regression,
+per-response regression, prompt-aligned and unaligned, plus few-shot rubric selection.
+
+Judges are pure: they build typed generation requests and parse answers into cache rows; the
+scheduler in ``jobs/`` sends the requests.
+"""
+
+from __future__ import annotations
+
+from engine.benchmark import Benchmark
+from engine.errors import InputError
+from engine.judges.base import AnswerError, Judge, JudgeSettings, WorkItem
+from engine.judges.comparative import ComparativeJudge
+from engine.judges.fewshot import FewShotSelector
+from engine.judges.prompt_aligned import PromptAlignedJudge
+from engine.judges.regression import RegressionJudge
+from engine.judges.unaligned import UnalignedJudge
+
+SCORE_JUDGES = ("comparative-regression", "regression")
+"""Judges whose answers are attribute scores (they serve every target from the cache)."""
+CHOICE_JUDGES = ("prompt-aligned", "unaligned")
+"""Judges whose answers are a chosen response."""
+JUDGE_NAMES = SCORE_JUDGES + CHOICE_JUDGES
+
+__all__ = [
+    "CHOICE_JUDGES",
+    "JUDGE_NAMES",
+    "SCORE_JUDGES",
+    "AnswerError",
+    "ComparativeJudge",
+    "FewShotSelector",
+    "Judge",
+    "JudgeSettings",
+    "PromptAlignedJudge",
+    "RegressionJudge",
+    "UnalignedJudge",
+    "WorkItem",
+    "make_judge",
+]
+
+
+def make_judge(
+    name: str,
+    bench: Benchmark,
+    settings: JudgeSettings,
+    *,
+    train: Benchmark | None = None,
+) -> Judge:
+    """The judge called ``name``; few-shot settings need ``train`` (the training split)."""
+    if name in SCORE_JUDGES:
+        selector = None
+        if settings.few_shot:
+            if train is None:
+                raise InputError("few-shot scoring needs the training split", field="train",
+                                 hint="pass --zero-shot or provide the benchmark's train split")
+            selector = FewShotSelector(train, settings.similarity)
+        cls = ComparativeJudge if name == "comparative-regression" else RegressionJudge
+        return cls(bench, settings, fewshot=selector)
+    if name == "prompt-aligned":
+        return PromptAlignedJudge(bench, settings)
+    if name == "unaligned":
+        return UnalignedJudge(bench, settings)
+    raise InputError(f"unknown LLM scorer {name!r}", field="scorer",
+                     hint=f"choose one of {', '.join(JUDGE_NAMES)}")

@@ -1,0 +1,189 @@
+"""What every LLM judge shares: settings, work items, answer errors and cache-row helpers.
+
+A judge is pure: it turns (scenario, attribute or target, sample index) into a
+:class:`GenerationRequest` and parses the :class:`GenerationResult` back into cache rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+from engine.backend import GenerationRequest, GenerationResult
+from engine.benchmark import Benchmark
+
+SCALE = 100
+"""Judges answer integer scores on 0..SCALE; predictions are score / SCALE."""
+
+REASONING_MAX = 512
+"""Longest reasoning the answer schema allows."""
+
+ItemKind = Literal["scores", "choice"]
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """Everything about the model call that changes the answer (part of the judge identity)."""
+
+    model: str
+    """Model name (and revision, when the endpoint has several)."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 is greedy (then one sample is enough)."""
+    max_tokens: int = 1024
+    """Upper bound on generated tokens per answer."""
+    seed: int | None = None
+    """Base sampling seed; each request gets a seed derived from it and the item key."""
+    few_shot: bool = False
+    """Add in-context examples from the training split (comparative and regression judges)."""
+    similarity: str = "tfidf"
+    """Text similarity that ranks in-context examples: ``tfidf`` or ``embedding``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One model call's worth of work; ``key`` is content-addressed (equal work, equal key)."""
+
+    key: str
+    """Hash of the cache keys this item fills; duplicates share it."""
+    kind: ItemKind
+    """``scores`` (rows in the score cache) or ``choice`` (a row in the choice cache)."""
+    scenario: int
+    """Scenario index in the benchmark."""
+    sample: int
+    """Sample index (self-consistency); 0 for greedy."""
+    attribute: str | None = None
+    """Attribute scored (regression judges)."""
+    response: int | None = None
+    """Response scored (per-response regression only)."""
+    target: str | None = None
+    """Canonical target JSON (prompt-aligned); ``""`` for the target-free unaligned judge."""
+    row_keys: tuple[str, ...] = field(default=())
+    """Cache keys of the rows this item writes; the item is done when all are cached."""
+
+
+class AnswerError(ValueError):
+    """A model answer that does not fit the judge's schema (the scheduler retries it)."""
+
+
+class Judge(Protocol):
+    """An LLM judge: builds requests for work items and parses answers into cache rows."""
+
+    name: str
+    """Scorer name, e.g. ``comparative-regression``."""
+    identity: str
+    """Scorer identity used in cache keys (name plus a hash of everything that changes answers)."""
+    kind: ItemKind
+
+    def items(
+        self, scenarios: Sequence[int], samples: int, targets: Sequence[str] | None = None
+    ) -> list[WorkItem]:
+        """Work items for these scenario indices and sample count (targets: prompt-aligned)."""
+        ...
+
+    def request(self, item: WorkItem) -> GenerationRequest:
+        """The model call for ``item`` (id = item key)."""
+        ...
+
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+        """Rows for a successful result; raises :class:`AnswerError` for a malformed answer."""
+        ...
+
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+        """Rows recording that ``item`` failed (error set, no score)."""
+        ...
+
+
+def digest(value: Any, n: int = 16) -> str:
+    """SHA-256 (n hex) of a JSON-able value in canonical form."""
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+def item_key(row_keys: Sequence[str]) -> str:
+    """Content address of a work item: the hash of the row keys it fills."""
+    return digest(list(row_keys), 32)
+
+
+def letters(k: int) -> tuple[str, ...]:
+    """``A``, ``B``, ... for k choices (at most 26)."""
+    if not 1 <= k <= 26:
+        raise ValueError(f"cannot letter {k} responses (1..26)")
+    return tuple(chr(ord("A") + i) for i in range(k))
+
+
+def answer_json(result: GenerationResult) -> Any:
+    """The first sample's JSON value (the backend's parsed value, else the text parsed here)."""
+    if not result.samples:
+        raise AnswerError("no samples in the answer")
+    s = result.samples[0]
+    if s.parsed is not None:
+        return s.parsed
+    try:
+        return json.loads(s.text)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise AnswerError(f"answer is not JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+
+
+def check_reasoning(value: Any, where: str) -> str:
+    """A reasoning string of 1..REASONING_MAX characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise AnswerError(f"{where}.reasoning must be a non-empty string")
+    if len(value) > REASONING_MAX:
+        raise AnswerError(f"{where}.reasoning is longer than {REASONING_MAX} characters")
+    return value
+
+
+def check_score(value: Any, where: str, scale: int = SCALE) -> int:
+    """An integer score in 0..scale (an integral float such as 70.0 is accepted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AnswerError(f"{where}.score must be an integer, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise AnswerError(f"{where}.score must be an integer, got {value!r}")
+    score = int(value)
+    if not 0 <= score <= scale:
+        raise AnswerError(f"{where}.score {score} is outside 0..{scale}")
+    return score
+
+
+def request_seed(base: int | None, key: str, temperature: float = 0.0) -> int | None:
+    """Per-request seed: stable for an item, different across items and samples.
+
+    Sampling without a base seed still gets one derived from the item key, so identical
+    prompts of different samples (per-response regression) are not answered identically by a
+    seed-honouring backend; greedy requests without a base seed send none.
+    """
+    if base is None:
+        if temperature <= 0:
+            return None
+        base = 0
+    return (base + int(key[:8], 16)) % (2**31 - 1)
+
+
+def usage_meta(result: GenerationResult) -> str:
+    """Provenance stored with rows: token usage and attempts (never part of a key)."""
+    return json.dumps(
+        {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+            "attempts": result.attempts,
+        },
+        sort_keys=True,
+    )
+
+
+def scenario_text(bench: Benchmark, index: int) -> str:
+    """The text a similarity measure compares: the prompt followed by the responses."""
+    sc = bench.scenarios[index]
+    return "\n\n".join([sc.prompt, *sc.responses])
+
+
+def check_definitions(definitions: Mapping[str, str], attributes: Sequence[str]) -> None:
+    missing = [a for a in attributes if a not in definitions]
+    if missing:
+        raise ValueError(f"no definition for attributes {missing}")

@@ -1,0 +1,126 @@
+"""In-context examples for the regression judges: a rubric of training scenarios per attribute.
+
+Training scenarios are ranked by text similarity to the query (TF-IDF cosine by default); walking
+that ranking, each distinct label level of the attribute takes the most similar example that
+shows it, so the examples cover every level. Answers use the training reasonings and true scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.benchmark import Benchmark
+from engine.errors import InputError
+from engine.judges.base import REASONING_MAX, SCALE, scenario_text
+from engine.levels import to_units
+from engine.similarity import TextSimilarity, get_similarity
+
+RULE_VERSION = "rubric-v1"
+"""Bump when the selection rule changes (it is part of every few-shot judge identity)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training scenario shown as a solved example for one attribute."""
+
+    train_index: int
+    """Scenario index in the training benchmark."""
+    prompt: str
+    """The training question."""
+    responses: tuple[str, ...]
+    """Its responses, in file order."""
+    scores: tuple[int, ...]
+    """True label of each response on 0..SCALE."""
+    reasonings: tuple[str, ...]
+    """One sentence per response explaining its label."""
+    similarity: float
+    """Similarity to the query that selected it."""
+
+
+def example_reasoning(text: str | None, attribute: str, score: int) -> str:
+    """The training reasoning, trimmed to the schema's limit; a plain sentence when absent."""
+    if text and text.strip():
+        return text.strip()[:REASONING_MAX]
+    return f"This response rates {score} out of {SCALE} for {attribute}."
+
+
+class FewShotSelector:
+    """Picks rubric-covering examples from a training split for any query scenario."""
+
+    def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf") -> None:
+        self.train = train
+        """The training split examples come from."""
+        self._sim = get_similarity(similarity) if isinstance(similarity, str) else similarity
+        self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]
+        self._sim.fit(self._texts)
+        self._by_text = {t: i for i, t in enumerate(self._texts)}
+        units = to_units(train.labels, train.scale)
+        self._units = units
+        self._owner = train.scenario_of
+        self._levels: dict[str, tuple[list[int], np.ndarray]] = {}
+
+    @property
+    def identity(self) -> str:
+        """Everything that changes which examples are chosen and how they read."""
+        return f"{RULE_VERSION}(train={self.train.identity},similarity={self._sim.identity})"
+
+    def similarities(self, queries: Sequence[str]) -> np.ndarray:
+        """(Q, C) similarity of each query text to every training scenario."""
+        return self._sim.similarity(list(queries))
+
+    def levels_shown(self, attribute: str) -> tuple[list[int], np.ndarray]:
+        """Distinct label levels (grid units) of ``attribute`` in training, and a (C, L) bool
+        matrix: does training scenario c show level l on some response."""
+        if attribute in self._levels:
+            return self._levels[attribute]
+        col = self._column(attribute)
+        values = self._units[:, col]
+        levels = sorted({int(v) for v in values})
+        shows = np.zeros((self.train.n_scenarios, len(levels)), dtype=bool)
+        pos = {v: j for j, v in enumerate(levels)}
+        for row, v in enumerate(values):
+            shows[self._owner[row], pos[int(v)]] = True
+        self._levels[attribute] = (levels, shows)
+        return levels, shows
+
+    def select(self, query_text: str, attribute: str, sims: np.ndarray) -> list[Example]:
+        """Examples for one query: per level (ascending) the most similar scenario showing it.
+
+        ``sims`` is the query's row of :meth:`similarities`. A training scenario identical to
+        the query is never its own example; one example covering several levels is used once.
+        """
+        _, shows = self.levels_shown(attribute)
+        ranking = np.argsort(-np.asarray(sims, dtype=np.float64), kind="stable")
+        own = self._by_text.get(query_text)
+        chosen: list[int] = []
+        for level in range(shows.shape[1]):
+            for c in ranking:
+                if int(c) != own and shows[c, level]:
+                    if int(c) not in chosen:
+                        chosen.append(int(c))
+                    break
+        return [self._example(c, attribute, float(sims[c])) for c in chosen]
+
+    def _column(self, attribute: str) -> int:
+        try:
+            return self.train.attributes.index(attribute)
+        except ValueError:
+            raise InputError(
+                f"training split has no attribute {attribute!r}", file=self.train.source or None,
+                field="attribute", hint=f"it has {', '.join(self.train.attributes)}",
+            ) from None
+
+    def _example(self, c: int, attribute: str, similarity: float) -> Example:
+        sc = self.train.scenarios[c]
+        scores = tuple(round(float(lab[attribute]) * SCALE) for lab in sc.labels)
+        texts = [
+            (sc.reasonings[r].get(attribute) if sc.reasonings is not None else None)
+            for r in range(len(sc.responses))
+        ]
+        reasonings = tuple(
+            example_reasoning(t, attribute, s) for t, s in zip(texts, scores, strict=True)
+        )
+        return Example(c, sc.prompt, tuple(sc.responses), scores, reasonings, similarity)

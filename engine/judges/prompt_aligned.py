@@ -1,0 +1,215 @@
+"""Prompt-aligned judge (seed 003 §4.2): the target is written as instructions in the system
+prompt and the model picks a letter with one sentence of reasoning; majority of n samples.
+
+One call per (scenario, target): this is why it cannot sweep every target and regression can.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.backend import GenerationRequest, GenerationResult
+from engine.benchmark import Benchmark
+from engine.cache import scorer_identity
+from engine.judges.base import (
+    REASONING_MAX,
+    AnswerError,
+    ItemKind,
+    JudgeSettings,
+    WorkItem,
+    answer_json,
+    check_reasoning,
+    digest,
+    item_key,
+    letters,
+    request_seed,
+)
+from engine.judges.choices import choice_key
+from engine.judges.consistency import order_for_sample
+from engine.judges.scoring import ORDER_SCHEME, meta_with, system_then
+
+_TOL = 1e-9
+
+SYSTEM_TEMPLATE = (
+    "You answer multiple-choice questions on behalf of a person with particular preferences. "
+    "Given a question and responses marked with letters, select the response that best fits "
+    "this description:\n{criteria}\n\n"
+    "Write one sentence of reasoning, then give the letter of the response you select."
+)
+NO_CRITERIA = "- (no preference on any attribute)"
+USER_TEMPLATE = (
+    "Question:\n{question}\n\nResponses:\n{responses}\n\n"
+    "Select one response and give one sentence of reasoning."
+)
+RESPONSE_TEMPLATE = "Response {letter}:\n{text}"
+RESPONSE_SEPARATOR = "\n\n"
+
+
+def describe(attribute: str, value: float) -> str:
+    """The instruction for one target value (SPEC §5 wording).
+
+    1.0 strongly demonstrates; above .67 demonstrates; .67 (down to just above .5) somewhat
+    demonstrates; .5 neutral; .33 (down to .3) somewhat a lack of; below .3 a lack of; 0 strongly
+    a lack of. The bands between the named points make the wording total on [0, 1].
+    """
+    v = float(value)
+    if v >= 1.0 - _TOL:
+        return f"Strongly demonstrates {attribute}"
+    if v > 0.67 + _TOL:
+        return f"Demonstrates {attribute}"
+    if v > 0.5 + _TOL:
+        return f"Somewhat demonstrates {attribute}"
+    if v >= 0.5 - _TOL:
+        return f"Is neutral with respect to {attribute}"
+    if v >= 0.3 - _TOL:
+        return f"Somewhat demonstrates a lack of {attribute}"
+    if v > _TOL:
+        return f"Demonstrates a lack of {attribute}"
+    return f"Strongly demonstrates a lack of {attribute}"
+
+
+def target_instructions(target: Mapping[str, float]) -> str:
+    """One bullet per attribute named in the target (in the target's order)."""
+    if not target:
+        return NO_CRITERIA
+    return "\n".join(f"- {describe(a, v)}" for a, v in target.items())
+
+
+def choice_schema(choice_letters: Sequence[str]) -> dict[str, Any]:
+    """JSON schema of an answer: one sentence of reasoning (first), then a letter."""
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": {"type": "string", "minLength": 1, "maxLength": REASONING_MAX},
+            "choice": {"type": "string", "enum": list(choice_letters)},
+        },
+        "required": ["reasoning", "choice"],
+        "additionalProperties": False,
+    }
+
+
+def user_prompt(question: str, lettered: Sequence[tuple[str, str]]) -> str:
+    block = RESPONSE_SEPARATOR.join(
+        RESPONSE_TEMPLATE.format(letter=letter, text=text) for letter, text in lettered
+    )
+    return USER_TEMPLATE.format(question=question, responses=block)
+
+
+def parse_choice(value: Any, choice_letters: Sequence[str]) -> tuple[str, str]:
+    """(letter, reasoning) of one answer; raises AnswerError naming the problem."""
+    if not isinstance(value, Mapping):
+        raise AnswerError(f"answer must be a JSON object, got {type(value).__name__}")
+    reasoning = check_reasoning(value.get("reasoning"), "answer")
+    letter = value.get("choice")
+    if not isinstance(letter, str) or letter.strip() not in choice_letters:
+        raise AnswerError(f"answer.choice {letter!r} is not one of {list(choice_letters)}")
+    return letter.strip(), reasoning
+
+
+class ChoiceJudge:
+    """Base of judges that pick one response per (scenario, target, sample)."""
+
+    name = "choice"
+    kind: ItemKind = "choice"
+
+    def __init__(self, bench: Benchmark, settings: JudgeSettings) -> None:
+        self.bench = bench
+        """The benchmark whose scenarios are answered."""
+        self.settings = settings
+        """Model and sampling settings (few-shot is not used by choice judges)."""
+        self.identity = scorer_identity(self.name, self.identity_settings())
+        """Name plus a hash of everything that changes the answers."""
+
+    def templates(self) -> Mapping[str, str]:
+        return {
+            "system": SYSTEM_TEMPLATE, "none": NO_CRITERIA, "user": USER_TEMPLATE,
+            "response": RESPONSE_TEMPLATE, "separator": RESPONSE_SEPARATOR,
+            "wording": digest([describe("x", v) for v in (0, .17, .25, .33, .5, .67, .75, .83, 1)]),
+        }
+
+    def identity_settings(self) -> dict[str, Any]:
+        return {
+            "templates": digest(dict(self.templates())),
+            "schema": digest(choice_schema(letters(2))),
+            "model": self.settings.model,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+            "seed": self.settings.seed,
+            "orders": ORDER_SCHEME,
+        }
+
+    def system(self, target: str) -> str:
+        return SYSTEM_TEMPLATE.format(criteria=target_instructions(json.loads(target or "{}")))
+
+    def order(self, scenario: int, target: str, sample: int) -> tuple[int, ...]:
+        sc = self.bench.scenarios[scenario]
+        return order_for_sample(len(sc.responses), sample,
+                                f"{self.bench.identity}|{sc.id}|{target}")
+
+    def row_key(self, scenario: int, target: str, sample: int) -> str:
+        sc = self.bench.scenarios[scenario]
+        return choice_key(self.bench.identity, sc.id, target, self.identity, sample)
+
+    def items(
+        self, scenarios: Sequence[int], samples: int, targets: Sequence[str] | None = None
+    ) -> list[WorkItem]:
+        if targets is None:
+            raise ValueError(f"the {self.name} judge needs targets")
+        out = []
+        for s in scenarios:
+            for t in targets:
+                for i in range(samples):
+                    rows = (self.row_key(s, t, i),)
+                    out.append(WorkItem(item_key(rows), "choice", s, i, target=t, row_keys=rows))
+        return out
+
+    def request(self, item: WorkItem) -> GenerationRequest:
+        assert item.target is not None
+        sc = self.bench.scenarios[item.scenario]
+        order = self.order(item.scenario, item.target, item.sample)
+        lets = letters(len(order))
+        lettered = [(lets[p], sc.responses[r]) for p, r in enumerate(order)]
+        return GenerationRequest(
+            id=item.key,
+            messages=system_then(self.system(item.target), [], user_prompt(sc.prompt, lettered)),
+            json_schema=choice_schema(lets),
+            n=1,
+            temperature=self.settings.temperature,
+            seed=request_seed(self.settings.seed, item.key, self.settings.temperature),
+            max_tokens=self.settings.max_tokens,
+        )
+
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+        assert item.target is not None
+        order = self.order(item.scenario, item.target, item.sample)
+        lets = letters(len(order))
+        letter, reasoning = parse_choice(answer_json(result), lets)
+        return [self._row(item, choice=order[lets.index(letter)], reasoning=reasoning,
+                          error=None, meta=meta_with(result, letter=letter))]
+
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+        return [self._row(item, choice=None, reasoning=None, error=reason, meta="{}")]
+
+    def _row(self, item: WorkItem, *, choice: int | None, reasoning: str | None,
+             error: str | None, meta: str) -> dict[str, Any]:
+        assert item.target is not None
+        return {
+            "key": item.row_keys[0],
+            "benchmark": self.bench.identity,
+            "scenario": self.bench.scenarios[item.scenario].id,
+            "target": item.target,
+            "scorer": self.identity,
+            "sample": item.sample,
+            "choice": choice,
+            "reasoning": reasoning,
+            "error": error,
+            "meta": meta,
+        }
+
+
+class PromptAlignedJudge(ChoiceJudge):
+    """The target as instructions; one work item per (scenario, target, sample)."""
+
+    name = "prompt-aligned"

@@ -1,0 +1,157 @@
+"""Shared machinery of the judges that score responses (comparative and per-response regression).
+
+Holds the benchmark, settings, attribute definitions and optional few-shot selector; builds the
+judge identity, remembers the in-context examples per (scenario, attribute) and writes rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.backend import GenerationResult, Message
+from engine.benchmark import Benchmark
+from engine.cache import score_key, scorer_identity
+from engine.judges.attributes import definitions_for
+from engine.judges.base import (
+    SCALE,
+    ItemKind,
+    JudgeSettings,
+    digest,
+    scenario_text,
+    usage_meta,
+)
+from engine.judges.fewshot import Example, FewShotSelector
+
+ORDER_SCHEME = "rotation-v1"
+"""How response orders are balanced across samples (part of the identity)."""
+
+
+class ScoringJudge:
+    """Base of judges whose answers are attribute scores per response."""
+
+    name = "scoring"
+    kind: ItemKind = "scores"
+
+    def __init__(
+        self,
+        bench: Benchmark,
+        settings: JudgeSettings,
+        *,
+        attributes: Sequence[str] | None = None,
+        definitions: Mapping[str, str] | None = None,
+        fewshot: FewShotSelector | None = None,
+    ) -> None:
+        self.bench = bench
+        """The benchmark whose scenarios are scored."""
+        self.settings = settings
+        """Model and sampling settings."""
+        self.attributes = tuple(attributes) if attributes is not None else bench.attributes
+        """Attributes to score (default: all of the benchmark's)."""
+        self.definitions = definitions_for(bench.attributes, definitions)
+        """Definition per attribute, as shown in the system prompt."""
+        if settings.few_shot and fewshot is None:
+            raise ValueError("few_shot settings need a FewShotSelector")
+        self.fewshot = fewshot if settings.few_shot else None
+        """Source of in-context examples, or None for zero-shot."""
+        self._sims: np.ndarray | None = None
+        self._examples: dict[tuple[int, str], list[Example]] = {}
+        self.identity = scorer_identity(self.name, self.identity_settings())
+        """Name plus a hash of everything that changes the answers."""
+
+    # -- identity ------------------------------------------------------------------------
+    def templates(self) -> Mapping[str, str]:
+        """The prompt templates (hashed into the identity)."""
+        raise NotImplementedError
+
+    def example_schema(self) -> Mapping[str, Any]:
+        """A representative answer schema (hashed into the identity)."""
+        raise NotImplementedError
+
+    def identity_settings(self) -> dict[str, Any]:
+        """Every setting that changes an answer; the sample count is not one (the sample index
+        is in each row key, so asking for more samples later only sends the new ones)."""
+        return {
+            "templates": digest(dict(self.templates())),
+            "schema": digest(self.example_schema()),
+            "definitions": dict(sorted(self.definitions.items())),
+            "model": self.settings.model,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+            "seed": self.settings.seed,
+            "few_shot": None if self.fewshot is None else self.fewshot.identity,
+            "orders": ORDER_SCHEME,
+            "scale": SCALE,
+        }
+
+    # -- examples -----------------------------------------------------------------------
+    def examples(self, scenario: int, attribute: str) -> list[Example]:
+        """In-context examples for (scenario, attribute); [] when zero-shot."""
+        if self.fewshot is None:
+            return []
+        key = (scenario, attribute)
+        if key not in self._examples:
+            if self._sims is None:
+                texts = [scenario_text(self.bench, i) for i in range(self.bench.n_scenarios)]
+                self._sims = self.fewshot.similarities(texts)
+            self._examples[key] = self.fewshot.select(
+                scenario_text(self.bench, scenario), attribute, self._sims[scenario]
+            )
+        return self._examples[key]
+
+    # -- rows ---------------------------------------------------------------------------
+    def row_key(self, scenario: int, response: int, attribute: str, sample: int) -> str:
+        sc = self.bench.scenarios[scenario]
+        return score_key(self.bench.identity, sc.id, response, attribute, self.identity, sample)
+
+    def row(
+        self,
+        scenario: int,
+        response: int,
+        attribute: str,
+        sample: int,
+        *,
+        score: float | None,
+        reasoning: str | None,
+        error: str | None,
+        meta: str,
+    ) -> dict[str, Any]:
+        """One score-cache row (a failure when ``error`` is set)."""
+        return {
+            "key": self.row_key(scenario, response, attribute, sample),
+            "benchmark": self.bench.identity,
+            "scenario": self.bench.scenarios[scenario].id,
+            "response": response,
+            "attribute": attribute,
+            "scorer": self.identity,
+            "sample": sample,
+            "score": score,
+            "reasoning": reasoning,
+            "error": error,
+            "meta": meta,
+        }
+
+
+def json_answer(value: Any) -> str:
+    """An example answer as the model should write it (compact JSON, keys in schema order)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def meta_with(result: GenerationResult, **extra: Any) -> str:
+    """Usage meta plus judge-specific provenance (e.g. the letter a response was shown as)."""
+    meta = json.loads(usage_meta(result))
+    meta.update(extra)
+    return json.dumps(meta, sort_keys=True)
+
+
+def system_then(system: str, pairs: Sequence[tuple[str, str]], user: str) -> tuple[Message, ...]:
+    """System message, example (user, assistant) pairs, then the query."""
+    msgs = [Message("system", system)]
+    for u, a in pairs:
+        msgs.append(Message("user", u))
+        msgs.append(Message("assistant", a))
+    msgs.append(Message("user", user))
+    return tuple(msgs)

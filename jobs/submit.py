@@ -1,0 +1,55 @@
+"""Entry point for Ray jobs: ``ray job submit --working-dir . -- python -m jobs.submit sweep ...``.
+
+It connects this driver to the cluster the job runs on (``ray.init(address="auto")``), so the
+scheduler's API-client actors and vLLM replicas are placed on the cluster's nodes, then runs the
+``pluralign`` command line with the remaining arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _split(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.submit",
+        description="Run a pluralign command as the driver of a Ray job.",
+        epilog="Everything after the options is a pluralign command, e.g. "
+               "sweep --scorer comparative-regression --model M ...",
+    )
+    p.add_argument("--address", default="auto",
+                   help="Ray cluster to join (default: auto, the job's own cluster)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the pluralign command line")
+    args = p.parse_args(list(argv))
+    if not args.command:
+        p.error("give a pluralign command, e.g. sweep --scorer comparative-regression ...")
+    return args, list(args.command)
+
+
+def connect(address: str) -> None:
+    """Join the cluster; the job's environment (RAY_ADDRESS, RAY_AUTH_MODE) decides the rest."""
+    import ray
+
+    if not ray.is_initialized():
+        # No runtime_env here: the job's own (working_dir, env_vars from --runtime-env-json)
+        # applies. Quiet worker logs: progress lines come from this driver.
+        ray.init(address=address, log_to_driver=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, command = _split(sys.argv[1:] if argv is None else argv)
+    connect(args.address)
+    from jobs.cli import main as cli_main
+
+    try:
+        return cli_main(command)
+    finally:
+        import ray
+
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
