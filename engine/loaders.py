@@ -11,7 +11,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.atomic import write_bytes
 from engine.benchmark import (
     HELPSTEER2_ATTRIBUTES,
     HELPSTEER2_LEVELS,
@@ -199,20 +199,8 @@ def write_steerable_json(bench: Benchmark, path: str | os.PathLike[str]) -> Path
     """Write ``bench`` as steerable JSON, atomically (temporary name, then rename)."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(dest, json.dumps(benchmark_records(bench), indent=1).encode("utf-8"))
+    write_bytes(dest, json.dumps(benchmark_records(bench), indent=1).encode("utf-8"))
     return dest
-
-
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``dest`` and rename it over ``dest``."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------- raw HelpSteer2 rows

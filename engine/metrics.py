@@ -86,9 +86,7 @@ def regression_quality(bench: Benchmark, predictions: np.ndarray) -> dict[str, d
     for j, a in enumerate(bench.attributes):
         y, p = bench.labels[:, j], np.asarray(predictions)[:, j]
         mse = float(np.mean((p - y) ** 2))
-        if np.std(y) == 0 or np.std(p) == 0:
-            r = float("nan")
-        else:
-            r = float(np.corrcoef(y, p)[0, 1])
+        constant = np.std(y) == 0 or np.std(p) == 0
+        r = float("nan") if constant else float(np.corrcoef(y, p)[0, 1])
         out[a] = {"mse": mse, "pearson_r": r}
     return out

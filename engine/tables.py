@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.atomic import write_parquet
 from engine.benchmark import Benchmark, make_benchmark
 from engine.errors import CacheSchemaError, InputError
 from engine.targets import TargetSet, from_dicts
@@ -60,17 +60,7 @@ def target_table(targets: TargetSet) -> pa.Table:
 
 def write_table(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write Parquet to a temporary name in the same folder, then rename."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return write_parquet(table, path)
 
 
 def read_table(path: str | os.PathLike[str], kind: str) -> pa.Table:

@@ -352,10 +352,11 @@ def _raw_prompts(path: str) -> list[tuple[str, str]]:
 def run_generate(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
+    from engine.atomic import write_parquet
     from engine.errors import InputError
     from engine.spica.gencache import GenerationCache
     from engine.spica.generate import aligned_outputs, grow_bank
-    from engine.spica.io import atomic_write_table, write_bank
+    from engine.spica.io import write_bank
     from schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 
     cache = GenerationCache(args.cache) if args.cache else None
@@ -380,7 +381,7 @@ def run_generate(args: argparse.Namespace) -> int:
         table = pa.table({k: [getattr(r, k) for r in rows] for k in
                           ("query", "group", "setup", "text", "error", "key")}
                          | {"retrieved": [list(r.retrieved) for r in rows]})
-        atomic_write_table(table, args.out)
+        write_parquet(table, args.out)
         per: dict[tuple[str, str], list[int]] = {}
         for r in rows:
             per.setdefault((r.group, r.setup), [0, 0])[0 if r.text is not None else 1] += 1

@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.atomic import write_parquet
 from engine.backend import GenerationRequest
 from engine.errors import CacheSchemaError
-from engine.spica.io import atomic_write_table
 from schemas.arrow import SCHEMA_VERSION, schema_version_of
 from schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
 
@@ -112,4 +112,4 @@ class GenerationCache:
         }
         table = pa.Table.from_pydict(dict(cols), schema=GENERATION_SCHEMA)
         name = f"part-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
-        return atomic_write_table(table, self.root / name)
+        return write_parquet(table, self.root / name)

@@ -7,7 +7,6 @@ never sees half a file; a file of another layout version is refused with a clear
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine.atomic import write_parquet
 from engine.errors import CacheSchemaError, DataNotFoundError, InputError
 from engine.spica.bank import ScenarioBank, make_bank
 from schemas.arrow import SCHEMA_VERSION, schema_version_of
@@ -29,21 +29,6 @@ from schemas.spica import (
     RaterRecord,
     bank_schema,
 )
-
-
-def atomic_write_table(table: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write ``table`` as Parquet to ``path`` via a temporary file and an atomic rename."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
 
 
 def bank_to_table(bank: ScenarioBank) -> pa.Table:
@@ -69,7 +54,7 @@ def bank_to_table(bank: ScenarioBank) -> pa.Table:
 
 def write_bank(bank: ScenarioBank, path: str | os.PathLike[str]) -> Path:
     """Store ``bank`` as a Parquet file (atomically)."""
-    return atomic_write_table(bank_to_table(bank), path)
+    return write_parquet(bank_to_table(bank), path)
 
 
 def _check_layout(schema: pa.Schema, file: str) -> BankMeta:

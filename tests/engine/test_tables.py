@@ -47,7 +47,7 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
 
 def test_foreign_table_is_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [1]}), tmp_path / "f.parquet")
-    with pytest.raises(InputError, match="f.parquet"):
+    with pytest.raises(InputError, match=r"f\.parquet"):
         read_benchmark(tmp_path / "f.parquet")
 
 

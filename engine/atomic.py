@@ -1,0 +1,57 @@
+"""Atomic file writes: everything is written beside its destination under a temporary name and
+renamed into place only once complete, so no reader ever sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_path(dest: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it onto ``dest`` when the block succeeds,
+    remove it when the block raises (whatever it raises, interrupts included)."""
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
+def write_json(dest: str | os.PathLike[str], data: Any) -> Path:
+    """JSON without NaN (undefined figures must be written as null by the caller)."""
+    text = json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n"
+    return write_bytes(dest, text.encode())
+
+
+def write_parquet(table: Any, dest: str | os.PathLike[str]) -> Path:
+    import pyarrow.parquet as pq
+
+    with atomic_path(dest) as tmp:
+        pq.write_table(table, tmp)
+    return Path(dest)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
