@@ -52,8 +52,9 @@ def test_bucket_never_exceeds_the_limit_in_any_window(limit: int, period: float,
     spec = BucketSpec(limit, period, burst, slack)
     times = greedy_grants(spec, horizon=4 * period)
     assert max_in_window(times, period) <= limit
-    # ... and wastes no more than the burst and the slack: the long-run rate is the refill rate.
-    assert len(times) >= spec.rate * 4 * period
+    # ... and wastes no more than the burst and the slack: the long-run rate is the refill rate
+    # (less one grant: the last may fall a rounding error past the horizon).
+    assert len(times) >= spec.rate * 4 * period - 1
 
 
 def test_large_amounts_go_when_full_and_leave_debt() -> None:
