@@ -7,7 +7,6 @@ entropy, scrambled meaning) to show how much of the closeness is entropy alone.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 from scipy.special import rel_entr
 
 from engine.errors import InputError
+from engine.files import read_json
 
 _PROB_TOL = 1e-6
 """How far from 1 given probabilities may sum (they are then renormalised)."""
@@ -78,12 +78,7 @@ class Question:
 def load_distributions(path: str | os.PathLike[str]) -> list[Question]:
     """Read and validate a distribution file (format in docs/juries.md)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError("distribution file not found", file=p) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"not valid JSON: {e}", file=p) from None
+    data = read_json(p)
     return parse_distributions(data, str(p))
 
 

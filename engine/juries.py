@@ -6,7 +6,6 @@ group-specific preferences; a group may also be a weighted distribution over tar
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 
 from engine.benchmark import NEUTRAL, validate_values
 from engine.errors import InputError
+from engine.files import read_json
 from engine.targets import TargetSet
 
 ALL = "ALL"
@@ -185,12 +185,7 @@ def load_jury(path: str | os.PathLike[str], attributes: Sequence[str],
     names the file, the group (and juror) and the field.
     """
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError("group file not found", file=p) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"not valid JSON: {e}", file=p) from None
+    data = read_json(p)
     return parse_jury(data, attributes, levels, source=str(p))
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from engine.atomic import write_bytes
 from engine.benchmark import (
     HELPSTEER2_ATTRIBUTES,
     HELPSTEER2_LEVELS,
@@ -28,6 +27,7 @@ from engine.benchmark import (
     make_benchmark,
 )
 from engine.errors import InputError
+from engine.files import read_json, write_bytes
 from engine.levels import grid_scale
 from schemas.records import Scenario
 
@@ -75,7 +75,7 @@ def load_steerable_json(path: str | os.PathLike[str], name: str, split: str) -> 
     else ``f"{split}-{index:05d}"``.
     """
     file = str(path)
-    data = _read_json(Path(path))
+    data = read_json(Path(path))
     if not isinstance(data, list):
         raise InputError(
             f"top level must be a JSON list of scenarios, got {type(data).__name__}",
@@ -92,20 +92,6 @@ def load_steerable_json(path: str | os.PathLike[str], name: str, split: str) -> 
         return bench
     levels = _infer_levels(bench, file)
     return make_benchmark(name, split, attributes, levels, scenarios, source=file)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read: {e}", file=path) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
-                         file=path) from None
 
 
 def _attributes_from_first(record: Any, file: str) -> tuple[str, ...]:
@@ -254,7 +240,7 @@ def read_rows(path: Path) -> list[Row]:
         return list(_read_csv(path))
     if suffix == ".jsonl":
         return _read_jsonl(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise InputError("top level must be a JSON list of rows", file=path)
     return data

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.atomic import write_parquet
 from engine.benchmark import Benchmark, make_benchmark
 from engine.errors import CacheSchemaError, InputError
+from engine.files import write_parquet
 from engine.targets import TargetSet, from_dicts
 from schemas.arrow import (
     BENCHMARK_SCHEMA,

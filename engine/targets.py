@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.benchmark import NEUTRAL, validate_values
 from engine.errors import InputError
+from engine.files import read_json
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,10 +149,7 @@ def load_target_files(
     labels: list[str] = []
     attrs = tuple(attributes)
     for f in files:
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"not valid JSON: {e}", file=f) from None
+        data = read_json(f)
         items = data if isinstance(data, list) else [data]
         for i, t in enumerate(items):
             rec = i if isinstance(data, list) else None

@@ -352,8 +352,8 @@ def _raw_prompts(path: str) -> list[tuple[str, str]]:
 def run_generate(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from engine.atomic import write_parquet
     from engine.errors import InputError
+    from engine.files import write_parquet
     from engine.spica.gencache import GenerationCache
     from engine.spica.generate import aligned_outputs, grow_bank
     from engine.spica.io import write_bank

@@ -113,13 +113,13 @@ def resolve_target_sets(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    from engine.atomic import write_json
+    from engine.files import write_json
 
     write_json(path, data)
 
 
 def write_parquet_atomic(path: Path, table: Any) -> None:
-    from engine.atomic import write_parquet
+    from engine.files import write_parquet
 
     write_parquet(table, path)
 

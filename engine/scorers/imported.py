@@ -9,7 +9,6 @@ code's ``input_output.json`` (a list of items, one per scenario in benchmark ord
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from engine.benchmark import Benchmark
 from engine.cache import scorer_identity
 from engine.errors import InputError
+from engine.files import read_json
 
 _COLUMNS = ("scenario", "response", "attribute", "score")
 _LABEL_TOLERANCE = 1e-9
@@ -52,7 +52,7 @@ class PredictionsScorer:
             return from_records(bench, _parquet_records(self.path), self.path)
         if suffix == ".csv":
             return from_records(bench, _csv_records(self.path), self.path)
-        data = _read_json(self.path)
+        data = read_json(self.path)
         if _is_input_output(data):
             return from_input_output(bench, data, self.path)
         if isinstance(data, list):
@@ -164,13 +164,6 @@ def _table_records(table: Any, path: Path) -> list[Any]:
                              hint=f"columns: {', '.join(_COLUMNS)}[, sample]")
     records: list[Any] = table.to_pylist()
     return records
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"not valid JSON: {e}", file=path) from None
 
 
 # ---------------------------------------------------------------------------- input_output

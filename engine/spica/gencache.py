@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.atomic import write_parquet
 from engine.backend import GenerationRequest
 from engine.errors import CacheSchemaError
+from engine.files import write_parquet
 from schemas.arrow import SCHEMA_VERSION, schema_version_of
 from schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
 

@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.atomic import write_parquet
 from engine.errors import CacheSchemaError, DataNotFoundError, InputError
+from engine.files import write_parquet
 from engine.spica.bank import ScenarioBank, make_bank
 from schemas.arrow import SCHEMA_VERSION, schema_version_of
 from schemas.spica import (

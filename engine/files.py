@@ -1,5 +1,9 @@
-"""Atomic file writes: everything is written beside its destination under a temporary name and
-renamed into place only once complete, so no reader ever sees half a file."""
+"""File I/O every loader and writer shares.
+
+Writes are atomic: everything is written beside its destination under a temporary name and
+renamed into place only once complete, so no reader ever sees half a file. Reads of JSON input
+fail with an error naming the file and what is wrong with it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from engine.errors import InputError
 
 
 @contextmanager
@@ -47,6 +53,22 @@ def write_parquet(table: Any, dest: str | os.PathLike[str]) -> Path:
     with atomic_path(dest) as tmp:
         pq.write_table(table, tmp)
     return Path(dest)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Parse a JSON file, or raise InputError naming the file (missing, unreadable, bad JSON)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", file=p) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read: {e}", file=p) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
+                         file=p) from None
 
 
 def _json_default(o: Any) -> Any:
