@@ -25,8 +25,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.benchmark import Benchmark
-from engine.errors import CacheSchemaError, InputError, PluralignError
-from schemas.arrow import SCHEMA_VERSION, SCORE_SCHEMA, schema_version_of
+from engine.errors import InputError, PluralignError
+from engine.files import require_layout
+from schemas.arrow import SCORE_SCHEMA
 from schemas.records import ScoreRecord
 
 CACHE_KIND = "scores"
@@ -217,13 +218,8 @@ def _check_schema(path: Path) -> None:
         raise CacheCorruptError(
             f"{path}: not a readable score-cache part ({e}); move it out of the cache directory"
         ) from None
-    version, kind = schema_version_of(schema)
-    if version != SCHEMA_VERSION or kind != CACHE_KIND:
-        raise CacheSchemaError(
-            f"{path}: written with {kind or 'no'} schema version {version or '(none)'}, "
-            f"this pluralign reads {CACHE_KIND} schema version {SCHEMA_VERSION} "
-            "(move the old cache aside or score into a new cache directory)"
-        )
+    require_layout(schema, CACHE_KIND, path,
+                   "move the old cache aside or score into a new cache directory")
 
 
 def _read_columns(path: Path, columns: Sequence[str]) -> pa.Table:

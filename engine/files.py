@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import InputError
+from engine.errors import CacheSchemaError, InputError
+from schemas.arrow import SCHEMA_VERSION, schema_version_of
 
 
 @contextmanager
@@ -69,6 +70,17 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except json.JSONDecodeError as e:
         raise InputError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                          file=p) from None
+
+
+def require_layout(schema: Any, kind: str, file: str | os.PathLike[str], fix: str) -> None:
+    """Refuse a stored table of another kind or schema version, naming the file, both versions
+    and ``fix`` (what the user can do about it)."""
+    version, found = schema_version_of(schema)
+    if found != kind or version != SCHEMA_VERSION:
+        raise CacheSchemaError(
+            f"{file}: written as {found!r} table with schema version {version or '(none)'}; "
+            f"this pluralign reads {kind!r} schema version {SCHEMA_VERSION} ({fix})"
+        )
 
 
 def _json_default(o: Any) -> Any:

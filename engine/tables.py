@@ -15,14 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.benchmark import Benchmark, make_benchmark
-from engine.errors import CacheSchemaError, InputError
-from engine.files import write_parquet
+from engine.errors import InputError
+from engine.files import require_layout, write_parquet
 from engine.targets import TargetSet, from_dicts
 from schemas.arrow import (
     BENCHMARK_SCHEMA,
-    SCHEMA_VERSION,
     TARGET_SCHEMA,
-    schema_version_of,
 )
 from schemas.records import Scenario
 
@@ -69,14 +67,7 @@ def read_table(path: str | os.PathLike[str], kind: str) -> pa.Table:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise InputError(f"not a readable Parquet file: {e}", file=path) from None
-    version, found = schema_version_of(table.schema)
-    if found != kind:
-        raise InputError(f"holds a {found or 'foreign'} table, expected {kind}", file=path)
-    if version != SCHEMA_VERSION:
-        raise CacheSchemaError(
-            f"{path}: written with schema version {version}, this pluralign reads version "
-            f"{SCHEMA_VERSION}; rebuild it with this version"
-        )
+    require_layout(table.schema, kind, path, "rebuild it with this version")
     return table
 
 

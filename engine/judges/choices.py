@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.benchmark import Benchmark
-from engine.errors import CacheSchemaError
+from engine.files import require_layout, write_parquet
 from engine.judges.base import digest
 from engine.judges.consistency import majority
-from schemas.arrow import SCHEMA_VERSION, schema_version_of, with_version
+from schemas.arrow import with_version
 
 CHOICE_KIND = "choices"
 
@@ -64,11 +64,7 @@ class ChoiceCache:
             return None
         self.dir.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist([dict(r) for r in rows], schema=CHOICE_SCHEMA)
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        tmp = self.dir / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.dir / name)
-        return self.dir / name
+        return write_parquet(table, self.dir / f"part-{uuid.uuid4().hex}.parquet")
 
     def parts(self) -> list[Path]:
         if not self.dir.is_dir():
@@ -128,13 +124,8 @@ class ChoiceCache:
 
     def _read_part(self, path: Path) -> pa.Table:
         schema = pq.read_schema(path)
-        version, kind = schema_version_of(schema)
-        if version != SCHEMA_VERSION or kind != CHOICE_KIND:
-            raise CacheSchemaError(
-                f"{path}: written as {kind!r} schema version {version!r}, this pluralign reads "
-                f"{CHOICE_KIND!r} version {SCHEMA_VERSION!r} (move the old cache aside or "
-                "rescore into a new --cache directory)"
-            )
+        require_layout(schema, CHOICE_KIND, path,
+                       "move the old cache aside or rescore into a new --cache directory")
         return pq.read_table(path, schema=CHOICE_SCHEMA)
 
 

@@ -19,9 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.backend import GenerationRequest
-from engine.errors import CacheSchemaError
-from engine.files import write_parquet
-from schemas.arrow import SCHEMA_VERSION, schema_version_of
+from engine.files import require_layout, write_parquet
 from schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
 
 
@@ -74,12 +72,7 @@ class GenerationCache:
 
     def _read(self, path: Path) -> pa.Table:
         table = pq.read_table(path)
-        version, kind = schema_version_of(table.schema)
-        if kind != GENERATION_KIND or version != SCHEMA_VERSION:
-            raise CacheSchemaError(
-                f"{path}: generation cache part of kind {kind!r} version {version}; expected "
-                f"{GENERATION_KIND!r} version {SCHEMA_VERSION} (use a fresh cache folder)"
-            )
+        require_layout(table.schema, GENERATION_KIND, path, "use a fresh cache folder")
         return table
 
     def load(self) -> dict[str, CachedGeneration]:

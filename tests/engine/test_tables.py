@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.errors import CacheSchemaError, InputError
+from engine.errors import CacheSchemaError
 from engine.synthetic import synthetic_benchmark
 from engine.tables import (
     benchmark_table,
@@ -47,7 +47,7 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
 
 def test_foreign_table_is_refused(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [1]}), tmp_path / "f.parquet")
-    with pytest.raises(InputError, match=r"f\.parquet"):
+    with pytest.raises(CacheSchemaError, match=r"f\.parquet"):
         read_benchmark(tmp_path / "f.parquet")
 
 
