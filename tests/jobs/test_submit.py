@@ -110,19 +110,23 @@ def ray_head(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield {"env": env, "dashboard": f"http://127.0.0.1:{dash}",
                "address": f"127.0.0.1:{gcs}"}
     finally:
-        stop_head(temp)
+        stop_head(temp, gcs)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def stop_head(temp: Path) -> None:
-    """Stop only this head: the processes whose command line names its temp dir, and their
-    children. (`ray stop` would kill every Ray process on the machine, other people's too.)"""
+def stop_head(temp: Path, gcs_port: int) -> None:
+    """Stop only this head: the processes whose command line names its temp dir or its GCS
+    address (the Ray client proxy names only the latter), and their children. (`ray stop`
+    would kill every Ray process on the machine, other people's too.)"""
     psutil = pytest.importorskip("psutil")
-    marker = str(temp)
+    gcs = re.compile(rf":{gcs_port}(\D|$)")
     ours = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if any(marker in part for part in proc.info["cmdline"] or []):
+            cmd = proc.info["cmdline"] or []
+            if any("ray" in part for part in cmd) and any(
+                str(temp) in part or gcs.search(part) for part in cmd
+            ):
                 ours.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
