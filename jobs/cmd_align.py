@@ -18,6 +18,7 @@ from jobs.common import (
     cache_dir,
     finite_or_none,
     load_splits,
+    make_scorer,
     progress,
     resolve_target_sets,
     write_json_atomic,
@@ -48,18 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _identity(args: argparse.Namespace, bench: Any, train: Any) -> str:
     if args.scorer_id:
         return str(args.scorer_id)
-    from engine.scorers import get_scorer
-
-    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
-    return get_scorer(args.scorer, **options.get(args.scorer, {})).identity(bench, train)
+    return str(make_scorer(args).identity(bench, train))
 
 
 def _needs_train(args: argparse.Namespace) -> bool:
-    if args.scorer_id:
-        return False
-    from engine.scorers import get_scorer
-
-    return bool(get_scorer(args.scorer).needs_train)
+    return not args.scorer_id and bool(make_scorer(args).needs_train)
 
 
 def run(args: argparse.Namespace) -> int:

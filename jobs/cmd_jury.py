@@ -20,6 +20,7 @@ import numpy as np
 from jobs.common import (
     add_benchmark_args,
     finite_or_none,
+    make_scorer,
     progress,
     write_json_atomic,
     write_parquet_atomic,
@@ -112,10 +113,9 @@ def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
         raise InputError(f"{args.scorer} calls a model: score with pluralign sweep --scorer "
                          f"{args.scorer} first, then pass the identity it prints as --scorer-id",
                          field="scorer")
-    from engine.scorers import get_scorer, score_through_cache
+    from engine.scorers import score_through_cache
 
-    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
-    scorer = get_scorer(args.scorer, **options.get(args.scorer, {}))
+    scorer = make_scorer(args)
     bench, train = load_splits(args, need_train=bool(scorer.needs_train))
     progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
     preds = score_through_cache(scorer, bench, cache, train=train)

@@ -232,6 +232,16 @@ def _retriever(args: argparse.Namespace, bank: Any) -> Any:
                      getattr(args, "rating", "response"))
 
 
+def _fitted(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """(bank, weights by group, retriever) for the commands that use fitted weights; the
+    rating kind the weights were fitted on wins over --rating."""
+    bank = load_bank_arg(args)
+    weights, head = _load_weights(args.weights)
+    if head:
+        args.rating = head.get("rating", getattr(args, "rating", "response"))
+    return bank, weights, _retriever(args, bank)
+
+
 def _weight_rows(weights: dict[str, Any]) -> list[list[Any]]:
     return [[g, w.w_d, w.w_s, w.w_c, w.c, w.n_pairs, w.r2] for g, w in weights.items()]
 
@@ -252,10 +262,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_retrieve(args: argparse.Namespace) -> int:
-    bank = load_bank_arg(args)
-    weights, head = _load_weights(args.weights)
-    args.rating = head.get("rating", "response")
-    retriever = _retriever(args, bank)
+    bank, weights, retriever = _fitted(args)
     queries = _queries(args, bank)
     texts = [t for _, t in queries]
     base = retriever.retrieve(texts, args.group, args.k, None)
@@ -276,10 +283,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
 def run_prompt(args: argparse.Namespace) -> int:
     from engine.spica.prompts import SETUPS, build_prompt
 
-    bank = load_bank_arg(args)
-    weights, head = _load_weights(args.weights)
-    args.rating = head.get("rating", "response")
-    retriever = _retriever(args, bank)
+    bank, weights, retriever = _fitted(args)
     queries = _queries(args, bank)
     setups = SETUPS if args.setup == "all" else (args.setup,)
     idx = retriever.retrieve([t for _, t in queries], args.group, args.k,
@@ -297,11 +301,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from engine.spica.evaluate import evaluate_retrieval
     from jobs.common import write_json_atomic
 
-    bank = load_bank_arg(args)
-    weights, head = _load_weights(args.weights)
-    if head:
-        args.rating = head.get("rating", args.rating)
-    retriever = _retriever(args, bank)
+    bank, weights, retriever = _fitted(args)
     groups = _groups(args.groups, bank)
     if not weights:
         weights = retriever.fit_all(bank.select(args.dev_split), groups)
@@ -370,10 +370,7 @@ def run_generate(args: argparse.Namespace) -> int:
                                  args.per_class)
         write_bank(bank, args.out)
     else:
-        bank = load_bank_arg(args)
-        weights, head = _load_weights(args.weights)
-        args.rating = head.get("rating", "response")
-        retriever = _retriever(args, bank)
+        bank, weights, retriever = _fitted(args)
         setups = [s.strip() for s in args.setups.split(",") if s.strip()]
         rows, report = aligned_outputs(retriever, weights, _queries(args, bank),
                                        _groups(args.groups, bank), setups, args.k, factory,

@@ -22,6 +22,7 @@ from jobs.common import (
     cache_dir,
     finite_or_none,
     load_splits,
+    make_scorer,
     progress,
     resolve_target_sets,
     write_json_atomic,
@@ -47,13 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     else:
         add_backend_args(p)
     p.set_defaults(func=run)
-
-
-def _make_scorer(args: argparse.Namespace) -> Any:
-    from engine.scorers import get_scorer
-
-    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
-    return get_scorer(args.scorer, **options.get(args.scorer, {}))
 
 
 def scored_predictions(
@@ -91,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                                  "pip install 'pluralign[distributed]'") from None
         scorer, need_train = None, bool(getattr(args, "few_shot", True))
     else:
-        scorer = _make_scorer(args)
+        scorer = make_scorer(args)
         need_train = bool(scorer.needs_train)
     bench, train = load_splits(args, need_train=need_train)
     # Resolve targets before scoring: a bad target file should fail in a second, not after.

@@ -34,6 +34,14 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="score cache folder (default: $PLURALIGN_CACHE or the user cache dir)")
 
 
+def make_scorer(args: argparse.Namespace) -> Any:
+    """The model-free scorer named by ``--scorer``, with its own options (--seed, --value)."""
+    from engine.scorers import get_scorer
+
+    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
+    return get_scorer(args.scorer, **options.get(args.scorer, {}))
+
+
 def add_target_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -> None:
     p.add_argument(
         "--targets", nargs="+", default=list(default) if default else None, metavar="SET",
