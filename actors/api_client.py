@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from actors.ratelimit import Limiter, key_id, make_limiter
-from engine.backend import (
+from pluralign.actors.ratelimit import Limiter, key_id, make_limiter
+from pluralign.engine.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -28,7 +28,7 @@ from engine.backend import (
     Sample,
     Usage,
 )
-from engine.errors import PluralignError
+from pluralign.engine.errors import PluralignError
 
 log = logging.getLogger(__name__)
 

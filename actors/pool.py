@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine.backend import (
+from pluralign.engine.backend import (
     Backend,
     Failure,
     FailureKind,

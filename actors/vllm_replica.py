@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from actors.api_client import parse_sample
-from engine.backend import (
+from pluralign.actors.api_client import parse_sample
+from pluralign.engine.backend import (
     Failure,
     FailureKind,
     GenerationRequest,

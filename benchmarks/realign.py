@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.align import LabelIndex, realign
-from engine.align_loop import realign_loop
-from engine.benchmark import Benchmark
-from engine.synthetic import noisy_predictions, synthetic_benchmark
-from engine.targets import all_targets
+from pluralign.engine.align import LabelIndex, realign
+from pluralign.engine.align_loop import realign_loop
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.targets import all_targets
 
 
 def _best_of(fn, repeats: int) -> float:
@@ -35,7 +35,7 @@ def _best_of(fn, repeats: int) -> float:
 
 def _helpsteer2(data: str | None) -> tuple[Benchmark, str]:
     try:
-        from engine.data import load_benchmark
+        from pluralign.engine.data import load_benchmark
 
         return load_benchmark("helpsteer2", "eval", data, download=False), "helpsteer2/eval"
     except Exception as e:  # no data here: same shape, synthetic labels

@@ -20,11 +20,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine.align_loop import target_scale
-from engine.benchmark import Benchmark
-from engine.errors import InputError
-from engine.kernels import choose_cells, label_cells
-from engine.targets import TargetSet
+from pluralign.engine.align_loop import target_scale
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.kernels import choose_cells, label_cells
+from pluralign.engine.targets import TargetSet
 
 _CHUNK_BYTES = 64 * 2**20
 """Upper bound on the per-chunk score tables and chosen-index buffers."""

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.levels import common_scale, grid_scale
-from engine.targets import TargetSet
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.levels import common_scale, grid_scale
+from pluralign.engine.targets import TargetSet
 
 PRED_TIE = 1e-9
 """Two predicted distances closer than this tie (the lower response index wins)."""

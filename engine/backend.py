@@ -166,5 +166,5 @@ def registered_backends() -> list[str]:
 
 
 # Built-in backends; the modules are imported only when a backend is asked for by name.
-register_backend("openai", "actors.api_client:OpenAIBackend")
-register_backend("vllm", "actors.vllm_replica:VLLMBackend")
+register_backend("openai", "pluralign.actors.api_client:OpenAIBackend")
+register_backend("vllm", "pluralign.actors.vllm_replica:VLLMBackend")

@@ -14,9 +14,9 @@ from functools import cached_property
 
 import numpy as np
 
-from engine.errors import InputError
-from engine.levels import grid_scale
-from schemas.records import Scenario
+from pluralign.engine.errors import InputError
+from pluralign.engine.levels import grid_scale
+from pluralign.schemas.records import Scenario
 
 HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 HELPSTEER2_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.benchmark import Benchmark
-from engine.errors import InputError, PluralignError
-from engine.files import require_layout
-from schemas.arrow import SCORE_SCHEMA
-from schemas.records import ScoreRecord
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.files import require_layout
+from pluralign.schemas.arrow import SCORE_SCHEMA
+from pluralign.schemas.records import ScoreRecord
 
 CACHE_KIND = "scores"
 """The ``pluralign.kind`` every score part carries."""
@@ -370,7 +370,7 @@ class ScoreCache:
     ) -> Path | None:
         """Write ``records`` and ``failures`` as ONE new part; None when both are empty.
 
-        A mapping is a row of :data:`schemas.arrow.SCORE_SCHEMA` (``key`` optional; a failure
+        A mapping is a row of :data:`pluralign.schemas.arrow.SCORE_SCHEMA` (``key`` optional; a failure
         has ``error`` set and ``score`` None). Bad rows raise before anything is written.
         """
         items = [*records, *failures]

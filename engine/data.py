@@ -16,17 +16,17 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine.benchmark import Benchmark, make_benchmark
-from engine.errors import DataNotFoundError, InputError
-from engine.loaders import (
+from pluralign.engine.benchmark import Benchmark, make_benchmark
+from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.loaders import (
     benchmark_family,
     known_benchmark,
     load_helpsteer2_rows,
     load_mic_csv,
     load_steerable_json,
 )
-from engine.synthetic import synthetic_benchmark
-from engine.targets import TargetSet, load_target_files
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.targets import TargetSet, load_target_files
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from scipy.special import rel_entr
 
-from engine.errors import InputError
-from engine.files import read_json
+from pluralign.engine.errors import InputError
+from pluralign.engine.files import read_json
 
 _PROB_TOL = 1e-6
 """How far from 1 given probabilities may sum (they are then renormalised)."""

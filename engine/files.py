@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CacheSchemaError, InputError
-from schemas.arrow import SCHEMA_VERSION, schema_version_of
+from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.schemas.arrow import SCHEMA_VERSION, schema_version_of
 
 
 @contextmanager

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.benchmark import NEUTRAL, validate_values
-from engine.errors import InputError
-from engine.files import read_json
-from engine.targets import TargetSet
+from pluralign.engine.benchmark import NEUTRAL, validate_values
+from pluralign.engine.errors import InputError
+from pluralign.engine.files import read_json
+from pluralign.engine.targets import TargetSet
 
 ALL = "ALL"
 """Name of the whole jury (every group pooled) in reports; no group may use it."""

@@ -19,13 +19,13 @@ from typing import Any, Literal
 import numpy as np
 from numba import njit, prange
 
-from engine.align import check_predictions
-from engine.align_loop import PRED_TIE, target_scale
-from engine.benchmark import Benchmark
-from engine.errors import InputError
-from engine.juries import ALL, Jury
-from engine.targets import TargetSet
-from engine.welfare import DEFAULT_ALPHAS, WelfareState, alpha_name
+from pluralign.engine.align import check_predictions
+from pluralign.engine.align_loop import PRED_TIE, target_scale
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.juries import ALL, Jury
+from pluralign.engine.targets import TargetSet
+from pluralign.engine.welfare import DEFAULT_ALPHAS, WelfareState, alpha_name
 
 Utility = Literal["distance", "indicator"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.benchmark import (
+from pluralign.engine.benchmark import (
     HELPSTEER2_ATTRIBUTES,
     HELPSTEER2_LEVELS,
     MIC_ATTRIBUTES,
@@ -26,10 +26,10 @@ from engine.benchmark import (
     Benchmark,
     make_benchmark,
 )
-from engine.errors import InputError
-from engine.files import read_json, write_bytes
-from engine.levels import grid_scale
-from schemas.records import Scenario
+from pluralign.engine.errors import InputError
+from pluralign.engine.files import read_json, write_bytes
+from pluralign.engine.levels import grid_scale
+from pluralign.schemas.records import Scenario
 
 KNOWN_BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
     "helpsteer2": (HELPSTEER2_ATTRIBUTES, HELPSTEER2_LEVELS),

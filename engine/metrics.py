@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.benchmark import Benchmark
+from pluralign.engine.benchmark import Benchmark
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import InputError
+from pluralign.engine.errors import InputError
 
 Commensurating = Callable[[np.ndarray], float]
 """Maps a system's objective vector (O,) to one scalar."""

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from engine.errors import InputError, PluralignError
+from pluralign.engine.errors import InputError, PluralignError
 
 __all__ = [
     "EmbeddingSimilarity",

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from engine.benchmark import Benchmark, make_benchmark
-from schemas.records import Scenario
+from pluralign.engine.benchmark import Benchmark, make_benchmark
+from pluralign.schemas.records import Scenario
 
 
 def grid_levels(n_levels: int, decimals: int | None = 2) -> tuple[float, ...]:

@@ -14,15 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.benchmark import Benchmark, make_benchmark
-from engine.errors import InputError
-from engine.files import require_layout, write_parquet
-from engine.targets import TargetSet, from_dicts
-from schemas.arrow import (
+from pluralign.engine.benchmark import Benchmark, make_benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.files import require_layout, write_parquet
+from pluralign.engine.targets import TargetSet, from_dicts
+from pluralign.schemas.arrow import (
     BENCHMARK_SCHEMA,
     TARGET_SCHEMA,
 )
-from schemas.records import Scenario
+from pluralign.schemas.records import Scenario
 
 
 def benchmark_table(bench: Benchmark) -> pa.Table:

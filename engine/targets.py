@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.benchmark import NEUTRAL, validate_values
-from engine.errors import InputError
-from engine.files import read_json
+from pluralign.engine.benchmark import NEUTRAL, validate_values
+from pluralign.engine.errors import InputError
+from pluralign.engine.files import read_json
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from engine.errors import InputError
+from pluralign.engine.errors import InputError
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, math.inf)
 """The α values reported when none are asked for: utilitarian to Rawlsian."""

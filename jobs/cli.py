@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-import jobs
+import pluralign.jobs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(jobs.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(pluralign.jobs.__path__), key=lambda m: m.name):
         if info.name.startswith("cmd_"):
-            importlib.import_module(f"jobs.{info.name}").register(sub)
+            importlib.import_module(f"pluralign.jobs.{info.name}").register(sub)
     return parser
 
 
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_list)
-    from engine.errors import PluralignError
+    from pluralign.engine.errors import PluralignError
 
     try:
         rc = args.func(args)

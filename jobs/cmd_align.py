@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.common import (
+from pluralign.jobs.common import (
     add_benchmark_args,
     add_target_args,
     cache_dir,
@@ -57,9 +57,9 @@ def _needs_train(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.align import chosen_responses, realign
-    from engine.cache import ScoreCache
-    from engine.errors import InputError
+    from pluralign.engine.align import chosen_responses, realign
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.errors import InputError
 
     specs = list(args.targets or []) + list(args.target)
     if not specs:

@@ -34,8 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from actors.fake_server import FakeOpenAIServer, FakeServerConfig
-    from engine.errors import InputError
+    from pluralign.actors.fake_server import FakeOpenAIServer, FakeServerConfig
+    from pluralign.engine.errors import InputError
 
     try:
         config = FakeServerConfig(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.common import (
+from pluralign.jobs.common import (
     add_benchmark_args,
     finite_or_none,
     make_scorer,
@@ -67,9 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.juries import load_jury
-    from engine.jury_eval import JuryConfig, evaluate_jury, select_welfare_optimal
-    from engine.welfare import parse_alphas
+    from pluralign.engine.juries import load_jury
+    from pluralign.engine.jury_eval import JuryConfig, evaluate_jury, select_welfare_optimal
+    from pluralign.engine.welfare import parse_alphas
 
     cfg = JuryConfig(alphas=parse_alphas(args.alpha), tau=args.tau, utility=args.utility,
                      n_bootstrap=args.bootstrap, confidence=args.confidence,
@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
 def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
     """(evaluated split, predictions (N, A), scorer identity): through the score cache, which
     computes only what it lacks; with ``--scorer-id``, from the cache alone."""
-    from engine.cache import ScoreCache
-    from engine.errors import InputError
-    from jobs.common import LLM_SCORERS, cache_dir, load_splits
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.errors import InputError
+    from pluralign.jobs.common import LLM_SCORERS, cache_dir, load_splits
 
     cache = ScoreCache(cache_dir(args.cache))
     if args.scorer_id:
@@ -113,7 +113,7 @@ def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
         raise InputError(f"{args.scorer} calls a model: score with pluralign sweep --scorer "
                          f"{args.scorer} first, then pass the identity it prints as --scorer-id",
                          field="scorer")
-    from engine.scorers import score_through_cache
+    from pluralign.engine.scorers import score_through_cache
 
     scorer = make_scorer(args)
     bench, train = load_splits(args, need_train=bool(scorer.needs_train))
@@ -164,7 +164,7 @@ def print_selection(selection: Any) -> None:
 def _table(columns: dict[str, list[Any]], kind: str) -> Any:
     import pyarrow as pa
 
-    from schemas.arrow import with_version
+    from pluralign.schemas.arrow import with_version
 
     table = pa.table(columns)
     return table.cast(with_version(table.schema, kind))
@@ -224,8 +224,8 @@ def _scenario_table(bench: Any, result: Any) -> Any:
 # ---- distribution --------------------------------------------------------------------------
 
 def run_distribution(args: argparse.Namespace) -> int:
-    from engine.distributional import evaluate_distributions, load_distributions
-    from engine.errors import InputError
+    from pluralign.engine.distributional import evaluate_distributions, load_distributions
+    from pluralign.engine.errors import InputError
 
     if args.shuffles < 1:
         raise InputError("--shuffles must be at least 1", field="shuffles")
@@ -254,7 +254,7 @@ def run_distribution(args: argparse.Namespace) -> int:
 
 
 def _group_entropies(questions: Any) -> dict[str, float]:
-    from engine.distributional import entropy
+    from pluralign.engine.distributional import entropy
 
     by: dict[str, list[float]] = {}
     for q in questions:

@@ -122,10 +122,10 @@ def _query_args(p: argparse.ArgumentParser) -> None:
 # -- loading ------------------------------------------------------------------------------
 def load_bank_arg(args: argparse.Namespace) -> Any:
     """The whole bank named by --bank or the --spica-* files."""
-    from engine.errors import InputError
+    from pluralign.engine.errors import InputError
 
     if args.spica_annotations or args.spica_scenarios:
-        from engine.spica.authors import load_spica_layout
+        from pluralign.engine.spica.authors import load_spica_layout
 
         if not (args.spica_annotations and args.spica_scenarios):
             raise InputError("the authors' layout needs both --spica-annotations and "
@@ -139,7 +139,7 @@ def load_bank_arg(args: argparse.Namespace) -> Any:
         raise InputError("no bank given", field="bank",
                          hint="use --bank FILE.parquet, --bank synthetic:0 or --spica-* files")
     if args.bank.startswith("synthetic"):
-        from engine.spica.synthetic import SyntheticConfig, synthetic_bank
+        from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
 
         _, _, seed = args.bank.partition(":")
         try:
@@ -148,13 +148,13 @@ def load_bank_arg(args: argparse.Namespace) -> Any:
             raise InputError(f"bad synthetic seed {seed!r}", field="bank",
                              hint="synthetic or synthetic:SEED") from None
         return synthetic_bank(cfg).bank
-    from engine.spica.io import read_bank
+    from pluralign.engine.spica.io import read_bank
 
     return read_bank(args.bank)
 
 
 def _queries(args: argparse.Namespace, bank: Any) -> list[tuple[str, str]]:
-    from engine.errors import InputError
+    from pluralign.engine.errors import InputError
 
     if args.query:
         out = [(f"q{i}", q) for i, q in enumerate(args.query)]
@@ -170,8 +170,8 @@ def _load_weights(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(weights by group, file header) — empty when no file."""
     if not path:
         return {}, {}
-    from engine.errors import InputError
-    from engine.spica.retrieval import Weights
+    from pluralign.engine.errors import InputError
+    from pluralign.engine.spica.retrieval import Weights
 
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -185,7 +185,7 @@ def _load_weights(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _groups(arg: str | None, bank: Any) -> list[str]:
-    from engine.spica.bank import ALL
+    from pluralign.engine.spica.bank import ALL
 
     names = [g.strip() for g in arg.split(",") if g.strip()] if arg else [*bank.groups, ALL]
     for g in names:
@@ -214,8 +214,8 @@ def _fmt(v: Any) -> str:
 
 # -- verbs --------------------------------------------------------------------------------
 def run_synth(args: argparse.Namespace) -> int:
-    from engine.spica.io import write_bank
-    from engine.spica.synthetic import SyntheticConfig, synthetic_bank
+    from pluralign.engine.spica.io import write_bank
+    from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
 
     sb = synthetic_bank(SyntheticConfig(n_train=args.train, n_dev=args.dev, n_test=args.test,
                                         seed=args.seed))
@@ -226,7 +226,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def _retriever(args: argparse.Namespace, bank: Any) -> Any:
-    from engine.spica.retrieval import Retriever
+    from pluralign.engine.spica.retrieval import Retriever
 
     return Retriever(bank.select(args.train_split), getattr(args, "similarity", "tfidf"),
                      getattr(args, "rating", "response"))
@@ -247,7 +247,7 @@ def _weight_rows(weights: dict[str, Any]) -> list[list[Any]]:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from jobs.common import write_json_atomic
+    from pluralign.jobs.common import write_json_atomic
 
     bank = load_bank_arg(args)
     retriever = _retriever(args, bank)
@@ -281,7 +281,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from engine.spica.prompts import SETUPS, build_prompt
+    from pluralign.engine.spica.prompts import SETUPS, build_prompt
 
     bank, weights, retriever = _fitted(args)
     queries = _queries(args, bank)
@@ -298,8 +298,8 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from engine.spica.evaluate import evaluate_retrieval
-    from jobs.common import write_json_atomic
+    from pluralign.engine.spica.evaluate import evaluate_retrieval
+    from pluralign.jobs.common import write_json_atomic
 
     bank, weights, retriever = _fitted(args)
     groups = _groups(args.groups, bank)
@@ -320,7 +320,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _backend_factory(args: argparse.Namespace) -> Any:
-    from actors.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
 
     cfg = APIClientConfig(base_url=args.base_url, model=args.model,
                           api_key_env=args.api_key_env or None)
@@ -328,7 +328,7 @@ def _backend_factory(args: argparse.Namespace) -> Any:
 
 
 def _raw_prompts(path: str) -> list[tuple[str, str]]:
-    from engine.errors import InputError
+    from pluralign.engine.errors import InputError
 
     text = Path(path).read_text(encoding="utf-8")
     out = []
@@ -352,12 +352,12 @@ def _raw_prompts(path: str) -> list[tuple[str, str]]:
 def run_generate(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from engine.errors import InputError
-    from engine.files import write_parquet
-    from engine.spica.gencache import GenerationCache
-    from engine.spica.generate import aligned_outputs, grow_bank
-    from engine.spica.io import write_bank
-    from schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
+    from pluralign.engine.errors import InputError
+    from pluralign.engine.files import write_parquet
+    from pluralign.engine.spica.gencache import GenerationCache
+    from pluralign.engine.spica.generate import aligned_outputs, grow_bank
+    from pluralign.engine.spica.io import write_bank
+    from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 
     cache = GenerationCache(args.cache) if args.cache else None
     model = args.model_id or args.model

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.common import (
+from pluralign.jobs.common import (
     CHOICE_SCORERS,
     DEFAULT_SETS,
     LLM_SCORERS,
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_target_args(p, DEFAULT_SETS)
     p.add_argument("--out", required=True, help="folder for summary.json and per_target.parquet")
     try:
-        from jobs.llm_scoring import add_backend_args
+        from pluralign.jobs.llm_scoring import add_backend_args
     except ImportError:  # the distributed extra is not installed
         pass
     else:
@@ -54,16 +54,16 @@ def scored_predictions(
     args: argparse.Namespace, bench: Any, train: Any, scorer: Any
 ) -> tuple[np.ndarray, str]:
     """(predictions (N, A), scorer identity), computing or sending only what is missing."""
-    from engine.cache import ScoreCache
+    from pluralign.engine.cache import ScoreCache
 
     cache = ScoreCache(cache_dir(args.cache))
     if scorer is None:  # an LLM judge: the scheduler fills the cache, then we read it
-        from jobs.llm_scoring import run_llm_scoring
+        from pluralign.jobs.llm_scoring import run_llm_scoring
 
         report = run_llm_scoring(bench, train, args.scorer, args, cache)
         return cache.predictions(report.bench, report.identity, report.samples), report.identity
 
-    from engine.scorers import score_through_cache
+    from pluralign.engine.scorers import score_through_cache
 
     progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
     preds = score_through_cache(scorer, bench, cache, train=train)
@@ -71,15 +71,15 @@ def scored_predictions(
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.align import realign
-    from engine.metrics import regression_quality, summarize
+    from pluralign.engine.align import realign
+    from pluralign.engine.metrics import regression_quality, summarize
 
     t0 = time.perf_counter()
     if args.scorer in LLM_SCORERS:
         try:
-            import jobs.llm_scoring  # noqa: F401
+            import pluralign.jobs.llm_scoring  # noqa: F401
         except ImportError as e:
-            from engine.errors import PluralignError
+            from pluralign.engine.errors import PluralignError
 
             raise PluralignError(f"LLM scorers need the distributed extra ({e}): "
                                  "pip install 'pluralign[distributed]'") from None
@@ -113,12 +113,12 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any
                 t0: float) -> int:
     """Prompt-aligned and unaligned judges pick responses themselves: one request per
     (scenario, target) for prompt-aligned, so the all-targets sweep is refused for it."""
-    from engine.align import accuracy_from_choices
-    from engine.cache import ScoreCache
-    from engine.errors import InputError
-    from engine.metrics import summarize
-    from engine.targets import concat
-    from jobs.llm_scoring import llm_choices, run_llm_scoring
+    from pluralign.engine.align import accuracy_from_choices
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.errors import InputError
+    from pluralign.engine.metrics import summarize
+    from pluralign.engine.targets import concat
+    from pluralign.jobs.llm_scoring import llm_choices, run_llm_scoring
 
     if args.scorer == "prompt-aligned":
         if any(ts.name == "all" for ts in sets) and args.targets != list(DEFAULT_SETS):
@@ -171,7 +171,7 @@ def _clean(obj: Any) -> Any:
 def per_target_table(rows: list[tuple[Any, Any]]) -> Any:
     import pyarrow as pa
 
-    from schemas.arrow import PER_TARGET_SCHEMA
+    from pluralign.schemas.arrow import PER_TARGET_SCHEMA
 
     cols: dict[str, list[Any]] = {f.name: [] for f in PER_TARGET_SCHEMA}
     for ts, res in rows:

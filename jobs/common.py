@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.benchmark import Benchmark
-from engine.errors import InputError
-from engine.targets import TargetSet
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.targets import TargetSet
 
 DEFAULT_SETS = ("all", "sampled", "high", "low")
 LLM_SCORERS = ("comparative-regression", "regression", "prompt-aligned", "unaligned")
@@ -36,7 +36,7 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
 
 def make_scorer(args: argparse.Namespace) -> Any:
     """The model-free scorer named by ``--scorer``, with its own options (--seed, --value)."""
-    from engine.scorers import get_scorer
+    from pluralign.engine.scorers import get_scorer
 
     options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
     return get_scorer(args.scorer, **options.get(args.scorer, {}))
@@ -66,7 +66,7 @@ def cache_dir(arg: str | None) -> Path:
 
 def load_splits(args: argparse.Namespace, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
     """The evaluated split (first --limit scenarios) and, when needed, the training split."""
-    from engine.data import load_benchmark
+    from pluralign.engine.data import load_benchmark
 
     bench = load_benchmark(args.benchmark, args.split, args.data)
     if args.limit is not None:
@@ -86,8 +86,8 @@ def resolve_target_sets(
     specs: Sequence[str], bench: Benchmark, data_dir: str | None
 ) -> list[TargetSet]:
     """Each --targets entry as a named set: published sets where the data has them."""
-    from engine.data import published_targets
-    from engine.targets import (
+    from pluralign.engine.data import published_targets
+    from pluralign.engine.targets import (
         all_targets,
         high_target,
         load_target_files,
@@ -114,20 +114,20 @@ def resolve_target_sets(
         else:
             out.append(load_target_files([spec], bench.attributes))
     if inline:
-        from engine.targets import concat
+        from pluralign.engine.targets import concat
 
         out.append(concat(inline, "inline") if len(inline) > 1 else inline[0])
     return out
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    from engine.files import write_json
+    from pluralign.engine.files import write_json
 
     write_json(path, data)
 
 
 def write_parquet_atomic(path: Path, table: Any) -> None:
-    from engine.files import write_parquet
+    from pluralign.engine.files import write_parquet
 
     write_parquet(table, path)
 

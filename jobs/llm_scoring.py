@@ -19,13 +19,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.errors import InputError
-from engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
-from engine.judges.choices import ChoiceCache
-from engine.judges.unaligned import NO_TARGET
-from engine.targets import TargetSet
-from jobs.scheduler import Dispatcher, SchedulerConfig, ScheduleReport, run_schedule
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
+from pluralign.engine.judges.choices import ChoiceCache
+from pluralign.engine.judges.unaligned import NO_TARGET
+from pluralign.engine.targets import TargetSet
+from pluralign.jobs.scheduler import Dispatcher, SchedulerConfig, ScheduleReport, run_schedule
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (seed 003 §4.2)."""
@@ -186,7 +186,7 @@ def api_key_env(args: argparse.Namespace) -> str | None:
 
 
 def _api_config(args: argparse.Namespace) -> Any:
-    from actors.api_client import APIClientConfig
+    from pluralign.actors.api_client import APIClientConfig
 
     kwargs: dict[str, Any] = {
         "model": settings_from_args(args).model,
@@ -203,13 +203,13 @@ def _api_config(args: argparse.Namespace) -> Any:
 
 def make_pool(args: argparse.Namespace) -> Any:
     """A BackendPool: in-process API clients (--no-ray), API-client actors, or vLLM replicas."""
-    from actors.pool import BackendPool, api_client_actors, vllm_replica_actors
+    from pluralign.actors.pool import BackendPool, api_client_actors, vllm_replica_actors
 
     n = int(args.actors)
     if n < 1:
         raise InputError("--actors must be at least 1", field="actors")
     if args.backend == "vllm":
-        from actors.vllm_replica import VLLMConfig
+        from pluralign.actors.vllm_replica import VLLMConfig
 
         _ensure_ray()
         config = VLLMConfig(model=settings_from_args(args).model,
@@ -217,7 +217,7 @@ def make_pool(args: argparse.Namespace) -> Any:
         return vllm_replica_actors(config, n, **_placement("vllm_replica"))
     config = _api_config(args)
     if args.no_ray:
-        from actors.api_client import OpenAIBackend
+        from pluralign.actors.api_client import OpenAIBackend
 
         return BackendPool.of_backends([OpenAIBackend(config) for _ in range(n)])
     _ensure_ray()
@@ -246,7 +246,7 @@ def _status(args: argparse.Namespace, scorer: str) -> Any:
     url = getattr(args, "redis_url", None)
     if not url:
         return None
-    from actors.ratelimit import RedisStatus
+    from pluralign.actors.ratelimit import RedisStatus
 
     job = getattr(args, "job_id", None) or f"{scorer}-{uuid.uuid4().hex[:8]}"
     return RedisStatus(url, job)
@@ -340,7 +340,7 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
 
 
 def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], store: Any) -> bool:
-    from jobs.scheduler import plan
+    from pluralign.jobs.scheduler import plan
 
     return bool(plan(items, store.completed_keys(bench.identity, judge.identity)).pending)
 
@@ -359,7 +359,7 @@ def score_spread(cache: Any, bench: Benchmark, identity: str, samples: int) -> f
     """Mean over (response, attribute) of the standard deviation of scores across samples."""
     if samples < 2:
         return None
-    from engine.judges.consistency import mean_and_spread
+    from pluralign.engine.judges.consistency import mean_and_spread
 
     per_sample = np.stack([
         np.asarray(cache.predictions(bench, identity, [i]), dtype=np.float64)

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TextIO
 
-from engine.backend import FailureKind, GenerationRequest, GenerationResult
-from engine.judges.base import AnswerError, Judge, WorkItem
+from pluralign.engine.backend import FailureKind, GenerationRequest, GenerationResult
+from pluralign.engine.judges.base import AnswerError, Judge, WorkItem
 
 
 class ResultStore(Protocol):
@@ -38,7 +38,7 @@ class Dispatcher(Protocol):
 
 
 class StatusSink(Protocol):
-    """Job status published elsewhere (Redis), e.g. ``actors.ratelimit.RedisStatus``."""
+    """Job status published elsewhere (Redis), e.g. ``pluralign.actors.ratelimit.RedisStatus``."""
 
     async def publish(self, fields: Mapping[str, Any]) -> None: ...
 

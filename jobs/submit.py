@@ -1,4 +1,4 @@
-"""Entry point for Ray jobs: ``ray job submit --working-dir . -- python -m jobs.submit sweep ...``.
+"""Entry point for Ray jobs: ``ray job submit --working-dir . -- python -m pluralign.jobs.submit sweep ...``.
 
 It connects this driver to the cluster the job runs on (``ray.init(address="auto")``), so the
 scheduler's API-client actors and vLLM replicas are placed on the cluster's nodes, then runs the
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 def _split(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(
-        prog="python -m jobs.submit",
+        prog="python -m pluralign.jobs.submit",
         description="Run a pluralign command as the driver of a Ray job.",
         epilog="Everything after the options is a pluralign command, e.g. "
                "sweep --scorer comparative-regression --model M ...",
@@ -41,7 +41,7 @@ def connect(address: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args, command = _split(sys.argv[1:] if argv is None else argv)
     connect(args.address)
-    from jobs.cli import main as cli_main
+    from pluralign.jobs.cli import main as cli_main
 
     try:
         return cli_main(command)

@@ -3,7 +3,7 @@
 Import from here; the submodules are implementation detail.
 """
 
-from schemas.arrow import (
+from pluralign.schemas.arrow import (
     BENCHMARK_SCHEMA,
     PER_TARGET_SCHEMA,
     SCHEMA_VERSION,
@@ -12,7 +12,7 @@ from schemas.arrow import (
     schema_version_of,
     with_version,
 )
-from schemas.records import Scenario, ScoreRecord, TargetResult
+from pluralign.schemas.records import Scenario, ScoreRecord, TargetResult
 
 __all__ = [
     "BENCHMARK_SCHEMA",

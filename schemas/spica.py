@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.arrow import with_version
+from pluralign.schemas.arrow import with_version
 
 SPICA_LAYOUT_VERSION = "1"
 """Version of the bank layout below; readers refuse any other."""

@@ -7,14 +7,14 @@ scheduler in ``jobs/`` sends the requests.
 
 from __future__ import annotations
 
-from engine.benchmark import Benchmark
-from engine.errors import InputError
-from engine.judges.base import AnswerError, Judge, JudgeSettings, WorkItem
-from engine.judges.comparative import ComparativeJudge
-from engine.judges.fewshot import FewShotSelector
-from engine.judges.prompt_aligned import PromptAlignedJudge
-from engine.judges.regression import RegressionJudge
-from engine.judges.unaligned import UnalignedJudge
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.judges.base import AnswerError, Judge, JudgeSettings, WorkItem
+from pluralign.engine.judges.comparative import ComparativeJudge
+from pluralign.engine.judges.fewshot import FewShotSelector
+from pluralign.engine.judges.prompt_aligned import PromptAlignedJudge
+from pluralign.engine.judges.regression import RegressionJudge
+from pluralign.engine.judges.unaligned import UnalignedJudge
 
 SCORE_JUDGES = ("comparative-regression", "regression")
 """Judges whose answers are attribute scores (they serve every target from the cache)."""

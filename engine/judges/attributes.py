@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from engine.errors import InputError
+from pluralign.engine.errors import InputError
 
 _DEFINITIONS: dict[str, str] = {
     # HelpSteer2

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from engine.backend import GenerationRequest, GenerationResult
-from engine.benchmark import Benchmark
+from pluralign.engine.backend import GenerationRequest, GenerationResult
+from pluralign.engine.benchmark import Benchmark
 
 SCALE = 100
 """Judges answer integer scores on 0..SCALE; predictions are score / SCALE."""

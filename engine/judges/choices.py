@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.benchmark import Benchmark
-from engine.files import require_layout, write_parquet
-from engine.judges.base import digest
-from engine.judges.consistency import majority
-from schemas.arrow import with_version
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.files import require_layout, write_parquet
+from pluralign.engine.judges.base import digest
+from pluralign.engine.judges.consistency import majority
+from pluralign.schemas.arrow import with_version
 
 CHOICE_KIND = "choices"
 

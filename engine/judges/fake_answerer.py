@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.judges.base import SCALE, letters
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.judges.base import SCALE, letters
 
 Answerer = Callable[[Mapping[str, Any]], str]
 """Request body (parsed JSON) -> one choice's message content."""

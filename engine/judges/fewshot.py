@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.errors import InputError
-from engine.judges.base import REASONING_MAX, SCALE, scenario_text
-from engine.levels import to_units
-from engine.similarity import TextSimilarity, get_similarity
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.judges.base import REASONING_MAX, SCALE, scenario_text
+from pluralign.engine.levels import to_units
+from pluralign.engine.similarity import TextSimilarity, get_similarity
 
 RULE_VERSION = "rubric-v1"
 """Bump when the selection rule changes (it is part of every few-shot judge identity)."""

@@ -10,10 +10,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.backend import GenerationRequest, GenerationResult
-from engine.benchmark import Benchmark
-from engine.cache import scorer_identity
-from engine.judges.base import (
+from pluralign.engine.backend import GenerationRequest, GenerationResult
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.cache import scorer_identity
+from pluralign.engine.judges.base import (
     REASONING_MAX,
     AnswerError,
     ItemKind,
@@ -26,9 +26,9 @@ from engine.judges.base import (
     letters,
     request_seed,
 )
-from engine.judges.choices import choice_key
-from engine.judges.consistency import order_for_sample
-from engine.judges.scoring import ORDER_SCHEME, meta_with, system_then
+from pluralign.engine.judges.choices import choice_key
+from pluralign.engine.judges.consistency import order_for_sample
+from pluralign.engine.judges.scoring import ORDER_SCHEME, meta_with, system_then
 
 _TOL = 1e-9
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.backend import GenerationRequest, GenerationResult
-from engine.judges.base import (
+from pluralign.engine.backend import GenerationRequest, GenerationResult
+from pluralign.engine.judges.base import (
     REASONING_MAX,
     SCALE,
     AnswerError,
@@ -19,8 +19,8 @@ from engine.judges.base import (
     item_key,
     request_seed,
 )
-from engine.judges.fewshot import Example
-from engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
+from pluralign.engine.judges.fewshot import Example
+from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
 
 SYSTEM_TEMPLATE = (
     "You are a careful judge of answers to questions. You will see a question and one "

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.backend import GenerationResult, Message
-from engine.benchmark import Benchmark
-from engine.cache import score_key, scorer_identity
-from engine.judges.attributes import definitions_for
-from engine.judges.base import (
+from pluralign.engine.backend import GenerationResult, Message
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.cache import score_key, scorer_identity
+from pluralign.engine.judges.attributes import definitions_for
+from pluralign.engine.judges.base import (
     SCALE,
     ItemKind,
     JudgeSettings,
@@ -24,7 +24,7 @@ from engine.judges.base import (
     scenario_text,
     usage_meta,
 )
-from engine.judges.fewshot import Example, FewShotSelector
+from pluralign.engine.judges.fewshot import Example, FewShotSelector
 
 ORDER_SCHEME = "rotation-v1"
 """How response orders are balanced across samples (part of the identity)."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from engine.judges.base import WorkItem
-from engine.judges.prompt_aligned import (
+from pluralign.engine.judges.base import WorkItem
+from pluralign.engine.judges.prompt_aligned import (
     RESPONSE_SEPARATOR,
     RESPONSE_TEMPLATE,
     USER_TEMPLATE,

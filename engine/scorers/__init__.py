@@ -10,9 +10,9 @@ import importlib
 import inspect
 from typing import Any
 
-from engine.errors import InputError
-from engine.scorers.base import Scorer, checked_predictions
-from engine.scorers.through_cache import score_through_cache
+from pluralign.engine.errors import InputError
+from pluralign.engine.scorers.base import Scorer, checked_predictions
+from pluralign.engine.scorers.through_cache import score_through_cache
 
 __all__ = [
     "Scorer",
@@ -84,8 +84,8 @@ def get_scorer(spec: str, **options: Any) -> Scorer:
     return scorer
 
 
-register_scorer("oracle", "engine.scorers.simple:OracleScorer")
-register_scorer("random", "engine.scorers.simple:RandomScorer")
-register_scorer("constant", "engine.scorers.simple:ConstantScorer")
-register_scorer("predictions", "engine.scorers.imported:PredictionsScorer")
-register_scorer("ridge", "engine.scorers.ridge:RidgeScorer")
+register_scorer("oracle", "pluralign.engine.scorers.simple:OracleScorer")
+register_scorer("random", "pluralign.engine.scorers.simple:RandomScorer")
+register_scorer("constant", "pluralign.engine.scorers.simple:ConstantScorer")
+register_scorer("predictions", "pluralign.engine.scorers.imported:PredictionsScorer")
+register_scorer("ridge", "pluralign.engine.scorers.ridge:RidgeScorer")

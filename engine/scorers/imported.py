@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.cache import scorer_identity
-from engine.errors import InputError
-from engine.files import read_json
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.cache import scorer_identity
+from pluralign.engine.errors import InputError
+from pluralign.engine.files import read_json
 
 _COLUMNS = ("scenario", "response", "attribute", "score")
 _LABEL_TOLERANCE = 1e-9

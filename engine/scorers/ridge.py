@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from engine.align import realign
-from engine.benchmark import Benchmark, make_benchmark
-from engine.cache import scorer_identity
-from engine.errors import InputError
-from engine.scorers import features as ft
-from engine.scorers.ridge_model import (
+from pluralign.engine.align import realign
+from pluralign.engine.benchmark import Benchmark, make_benchmark
+from pluralign.engine.cache import scorer_identity
+from pluralign.engine.errors import InputError
+from pluralign.engine.scorers import features as ft
+from pluralign.engine.scorers.ridge_model import (
     FittedRidge,
     fit_design,
     fit_tfidf,
@@ -27,7 +27,7 @@ from engine.scorers.ridge_model import (
     responses,
     ridge_path,
 )
-from engine.targets import TargetSet, all_targets
+from pluralign.engine.targets import TargetSet, all_targets
 
 MODEL_VERSION = 1
 """Bump whenever features or fitting change what the scorer predicts (misses old caches)."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from engine.benchmark import Benchmark
-from engine.scorers import features as ft
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.scorers import features as ft
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.cache import scorer_identity
-from engine.errors import InputError
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.cache import scorer_identity
+from pluralign.engine.errors import InputError
 
 
 class _Untrained:

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.benchmark import Benchmark
-from engine.cache import ScoreCache
-from engine.errors import InputError
-from engine.scorers.base import Scorer, checked_predictions
+from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.cache import ScoreCache
+from pluralign.engine.errors import InputError
+from pluralign.engine.scorers.base import Scorer, checked_predictions
 
 
 def score_through_cache(

@@ -1,14 +1,14 @@
 """SPICA (seed 000): scenario banks with disaggregated group ratings, group-informed retrieval,
 in-context alignment prompts and their evaluation. Formats and choices: docs/spica.md."""
 
-from engine.spica.authors import load_spica_layout
-from engine.spica.bank import ALL, ScenarioBank, make_bank
-from engine.spica.evaluate import GroupEvaluation, evaluate_retrieval
-from engine.spica.io import read_bank, write_bank
-from engine.spica.metrics import GroupNorms, group_norms, mismatch, pairwise_mismatch
-from engine.spica.prompts import SETUPS, AlignmentPrompt, build_prompt
-from engine.spica.retrieval import Retriever, Weights
-from engine.spica.synthetic import SyntheticConfig, synthetic_bank
+from pluralign.engine.spica.authors import load_spica_layout
+from pluralign.engine.spica.bank import ALL, ScenarioBank, make_bank
+from pluralign.engine.spica.evaluate import GroupEvaluation, evaluate_retrieval
+from pluralign.engine.spica.io import read_bank, write_bank
+from pluralign.engine.spica.metrics import GroupNorms, group_norms, mismatch, pairwise_mismatch
+from pluralign.engine.spica.prompts import SETUPS, AlignmentPrompt, build_prompt
+from pluralign.engine.spica.retrieval import Retriever, Weights
+from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
 
 __all__ = [
     "ALL",

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DataNotFoundError, InputError
-from engine.spica.bank import ScenarioBank, make_bank, where
-from schemas.spica import (
+from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.spica.bank import ScenarioBank, make_bank, where
+from pluralign.schemas.spica import (
     DEFAULT_CLASSES,
     BankMeta,
     BankScenario,

@@ -15,8 +15,8 @@ from typing import Literal
 
 import numpy as np
 
-from engine.errors import InputError
-from schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
+from pluralign.engine.errors import InputError
+from pluralign.schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
 
 ALL = "ALL"
 """Name of the collective group: every rater of the bank, whatever their groups."""

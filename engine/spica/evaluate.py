@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import InputError
-from engine.spica.bank import ALL, ScenarioBank
-from engine.spica.retrieval import Retriever, Weights
+from pluralign.engine.errors import InputError
+from pluralign.engine.spica.bank import ALL, ScenarioBank
+from pluralign.engine.spica.retrieval import Retriever, Weights
 
 
 @dataclass(frozen=True)

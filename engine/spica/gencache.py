@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.backend import GenerationRequest
-from engine.files import require_layout, write_parquet
-from schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
+from pluralign.engine.backend import GenerationRequest
+from pluralign.engine.files import require_layout, write_parquet
+from pluralign.schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
 
 
 def work_key(model: str, request: GenerationRequest) -> str:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from engine.backend import (
+from pluralign.engine.backend import (
     Backend,
     Failure,
     FailureKind,
@@ -22,11 +22,11 @@ from engine.backend import (
     GenerationResult,
     Message,
 )
-from engine.spica.bank import ScenarioBank, make_bank
-from engine.spica.gencache import CachedGeneration, GenerationCache, work_key
-from engine.spica.prompts import AlignmentPrompt, build_prompt
-from engine.spica.retrieval import Retriever, Weights
-from schemas.spica import BankMeta, BankScenario, ResponseClass
+from pluralign.engine.spica.bank import ScenarioBank, make_bank
+from pluralign.engine.spica.gencache import CachedGeneration, GenerationCache, work_key
+from pluralign.engine.spica.prompts import AlignmentPrompt, build_prompt
+from pluralign.engine.spica.retrieval import Retriever, Weights
+from pluralign.schemas.spica import BankMeta, BankScenario, ResponseClass
 
 CLASS_PROMPTS: dict[str, str] = {
     "refusal": "You are a careful assistant. Whatever the user asks, politely decline to answer, "

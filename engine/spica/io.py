@@ -14,11 +14,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.errors import CacheSchemaError, DataNotFoundError, InputError
-from engine.files import write_parquet
-from engine.spica.bank import ScenarioBank, make_bank
-from schemas.arrow import SCHEMA_VERSION, schema_version_of
-from schemas.spica import (
+from pluralign.engine.errors import CacheSchemaError, DataNotFoundError, InputError
+from pluralign.engine.files import write_parquet
+from pluralign.engine.spica.bank import ScenarioBank, make_bank
+from pluralign.schemas.arrow import SCHEMA_VERSION, schema_version_of
+from pluralign.schemas.spica import (
     BANK_KIND,
     BANK_META_KEY,
     LAYOUT_KEY,

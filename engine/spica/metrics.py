@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.spica.bank import RatingKind, ScenarioBank
+from pluralign.engine.spica.bank import RatingKind, ScenarioBank
 
 __all__ = [
     "GroupNorms",

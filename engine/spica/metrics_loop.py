@@ -1,6 +1,6 @@
 """A plain-loop oracle of the SPICA metrics, straight from the records (for property tests).
 
-It shares no code with :mod:`engine.spica.metrics`: it walks scenarios, raters and classes one
+It shares no code with :mod:`pluralign.engine.spica.metrics`: it walks scenarios, raters and classes one
 at a time, exactly as SPEC §6 reads.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from engine.spica.bank import ALL, RatingKind
-from schemas.spica import BankScenario, RaterRecord
+from pluralign.engine.spica.bank import ALL, RatingKind
+from pluralign.schemas.spica import BankScenario, RaterRecord
 
 
 def _value(r: RaterRecord, cls: str, kind: RatingKind) -> float | None:

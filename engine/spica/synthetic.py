@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.spica.bank import ScenarioBank, make_bank
-from schemas.spica import (
+from pluralign.engine.spica.bank import ScenarioBank, make_bank
+from pluralign.schemas.spica import (
     DEFAULT_CLASSES,
     BankMeta,
     BankScenario,

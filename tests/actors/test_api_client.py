@@ -12,16 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.api_client import (
+from pluralign.actors.api_client import (
     APIClientConfig,
     OpenAIBackend,
     classify_status,
     parse_retry_after,
     schema_errors,
 )
-from actors.fake_server import FakeOpenAIServer
-from actors.ratelimit import LocalLimiter
-from engine.backend import Backend, FailureKind, GenerationRequest, GenerationResult, Message
+from pluralign.actors.fake_server import FakeOpenAIServer
+from pluralign.actors.ratelimit import LocalLimiter
+from pluralign.engine.backend import (
+    Backend,
+    FailureKind,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+)
 from tests.actors.test_fake_server import JUDGE_SCHEMA, OTHER_SCHEMAS
 from tests.fake_openai import FAKE_KEY_ENV
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from actors.pool import BackendHost, BackendPool, one_per_request, split_budget
-from engine.backend import (
+from pluralign.actors.pool import BackendHost, BackendPool, one_per_request, split_budget
+from pluralign.engine.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -110,7 +110,7 @@ def test_empty_pool_is_refused() -> None:
 
 
 def test_backend_host_builds_the_registered_backend(fake_server, fake_key) -> None:  # type: ignore[no-untyped-def]
-    from actors.api_client import APIClientConfig
+    from pluralign.actors.api_client import APIClientConfig
     from tests.fake_openai import FAKE_KEY_ENV
 
     host = BackendHost("openai", APIClientConfig(base_url=fake_server.url,
@@ -128,7 +128,7 @@ def test_backend_host_builds_the_registered_backend(fake_server, fake_key) -> No
 
 
 def test_actors_split_the_budget_unless_redis_shares_it() -> None:
-    from actors.api_client import APIClientConfig
+    from pluralign.actors.api_client import APIClientConfig
 
     cfg = APIClientConfig(rpm=120, tpm=None)
     assert (split_budget(cfg, 4).rpm, split_budget(cfg, 4).tpm) == (30, None)

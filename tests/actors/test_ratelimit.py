@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.ratelimit import (
+from pluralign.actors.ratelimit import (
     BucketSpec,
     Limiter,
     LocalLimiter,
@@ -128,7 +128,7 @@ def test_make_limiter_picks_redis_only_with_a_url() -> None:
 
 _WORKER = """
 import asyncio, json, sys, time
-from actors.ratelimit import RedisLimiter
+from pluralign.actors.ratelimit import RedisLimiter
 url, start, stop = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 async def main():
     lim = RedisLimiter(url, "sharedkey", rpm=20, period=2.0, slack=0.5)

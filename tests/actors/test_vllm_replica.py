@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from actors.vllm_replica import (
+from pluralign.actors.vllm_replica import (
     VLLMBackend,
     VLLMConfig,
     classify_error,
@@ -24,7 +24,7 @@ from actors.vllm_replica import (
     engine_class,
     sampling_params,
 )
-from engine.backend import Backend, FailureKind, GenerationRequest, Message
+from pluralign.engine.backend import Backend, FailureKind, GenerationRequest, Message
 
 SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0,
                                                      "maximum": 100}}, "required": ["score"]}

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import align as align_mod
-from engine.align import LabelIndex, chosen_responses, realign
-from engine.align_loop import chosen_loop, realign_loop
-from engine.benchmark import make_benchmark
-from engine.errors import InputError
-from engine.synthetic import grid_levels, noisy_predictions, synthetic_benchmark
-from engine.targets import TargetSet, all_targets, from_dicts, load_target_files
-from schemas.records import Scenario
+from pluralign.engine import align as align_mod
+from pluralign.engine.align import LabelIndex, chosen_responses, realign
+from pluralign.engine.align_loop import chosen_loop, realign_loop
+from pluralign.engine.benchmark import make_benchmark
+from pluralign.engine.errors import InputError
+from pluralign.engine.synthetic import grid_levels, noisy_predictions, synthetic_benchmark
+from pluralign.engine.targets import TargetSet, all_targets, from_dicts, load_target_files
+from pluralign.schemas.records import Scenario
 
 
 def _assert_same(bench, pred, targets) -> None:
@@ -137,7 +137,7 @@ def test_missing_prediction_names_scenario_and_attribute() -> None:
 
 
 def test_helpsteer2_equals_loop_and_oracle_is_perfect(shared_data) -> None:
-    from engine.data import load_benchmark
+    from pluralign.engine.data import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", str(shared_data))
     targets = all_targets(bench.attributes, bench.levels)
@@ -159,7 +159,7 @@ def test_helpsteer2_equals_loop_and_oracle_is_perfect(shared_data) -> None:
 
 def test_helpsteer2_labels_bit_for_bit_with_float_norm(shared_data) -> None:
     """Quarters are exact in binary: the reference's float norm equality gives the same sets."""
-    from engine.data import load_benchmark
+    from pluralign.engine.data import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", str(shared_data))
     targets = load_target_files([shared_data / "alignment_targets" / "sampled_helpsteer2"],
@@ -180,7 +180,7 @@ def test_accuracy_from_choices_equals_realign_of_the_same_choices() -> None:
     bench = synthetic_benchmark(25, (2, 4), 3, 5, seed=5)
     pred = noisy_predictions(bench, 0.3, seed=5)
     targets = all_targets(bench.attributes, bench.levels)
-    from engine.align import accuracy_from_choices
+    from pluralign.engine.align import accuracy_from_choices
 
     chosen = chosen_responses(bench, pred, targets)
     direct = realign(bench, pred, targets)

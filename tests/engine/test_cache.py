@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import engine.cache as cache_mod
-from engine.cache import (
+import pluralign.engine.cache as cache_mod
+from pluralign.engine.cache import (
     CacheCorruptError,
     ScoreCache,
     ScoreFailure,
@@ -23,10 +23,10 @@ from engine.cache import (
     score_key,
     scorer_identity,
 )
-from engine.errors import CacheSchemaError, InputError
-from engine.synthetic import synthetic_benchmark
-from schemas.arrow import SCHEMA_VERSION, SCORE_SCHEMA
-from schemas.records import ScoreRecord
+from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.schemas.arrow import SCHEMA_VERSION, SCORE_SCHEMA
+from pluralign.schemas.records import ScoreRecord
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = {"model": "m-7b", "revision": "abc", "template": "t1", "schema": "s1",
@@ -288,9 +288,9 @@ def test_compact_keeps_answers_and_merges_parts(tmp_path, bench):
 
 APPENDER = textwrap.dedent("""
     import sys
-    from engine.cache import ScoreCache
-    from engine.synthetic import synthetic_benchmark
-    from schemas.records import ScoreRecord
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.synthetic import synthetic_benchmark
+    from pluralign.schemas.records import ScoreRecord
     bench = synthetic_benchmark(12, (2, 3), 3, 5, seed=1)
     worker = int(sys.argv[2])
     cache = ScoreCache(sys.argv[1])

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine import data
-from engine.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES
-from engine.data import (
+from pluralign.engine import data
+from pluralign.engine.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES
+from pluralign.engine.data import (
     DownloadError,
     download_helpsteer2,
     load_benchmark,
@@ -26,9 +26,9 @@ from engine.data import (
     resolve_data_dir,
     user_data_dir,
 )
-from engine.errors import DataNotFoundError, InputError
-from engine.loaders import StratificationWarning, write_steerable_json
-from engine.synthetic import synthetic_benchmark
+from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.loaders import StratificationWarning, write_steerable_json
+from pluralign.engine.synthetic import synthetic_benchmark
 from tests.engine.test_loaders import random_mic_rows, write_mic_csv
 
 # ---------------------------------------------------------------- helpers

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy as scipy_entropy
 
-from engine.distributional import (
+from pluralign.engine.distributional import (
     entropy,
     evaluate_distributions,
     js_distance,
@@ -22,7 +22,7 @@ from engine.distributional import (
     parse_distributions,
     shuffled_js,
 )
-from engine.errors import InputError
+from pluralign.engine.errors import InputError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 

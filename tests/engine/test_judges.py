@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.backend import GenerationResult, Sample
-from engine.benchmark import make_benchmark
-from engine.errors import CacheSchemaError
-from engine.judges import (
+from pluralign.engine.backend import GenerationResult, Sample
+from pluralign.engine.benchmark import make_benchmark
+from pluralign.engine.errors import CacheSchemaError
+from pluralign.engine.judges import (
     AnswerError,
     ComparativeJudge,
     FewShotSelector,
@@ -25,22 +25,22 @@ from engine.judges import (
     UnalignedJudge,
     make_judge,
 )
-from engine.judges.attributes import ATTRIBUTE_DEFINITIONS
-from engine.judges.base import answer_json
-from engine.judges.choices import CHOICE_SCHEMA, ChoiceCache
-from engine.judges.comparative import comparative_schema, parse_comparative
-from engine.judges.consistency import (
+from pluralign.engine.judges.attributes import ATTRIBUTE_DEFINITIONS
+from pluralign.engine.judges.base import answer_json
+from pluralign.engine.judges.choices import CHOICE_SCHEMA, ChoiceCache
+from pluralign.engine.judges.comparative import comparative_schema, parse_comparative
+from pluralign.engine.judges.consistency import (
     balanced_orders,
     majority,
     mean_and_spread,
     position_counts,
 )
-from engine.judges.fake_answerer import label_answerer, split_prompt
-from engine.judges.prompt_aligned import describe, parse_choice, target_instructions
-from engine.judges.regression import parse_regression
-from engine.synthetic import synthetic_benchmark
-from schemas.arrow import with_version
-from schemas.records import Scenario
+from pluralign.engine.judges.fake_answerer import label_answerer, split_prompt
+from pluralign.engine.judges.prompt_aligned import describe, parse_choice, target_instructions
+from pluralign.engine.judges.regression import parse_regression
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.schemas.arrow import with_version
+from pluralign.schemas.records import Scenario
 
 HS_ATTRS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 HS_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -270,7 +270,7 @@ def test_identity_changes_with_every_setting_that_changes_answers() -> None:
 
 
 def test_template_is_part_of_the_identity(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.judges.comparative as comparative
+    import pluralign.engine.judges.comparative as comparative
 
     bench = tiny_bench()
     before = ComparativeJudge(bench, SETTINGS).identity

@@ -9,9 +9,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.benchmark import HELPSTEER2_ATTRIBUTES, HELPSTEER2_LEVELS, MIC_ATTRIBUTES, MIC_LEVELS
-from engine.errors import InputError
-from engine.juries import ALL, Jury, load_jury, make_jury, parse_jury, sample_group_targets
+from pluralign.engine.benchmark import (
+    HELPSTEER2_ATTRIBUTES,
+    HELPSTEER2_LEVELS,
+    MIC_ATTRIBUTES,
+    MIC_LEVELS,
+)
+from pluralign.engine.errors import InputError
+from pluralign.engine.juries import (
+    ALL,
+    Jury,
+    load_jury,
+    make_jury,
+    parse_jury,
+    sample_group_targets,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 HS = HELPSTEER2_ATTRIBUTES
@@ -224,7 +236,7 @@ def test_make_jury_checks_its_arrays() -> None:
 def test_the_snippets_in_the_docs_are_valid() -> None:
     import re
 
-    from engine.distributional import parse_distributions
+    from pluralign.engine.distributional import parse_distributions
 
     text = (EXAMPLES.parent / "juries.md").read_text()
     groups, question = (json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S))

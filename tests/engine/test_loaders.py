@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES, MIC_LEVELS
-from engine.errors import InputError
-from engine.loaders import (
+from pluralign.engine.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES, MIC_LEVELS
+from pluralign.engine.errors import InputError
+from pluralign.engine.loaders import (
     StratificationWarning,
     load_helpsteer2_rows,
     load_mic_csv,
@@ -26,7 +26,7 @@ from engine.loaders import (
     split_benchmark,
     write_steerable_json,
 )
-from engine.synthetic import synthetic_benchmark
+from pluralign.engine.synthetic import synthetic_benchmark
 
 # ---------------------------------------------------------------- helpers
 
@@ -448,7 +448,7 @@ def test_stratification_beats_its_own_fill_order() -> None:
     rare = [i for i in range(bench.n_scenarios)
             if (labels[2 * i: 2 * i + 2, 0] == 1.0).any()]
     keep = [s for i, s in enumerate(bench.scenarios) if i not in set(rare[10:])]
-    from engine.benchmark import make_benchmark
+    from pluralign.engine.benchmark import make_benchmark
     thin = make_benchmark("syn", "all", bench.attributes, bench.levels, keep)
     with warnings.catch_warnings():
         warnings.simplefilter("error", StratificationWarning)

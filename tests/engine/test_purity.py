@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_engine_imports_no_distributed_stack() -> None:
     modules = sorted(
-        ".".join(p.relative_to(ROOT).with_suffix("").parts)
+        ".".join(("pluralign", *p.relative_to(ROOT).with_suffix("").parts))
         for pkg in ("engine", "schemas")
         for p in (ROOT / pkg).rglob("*.py")
         if p.name != "__init__.py"

@@ -11,16 +11,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import engine.scorers as scorers
-from engine.align import realign
-from engine.benchmark import Benchmark, make_benchmark
-from engine.cache import ScoreCache
-from engine.errors import InputError
-from engine.scorers import get_scorer, register_scorer, score_through_cache, scorer_class
-from engine.scorers.ridge import RidgeScorer, RidgeSettings
-from engine.synthetic import synthetic_benchmark
-from engine.targets import all_targets
-from schemas.records import Scenario
+import pluralign.engine.scorers as scorers
+from pluralign.engine.align import realign
+from pluralign.engine.benchmark import Benchmark, make_benchmark
+from pluralign.engine.cache import ScoreCache
+from pluralign.engine.errors import InputError
+from pluralign.engine.scorers import get_scorer, register_scorer, score_through_cache, scorer_class
+from pluralign.engine.scorers.ridge import RidgeScorer, RidgeSettings
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.targets import all_targets
+from pluralign.schemas.records import Scenario
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SMALL_GRID = RidgeSettings(feature_sets=(("length",), ("length", "shape", "curve")),
@@ -71,8 +71,8 @@ def test_registry_names_and_unknown_scorer():
 def test_registry_rejects_collisions_and_loads_lazily(monkeypatch):
     monkeypatch.setattr(scorers, "_REGISTRY", dict(scorers._REGISTRY))
     with pytest.raises(ValueError, match="already registered"):
-        register_scorer("oracle", "engine.scorers.simple:RandomScorer")
-    register_scorer("oracle", "engine.scorers.simple:OracleScorer")  # the same: a no-op
+        register_scorer("oracle", "pluralign.engine.scorers.simple:RandomScorer")
+    register_scorer("oracle", "pluralign.engine.scorers.simple:OracleScorer")  # the same: a no-op
     register_scorer("lazy", "no_such_module_anywhere:Thing")  # not imported yet
     with pytest.raises(ModuleNotFoundError):
         scorer_class("lazy")
@@ -349,7 +349,7 @@ def test_ridge_settings_are_validated():
 
 @pytest.mark.slow
 def test_ridge_on_helpsteer2_beats_chance(shared_data):
-    from engine.data import load_benchmark
+    from pluralign.engine.data import load_benchmark
 
     train = load_benchmark("helpsteer2", "train", shared_data)
     ev = load_benchmark("helpsteer2", "eval", shared_data)

@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.stats import gmean
 
-from engine.errors import InputError
-from engine.welfare import (
+from pluralign.engine.errors import InputError
+from pluralign.engine.welfare import (
     WelfareState,
     alpha_name,
     parse_alphas,

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.cli import main
+from pluralign.jobs.cli import main
 
 SYN = "synthetic:S=30,R=2-3,A=3,L=5,seed=4"
 
@@ -42,7 +42,7 @@ def test_random_scorer_near_chance_and_align_reads_cache_only(
     assert _sweep(tmp_path, "--scorer", "random", "--targets", "all") == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert 20 < summary["sets"][0]["mean"] < 80
-    import engine.scorers as scorers
+    import pluralign.engine.scorers as scorers
 
     def boom(*a, **k):  # align must never score
         raise AssertionError("align called a scorer")
@@ -85,14 +85,14 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 
 
 def test_console_script_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "sweep" in out and "align" in out
 
 
 def test_sweep_second_run_hits_cache(tmp_path: Path, monkeypatch) -> None:
     assert _sweep(tmp_path, "--scorer", "random", "--targets", "high") == 0
-    import engine.scorers as scorers
+    import pluralign.engine.scorers as scorers
 
     calls = []
     real = scorers.get_scorer
@@ -118,9 +118,9 @@ def test_sweep_second_run_hits_cache(tmp_path: Path, monkeypatch) -> None:
 
 def test_limit_run_shares_cache_with_full_run(tmp_path: Path, monkeypatch) -> None:
     """Scores cached by a --limit run are reused by the full run (same items, same keys)."""
-    from engine.cache import ScoreCache
-    from engine.data import load_benchmark
-    from engine.scorers import get_scorer
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.scorers import get_scorer
 
     assert _sweep(tmp_path, "--scorer", "random", "--targets", "high", "--limit", "10") == 0
     bench = load_benchmark(SYN, "eval")

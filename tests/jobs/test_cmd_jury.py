@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.juries import load_jury
-from engine.jury_eval import JuryConfig, evaluate_jury
-from engine.synthetic import noisy_predictions
-from jobs.cli import main
-from schemas.arrow import schema_version_of
+from pluralign.engine.juries import load_jury
+from pluralign.engine.jury_eval import JuryConfig, evaluate_jury
+from pluralign.engine.synthetic import noisy_predictions
+from pluralign.jobs.cli import main
+from pluralign.schemas.arrow import schema_version_of
 
 SYN = "synthetic:S=30,R=2-3,A=3,L=5,seed=4"
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
@@ -31,15 +31,15 @@ GROUPS = {"groups": [
 @pytest.fixture
 def stub_scores(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Scores without a scorer: the synthetic benchmark's labels plus seeded noise."""
-    import jobs.cmd_jury
+    import pluralign.jobs.cmd_jury
 
     def scored(args: Any) -> tuple[Any, np.ndarray, str]:
-        from engine.data import load_benchmark
+        from pluralign.engine.data import load_benchmark
 
         bench = load_benchmark(args.benchmark, args.split, args.data)
         return bench, noisy_predictions(bench, 0.2, 0), "stub"
 
-    monkeypatch.setattr(jobs.cmd_jury, "predictions", scored)
+    monkeypatch.setattr(pluralign.jobs.cmd_jury, "predictions", scored)
     return scored
 
 
@@ -62,7 +62,7 @@ def test_jury_writes_tables_and_summary(tmp_path: Path, capsys: Any, stub_scores
     names = [r["group"] for r in summary["groups"]]
     assert names == ["high", "low", "ALL"]
     # The files agree with the engine run directly on the same inputs.
-    from engine.data import load_benchmark
+    from pluralign.engine.data import load_benchmark
 
     bench = load_benchmark(SYN, "eval", None)
     jury = load_jury(_groups(tmp_path), bench.attributes, bench.levels)
@@ -100,9 +100,9 @@ def test_bad_alpha_is_one_clear_line(tmp_path: Path, capsys: Any, stub_scores: A
 
 
 def test_jury_through_the_real_score_cache(tmp_path: Path, capsys: Any) -> None:
-    scorers = pytest.importorskip("engine.scorers")
+    scorers = pytest.importorskip("pluralign.engine.scorers")
     if not hasattr(scorers, "score_through_cache"):
-        pytest.skip("engine.scorers is not complete yet")
+        pytest.skip("pluralign.engine.scorers is not complete yet")
     out = tmp_path / "out"
     rc = main(["jury", "--benchmark", SYN, "--scorer", "oracle", "--cache",
                str(tmp_path / "cache"), "--groups", str(_groups(tmp_path)), "--bootstrap", "0",
@@ -115,14 +115,14 @@ def test_jury_through_the_real_score_cache(tmp_path: Path, capsys: Any) -> None:
     sel = {(r["group"], r["alpha"]): r for r in summary["selection"]}
     assert all(r["optimal_hit"] == 1.0 for r in sel.values())
     # From the cache alone, by identity: the same figures, no scoring.
-    import engine.scorers
+    import pluralign.engine.scorers
 
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("scored again")
 
     again = tmp_path / "again"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine.scorers, "score_through_cache", boom)
+        mp.setattr(pluralign.engine.scorers, "score_through_cache", boom)
         rc = main(["jury", "--benchmark", SYN, "--scorer-id", summary["scorer"], "--cache",
                    str(tmp_path / "cache"), "--groups", str(_groups(tmp_path)), "--bootstrap",
                    "0", "--out", str(again)])
@@ -131,9 +131,9 @@ def test_jury_through_the_real_score_cache(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_scorer_id_missing_from_cache_says_what_to_run(tmp_path: Path, capsys: Any) -> None:
-    scorers = pytest.importorskip("engine.scorers")
+    scorers = pytest.importorskip("pluralign.engine.scorers")
     if not hasattr(scorers, "score_through_cache"):
-        pytest.skip("engine.scorers is not complete yet")
+        pytest.skip("pluralign.engine.scorers is not complete yet")
     rc = main(["jury", "--benchmark", SYN, "--scorer-id", "nobody#123", "--cache",
                str(tmp_path / "empty"), "--groups", str(_groups(tmp_path)), "--out",
                str(tmp_path / "o")])

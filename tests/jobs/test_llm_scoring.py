@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.align import realign
-from engine.cache import ScoreCache
-from engine.judges.fake_answerer import label_answerer
-from engine.synthetic import synthetic_benchmark
-from engine.targets import all_targets, from_dicts
-from jobs.llm_scoring import (
+from pluralign.engine.align import realign
+from pluralign.engine.cache import ScoreCache
+from pluralign.engine.judges.fake_answerer import label_answerer
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.targets import all_targets, from_dicts
+from pluralign.jobs.llm_scoring import (
     add_backend_args,
     llm_choices,
     llm_scorer_identity,
@@ -81,7 +81,7 @@ def test_each_scenario_attribute_is_scored_once_then_nothing_is_sent(
     def no_pool(args: Any) -> Any:
         raise AssertionError("a finished sweep must not start actors")
 
-    monkeypatch.setattr("jobs.llm_scoring.make_pool", no_pool)
+    monkeypatch.setattr("pluralign.jobs.llm_scoring.make_pool", no_pool)
     again = run_llm_scoring(bench, train, "comparative-regression", args, cache, log=None)
     assert server.stats()["total"] == 10 * n_attr
     assert again.schedule.requests == 0 and again.schedule.cached == 10 * n_attr
@@ -128,7 +128,7 @@ def test_progress_and_rate_limits_go_through_redis(
 ) -> None:
     import asyncio
 
-    from actors.ratelimit import RedisStatus
+    from pluralign.actors.ratelimit import RedisStatus
 
     bench, train = bench_pair(4)
     server = make_fake_server(answerer=label_answerer(bench, noise=0.1))
@@ -240,13 +240,13 @@ def test_unaligned_makes_one_call_per_scenario_serving_every_target(
 
 
 def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
-    from jobs.cli import build_parser
+    from pluralign.jobs.cli import build_parser
 
     args = build_parser().parse_args([
         "sweep", "--scorer", "comparative-regression", "--out", "x", "--limit", "5",
         "--model", "m", "--backend", "openai", "--samples", "5", "--zero-shot", "--rpm", "60"])
     assert args.limit == 5 and args.samples == 5 and args.few_shot is False and args.rpm == 60
-    from jobs.llm_scoring import settings_from_args
+    from pluralign.jobs.llm_scoring import settings_from_args
 
     assert settings_from_args(args).temperature == 0.7
     with pytest.raises(Exception, match="--model"):
@@ -255,7 +255,7 @@ def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
 
 @pytest.mark.parametrize("flag", ["--samples", "--actors"])
 def test_bad_counts_are_input_errors(flag: str, tmp_path: Path) -> None:
-    from engine.errors import InputError
+    from pluralign.engine.errors import InputError
 
     bench, train = bench_pair(2)
     with pytest.raises(InputError, match=flag.lstrip("-")):
@@ -267,7 +267,7 @@ def test_bad_counts_are_input_errors(flag: str, tmp_path: Path) -> None:
 def test_helpsteer2_limit_scores_each_scenario_attribute_once(
     shared_data: Path, tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from engine.data import load_benchmark
+    from pluralign.engine.data import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", shared_data)
     train = load_benchmark("helpsteer2", "train", shared_data)

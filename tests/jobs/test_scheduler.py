@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from engine.backend import (
+from pluralign.engine.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -27,11 +27,11 @@ from engine.backend import (
     Sample,
     Usage,
 )
-from engine.cache import ScoreCache
-from engine.judges import ComparativeJudge, JudgeSettings
-from engine.judges.fake_answerer import label_answerer
-from engine.synthetic import synthetic_benchmark
-from jobs.scheduler import SchedulerConfig, plan, redact, run_schedule
+from pluralign.engine.cache import ScoreCache
+from pluralign.engine.judges import ComparativeJudge, JudgeSettings
+from pluralign.engine.judges.fake_answerer import label_answerer
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.jobs.scheduler import SchedulerConfig, plan, redact, run_schedule
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, fake_key, make_fake_server
 
 __all__ = ["fake_key", "make_fake_server"]
@@ -279,9 +279,9 @@ def test_progress_reports_rate_eta_failures_and_publishes_status(tmp_path: Path)
 
 DRIVER = """
 import sys, argparse
-from engine.cache import ScoreCache
-from engine.data import load_benchmark
-from jobs.llm_scoring import add_backend_args, run_llm_scoring
+from pluralign.engine.cache import ScoreCache
+from pluralign.engine.data import load_benchmark
+from pluralign.jobs.llm_scoring import add_backend_args, run_llm_scoring
 p = argparse.ArgumentParser(); add_backend_args(p)
 args = p.parse_args(sys.argv[3:])
 bench = load_benchmark(sys.argv[1], "eval")
@@ -298,8 +298,8 @@ def backend_args(url: str, *extra: str) -> list[str]:
 def test_killing_the_driver_then_rerunning_resends_no_completed_item(
     tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from engine.data import load_benchmark
-    from jobs.llm_scoring import build_judge
+    from pluralign.engine.data import load_benchmark
+    from pluralign.jobs.llm_scoring import build_judge
 
     spec = "synthetic:S=40,R=2-2,A=3,L=5,seed=4"
     bench = load_benchmark(spec, "eval")
@@ -324,7 +324,7 @@ def test_killing_the_driver_then_rerunning_resends_no_completed_item(
                 if set(it.row_keys) <= done}
     assert 0 < len(finished) < bench.n_scenarios * 3
 
-    from actors.api_client import OpenAIBackend
+    from pluralign.actors.api_client import OpenAIBackend
 
     sent: list[str] = []
 
@@ -353,7 +353,7 @@ def test_killing_the_driver_then_rerunning_resends_no_completed_item(
 def _parse(argv: list[str]) -> Any:
     import argparse
 
-    from jobs.llm_scoring import add_backend_args
+    from pluralign.jobs.llm_scoring import add_backend_args
 
     p = argparse.ArgumentParser()
     add_backend_args(p)
@@ -361,7 +361,7 @@ def _parse(argv: list[str]) -> Any:
 
 
 def _api_config(args: Any) -> Any:
-    from jobs.llm_scoring import _api_config as make
+    from pluralign.jobs.llm_scoring import _api_config as make
 
     return make(args)
 
@@ -400,8 +400,8 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_killing_an_api_client_actor_mid_sweep_loses_nothing(
     ray_local: Any, tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from actors.api_client import APIClientConfig
-    from actors.pool import api_client_actors
+    from pluralign.actors.api_client import APIClientConfig
+    from pluralign.actors.pool import api_client_actors
 
     bench = bench_of(20, seed=2)
     server = make_fake_server(answerer=label_answerer(bench), latency=0.2)

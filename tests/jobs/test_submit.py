@@ -1,4 +1,4 @@
-"""Cluster entry points: ``python -m jobs.submit``, ``ray_cluster.yaml`` against Ray's launcher
+"""Cluster entry points: ``python -m pluralign.jobs.submit``, ``ray_cluster.yaml`` against Ray's launcher
 schema, RAY_AUTH_MODE in every documented command, and a real ``ray job submit`` to a local
 head running a sweep end to end against the fake server."""
 
@@ -44,7 +44,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def test_submit_splits_its_own_options_from_the_command() -> None:
-    from jobs.submit import _split
+    from pluralign.jobs.submit import _split
 
     args, command = _split(["--address", "ray://h:10001", "sweep", "--limit", "5"])
     assert args.address == "ray://h:10001" and command == ["sweep", "--limit", "5"]
@@ -156,8 +156,8 @@ def stop_head(temp: Path, gcs_port: int) -> None:
 def test_ray_job_submit_runs_a_sweep_end_to_end(
     ray_head: dict[str, Any], tmp_path: Path, make_fake_server: Any
 ) -> None:
-    from engine.data import load_benchmark
-    from engine.judges.fake_answerer import label_answerer
+    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.judges.fake_answerer import label_answerer
 
     spec = "synthetic:S=6,R=2-2,A=3,L=5,seed=7"
     bench = load_benchmark(spec, "eval")
@@ -166,7 +166,7 @@ def test_ray_job_submit_runs_a_sweep_end_to_end(
     submit = [
         "ray", "job", "submit", "--address", ray_head["dashboard"], "--working-dir", str(REPO),
         "--runtime-env-json", json.dumps({"env_vars": {"OMP_NUM_THREADS": "1"}}),
-        "--", "python", "-m", "jobs.submit", "sweep", "--benchmark", spec,
+        "--", "python", "-m", "pluralign.jobs.submit", "sweep", "--benchmark", spec,
         "--scorer", "comparative-regression", "--backend", "openai", "--base-url", server.url,
         "--model", "fake-model", "--api-key-env", FAKE_KEY_ENV, "--zero-shot", "--actors", "2",
         "--concurrency", "2", "--targets", "all", "high", "--out", str(out),

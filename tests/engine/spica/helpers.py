@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.spica.bank import ScenarioBank, make_bank
-from schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
+from pluralign.engine.spica.bank import ScenarioBank, make_bank
+from pluralign.schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
 
 CLASSES = (ResponseClass("refuse", "say no politely"), ResponseClass("facts", "state the facts"),
            ResponseClass("opine", "give an opinion"))

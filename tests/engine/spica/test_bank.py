@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from engine.errors import CacheSchemaError, InputError
-from engine.spica.authors import load_spica_layout
-from engine.spica.bank import ALL
-from engine.spica.io import read_bank, write_bank
-from schemas.spica import LAYOUT_KEY, ClassRating, RaterRecord
+from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.engine.spica.authors import load_spica_layout
+from pluralign.engine.spica.bank import ALL
+from pluralign.engine.spica.io import read_bank, write_bank
+from pluralign.schemas.spica import LAYOUT_KEY, ClassRating, RaterRecord
 from tests.engine.spica.helpers import bank, rater, scenario
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.backend import (
+from pluralign.engine.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -18,17 +18,17 @@ from engine.backend import (
     Message,
     Sample,
 )
-from engine.errors import CacheSchemaError
-from engine.spica.gencache import GenerationCache, work_key
-from engine.spica.generate import (
+from pluralign.engine.errors import CacheSchemaError
+from pluralign.engine.spica.gencache import GenerationCache, work_key
+from pluralign.engine.spica.generate import (
     RetryPolicy,
     aligned_outputs,
     class_response_items,
     grow_bank,
     run_items,
 )
-from engine.spica.retrieval import Retriever
-from schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
+from pluralign.engine.spica.retrieval import Retriever
+from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 from tests.engine.spica.helpers import bank, rater, scenario
 
 FAST = RetryPolicy(max_attempts=3, backoff=0.0)
@@ -192,13 +192,13 @@ def test_cache_of_another_version_is_refused(tmp_path):
 
 
 _HAS_FAKE_SERVER = all(importlib.util.find_spec(m) is not None
-                       for m in ("actors.fake_server", "actors.api_client", "aiohttp"))
+                       for m in ("pluralign.actors.fake_server", "pluralign.actors.api_client", "aiohttp"))
 
 
 @pytest.mark.skipif(not _HAS_FAKE_SERVER, reason="fake server or API client not available")
 def test_end_to_end_through_the_local_fake_server(tmp_path):
-    from actors.api_client import APIClientConfig, OpenAIBackend
-    from actors.fake_server import FakeOpenAIServer
+    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.fake_server import FakeOpenAIServer
 
     r = Retriever(_rated_bank())
     queries = [("q1", "vote today?"), ("q2", "which ballot?")]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.spica.bank import ALL, make_bank
-from engine.spica.metrics import (
+from pluralign.engine.spica.bank import ALL, make_bank
+from pluralign.engine.spica.metrics import (
     consensus,
     g_contrast,
     g_stability,
@@ -18,13 +18,13 @@ from engine.spica.metrics import (
     mismatch,
     pairwise_mismatch,
 )
-from engine.spica.metrics_loop import (
+from pluralign.engine.spica.metrics_loop import (
     consensus_loop,
     g_contrast_loop,
     g_stability_loop,
     pairwise_mismatch_loop,
 )
-from schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
+from pluralign.schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
 from tests.engine.spica.helpers import bank, rater, scenario
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import InputError
-from engine.spica.prompts import BASE_INSTRUCTION, SETUPS, PromptExample, build_prompt
-from engine.spica.retrieval import Retriever
-from schemas.spica import RatingScale
+from pluralign.engine.errors import InputError
+from pluralign.engine.spica.prompts import BASE_INSTRUCTION, SETUPS, PromptExample, build_prompt
+from pluralign.engine.spica.retrieval import Retriever
+from pluralign.schemas.spica import RatingScale
 from tests.engine.spica.helpers import bank, rater, scenario
 
 QUERY = "vote election ballot today"

@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.errors import InputError
-from engine.spica.bank import ALL
-from engine.spica.evaluate import evaluate_retrieval, query_errors
-from engine.spica.metrics import group_norms
-from engine.spica.retrieval import Retriever, Weights
-from engine.spica.synthetic import SyntheticConfig, synthetic_bank
+from pluralign.engine.errors import InputError
+from pluralign.engine.spica.bank import ALL
+from pluralign.engine.spica.evaluate import evaluate_retrieval, query_errors
+from pluralign.engine.spica.metrics import group_norms
+from pluralign.engine.spica.retrieval import Retriever, Weights
+from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
 from tests.engine.spica.helpers import bank, rater, scenario
 
 

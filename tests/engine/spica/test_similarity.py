@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from engine.errors import InputError, PluralignError
-from engine.similarity import (
+from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.similarity import (
     EmbeddingSimilarity,
     TextSimilarity,
     TfidfSimilarity,
