@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 _EPS = 1e-9
 TOKEN_BURST = 0.1
@@ -181,8 +184,23 @@ return tostring(wait)
 """
 
 
+FALLBACK_SHARE = 0.25
+"""While Redis is unreachable each process sends at this share of the shared budget."""
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError, TimeoutError)
+
+
 class RedisLimiter:
-    """The same bucket in Redis (one atomic Lua call), shared by every process using one key."""
+    """The same bucket in Redis (one atomic Lua call), shared by every process using one key.
+
+    If Redis goes away the limiter degrades instead of failing: it says so in one warning line,
+    grants from a local bucket at ``fallback_share`` of the budget, retries Redis with
+    exponential backoff, and says so again (one line) when the shared budget is back.
+    """
 
     def __init__(
         self,
@@ -195,6 +213,8 @@ class RedisLimiter:
         burst: float = 1.0,
         slack: float | None = None,
         prefix: str = "pluralign:ratelimit",
+        fallback_share: float = FALLBACK_SHARE,
+        retry_max: float = 30.0,
     ) -> None:
         """``key`` names the shared budget: pass ``key_id(api_key)``, never the key itself."""
         self._url = url
@@ -204,6 +224,18 @@ class RedisLimiter:
         self._client: Any = None
         self._script: Any = None
         self._lock: asyncio.Lock | None = None
+        share = fallback_share
+        self._fallback = LocalLimiter(rpm * share if rpm else None, tpm * share if tpm else None,
+                                      period=period, burst=burst, slack=slack)
+        self._fallback_text = ", ".join(
+            f"{v * share:g} {unit} per {period:g}s"
+            for v, unit in ((rpm, "requests"), (tpm, "tokens")) if v)
+        self._retry_max = retry_max
+        self._down_since: float | None = None
+        self._next_try = 0.0
+        self._backoff = 0.5
+        self.outages = 0
+        """Times Redis was lost (each one logged as one warning line)."""
 
     def __repr__(self) -> str:
         return f"RedisLimiter(buckets={[k for k, _ in self._buckets]})"
@@ -212,7 +244,9 @@ class RedisLimiter:
         if self._client is None:
             import redis.asyncio as aioredis
 
-            self._client = aioredis.Redis.from_url(self._url)
+            # Bounded timeouts: a Redis that stops answering must not stall every request.
+            self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2.0,
+                                                   socket_timeout=5.0)
             self._script = self._client.register_script(_LUA_TAKE_ALL)
             self._lock = asyncio.Lock()
 
@@ -235,12 +269,47 @@ class RedisLimiter:
         assert self._lock is not None
         # The local lock queues this process' waiters so they do not all poll Redis at once.
         async with self._lock:
-            while (wait := await self.try_acquire(requests, tokens)) > 0:
+            while True:
+                if self._down_since is not None and time.monotonic() < self._next_try:
+                    await self._fallback.acquire(requests, tokens)
+                    return
+                try:
+                    wait = await self.try_acquire(requests, tokens)
+                except asyncio.CancelledError:
+                    raise
+                except _redis_errors() as e:
+                    self._lost(e)
+                    continue
+                self._back()
+                if wait <= 0:
+                    return
                 await asyncio.sleep(wait)
+
+    def _lost(self, error: BaseException) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            self._backoff = 0.5
+            self.outages += 1
+            log.warning("rate limit: Redis unreachable (%s); sending at a local limit of %s "
+                        "until it is back (retrying with backoff)",
+                        type(error).__name__, self._fallback_text)
+        else:
+            self._backoff = min(self._retry_max, self._backoff * 2)
+        self._next_try = now + self._backoff
+
+    def _back(self) -> None:
+        if self._down_since is not None:
+            log.warning("rate limit: Redis is back after %.1fs; shared budget resumed",
+                        time.monotonic() - self._down_since)
+            self._down_since = None
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            try:
+                await self._client.aclose()
+            except _redis_errors():
+                pass
             self._client = None
 
 
@@ -278,6 +347,7 @@ class RedisStatus:
         self._key = f"{prefix}:{job_id}"
         self._ttl = int(ttl)
         self._client: Any = None
+        self._down = False
 
     @property
     def key(self) -> str:
@@ -291,7 +361,8 @@ class RedisStatus:
         if self._client is None:
             import redis.asyncio as aioredis
 
-            self._client = aioredis.Redis.from_url(self._url)
+            self._client = aioredis.Redis.from_url(self._url, socket_connect_timeout=2.0,
+                                                   socket_timeout=5.0)
         return self._client
 
     async def publish(self, fields: Mapping[str, Any]) -> None:
@@ -300,11 +371,21 @@ class RedisStatus:
             return
         encoded = {k: json.dumps(v) for k, v in fields.items()}
         client = self._redis()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key, mapping=encoded)
-            pipe.expire(self._key, self._ttl)
-            pipe.publish(self.channel, json.dumps(dict(fields)))
-            await pipe.execute()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key, mapping=encoded)
+                pipe.expire(self._key, self._ttl)
+                pipe.publish(self.channel, json.dumps(dict(fields)))
+                await pipe.execute()
+        except _redis_errors() as e:  # status is advisory: one line per outage, never a stop
+            if not self._down:
+                self._down = True
+                log.warning("job status: Redis unreachable (%s); status updates skipped until "
+                            "it is back", type(e).__name__)
+            return
+        if self._down:
+            self._down = False
+            log.warning("job status: Redis is back; status updates resumed")
 
     async def read(self) -> dict[str, Any]:
         """The current hash, values decoded from JSON."""

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ import pyarrow.parquet as pq
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.files import require_layout
+from pluralign.engine.manifest import current as current_manifest
+from pluralign.engine.manifest import environment_secrets, scrub
 from pluralign.schemas.arrow import SCORE_SCHEMA
 from pluralign.schemas.records import ScoreRecord
 
@@ -45,7 +48,58 @@ Samples = int | Sequence[int] | None
 
 
 class CacheCorruptError(PluralignError):
-    """A cache part cannot be read (truncated or not Parquet); the message names the file."""
+    """A cache part cannot be read, or is not what it claims (another schema, keys that do not
+    match their fields); the message names the file and what is wrong."""
+
+
+# ---------------------------------------------------------------------------- secrets
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+REDACTED = "[redacted]"
+"""What a registered secret is replaced by in every stored text."""
+
+
+def register_secret(value: str | None) -> None:
+    """Register a secret (an API key) that must never be stored: every text column of every
+    row written to a cache of this process is redacted of it. Backends register their keys."""
+    if value and len(value) >= 4:  # a 1-3 character "key" would shred ordinary text
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def _secrets() -> list[str]:
+    # Registered keys plus credential-named environment values (a driver that never opened a
+    # backend itself still knows the key its actors read).
+    with _SECRETS_LOCK:
+        found = _SECRETS | set(environment_secrets())
+    return sorted(found, key=len, reverse=True)  # longest first: no partial leftovers
+
+
+def redact_secrets(text: str | None, secrets: Sequence[str] | None = None) -> str | None:
+    """``text`` with every registered secret replaced by :data:`REDACTED`."""
+    if not text:
+        return text
+    for s in _secrets() if secrets is None else secrets:
+        if s in text:
+            text = text.replace(s, REDACTED)
+    return text
+
+
+def redact_table(table: pa.Table, keep: Sequence[str] = ()) -> pa.Table:
+    """Every string column except ``keep`` (the key fields) redacted of registered secrets."""
+    secrets = _secrets()
+    if not secrets:
+        return table
+    for i, f in enumerate(table.schema):
+        if f.name in keep or not pa.types.is_string(f.type):
+            continue
+        col = table.column(i)
+        values = col.to_pylist()
+        cleaned = [redact_secrets(v, secrets) for v in values]
+        if cleaned != values:
+            table = table.set_column(i, f, pa.array(cleaned, f.type))
+    return table
 
 
 # ---------------------------------------------------------------------------- keys
@@ -188,6 +242,26 @@ def _new_part_name(stamp: int | None = None) -> str:
     return f"part-{ts:020d}-{os.getpid():07d}-{uuid.uuid4().hex[:12]}.parquet"
 
 
+SCORER_META_KEY = b"pluralign.scorers"
+"""Part metadata: JSON {scorer identity: decoded settings} of the scorers whose rows it holds."""
+
+
+def _with_scorer_settings(table: pa.Table, settings: Mapping[str, Any] | None = None) -> pa.Table:
+    """Attach ``settings`` ({identity: settings}); by default the running command's scorer
+    settings for every scorer in ``table``."""
+    if settings is None:
+        m = current_manifest()
+        if m is None or not m.scorer:
+            return table
+        decoded = scrub(m.scorer, _secrets())
+        settings = {sc: decoded for sc in set(table["scorer"].to_pylist())}
+    if not settings:
+        return table
+    meta = dict(table.schema.metadata or {})
+    meta[SCORER_META_KEY] = json.dumps(settings, sort_keys=True, default=str).encode()
+    return table.replace_schema_metadata(meta)
+
+
 def _stamp_of(name: str) -> int:
     try:
         return int(name.split("-")[1])
@@ -220,6 +294,47 @@ def _check_schema(path: Path) -> None:
         ) from None
     require_layout(schema, CACHE_KIND, path,
                    "move the old cache aside or score into a new cache directory")
+    problem = schema_mismatch(schema)
+    if problem:
+        raise CacheCorruptError(f"{path}: not a score-cache part: {problem}; "
+                                "move it out of the cache directory")
+
+
+def schema_mismatch(schema: pa.Schema) -> str | None:
+    """What differs between ``schema`` and :data:`SCORE_SCHEMA` (names, order, types), or None."""
+    want = [(f.name, f.type) for f in SCORE_SCHEMA]
+    got = [(f.name, f.type) for f in schema]
+    if got == want:
+        return None
+    names = [n for n, _ in got]
+    missing = [n for n, _ in want if n not in names]
+    extra = [n for n in names if n not in dict(want)]
+    if missing or extra:
+        return "columns " + "; ".join(
+            x for x in (f"missing {missing}" if missing else "",
+                        f"unexpected {extra}" if extra else "") if x)
+    types = dict(got)
+    for n, t in want:
+        if types[n] != t:
+            return f"column {n!r} is {types[n]}, expected {t}"
+    return f"columns in order {names}, expected {[n for n, _ in want]}"
+
+
+def key_mismatches(table: pa.Table) -> np.ndarray:
+    """Row positions of ``table`` whose ``key`` is not the hash of its key fields."""
+    cols = [table[f].to_pylist() for f in ("key", *_KEY_FIELDS)]
+    bad = [i for i, (k, *fields) in enumerate(zip(*cols, strict=True))
+           if k != score_key(*fields)]
+    return np.asarray(bad, dtype=np.int64)
+
+
+def _check_keys(path: Path, table: pa.Table) -> None:
+    bad = key_mismatches(table)
+    if bad.size:
+        raise CacheCorruptError(
+            f"{path}: {bad.size} of {table.num_rows} rows have a key that does not match their "
+            f"fields (first: row {int(bad[0])}); move the part out of the cache directory "
+            "(`pluralign cache verify` lists every bad part)")
 
 
 def _read_columns(path: Path, columns: Sequence[str]) -> pa.Table:
@@ -268,7 +383,9 @@ class _Index:
                     path = self.root / n
                     try:
                         _check_schema(path)
-                        self.parts[n] = _read_columns(path, _INDEX_COLUMNS)
+                        table = _read_columns(path, _INDEX_COLUMNS)
+                        _check_keys(path, table)  # once per part, at its first read
+                        self.parts[n] = table
                     except FileNotFoundError:
                         continue  # compacted away between listing and reading
             self._rebuild()
@@ -377,6 +494,7 @@ class ScoreCache:
         if not items:
             return None
         table = _rows_table([_row_of(r, i) for i, r in enumerate(items)])
+        table = _with_scorer_settings(redact_table(table, keep=("key", *_KEY_FIELDS)))
         name = _new_part_name()
         path = _write_part(self.root, table, name)
         self._index.add(name, table)
@@ -436,6 +554,8 @@ class ScoreCache:
             assert self._index.table is not None
             full = _with_text(self._index.table.take(pa.array(pos)), self._index, pos)
             table = full.select([f.name for f in SCORE_SCHEMA]).cast(SCORE_SCHEMA)
+            table = _with_scorer_settings(
+                table, _stored_settings([self.root / n for n in names]))
             # Keep the oldest merged stamp so parts appended meanwhile still sort as newer.
             name = _new_part_name(min(_stamp_of(n) for n in names))
             path = _write_part(self.root, table, name)
@@ -509,3 +629,170 @@ def _with_text(table: pa.Table, index: _Index, pos: np.ndarray) -> pa.Table:
     for c in _TEXT_COLUMNS:
         table = table.append_column(c, pa.array(cols[c], pa.string()))
     return table
+
+
+# ---------------------------------------------------------------------------- maintenance
+
+
+@dataclass
+class PartCheck:
+    """What ``verify`` found about one part file."""
+
+    path: Path
+    """The part."""
+    rows: int
+    """Rows it holds (0 when unreadable)."""
+    problem: str | None = None
+    """Why it cannot be trusted; None when it is sound."""
+
+
+@dataclass
+class CacheCheck:
+    """What ``verify`` found about one cache directory."""
+
+    parts: list[PartCheck]
+    """Every visible part, oldest first."""
+    temp_files: list[Path]
+    """Temporary files left by writes that never finished (or are in progress)."""
+    rows: int
+    """Rows over the sound parts."""
+    superseded: int
+    """Rows of sound parts that a later row of the same key replaces (removed by ``gc``)."""
+
+    @property
+    def bad(self) -> list[PartCheck]:
+        return [p for p in self.parts if p.problem is not None]
+
+
+def _part_problem(path: Path) -> tuple[int, str | None]:
+    try:
+        _check_schema(path)
+        table = _read_columns(path, _INDEX_COLUMNS)
+        _check_keys(path, table)
+    except (CacheCorruptError, PluralignError) as e:
+        return 0, str(e).removeprefix(f"{path}: ")
+    return table.num_rows, None
+
+
+def verify(root: str | os.PathLike[str]) -> CacheCheck:
+    """Check every part of a cache (exact schema, every row's key against its fields) and list
+    leftover temporary files; reads each part once, changes nothing."""
+    d = Path(root)
+    names = sorted(p.name for p in d.glob(PART_GLOB) if p.is_file()) if d.is_dir() else []
+    checks = []
+    for n in names:
+        rows, problem = _part_problem(d / n)
+        checks.append(PartCheck(d / n, rows, problem))
+    temps = sorted(p for p in d.glob(f"{_TMP_PREFIX}*.tmp") if p.is_file()) if d.is_dir() else []
+    rows = sum(c.rows for c in checks if c.problem is None)
+    superseded = 0
+    if not any(c.problem for c in checks) and checks:
+        ok, bad = _index_for(d).resolve(None, None)
+        superseded = rows - ok.num_rows - bad.num_rows
+    return CacheCheck(checks, temps, rows, superseded)
+
+
+@dataclass
+class GCReport:
+    """What ``gc`` removed."""
+
+    temp_files_removed: list[Path]
+    """Stale temporary files deleted."""
+    rows_before: int
+    """Rows over all parts before compaction."""
+    rows_after: int
+    """Rows after (latest success per key plus unresolved failures)."""
+    parts_before: int
+    """Part files before."""
+    parts_after: int
+    """Part files after."""
+
+
+def gc(root: str | os.PathLike[str], *, min_age: float = 600.0) -> GCReport:
+    """Remove temporary files older than ``min_age`` seconds (writes killed midway; younger ones
+    may belong to a live writer), drop superseded duplicate rows and compact into one part.
+
+    Refuses (CacheCorruptError naming the parts) when a part cannot be trusted: move it out
+    first, so that nothing of unknown origin is merged into the cache.
+    """
+    check = verify(root)
+    if check.bad:
+        first = check.bad[0]
+        raise CacheCorruptError(
+            f"{first.path}: {first.problem}" + (f" (and {len(check.bad) - 1} more bad parts)"
+                                                if len(check.bad) > 1 else "")
+            + "; nothing was changed")
+    now = time.time()
+    removed = []
+    for tmp in check.temp_files:
+        try:
+            if now - tmp.stat().st_mtime >= min_age:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:
+            continue  # its writer finished or another gc took it
+    parts_before = len(check.parts)
+    if parts_before:
+        ScoreCache(root).compact()
+    after = verify(root)
+    return GCReport(removed, check.rows, after.rows, parts_before, len(after.parts))
+
+
+@dataclass
+class ScorerSummary:
+    """What a cache holds for one (benchmark, scorer)."""
+
+    benchmark: str
+    """Benchmark identity."""
+    scorer: str
+    """Scorer identity."""
+    complete: int
+    """Keys with a successful score."""
+    failed: int
+    """Keys whose latest row is a failure and that never succeeded."""
+    scenarios: int
+    """Distinct scenarios with any row."""
+    attributes: tuple[str, ...]
+    """Attributes with any row."""
+    samples: int
+    """Distinct sample indices."""
+    settings: dict[str, Any] | None
+    """The scorer settings stored with its parts (None when written without a manifest)."""
+
+
+def summarize(root: str | os.PathLike[str]) -> list[ScorerSummary]:
+    """One summary per (benchmark, scorer) in the cache, sorted."""
+    cache = ScoreCache(root)
+    ok, bad = cache._index.resolve(None, None)
+    both = pa.concat_tables([ok.select(["benchmark", "scorer", "scenario", "attribute",
+                                        "sample"]),
+                             bad.select(["benchmark", "scorer", "scenario", "attribute",
+                                         "sample"])])
+    settings = _stored_settings(cache.parts())
+    out = []
+    pairs = sorted(set(zip(both["benchmark"].to_pylist(), both["scorer"].to_pylist(),
+                           strict=True)))
+    okp = Counter(zip(ok["benchmark"].to_pylist(), ok["scorer"].to_pylist(), strict=True))
+    badp = Counter(zip(bad["benchmark"].to_pylist(), bad["scorer"].to_pylist(), strict=True))
+    for b, sc in pairs:
+        mask = pc.and_(pc.equal(both["benchmark"], b), pc.equal(both["scorer"], sc))
+        sub = both.filter(mask)
+        out.append(ScorerSummary(
+            b, sc, okp[(b, sc)], badp[(b, sc)],
+            len(set(sub["scenario"].to_pylist())),
+            tuple(sorted(set(sub["attribute"].to_pylist()))),
+            len(set(sub["sample"].to_pylist())), settings.get(sc)))
+    return out
+
+
+def _stored_settings(parts: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """{scorer identity: settings} over ``parts``; the newest part's settings win."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in parts:
+        try:
+            raw = (pq.read_schema(path).metadata or {}).get(SCORER_META_KEY)
+        except (pa.ArrowException, OSError):
+            continue
+        if raw is not None:
+            found.update(json.loads(raw))
+    return found

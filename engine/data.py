@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pluralign.engine.benchmark import Benchmark, make_benchmark
 from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.files import require_memory
 from pluralign.engine.loaders import (
     benchmark_family,
     known_benchmark,
@@ -167,6 +168,10 @@ def _check_synthetic(p: Mapping[str, int], spec: str) -> None:
     for key, ok, why in rules:
         if not ok:
             raise InputError(f"bad synthetic parameter: {why}", file=spec, field=key)
+    # Measured: ~400 bytes per scenario plus ~(150 + 45 per attribute) per response.
+    per_scenario = 400 + (p["R_min"] + p["R_max"]) / 2 * (150 + 45 * p["A"])
+    require_memory(p["S"] * per_scenario, f"a synthetic benchmark of {p['S']:,} scenarios",
+                   file=spec, field="S", hint="use fewer scenarios")
 
 
 def synthetic_split(spec: str, split: str) -> Benchmark:
@@ -194,7 +199,7 @@ def _load_mic(split: str, data_dir: str | os.PathLike[str] | None) -> Benchmark:
             "so get MIC.csv from https://github.com/SALT-NLP/mic and put it at DIR/mic/MIC.csv, "
             "then pass --data DIR or set PLURALIGN_DATA=DIR"
         )
-    splits = load_mic_csv(csv_path)
+    splits = load_mic_csv(csv_path, procedure="published")  # the authors' eval/train
     if split not in splits:
         raise InputError(f"MIC has no split {split!r}", field="split",
                          hint=f"use one of {', '.join(splits)}")
@@ -300,6 +305,16 @@ def _reason(e: Exception) -> str:
 
 _PUBLISHED = {"sampled": "sampled_{name}", "high": "{name}/target_high.json",
               "low": "{name}/target_low.json"}
+
+
+def published_locations(
+    name: str, which: str, data_dir: str | os.PathLike[str] | None = None
+) -> str:
+    """Where :func:`published_targets` looks for a set, for error messages."""
+    if known_benchmark(name) is None or which not in _PUBLISHED:
+        return f"nowhere: {name} has no published target sets"
+    relative = "alignment_targets/" + _PUBLISHED[which].format(name=benchmark_family(name))
+    return " and ".join(str(d / relative) for d in _search_dirs(data_dir)) or "nowhere"
 
 
 def published_targets(

@@ -30,10 +30,20 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp creates 0600; result files get what the user's umask allows (a group on a
+        # shared folder can read them), as an ordinary open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
@@ -56,8 +66,35 @@ def write_parquet(table: Any, dest: str | os.PathLike[str]) -> Path:
     return Path(dest)
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Parse a JSON file, or raise InputError naming the file (missing, unreadable, bad JSON)."""
+class DuplicateKeyError(ValueError):
+    """A JSON object names one key twice (``json`` would keep the last value silently)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"key {key!r} appears twice in one object")
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a repeated key instead of keeping the last value."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKeyError(k)
+        out[k] = v
+    return out
+
+
+def loads_unique(text: str) -> Any:
+    """``json.loads`` refusing repeated keys (DuplicateKeyError) and deep nesting (ValueError)."""
+    try:
+        return json.loads(text, object_pairs_hook=unique_pairs)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
+def read_json(path: str | os.PathLike[str], *, unique_keys: bool = False) -> Any:
+    """Parse a JSON file, or raise InputError naming the file (missing, unreadable, bad JSON,
+    nested too deeply; with ``unique_keys``, an object naming a key twice)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -66,10 +103,82 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read: {e}", file=p) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_pairs if unique_keys else None)
+    except DuplicateKeyError as e:
+        raise InputError(str(e), file=p, field=e.key,
+                         hint="each attribute once per object") from None
     except json.JSONDecodeError as e:
         raise InputError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                          file=p) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read (no input of ours nests more than a "
+                         "few levels)", file=p) from None
+
+
+def check_output(path: str | os.PathLike[str] | None, *, flag: str = "--out",
+                 folder: bool = True) -> Path:
+    """Refuse, before any work, an output path that cannot be written: empty, a file where a
+    folder is wanted (or a folder where a file is), under a file, or not writable."""
+    text = "" if path is None else os.fspath(path)
+    if not text.strip():
+        raise InputError(f"empty path: name the {'folder' if folder else 'file'} to write",
+                         field=flag)
+    p = Path(text).expanduser()
+    if p.exists() and folder and not p.is_dir():
+        raise InputError("exists and is a file, not a folder", file=p, field=flag,
+                         hint="remove it or name another folder")
+    if p.exists() and not folder and p.is_dir():
+        raise InputError("exists and is a folder, not a file", file=p, field=flag)
+    probe = p if p.is_dir() else p.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"cannot be created: {probe} is a file", file=p, field=flag)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"not writable: no permission to write in {probe}", file=p, field=flag)
+    if p.is_file() and not os.access(p, os.W_OK):
+        raise InputError("not writable: the file is read-only", file=p, field=flag)
+    return p
+
+
+MEMORY_SHARE = 0.5
+"""Share of the memory available now that one input may claim before it is refused."""
+
+
+def memory_available() -> int:
+    """Bytes of memory available to this process now (MemAvailable; else physical memory)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 8 * 2**30
+
+
+def format_bytes(n: float) -> str:
+    """``37.3 GiB``-style size."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def require_memory(need: float, what: str, *, file: object | None = None,
+                   record: object | None = None, field: str | None = None,
+                   hint: str | None = None) -> None:
+    """Refuse, before any work, an input whose size would need more memory than this machine
+    can give it (:data:`MEMORY_SHARE` of what is available), saying how much it would need."""
+    avail = memory_available()
+    if need > MEMORY_SHARE * avail:
+        raise InputError(f"{what} would need about {format_bytes(need)} of memory; "
+                         f"{format_bytes(avail)} is available", file=file, record=record,
+                         field=field, hint=hint)
 
 
 def require_layout(schema: Any, kind: str, file: str | os.PathLike[str], fix: str) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from pluralign.engine.benchmark import NEUTRAL, validate_values
 from pluralign.engine.errors import InputError
-from pluralign.engine.files import read_json
+from pluralign.engine.files import read_json, require_memory
 from pluralign.engine.targets import TargetSet
 
 ALL = "ALL"
@@ -185,7 +185,7 @@ def load_jury(path: str | os.PathLike[str], attributes: Sequence[str],
     names the file, the group (and juror) and the field.
     """
     p = Path(path)
-    data = read_json(p)
+    data = read_json(p, unique_keys=True)
     return parse_jury(data, attributes, levels, source=str(p))
 
 
@@ -271,7 +271,7 @@ def _parse_members(g: dict[str, Any], kind: str, rec: str, attrs: tuple[str, ...
         if kind != "distribution":
             raise InputError("'sample' needs a 'distribution' or 'preferences' group",
                              file=source, record=rec, field="sample")
-        n = _int_field(g, "sample", 0, source, rec, minimum=1)
+        n = _sample_size(g, attrs, source, rec)
         return sample_from_distribution(values, w, n, rng), np.ones(n), [str(k) for k in range(n)]
     return values, w, ids
 
@@ -286,7 +286,7 @@ def _parse_preferences(g: dict[str, Any], rec: str, attrs: tuple[str, ...],
     if "sample" not in g:
         raise InputError("a 'preferences' group needs 'sample': the number of jurors to draw",
                          file=source, record=rec, field="sample")
-    n = _int_field(g, "sample", 0, source, rec, minimum=1)
+    n = _sample_size(g, attrs, source, rec)
     default = g.get("default", "neutral")
     if default not in ("neutral", "uniform"):
         raise InputError(f"'default' must be 'neutral' or 'uniform', not {default!r}",
@@ -332,6 +332,17 @@ def _target_row(target: Any, attrs: tuple[str, ...], source: str, where: str) ->
     validate_values(target, attrs, source, where, "target", require_all=False)
     return [float("nan") if a not in target or float(target[a]) == NEUTRAL else float(target[a])
             for a in attrs]
+
+
+_JUROR_BYTES = 40
+"""Bytes per juror and attribute while a group is drawn and evaluated (values, draws, masks)."""
+
+
+def _sample_size(g: dict[str, Any], attrs: tuple[str, ...], source: str, rec: str) -> int:
+    n = _int_field(g, "sample", 0, source, rec, minimum=1)
+    require_memory(n * max(1, len(attrs)) * _JUROR_BYTES, f"'sample' of {n:,} jurors",
+                   file=source, record=rec, field="sample", hint="draw fewer jurors")
+    return n
 
 
 def _positive(value: Any, source: str, rec: str | None, field: str) -> float:

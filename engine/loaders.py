@@ -89,6 +89,7 @@ def load_steerable_json(path: str | os.PathLike[str], name: str, split: str) -> 
     bench = make_benchmark(name, split, attributes, known[1] if known else (0.0, 1.0),
                            scenarios, source=file)
     if known:
+        _require_on_grid(bench, file)
         return bench
     levels = _infer_levels(bench, file)
     return make_benchmark(name, split, attributes, levels, scenarios, source=file)
@@ -100,6 +101,24 @@ def _attributes_from_first(record: Any, file: str) -> tuple[str, ...]:
         raise InputError("cannot infer attributes: the first record needs a list of label "
                          "objects", file=file, record=0, field="labels")
     return tuple(str(k) for k in labels[0])
+
+
+def _require_on_grid(bench: Benchmark, file: str) -> None:
+    """A benchmark named for a known family must keep to its level grid (HelpSteer2 quarters,
+    MIC's rounded sevenths): an off-grid label is a typo, never a finer level."""
+    levels = np.asarray(bench.levels, dtype=np.float64)
+    labels = bench.labels
+    off = np.min(np.abs(labels[..., None] - levels), axis=-1) > 1e-9
+    if not off.any():
+        return
+    row, a = (int(x) for x in np.argwhere(off)[0])
+    s = int(bench.scenario_of[row])
+    raise InputError(
+        f"label {labels[row, a]:g} is off the {bench.name} level grid "
+        f"({', '.join(f'{v:g}' for v in bench.levels)}; {int(off.sum())} off-grid in the file)",
+        file=file, record=f"{s} (response {int(bench.response_index[row])})",
+        field=f"labels.{bench.attributes[a]}",
+        hint="fix the label, or load the file by its path so its levels are inferred")
 
 
 def _infer_levels(bench: Benchmark, file: str) -> tuple[float, ...]:
@@ -336,8 +355,13 @@ def load_mic_csv(
     seed: int = 0,
     sizes: Mapping[str, int] | None = None,
     min_per_pair: int = MIC_MIN_PER_PAIR,
+    procedure: str = "stratified",
 ) -> dict[str, Benchmark]:
     """MIC.csv as the steerable MIC benchmark, split into ``eval`` and ``train`` (SPEC §3).
+
+    ``procedure="published"`` splits as the authors of seed 003 did
+    (:func:`pluralign.engine.mic_split.published_split`; ``seed``, ``sizes`` and
+    ``min_per_pair`` do not apply), so the scenarios are theirs.
 
     Keeps questions with >= 2 distinct answers and no missing ``A_agrees``. A response's label
     per moral is the sum over its first 3 annotation rows of agreement (-1/0/+1) times the
@@ -352,6 +376,15 @@ def load_mic_csv(
                          hint="need questions with >= 2 distinct answers and no missing "
                               "A_agrees")
     full = make_benchmark("mic", "all", MIC_ATTRIBUTES, MIC_LEVELS, scenarios, source=file)
+    if procedure == "published":
+        from pluralign.engine.mic_split import published_split
+
+        return {split: make_benchmark("mic", split, MIC_ATTRIBUTES, MIC_LEVELS,
+                                      [full.scenarios[i] for i in idx], source=file)
+                for split, idx in published_split(full).items()}
+    if procedure != "stratified":
+        raise InputError(f"unknown MIC split procedure {procedure!r}", field="procedure",
+                         hint="published (the authors') or stratified")
     return split_benchmark(full, dict(sizes or MIC_SPLIT_SIZES), min_per_pair, seed)
 
 

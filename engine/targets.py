@@ -18,7 +18,7 @@ import numpy as np
 
 from pluralign.engine.benchmark import NEUTRAL, validate_values
 from pluralign.engine.errors import InputError
-from pluralign.engine.files import read_json
+from pluralign.engine.files import DuplicateKeyError, loads_unique, read_json
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +96,10 @@ def all_targets(attributes: Sequence[str], levels: Sequence[float]) -> TargetSet
     return TargetSet("all", attrs, values.reshape(-1, len(attrs)), grid)
 
 
+GENERATED_SAMPLED = "random-sampled"
+"""Name of the generated stand-in for a published ``sampled`` set."""
+
+
 def high_target(attributes: Sequence[str]) -> TargetSet:
     """Every attribute at 1.0."""
     return TargetSet("high", tuple(attributes), np.ones((1, len(attributes))))
@@ -112,7 +116,8 @@ def sampled_targets(
     """``per_count`` random targets for each number of attributes 1..A (SPEC §4).
 
     Values are drawn from the non-neutral levels, so each target names exactly that many
-    attributes. Used when the published sampled set is not at hand.
+    attributes. A generated set, so it carries its own name (``random-sampled``), never the
+    published set's.
     """
     attrs = tuple(attributes)
     rng = np.random.default_rng(seed)
@@ -125,7 +130,7 @@ def sampled_targets(
                 row[int(a)] = float(rng.choice(choices))
             rows.append(row)
             labels.append(f"{k}attributes_target{j:02d}")
-    return TargetSet("sampled", attrs, np.array(rows), None, tuple(labels))
+    return TargetSet(GENERATED_SAMPLED, attrs, np.array(rows), None, tuple(labels))
 
 
 def load_target_files(
@@ -149,7 +154,10 @@ def load_target_files(
     labels: list[str] = []
     attrs = tuple(attributes)
     for f in files:
-        data = read_json(f)
+        data = read_json(f, unique_keys=True)
+        if data == []:
+            raise InputError("empty target list: the file holds no target", file=f,
+                             hint="write at least one target object")
         items = data if isinstance(data, list) else [data]
         for i, t in enumerate(items):
             rec = i if isinstance(data, list) else None
@@ -167,16 +175,24 @@ def parse_inline(text: str, attributes: Sequence[str]) -> TargetSet:
     text = text.strip()
     try:
         if text.startswith("{") or text.startswith("["):
-            data = json.loads(text)
+            data = loads_unique(text)
         else:
             data = {}
             for part in filter(None, (p.strip() for p in text.split(","))):
                 key, _, val = part.partition("=")
+                if key.strip() in data:
+                    raise DuplicateKeyError(key.strip())
                 data[key.strip()] = float(val)
+    except DuplicateKeyError as e:
+        raise InputError(f"inline target {text!r}: {e}", file="inline target", field=e.key,
+                         hint="name each attribute once") from None
     except (json.JSONDecodeError, ValueError) as e:
         raise InputError(f"cannot parse inline target {text!r}: {e}",
                          hint='write {"attr": value} or attr=value,attr=value') from None
     items = data if isinstance(data, list) else [data]
+    if not items:
+        raise InputError(f"inline target {text!r} names no target", file="inline target",
+                         hint='write {"attr": value} or a non-empty list of them')
     for i, t in enumerate(items):
         if not isinstance(t, dict):
             raise InputError("a target must be an object", file="inline target", record=i)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.cache import redact_table
 from pluralign.engine.files import require_layout, write_parquet
 from pluralign.engine.judges.base import digest
 from pluralign.engine.judges.consistency import majority
@@ -64,6 +65,7 @@ class ChoiceCache:
             return None
         self.dir.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist([dict(r) for r in rows], schema=CHOICE_SCHEMA)
+        table = redact_table(table, keep=("key", "benchmark", "scenario", "target", "scorer"))
         return write_parquet(table, self.dir / f"part-{uuid.uuid4().hex}.parquet")
 
     def parts(self) -> list[Path]:

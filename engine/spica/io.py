@@ -112,9 +112,14 @@ def _scenarios_from_rows(rows: list[dict[str, Any]], file: str) -> list[BankScen
             raise InputError("response class listed twice", file=file,
                              record=f"row {i} (scenario {sid!r})", field="class")
         responses[sid][row["class"]] = tuple(row["responses"])
-        for rt in row["ratings"]:
+        for j, rt in enumerate(row["ratings"]):
             entry = raters[sid].setdefault(rt["rater"], {"groups": tuple(rt["groups"]),
                                                          "ratings": {}})
+            if row["class"] in entry["ratings"]:  # a second rating would silently win
+                raise InputError(
+                    f"rater {rt['rater']!r} rates class {row['class']!r} of this scenario twice",
+                    file=file, record=f"row {i} (scenario {sid!r}), ratings[{j}]",
+                    field="rater", hint="keep one rating per rater, scenario and class")
             entry["ratings"][row["class"]] = ClassRating(
                 rt["response_rating"], rt["strategy_rating"], rt["rated_response"])
     return [

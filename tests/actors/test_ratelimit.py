@@ -208,3 +208,88 @@ def test_redis_status_publishes_and_reads(redis_url: str) -> None:
     first_event, current = asyncio.run(main())
     assert first_event == {"done": 3, "total": 10, "state": "running"}
     assert current == {"done": 4, "total": 10, "state": "running"}
+
+
+def _redis_on(port: int, workdir: Any) -> subprocess.Popen[bytes]:
+    """redis-server on ``port`` (loopback, no persistence); waits until it answers PING."""
+    import shutil
+    import socket
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+         "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not come up")
+
+
+@pytest.mark.redis
+def test_redis_killed_mid_run_degrades_and_fails_nothing(
+        tmp_path: Any, make_fake_server: Any, fake_key: str,
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real redis-server is killed while requests flow and restarted on the same port:
+    every request still succeeds, the outage is told in one line and the recovery in one."""
+    import logging
+
+    from pluralign.actors.api_client import OpenAIBackend
+    from tests.actors.test_api_client import config, requests
+    from tests.fake_openai import free_port
+
+    port = free_port()
+    proc = _redis_on(port, tmp_path)
+    server = make_fake_server(latency=0.01)
+    cfg = config(server, redis_url=f"redis://127.0.0.1:{port}/0", rpm=600, rate_period=6.0,
+                 max_concurrency=4)
+    reqs = requests(120)
+    events: dict[str, int] = {}
+
+    async def outage() -> None:
+        nonlocal proc
+        await asyncio.sleep(0.6)
+        proc.kill()
+        proc.wait()
+        events["killed"] = server.stats()["total"]
+        await asyncio.sleep(1.5)
+        proc = await asyncio.to_thread(_redis_on, port, tmp_path)
+        events["restarted"] = server.stats()["total"]
+
+    async def go() -> list[Any]:
+        backend = OpenAIBackend(cfg)
+        try:
+            chaos = asyncio.create_task(outage())
+            out = await backend.generate(reqs)
+            await chaos
+            return out
+        finally:
+            await backend.close()
+
+    caplog.set_level(logging.WARNING, logger="pluralign.actors.ratelimit")
+    try:
+        results = asyncio.run(go())
+    finally:
+        proc.kill()
+        proc.wait()
+    failed = [r for r in results if r.failure is not None]
+    lines = [r.getMessage() for r in caplog.records if r.name == "pluralign.actors.ratelimit"]
+    with capsys.disabled():
+        print(f"\nredis killed after {events.get('killed')} requests, restarted after "
+              f"{events.get('restarted')}; items {len(results)}, failed {len(failed)}; "
+              f"lines printed {len(lines)}:")
+        for line in lines:
+            print("  " + line)
+    assert len(results) == len(reqs) and not failed
+    assert events["killed"] < len(reqs)  # the outage really happened mid-run
+    assert len(lines) == 2 and "unreachable" in lines[0] and "back" in lines[1]
+    assert not any(r.exc_info for r in caplog.records)  # no traceback anywhere

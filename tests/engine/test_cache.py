@@ -309,3 +309,128 @@ def test_concurrent_appenders_do_not_clobber(tmp_path, bench):
     assert len(reader.parts()) == 12
     assert len(reader.completed_keys(bench.identity, "w#1")) == 12 * bench.n_responses
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- trust nothing on disk
+
+
+def _planted(tmp_path, table, n="00000000000000000009"):
+    path = tmp_path / f"part-{n}-0000001-cccccccccccc.parquet"
+    pq.write_table(table, path)
+    cache_mod._INDEXES.clear()  # a fresh process reads it
+    return path
+
+
+def test_foreign_part_with_keys_not_matching_its_fields_is_refused(tmp_path, bench):
+    ScoreCache(tmp_path).append(records(bench)[:6])
+    good = pq.read_table(ScoreCache(tmp_path).parts()[0])
+    # right metadata and schema, but every key belongs to another row (shifted by one)
+    keys = good["key"].to_pylist()
+    forged = good.set_column(0, SCORE_SCHEMA.field("key"),
+                             pa.array(keys[1:] + keys[:1], pa.string()))
+    bad = _planted(tmp_path, forged)
+    with pytest.raises(CacheCorruptError) as err:
+        ScoreCache(tmp_path).predictions(bench, SCORER)
+    line = str(err.value)
+    print(f"\nforeign part (keys): {line}")
+    assert "\n" not in line and str(bad) in line
+    assert "6 of 6 rows have a key that does not match their fields" in line
+    check = cache_mod.verify(tmp_path)
+    assert [p.path for p in check.bad] == [bad] and len(check.parts) == 2
+
+
+def test_part_with_other_column_types_is_refused_in_one_line(tmp_path, bench):
+    ScoreCache(tmp_path).append(records(bench)[:3])
+    good = pq.read_table(ScoreCache(tmp_path).parts()[0])
+    schema = pa.schema([pa.field("score", pa.string()) if f.name == "score" else f
+                        for f in SCORE_SCHEMA], metadata=SCORE_SCHEMA.metadata)
+    bad = _planted(tmp_path, good.cast(schema))
+    with pytest.raises(CacheCorruptError) as err:
+        ScoreCache(tmp_path)
+    line = str(err.value)
+    print(f"\nforeign part (types): {line}")
+    assert "\n" not in line and str(bad) in line
+    assert "column 'score' is string, expected double" in line
+
+
+def test_part_with_missing_column_is_refused(tmp_path, bench):
+    ScoreCache(tmp_path).append(records(bench)[:3])
+    good = pq.read_table(ScoreCache(tmp_path).parts()[0]).drop_columns(["meta"])
+    bad = _planted(tmp_path, good.replace_schema_metadata(SCORE_SCHEMA.metadata))
+    with pytest.raises(CacheCorruptError, match=r"columns missing \['meta'\]") as err:
+        ScoreCache(tmp_path)
+    assert str(bad) in str(err.value)
+
+
+def test_gc_removes_stale_temp_files_and_duplicate_rows(tmp_path, bench):
+    import os
+    import time
+
+    recs = records(bench)
+    cache = ScoreCache(tmp_path)
+    cache.append(recs)
+    cache.append(recs[:10])  # the same keys again: 10 duplicate rows
+    cache.append([dataclasses.replace(r, score=0.5) for r in recs[:5]])  # 5 newer answers
+    before = cache.predictions(bench, SCORER)
+    stale = tmp_path / ".tmp-part-00000000000000000001-0000001-dddddddddddd.parquet.tmp"
+    stale.write_bytes(b"\0" * 5_000_000)  # a killed write's leftover
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".tmp-part-00000000000000000002-0000002-eeeeeeeeeeee.parquet.tmp"
+    fresh.write_bytes(b"in progress")
+    check = cache_mod.verify(tmp_path)
+    assert check.rows == len(recs) + 15 and check.superseded == 15
+    assert check.temp_files == sorted([stale, fresh])
+    report = cache_mod.gc(tmp_path, min_age=600)
+    print(f"\ngc: temp files removed {len(report.temp_files_removed)} (5 MB), rows "
+          f"{report.rows_before} -> {report.rows_after}, parts {report.parts_before} -> "
+          f"{report.parts_after}")
+    assert report.temp_files_removed == [stale] and fresh.exists() and not stale.exists()
+    assert (report.rows_before, report.rows_after) == (len(recs) + 15, len(recs))
+    assert (report.parts_before, report.parts_after) == (3, 1)
+    cache_mod._INDEXES.clear()
+    np.testing.assert_array_equal(ScoreCache(tmp_path).predictions(bench, SCORER), before)
+
+
+def test_gc_refuses_a_cache_with_a_bad_part_and_changes_nothing(tmp_path, bench):
+    cache = ScoreCache(tmp_path)
+    cache.append(records(bench)[:3])
+    cache.append(records(bench)[:3])
+    bad = tmp_path / "part-00000000000000000003-0000001-ffffffffffff.parquet"
+    bad.write_bytes(b"not parquet")
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(CacheCorruptError, match="nothing was changed") as err:
+        cache_mod.gc(tmp_path, min_age=0)
+    assert str(bad) in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
+
+
+# ---------------------------------------------------------------- secrets never stored
+
+
+def test_registered_secret_is_redacted_from_every_stored_text(tmp_path, bench, monkeypatch):
+    secret = "sk-planted-0123456789abcdef"
+    monkeypatch.setattr(cache_mod, "_SECRETS", set())
+    cache_mod.register_secret(secret)
+    rec = records(bench)[0]
+    leaky = dataclasses.replace(rec, reasoning=f"my key is {secret}!",
+                                meta={"raw": f"{{\"answer\": \"{secret}\"}}",
+                                      "prompt": f"use {secret}"})
+    fail = ScoreFailure(bench.identity, rec.scenario, 1, rec.attribute, SCORER, 0,
+                        error=f"HTTP 500: bad key {secret}")
+    ScoreCache(tmp_path).append([leaky], [fail])
+    for part in tmp_path.rglob("*"):
+        if part.is_file():
+            assert secret.encode() not in part.read_bytes()
+    row = ScoreCache(tmp_path).read(bench.identity, SCORER, text=True).to_pylist()[0]
+    assert row["reasoning"] == "my key is [redacted]!" and "[redacted]" in row["meta"]
+
+
+def test_credential_environment_values_are_redacted_without_registration(
+        tmp_path, bench, monkeypatch):
+    secret = "env-secret-value-42"
+    monkeypatch.setattr(cache_mod, "_SECRETS", set())
+    monkeypatch.setenv("SOME_PROVIDER_API_KEY", secret)
+    rec = dataclasses.replace(records(bench)[0], reasoning=f"x {secret} y")
+    ScoreCache(tmp_path).append([rec])
+    assert all(secret.encode() not in p.read_bytes() for p in tmp_path.glob("*.parquet"))

@@ -178,3 +178,20 @@ def test_authors_layout_structure_errors(tmp_path):
     with pytest.raises(InputError, match=r"scenario 'q2'.*field 'responses'"):
         load_spica_layout([a], [s])
 
+
+
+def test_parquet_bank_with_a_rater_twice_in_one_scenario_and_class_is_refused(tmp_path):
+    import pyarrow as pa
+
+    path = write_bank(_good(), tmp_path / "bank.parquet")
+    table = pq.read_table(path)
+    rows = table.to_pylist()
+    rows[0]["ratings"] = rows[0]["ratings"] + [dict(rows[0]["ratings"][0], response_rating=1)]
+    forged = pa.Table.from_pylist(rows, schema=table.schema)
+    pq.write_table(forged, tmp_path / "dup.parquet")
+    with pytest.raises(InputError) as err:
+        read_bank(tmp_path / "dup.parquet")
+    print(f"\nduplicate rater: {err.value}")
+    _assert_names(err.value, "dup.parquet", "scenario 's1'", "ratings[2]", "'rater'",
+                  "rater 'p1' rates class")
+    assert "\n" not in str(err.value)

@@ -1,0 +1,141 @@
+"""``pluralign cache ls|show|verify|gc`` through the real command line, and a key echoed by an
+endpoint inside its answers found nowhere on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import pluralign.engine.cache as cache_mod
+from pluralign.engine.cache import ScoreCache, ScoreFailure, scorer_identity
+from pluralign.engine.judges.fake_answerer import label_answerer
+from pluralign.engine.manifest import begin, end
+from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.jobs.cli import main
+from pluralign.schemas.records import ScoreRecord
+from tests.fake_openai import FAKE_KEY, fake_key, make_fake_server
+from tests.jobs.test_llm_scoring import bench_pair, parse
+
+__all__ = ["fake_key", "make_fake_server"]
+
+SCORER = scorer_identity("judge", {"model": "m", "temperature": 0.0})
+
+
+def fill(root: Path) -> Any:
+    bench = synthetic_benchmark(4, (2, 2), 2, 5, seed=3)
+    recs = [ScoreRecord(bench.identity, s.id, r, a, SCORER, 0, 0.5, reasoning="ok")
+            for s in bench.scenarios for r in range(2) for a in bench.attributes]
+    m = begin("sweep", ["pluralign", "sweep"])
+    m.note_scorer({"identity": SCORER, "name": "judge", "model": "m", "temperature": 0.0})
+    try:
+        cache = ScoreCache(root)
+        cache.append(recs[:-2])
+        cache.append([ScoreFailure(bench.identity, s.id, 1, bench.attributes[0], SCORER, 0,
+                                   "timeout") for s in bench.scenarios[-1:]])
+        cache.append(recs[:3])  # duplicates
+    finally:
+        end()
+    return bench, recs
+
+
+def test_ls_and_show_decode_what_the_cache_holds(tmp_path: Path, capsys: Any) -> None:
+    bench, recs = fill(tmp_path)
+    assert main(["cache", "--cache", str(tmp_path), "ls", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [{"benchmark": bench.identity, "scorer": SCORER, "complete": len(recs) - 2,
+                     "failed": 1, "scenarios": 4, "attributes": list(bench.attributes),
+                     "samples": 1}]
+    assert main(["cache", "--cache", str(tmp_path), "show", "judge"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown[0]["settings"] == {"identity": SCORER, "name": "judge", "model": "m",
+                                    "temperature": 0.0}
+    assert main(["cache", "--cache", str(tmp_path), "ls"]) == 0
+    table = capsys.readouterr().out
+    with capsys.disabled():
+        print("\n" + table)
+    assert SCORER in table and f"{len(recs) - 2:>9} {1:>7}" in table
+    assert main(["cache", "--cache", str(tmp_path), "show", "nobody"]) == 2
+    assert "no scorer 'nobody'" in capsys.readouterr().err
+
+
+def test_verify_names_a_planted_foreign_part_and_gc_cleans(tmp_path: Path, capsys: Any) -> None:
+    fill(tmp_path)
+    good = pq.read_table(ScoreCache(tmp_path).parts()[0])
+    keys = good["key"].to_pylist()
+    forged = good.set_column(0, good.schema.field("key"), pa.array(keys[::-1], pa.string()))
+    foreign = tmp_path / "part-00000000000000000042-0000001-abcabcabcabc.parquet"
+    pq.write_table(forged, foreign)
+    cache_mod._INDEXES.clear()
+    assert main(["cache", "--cache", str(tmp_path), "verify"]) == 3
+    out = capsys.readouterr()
+    with capsys.disabled():
+        print("\n" + out.out)
+    bad_lines = [line for line in out.out.splitlines() if line.startswith("bad part:")]
+    assert len(bad_lines) == 1 and str(foreign) in bad_lines[0]
+    assert "rows have a key that does not match their fields" in bad_lines[0]
+    assert main(["cache", "--cache", str(tmp_path), "gc"]) == 2  # refused: nothing merged
+    assert "nothing was changed" in capsys.readouterr().err
+
+    foreign.unlink()
+    stale = tmp_path / ".tmp-part-00000000000000000001-0000009-deadbeefdead.parquet.tmp"
+    stale.write_bytes(b"\0" * 1_000_000)
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    cache_mod._INDEXES.clear()
+    assert main(["cache", "--cache", str(tmp_path), "verify"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary == "3 parts, 0 bad, 18 rows, 3 superseded, 1 temp files"
+    assert main(["cache", "--cache", str(tmp_path), "gc"]) == 0
+    out = capsys.readouterr().out
+    with capsys.disabled():
+        print("\n" + out)
+    assert out.splitlines()[-1] == "1 temp files removed; rows 18 -> 15; parts 3 -> 1"
+    assert not stale.exists()
+    # the compacted part keeps the decoded settings
+    assert main(["cache", "--cache", str(tmp_path), "show"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["settings"]["model"] == "m"
+
+
+def test_missing_cache_is_one_line(tmp_path: Path, capsys: Any) -> None:
+    assert main(["cache", "--cache", str(tmp_path / "nope"), "ls"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope" in err
+
+
+def _echoing(answerer: Any) -> Any:
+    """Wraps an answerer so every text field of every answer carries the caller's key."""
+    def echo(v: Any) -> Any:
+        if isinstance(v, str):
+            return f"{v} (my key is {FAKE_KEY})"
+        if isinstance(v, dict):
+            return {k: echo(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [echo(x) for x in v]
+        return v
+
+    def answer(body: dict[str, Any]) -> str:
+        return json.dumps(echo(json.loads(answerer(body))))
+    return answer
+
+
+def test_a_key_echoed_in_answers_is_stored_nowhere(
+        tmp_path: Path, fake_key: str, make_fake_server: Any, monkeypatch: Any) -> None:
+    from pluralign.jobs.llm_scoring import run_llm_scoring
+
+    monkeypatch.setattr(cache_mod, "_SECRETS", set())
+    bench, train = bench_pair(6)
+    server = make_fake_server(answerer=_echoing(label_answerer(bench, noise=0.1)))
+    cache = ScoreCache(tmp_path)
+    report = run_llm_scoring(bench, train, "comparative-regression", parse(server.url), cache,
+                             log=None)
+    assert report.schedule.completed == 6 * len(bench.attributes)
+    texts = cache.read(report.bench.identity, report.identity, text=True)
+    reasonings = [r for r in texts["reasoning"].to_pylist() if r]
+    assert reasonings and all("[redacted]" in r for r in reasonings)  # the echo arrived
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files and all(FAKE_KEY.encode() not in p.read_bytes() for p in files)
