@@ -14,7 +14,9 @@ import math
 import os
 import random
 import re
+import socket
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,12 +30,26 @@ from pluralign.engine.backend import (
     Sample,
     Usage,
 )
+from pluralign.engine.cache import register_secret
 from pluralign.engine.errors import PluralignError
+from pluralign.engine.judges.base import loads_answer
 
 log = logging.getLogger(__name__)
 
 StructuredMode = Literal["response_format", "vllm", "vllm_guided", "none"]
 _RETRYABLE = (FailureKind.RATE_LIMITED, FailureKind.TRANSIENT, FailureKind.BAD_ANSWER)
+TRUNCATED = "truncated at max_tokens"
+"""Start of the problem text of a cut-off answer (``finish_reason == "length"``)."""
+_LIVE: weakref.WeakSet[OpenAIBackend] = weakref.WeakSet()
+
+
+def stop_sending() -> int:
+    """Drain every API client of this process: no request is sent from now on (answers in
+    flight still arrive). Called on the first Ctrl-C; returns how many clients were drained."""
+    live = list(_LIVE)
+    for backend in live:
+        backend.drain()
+    return len(live)
 
 
 @dataclass(frozen=True)
@@ -126,6 +142,12 @@ class OpenAIBackend:
         self._session: Any = None
         self._sem: asyncio.Semaphore | None = None
         self._rng = random.Random()
+        self._draining = False
+        _LIVE.add(self)
+
+    def drain(self) -> None:
+        """Send nothing more (in-flight requests finish); pending retries fail as interrupted."""
+        self._draining = True
 
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.config.base_url!r}, model={self.config.model!r})"
@@ -147,6 +169,7 @@ class OpenAIBackend:
                 raise PluralignError(f"environment variable {env} is not set: export the API key "
                                      "there (or set api_key_env to None for servers without auth)")
             self._secret = _Secret(value)
+            register_secret(value)  # the cache redacts it from every stored text
         if self._limiter is None:
             self._limiter = make_limiter(
                 self.config.rpm, self.config.tpm, redis_url=self.config.redis_url,
@@ -202,6 +225,11 @@ class OpenAIBackend:
                 bad += 1
             elif failure.kind is not FailureKind.BAD_ANSWER:
                 retries += 1
+            if req.max_sends is not None and attempts >= req.max_sends:
+                failure = Failure(failure.kind, f"{failure.message} (send budget of "
+                                  f"{req.max_sends} spent)"[:300], failure.retry_after,
+                                  failure.status)
+                return GenerationResult(req.id, (), usage, failure, attempts)
             if not self._may_retry(failure, retries, bad):
                 log.debug("request %s: giving up after %d attempts (%s)", req.id, attempts,
                           failure.kind.value)
@@ -230,6 +258,9 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {self._secret.reveal()}"
         async with self._sem:
             await self._limiter.acquire(1, estimate_tokens(req, want))
+            if self._draining:
+                return _Attempt(failure=Failure(FailureKind.FATAL_REPLICA,
+                                                "interrupted: not sent"))
             try:
                 async with self._session.post(f"{self.config.base_url.rstrip('/')}/chat/completions",
                                               data=json.dumps(body), headers=headers) as resp:
@@ -238,11 +269,17 @@ class OpenAIBackend:
             except TimeoutError:
                 return _Attempt(failure=Failure(
                     FailureKind.TRANSIENT, f"timed out after {self.config.timeout:g}s"))
-            except Exception as e:  # connection refused/reset, payload errors: all transient
+            except Exception as e:
                 import aiohttp
 
+                if isinstance(e, aiohttp.ClientConnectorError):
+                    # Never delivered (refused, DNS, TLS): the endpoint is not there. Say so at
+                    # once instead of retrying for minutes; a rerun resumes where this stopped.
+                    return _Attempt(failure=Failure(FailureKind.FATAL_REPLICA,
+                                                    self._redact(self._unreachable(e))))
                 if not isinstance(e, aiohttp.ClientError | OSError):
                     raise
+                # Reset or cut mid-answer, payload errors: transient (it may have been paid).
                 return _Attempt(failure=Failure(
                     FailureKind.TRANSIENT, self._redact(f"{type(e).__name__}: {e}")))
         log.debug("request %s: HTTP %d (want %d)", req.id, status, want)
@@ -274,11 +311,30 @@ class OpenAIBackend:
         body.update(self.config.extra_body)
         return body
 
+    def _unreachable(self, e: Exception) -> str:
+        os_error = getattr(e, "os_error", None)
+        if isinstance(os_error, ConnectionRefusedError):
+            reason = "connection refused"
+        elif isinstance(os_error, socket.gaierror) or "DNS" in type(e).__name__:
+            reason = "host name not resolved"
+        elif isinstance(os_error, TimeoutError):
+            reason = "connect timed out"
+        else:
+            reason = str(getattr(os_error, "strerror", None) or type(os_error or e).__name__)
+        return (f"cannot connect to {self.config.base_url} ({reason}): is the server running? "
+                "check --base-url")
+
     def _http_failure(self, status: int, text: str, retry_after: float | None) -> Failure:
         kind = classify_status(status)
         # Auth errors may echo fragments of the key: never repeat their text.
         detail = "" if status in (401, 403) else self._redact(_error_message(text))[:200]
         message = f"HTTP {status}" + (f": {detail}" if detail else "")
+        if status in (401, 403):
+            message += (f" from {self.config.base_url}: the key in ${self.config.api_key_env} "
+                        "was refused" if self.config.api_key_env else
+                        f" from {self.config.base_url}: the endpoint wants a key (--api-key-env)")
+        elif status == 404:
+            message += f" (check --base-url {self.config.base_url} and --model)"
         return Failure(kind, message, retry_after=retry_after, status=status)
 
     def _parse(self, req: GenerationRequest, text: str) -> _Attempt:
@@ -300,7 +356,12 @@ class OpenAIBackend:
             else:
                 problems.append(problem)
         failure = None
-        if problems:
+        cut = [p for p in problems if p.startswith(TRUNCATED)]
+        if cut:
+            failure = Failure(FailureKind.TRUNCATED,
+                              f"answer {cut[0]} = {req.max_tokens}: raise --max-tokens"[:300],
+                              status=200)
+        elif problems:
             failure = Failure(FailureKind.BAD_ANSWER, f"answer rejected: {problems[0]}"[:300],
                               status=200)
         return _Attempt(got, usage, failure)
@@ -317,11 +378,14 @@ def parse_sample(choice: Any, schema: Mapping[str, Any] | None) -> tuple[Sample 
         return None, "choice without message content"
     if not isinstance(content, str):
         return None, "choice content is not text"
+    truncated = isinstance(choice, Mapping) and choice.get("finish_reason") == "length"
     if schema is None:
         return Sample(content), ""
     try:
-        value = json.loads(content)
+        value = loads_answer(content)
     except json.JSONDecodeError as e:
+        if truncated:
+            return None, f"{TRUNCATED} (finish_reason length; cut at character {e.pos})"
         return None, f"not JSON ({e.msg} at {e.pos})"
     errors = schema_errors(value, schema)
     if errors:

@@ -209,6 +209,17 @@ class FakeServerConfig:
     """Share of requests answered 200 with a body that is not JSON."""
     fault_bad_content: float = 0.0
     """Share of requests whose choices' content does not match the schema."""
+    fault_control_chars: float = 0.0
+    """Share of requests answered with raw control characters (tab, U+0015) inside the JSON
+    strings, as grammar-constrained decoders send them (valid to the grammar, not to a strict
+    ``json.loads``)."""
+    fault_fenced: float = 0.0
+    """Share of requests answered with the JSON wrapped in whitespace and a Markdown code fence."""
+    fault_truncated: float = 0.0
+    """Share of requests answered cut in half with ``finish_reason == "length"``."""
+    fault_reset: float = 0.0
+    """Share of requests whose connection is dropped after the request was read (and counted):
+    the client sees a reset or a disconnected server, and the answer is lost."""
     force_status: int | None = None
     """Answer every authorised request with this HTTP status (tests of 400, 403, 413...)."""
     max_choices: int | None = None
@@ -250,6 +261,10 @@ class Event:
     retry_after: float | None = None
 
 
+_PAID_FAULTS = ("", "bad_content", "malformed", "control_chars", "fenced", "truncated")
+"""Faults whose 200 answer a real provider would have charged for."""
+
+
 class _Counters:
     """Thread-safe counters read by tests from another thread."""
 
@@ -278,7 +293,7 @@ class _Counters:
             self.total += 1
             self.by_status[ev.status] += 1
             self.by_fp[ev.fingerprint] += 1
-            if ev.status == 200 and ev.fault in ("", "bad_content", "malformed"):
+            if ev.status == 200 and ev.fault in _PAID_FAULTS:
                 self.ok_by_fp[ev.fingerprint] += 1
             if ev.key_hash:
                 self.keys.add(ev.key_hash)
@@ -384,7 +399,10 @@ class FakeOpenAIServer:
         c, u = self.config, self._rng.random()
         for name, share in (("429", c.fault_429), ("5xx", c.fault_5xx),
                             ("timeout", c.fault_timeout), ("malformed", c.fault_malformed),
-                            ("bad_content", c.fault_bad_content)):
+                            ("bad_content", c.fault_bad_content),
+                            ("control_chars", c.fault_control_chars),
+                            ("fenced", c.fault_fenced), ("truncated", c.fault_truncated),
+                            ("reset", c.fault_reset)):
             if u < share:
                 return name
             u -= share
@@ -419,9 +437,10 @@ class FakeOpenAIServer:
         if wait is not None:
             return self._reply(now, fp, key or "", "rpm", 429, _err("rate limit reached"),
                                retry_after=wait)
-        return await self._answer(now, fp, key or "", body)
+        return await self._answer(now, fp, key or "", body, request)
 
-    async def _answer(self, now: float, fp: str, key: str, body: dict[str, Any]) -> web.Response:
+    async def _answer(self, now: float, fp: str, key: str, body: dict[str, Any],
+                      request: web.Request) -> web.StreamResponse:
         c = self.config
         fault = self._draw_fault()
         if fault == "429":
@@ -441,22 +460,28 @@ class FakeOpenAIServer:
                 await asyncio.wait_for(self._stopping.wait(), delay)
         if fault == "timeout":
             return web.json_response(_err("timed out (injected)"), status=504)
+        if fault == "reset":
+            self._counters.record(Event(now, 0, fp, key, fault))
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("connection reset (injected)")
         if fault == "malformed":
             self._counters.record(Event(now, 200, fp, key, fault))
             return web.Response(status=200, text='{"id": "chatcmpl-fake", "choices": [{',
                                 content_type="application/json")
         try:
-            payload = self._completion(body, bad=fault == "bad_content")
+            payload = self._completion(body, fault=fault)
         except Exception as e:  # a broken answerer is the fake's bug: answer 500, keep serving
             return self._reply(now, fp, key, "answerer", 500, _err(f"answerer failed: {e!r}"))
         return self._reply(now, fp, key, fault, 200, payload)
 
-    def _completion(self, body: Mapping[str, Any], *, bad: bool) -> dict[str, Any]:
+    def _completion(self, body: Mapping[str, Any], *, fault: str = "") -> dict[str, Any]:
         n = max(1, int(body.get("n") or 1))
         if self.config.max_choices is not None:
             n = min(n, self.config.max_choices)
-        contents = ['{"not": "what you asked for"' if bad else self._answerer(body)
-                    for _ in range(n)]
+        contents = ['{"not": "what you asked for"' if fault == "bad_content"
+                    else _garble(self._answerer(body), fault) for _ in range(n)]
+        finish = "length" if fault == "truncated" else "stop"
         prompt = approx_tokens(prompt_text(body))
         completion = sum(approx_tokens(t) for t in contents)
         return {
@@ -464,7 +489,7 @@ class FakeOpenAIServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.config.model),
-            "choices": [{"index": i, "finish_reason": "stop",
+            "choices": [{"index": i, "finish_reason": finish,
                          "message": {"role": "assistant", "content": t}}
                         for i, t in enumerate(contents)],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -551,6 +576,33 @@ class FakeOpenAIServer:
                 await self.stop()
 
         asyncio.run(main())
+
+
+def _garble(content: str, fault: str) -> str:
+    """``content`` as the fault ``fault`` sends it (unchanged for the others)."""
+    if fault == "truncated":
+        return content[: max(1, len(content) // 2)]
+    if fault == "fenced":
+        return f"\n  ```json\n{content}\n```\n"
+    if fault == "control_chars":
+        try:
+            value = json.loads(content)
+        except json.JSONDecodeError:
+            return content
+        # Raw (unescaped) tab and U+0015 inside every string value.
+        text = json.dumps(_with_controls(value))
+        return text.replace("\\t", "\t").replace("\\u0015", "\x15")
+    return content
+
+
+def _with_controls(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:1] + "\t\x15" + value[1:]
+    if isinstance(value, dict):
+        return {k: _with_controls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_controls(v) for v in value]
+    return value
 
 
 def _err(message: str) -> dict[str, Any]:

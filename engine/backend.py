@@ -44,6 +44,10 @@ class GenerationRequest:
     """Sampling seed, where the backend honours one."""
     max_tokens: int = 1024
     """Upper bound on generated tokens per sample."""
+    max_sends: int | None = None
+    """Most times a backend may send this request, its own retries included (None: its own
+    limit). The scheduler sets it so that one item has one retry budget, whoever retries; it
+    does not change the answer, so it is not part of the fingerprint."""
 
     def fingerprint(self) -> str:
         """SHA-256 (16 hex) of every field that changes the answer (not ``id``)."""
@@ -90,6 +94,9 @@ class FailureKind(enum.Enum):
     """Retry with backoff (5xx, timeout, connection reset)."""
     BAD_ANSWER = "bad_answer"
     """The answer did not parse or validate; retry a bounded number of times."""
+    TRUNCATED = "truncated"
+    """The answer was cut off at max_tokens (``finish_reason == "length"``); resending the same
+    request buys the same cut, so it is not retried (raise max_tokens instead)."""
     FATAL_ITEM = "fatal_item"
     """This request can never succeed (too long, rejected); record and move on."""
     FATAL_REPLICA = "fatal_replica"

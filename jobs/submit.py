@@ -8,6 +8,7 @@ scheduler's API-client actors and vLLM replicas are placed on the cluster's node
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -29,10 +30,17 @@ def _split(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def connect(address: str) -> None:
-    """Join the cluster; the job's environment (RAY_ADDRESS, RAY_AUTH_MODE) decides the rest."""
+    """Join the cluster; the job's environment (RAY_ADDRESS, RAY_AUTH_MODE) decides the rest.
+
+    With ``RAY_AUTH_MODE=disabled`` a cluster at a non-loopback address is refused: anyone who
+    reaches it could run code there and read the API keys of its actors.
+    """
     import ray
 
+    from pluralign.jobs.llm_scoring import refuse_open_cluster
+
     if not ray.is_initialized():
+        refuse_open_cluster(os.environ.get("RAY_ADDRESS") or address)
         # No runtime_env here: the job's own (working_dir, env_vars from --runtime-env-json)
         # applies. Quiet worker logs: progress lines come from this driver.
         ray.init(address=address, log_to_driver=False)
@@ -40,7 +48,13 @@ def connect(address: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, command = _split(sys.argv[1:] if argv is None else argv)
-    connect(args.address)
+    from pluralign.engine.errors import PluralignError
+
+    try:
+        connect(args.address)
+    except PluralignError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from pluralign.jobs.cli import main as cli_main
 
     try:

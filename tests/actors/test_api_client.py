@@ -183,14 +183,90 @@ def test_missing_key_env_fails_every_item_as_fatal_replica(
     assert fake_server.stats()["total"] == 0
 
 
-def test_connection_refused_is_transient(fake_key: str) -> None:
+def test_connection_refused_is_fatal_at_once_with_the_reason(fake_key: str) -> None:
     from tests.fake_openai import free_port
 
-    cfg = APIClientConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key_env=FAKE_KEY_ENV,
-                          max_retries=1, backoff_base=0.01)
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    cfg = APIClientConfig(base_url=url, api_key_env=FAKE_KEY_ENV, max_retries=5,
+                          backoff_base=0.01)
     [r] = run(cfg, requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.FATAL_REPLICA
+    assert r.attempts == 1  # never delivered: no retry loop against a dead endpoint
+    assert f"cannot connect to {url} (connection refused)" in r.failure.message
+
+
+def test_an_unresolvable_host_names_the_reason(fake_key: str) -> None:
+    cfg = APIClientConfig(base_url="http://no-such-host.invalid/v1", api_key_env=FAKE_KEY_ENV)
+    [r] = run(cfg, requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.FATAL_REPLICA
+    assert "host name not resolved" in r.failure.message
+
+
+@pytest.mark.parametrize("fault", ["fault_control_chars", "fault_fenced"])
+def test_answers_real_engines_send_are_accepted(make_fake_server: Any, fake_key: str,
+                                                fault: str) -> None:
+    server = make_fake_server(**{fault: 1.0})
+    results = run(config(server), requests(4))
+    assert all(r.ok for r in results), [r.failure for r in results]
+    assert all(r.attempts == 1 for r in results)
+    if fault == "fault_control_chars":
+        assert all("\t\x15" in r.samples[0].text for r in results)
+        assert all("\t\x15" in r.samples[0].parsed["A"]["reasoning"] for r in results)
+    assert server.stats()["total"] == 4
+
+
+def test_a_truncated_answer_is_its_own_kind_with_a_hint_and_not_retried(
+        make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_truncated=1.0)
+    [r] = run(config(server, max_bad_answers=3), requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.TRUNCATED
+    assert "raise --max-tokens" in r.failure.message and "= 64" in r.failure.message
+    assert server.stats()["total"] == 1
+
+
+def test_a_reset_connection_is_retried(make_fake_server: Any, fake_key: str) -> None:
+    server = make_fake_server(fault_reset=1.0)
+    [r] = run(config(server, max_retries=2), requests(1))
     assert r.failure is not None and r.failure.kind is FailureKind.TRANSIENT
-    assert r.attempts == 2
+    assert r.attempts == 3 == server.stats()["total"]
+    server.configure(fault_reset=0.0)
+    [ok] = run(config(server), requests(1))
+    assert ok.ok
+
+
+def test_a_request_send_budget_caps_every_kind_of_retry(make_fake_server: Any,
+                                                        fake_key: str) -> None:
+    import dataclasses
+
+    server = make_fake_server(fault_5xx=0.5, fault_bad_content=0.5, seed=7)
+    reqs = [dataclasses.replace(q, max_sends=2) for q in requests(12)]
+    results = run(config(server, max_retries=10, max_bad_answers=10), reqs)
+    assert all(r.attempts <= 2 for r in results)
+    assert server.stats()["total"] == sum(r.attempts for r in results) <= 24
+    spent = [r for r in results if not r.ok]
+    assert spent and all("send budget of 2 spent" in r.failure.message for r in spent)
+
+
+def test_stop_sending_drains_every_client_of_the_process(make_fake_server: Any,
+                                                         fake_key: str) -> None:
+    from pluralign.actors.api_client import stop_sending
+
+    server = make_fake_server(latency=0.3)
+
+    async def go() -> list[GenerationResult]:
+        backend = OpenAIBackend(config(server, max_concurrency=2))
+        try:
+            task = asyncio.ensure_future(backend.generate(requests(6)))
+            await asyncio.sleep(0.15)  # two requests are on the wire
+            assert stop_sending() >= 1
+            return await task
+        finally:
+            await backend.close()
+
+    results = asyncio.run(go())
+    assert sum(r.ok for r in results) == 2  # the two in flight still arrive
+    assert server.stats()["total"] == 2  # nothing else went out
+    assert all("interrupted" in r.failure.message for r in results if not r.ok)
 
 
 def test_client_budget_keeps_under_the_server_limit(make_fake_server: Any, fake_key: str) -> None:
@@ -270,3 +346,15 @@ def test_clients_of_one_key_share_one_budget(
     # (max_retries=0 would turn any 429 into a failure here).
     assert all(r.ok for r in results), [r.failure for r in results if r.failure]
     assert server.stats()["by_status"] == {"200": 12}
+
+
+@pytest.mark.parametrize("status, says", [(401, "was refused"), (403, "was refused"),
+                                          (404, "check --base-url")])
+def test_auth_and_url_failures_say_what_to_check(make_fake_server: Any, fake_key: str,
+                                                 status: int, says: str) -> None:
+    server = make_fake_server(force_status=status)
+    [r] = run(config(server), requests(1))
+    assert r.failure is not None and r.failure.kind is FailureKind.FATAL_REPLICA
+    assert says in r.failure.message and r.attempts == 1
+    if status != 404:
+        assert f"${FAKE_KEY_ENV}" in r.failure.message

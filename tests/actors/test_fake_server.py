@@ -154,6 +154,41 @@ def test_injected_faults_are_served_and_counted(make_fake_server: Any, fault: st
         assert "Retry-After" in replies[0][1]
 
 
+def test_real_engine_faults_garble_answers_as_engines_do(make_fake_server: Any) -> None:
+    from pluralign.engine.judges.base import loads_answer
+
+    server = make_fake_server(fault_control_chars=1.0)
+    _, _, raw = post(server.url, chat(JUDGE_SCHEMA))
+    content = json.loads(raw)["choices"][0]["message"]["content"]
+    assert "\t\x15" in content  # raw, not escaped
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(content)  # a strict parser refuses it
+    assert schema_errors(loads_answer(content), JUDGE_SCHEMA) == []
+
+    server.configure(fault_control_chars=0.0, fault_fenced=1.0)
+    _, _, raw = post(server.url, chat(JUDGE_SCHEMA))
+    content = json.loads(raw)["choices"][0]["message"]["content"]
+    assert content.lstrip().startswith("```json") and content != content.strip()
+    assert schema_errors(loads_answer(content), JUDGE_SCHEMA) == []
+
+    server.configure(fault_fenced=0.0, fault_truncated=1.0)
+    _, _, raw = post(server.url, chat(JUDGE_SCHEMA))
+    choice = json.loads(raw)["choices"][0]
+    assert choice["finish_reason"] == "length"
+    with pytest.raises(json.JSONDecodeError):
+        loads_answer(choice["message"]["content"])
+    assert server.stats()["ok_by_fingerprint"]  # a cut answer is still a paid one
+
+
+def test_reset_fault_drops_the_connection_after_counting(make_fake_server: Any) -> None:
+    server = make_fake_server(fault_reset=1.0)
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        post(server.url, chat())
+    stats = server.stats()
+    assert stats["total"] == 1 and stats["events"][0]["fault"] == "reset"
+    assert stats["ok_by_fingerprint"] == {}
+
+
 def test_stalled_request_outlives_a_short_client_timeout(make_fake_server: Any) -> None:
     server = make_fake_server(fault_timeout=1.0, timeout_sleep=5.0)
     req = urllib.request.Request(f"{server.url}/chat/completions", method="POST",

@@ -242,7 +242,7 @@ def test_unaligned_makes_one_call_per_scenario_serving_every_target(
 def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
     from pluralign.jobs.cli import build_parser
 
-    args = build_parser().parse_args([
+    args = build_parser("sweep").parse_args([
         "sweep", "--scorer", "comparative-regression", "--out", "x", "--limit", "5",
         "--model", "m", "--backend", "openai", "--samples", "5", "--zero-shot", "--rpm", "60"])
     assert args.limit == 5 and args.samples == 5 and args.few_shot is False and args.rpm == 60
@@ -278,3 +278,36 @@ def test_helpsteer2_limit_scores_each_scenario_attribute_once(
     assert server.stats()["total"] == 10 * 5 == report.schedule.completed
     run_llm_scoring(bench, train, "comparative-regression", args, cache, log=None)
     assert server.stats()["total"] == 50
+
+
+# ---------------------------------------------------------------- one budget, real answers
+
+
+def test_timeouts_and_bad_answers_share_one_send_budget_per_item(
+    tmp_path: Path, fake_key: str, make_fake_server: Any
+) -> None:
+    bench, train = bench_pair(6)
+    # Every answer is slower than the client's timeout: each send may be paid, none arrives.
+    server = make_fake_server(fault_timeout=0.5, timeout_sleep=2.0, fault_bad_content=0.5,
+                              seed=11)
+    args = parse(server.url, "--zero-shot", "--max-retries", "3", "--request-timeout", "0.5")
+    report = run_llm_scoring(bench, train, "comparative-regression", args,
+                             ScoreCache(tmp_path), log=None)
+    per_item = server.stats()["by_fingerprint"]
+    assert max(per_item.values()) <= 3  # client and scheduler retries together
+    assert report.schedule.sends == sum(per_item.values())
+    assert report.schedule.resent == sum(n - 1 for n in per_item.values())
+    assert report.schedule.failed > 0 and not report.schedule.complete
+
+
+def test_answers_with_raw_control_characters_and_fences_score_at_once(
+    tmp_path: Path, fake_key: str, make_fake_server: Any
+) -> None:
+    bench, train = bench_pair(8)
+    server = make_fake_server(answerer=label_answerer(bench, noise=0.05),
+                              fault_control_chars=0.5, fault_fenced=0.5, seed=12)
+    args = parse(server.url, "--zero-shot")
+    report = run_llm_scoring(bench, train, "comparative-regression", args,
+                             ScoreCache(tmp_path), log=None)
+    assert report.schedule.complete and report.schedule.failed == 0
+    assert server.stats()["total"] == report.schedule.items  # one send per item, no retries

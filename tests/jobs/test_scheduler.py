@@ -433,3 +433,131 @@ def test_killing_an_api_client_actor_mid_sweep_loses_nothing(
     assert {k for it in items for k in it.row_keys} == set(rows)
     assert all(len(v) == 1 for v in rows.values())
     assert reroutes >= 1
+
+
+# ---------------------------------------------------------------- one budget, interrupts, claims
+
+
+class CountingBackend(ScriptedBackend):
+    """Reports ``sends_per_call`` sends per request (as a retrying client would) and fails
+    every request transiently: the scheduler must stop at ``max_sends`` in total."""
+
+    def __init__(self, bench, sends_per_call: int) -> None:
+        super().__init__(bench)
+        self.per_call = sends_per_call
+        self.budgets: list[int | None] = []
+        self.sent: Counter[str] = Counter()
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        out = []
+        for r in requests:
+            self.budgets.append(r.max_sends)
+            n = min(self.per_call, r.max_sends or self.per_call)
+            self.sent[r.id] += n
+            out.append(GenerationResult(r.id, failure=Failure(FailureKind.TRANSIENT, "503"),
+                                        attempts=n))
+        await asyncio.sleep(0)
+        return out
+
+
+@pytest.mark.parametrize("per_call", [1, 2, 4])
+def test_an_item_is_sent_at_most_max_sends_times_whoever_retries(tmp_path: Path,
+                                                                  per_call: int) -> None:
+    bench = bench_of(3)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    backend = CountingBackend(bench, per_call)
+    cfg = SchedulerConfig(max_in_flight=4, batch_size=2, retry_backoff=0.0, max_attempts=10,
+                          max_sends=5, flush_seconds=0.1, progress_seconds=0.1)
+    report = run(judge, backend, ScoreCache(tmp_path), cfg)
+    assert set(backend.sent.values()) == {5}  # exactly the budget, never more
+    assert report.sends == 5 * report.items and report.resent == 4 * report.items
+    assert backend.budgets[0] == 5 and min(b for b in backend.budgets if b) >= 1
+    assert report.failed == report.items and not report.complete
+
+
+def test_a_truncated_answer_is_failed_at_once_with_its_own_kind(tmp_path: Path) -> None:
+    bench = bench_of(2)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    cut = Failure(FailureKind.TRUNCATED, "answer truncated at max_tokens = 64: raise --max-tokens")
+    backend = ScriptedBackend(bench, lambda r, n: GenerationResult(r.id, failure=cut))
+    report = run(judge, backend, ScoreCache(tmp_path))
+    assert set(backend.calls.values()) == {1}
+    assert report.failures == {"truncated": report.items}
+    assert "raise --max-tokens" in report.failure_examples["truncated"]
+
+
+def test_an_interrupt_stops_sending_and_writes_every_answer_received(tmp_path: Path) -> None:
+    bench = bench_of(40)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    stop: list[Any] = []
+
+    class Slow(ScriptedBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            if sum(self.calls.values()) >= 10 and stop:
+                stop.pop()("interrupted")  # the signal arrives while this batch is in flight
+            out = await super().generate(requests)
+            await asyncio.sleep(0.05)
+            return out
+
+    backend = Slow(bench)
+    cache = ScoreCache(tmp_path)
+    cfg = SchedulerConfig(max_in_flight=4, batch_size=2, flush_seconds=60, grace_seconds=2.0,
+                          progress_seconds=60)
+    report = run(judge, backend, cache, cfg, on_start=stop.append)
+    sent_before = sum(backend.calls.values())
+    assert report.stop_kind == "interrupted" and not report.complete
+    assert report.completed == sent_before  # answers in flight at the interrupt were kept
+    assert report.completed + report.not_started == report.items and report.lost == 0
+    # Written despite a flush interval longer than the run: the final flush holds them all.
+    done = ScoreCache(tmp_path).completed_keys(bench.identity, judge.identity)
+    items = judge.items(range(bench.n_scenarios), 1)
+    assert sum(all(k in done for k in it.row_keys) for it in items) == report.completed > 0
+    rerun = ScriptedBackend(bench)
+    second = run(judge, rerun, cache)
+    assert sum(rerun.calls.values()) == report.not_started and second.complete
+
+
+def test_two_schedulers_on_one_cache_with_claims_send_each_item_once(tmp_path: Path) -> None:
+    from pluralign.jobs.claims import Claims
+
+    bench = bench_of(30)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    items = judge.items(range(bench.n_scenarios), 1)
+    sent: Counter[str] = Counter()
+
+    class Shared(ScriptedBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            for r in requests:
+                sent[r.id] += 1
+            await asyncio.sleep(0.02)
+            return await super().generate(requests)
+
+    async def both() -> list[Any]:
+        cfg = SchedulerConfig(max_in_flight=4, batch_size=2, flush_seconds=0.05,
+                              progress_seconds=0.2, claim_poll_seconds=0.05)
+        runs = [run_schedule(judge, items, Shared(bench), ScoreCache(tmp_path), cfg,
+                             benchmark=bench.identity, log=None, claims=Claims(tmp_path))
+                for _ in range(2)]
+        return list(await asyncio.gather(*runs))
+
+    a, b = asyncio.run(both())
+    assert max(sent.values()) == 1 and len(sent) == len(items)
+    assert a.completed + b.completed == len(items)
+    assert a.elsewhere + b.elsewhere + a.completed + b.completed >= len(items)
+    assert a.complete and b.complete and a.bought_twice == b.bought_twice == 0
+    assert not list((tmp_path / ".claims").glob("*.claim"))
+
+
+def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    from pluralign.jobs.claims import Claims
+
+    mine, other = Claims(tmp_path), Claims(tmp_path)
+    assert other.try_claim("k") and not mine.try_claim("k") and mine.claimed_elsewhere("k")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    path = tmp_path / ".claims" / "k.claim"
+    info = json.loads(path.read_text())
+    path.write_text(json.dumps({**info, "owner": "gone", "pid": int(dead.stdout)}))
+    assert mine.try_claim("k")  # its owner is dead: taken over
+    stale = Claims(tmp_path, lease_seconds=0.0)
+    assert stale.try_claim("k")  # a lease that ran out is stale too

@@ -93,10 +93,14 @@ def ray_head(tmp_path: Path) -> Iterator[dict[str, Any]]:
         pytest.skip("ray CLI not installed")
     gcs, dash, client, agent, agent_grpc, metrics, node, obj, rte = free_ports(9)
     temp = Path("/tmp") / f"plj{os.getpid()}"
+    # Loopback only, as docs/cluster.md's local recipe (auth disabled needs it: the job's
+    # driver refuses an unauthenticated cluster at a network address).
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", FAKE_KEY_ENV: FAKE_KEY,
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     start = [
-        "ray", "start", "--head", "--port", str(gcs), "--dashboard-port", str(dash),
+        "ray", "start", "--head", "--node-ip-address", "127.0.0.1",
+        "--port", str(gcs), "--dashboard-port", str(dash),
         "--dashboard-host", "127.0.0.1", "--ray-client-server-port", str(client),
         "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port",
         str(agent_grpc), "--metrics-export-port", str(metrics), "--node-manager-port",
