@@ -2,8 +2,10 @@
 
 Prints, for all 3,125 HelpSteer2 targets and for a MIC-shaped synthetic benchmark over all
 117,649 targets: the fast path's time (label index built once, as the cache keeps it), the
-loop oracle's time on a sample of targets extrapolated to all, the ratio and peak memory. The
-last line is one JSON object. Run: ``python benchmarks/realign.py [--data DIR]``.
+loop oracle's time on a sample of targets extrapolated to all, the ratio and peak memory; then
+the peak RSS of re-aligning all MIC targets at 1,000 / 10,000 / 20,000 scenarios under one
+``--memory-budget`` (each size in a fresh process, so each peak is its own). The last line is
+one JSON object. Run: ``python benchmarks/realign.py [--data DIR] [--memory-budget 512M]``.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import argparse
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from pluralign.engine.align import LabelIndex, realign
+from pluralign.engine.align import LabelIndex, parse_memory_budget, realign
 from pluralign.engine.align_loop import realign_loop
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
@@ -71,12 +75,51 @@ def measure(bench: Benchmark, label: str, loop_sample: int, repeats: int) -> dic
             "label_index": label_s}
 
 
+def scale_point(n_scenarios: int, budget: int) -> dict[str, float]:
+    """In this process: all MIC targets at ``n_scenarios`` within ``budget``; peak RSS."""
+    bench = synthetic_benchmark(n_scenarios, (2, 4), 6, 7, seed=0)
+    pred = noisy_predictions(bench, 0.25, seed=0)
+    targets = all_targets(bench.attributes, bench.levels)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    index = LabelIndex(bench, targets, memory_budget=budget)
+    res = realign(bench, pred, targets, weighted=True, index=index)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"scenarios": n_scenarios, "responses": bench.n_responses, "seconds": seconds,
+            "resident": index.resident, "peak_rss_mb": peak, "rss_before_mb": rss0,
+            "mean_accuracy": float(np.nanmean(res.accuracy))}
+
+
+def scaling(sizes: list[int], budget: int) -> list[dict[str, float]]:
+    out = []
+    for n in sizes:
+        proc = subprocess.run([sys.executable, __file__, "--point", str(n), "--memory-budget",
+                               str(budget)], capture_output=True, text=True, check=True)
+        point = json.loads(proc.stdout.strip().splitlines()[-1])
+        out.append(point)
+        print(f"  {n:>6,} scenarios x 117,649 targets ({point['responses']:,} responses): "
+              f"{point['seconds']:.1f} s, {'resident' if point['resident'] else 'streaming'}"
+              f" label side, peak RSS {point['peak_rss_mb']:.0f} MB "
+              f"(after building the benchmark {point['rss_before_mb']:.0f} MB)", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=os.environ.get("PLURALIGN_DATA"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--loop-sample", type=int, default=30)
+    parser.add_argument("--memory-budget", default="512M",
+                        help="budget of the scaling runs (default 512M)")
+    parser.add_argument("--sizes", default="1000,10000,20000",
+                        help="scenario counts of the scaling runs ('' to skip)")
+    parser.add_argument("--point", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    budget = parse_memory_budget(args.memory_budget)
+    if args.point is not None:
+        print(json.dumps(scale_point(args.point, budget)))
+        return
     if args.data is None and (Path(__file__).resolve().parents[2] / "shared/data").exists():
         args.data = str(Path(__file__).resolve().parents[2] / "shared/data")
     hs2, hs2_label = _helpsteer2(args.data)
@@ -85,7 +128,18 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak_mb:.0f} MB (whole process, imports included); "
           f"numba threads: {os.environ.get('NUMBA_NUM_THREADS', 'all cores')}")
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    points = []
+    if sizes:
+        print(f"peak RSS vs scenarios, all MIC targets, memory budget {budget / 2**20:.0f} MiB "
+              "(weighted score included):")
+        points = scaling(sizes, budget)
+    rss = [p["peak_rss_mb"] for p in points]
     print(json.dumps({
+        "scaling": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in p.items()}
+                    for p in points],
+        "peak_rss_ratio_max_over_min": round(max(rss) / min(rss), 2) if rss else None,
+        "memory_budget_mb": round(budget / 2**20),
         "mic_all_targets_seconds": round(mic["fast"], 4),
         "hs2_all_targets_seconds": round(hs["fast"], 4),
         "loop_seconds_per_target_mic": round(mic["loop_per_target"], 5),

@@ -7,7 +7,11 @@ can check the rules against the spec line by line:
   target's attributes; the chosen response is the lowest index among those within 1e-9 of the
   smallest distance;
 * label distance: the same sum in exact integer units of the level grid; the correct responses
-  are those at the minimum; a scenario where every response ties on labels is not counted.
+  are those at the minimum; a scenario where every response ties on labels is not counted;
+* weighted score (seed 003, the authors' ``score.py``): per counted scenario
+  (1 - d(selected) / d_max) * 100, d_max the largest label distance among the scenario's
+  responses (never 0 there: a scenario whose responses all tie is not counted); the variant
+  normalised by the largest distance possible in [0, 1]^k uses d_max = sqrt(k) instead.
 """
 
 from __future__ import annotations
@@ -70,12 +74,13 @@ def chosen_loop(bench: Benchmark, predictions: np.ndarray, targets: TargetSet) -
 
 
 def realign_loop(
-    bench: Benchmark, predictions: np.ndarray, targets: TargetSet
+    bench: Benchmark, predictions: np.ndarray, targets: TargetSet, *, sqrt_k: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(counted, correct, weighted) per target, one target and one scenario at a time.
 
     ``weighted`` is the mean over counted scenarios of (1 - d(selected)/d_max) * 100 with d the
-    selected response's label distance and d_max = sqrt(number of target attributes); NaN when
+    selected response's label distance and d_max the largest label distance among that
+    scenario's responses (``sqrt_k``: d_max = sqrt(number of target attributes)); NaN when
     nothing is counted.
     """
     scale = target_scale(bench, targets)
@@ -96,8 +101,12 @@ def realign_loop(
             chosen = predicted_choice(predictions[lo:hi], items)
             counted[t] += 1
             correct[t] += chosen in good
-            d_sel = math.sqrt(sum((int(units[lo + chosen][a]) - v) ** 2 for a, v in unit_items))
-            total_w += 1.0 - d_sel / scale / math.sqrt(len(items))
+            sq = [sum((int(row[a]) - v) ** 2 for a, v in unit_items) for row in units[lo:hi]]
+            d_sel = math.sqrt(float(sq[chosen]))
+            if sqrt_k:
+                total_w += 1.0 - d_sel / scale / math.sqrt(len(items))
+            else:
+                total_w += 1.0 - d_sel / math.sqrt(float(max(sq)))
         if counted[t]:
             weighted[t] = 100.0 * total_w / counted[t]
     return counted, correct, weighted

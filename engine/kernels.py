@@ -15,35 +15,47 @@ from numba import njit, prange
 PRED_TIE = 1e-9  # keep equal to engine.align_loop.PRED_TIE
 
 
-@njit(parallel=True, cache=True)
-def label_cells(l1, l2, offsets, masks, counted):  # type: ignore[no-untyped-def]
-    """masks[s, cell]: bit r set when response r is label-closest; 0 when all responses tie."""
+def _label_cells(l1, l2, offsets, masks, counted):  # type: ignore[no-untyped-def]
+    """masks[s, cell]: bit r set when response r is label-closest; 0 when all responses tie.
+
+    Responses outermost and cells innermost (contiguous rows of ``l2``), so the inner loop is
+    branch-free and vectorizes.
+    """
     n1, n2 = l1.shape[1], l2.shape[1]
     n_s = offsets.size - 1
     for a in prange(n1):
+        first = np.empty(n2, np.int64)
+        best = np.empty(n2, np.int64)
+        mask = np.empty(n2, np.int64)
+        same = np.empty(n2, np.bool_)
+        base = a * n2
         for s in range(n_s):
             r0 = offsets[s]
             k = offsets[s + 1] - r0
+            la = l1[r0, a]
+            q = l2[r0]
             for c in range(n2):
-                first = l1[r0, a] + l2[r0, c]
-                best = first
-                mask = np.int64(1)
-                all_eq = True
-                for r in range(1, k):
-                    v = l1[r0 + r, a] + l2[r0 + r, c]
-                    if v != first:
-                        all_eq = False
-                    if v < best:
-                        best = v
-                        mask = np.int64(1) << r
-                    elif v == best:
-                        mask |= np.int64(1) << r
-                cell = a * n2 + c
-                if all_eq:
-                    masks[s, cell] = 0
+                v = la + q[c]
+                first[c] = v
+                best[c] = v
+                mask[c] = 1
+                same[c] = True
+            for r in range(1, k):
+                la = l1[r0 + r, a]
+                q = l2[r0 + r]
+                bit = np.int64(1) << r
+                for c in range(n2):
+                    v = la + q[c]
+                    same[c] = same[c] and v == first[c]
+                    b = best[c]
+                    mask[c] = bit if v < b else (mask[c] | bit if v == b else mask[c])
+                    best[c] = v if v < b else b
+            for c in range(n2):
+                if same[c]:
+                    masks[s, base + c] = 0
                 else:
-                    masks[s, cell] = mask
-                    counted[cell] += 1
+                    masks[s, base + c] = mask[c]
+                    counted[base + c] += 1
 
 
 @njit(cache=True)
@@ -72,15 +84,17 @@ def _exact_choice(pred, r0, k, h1, v1row, h2, v2row):  # type: ignore[no-untyped
     return 0
 
 
-@njit(parallel=True, cache=True)
-def choose_cells(  # type: ignore[no-untyped-def]
+def _choose_cells(  # type: ignore[no-untyped-def]
     p1, p2, offsets, masks, margin, pred, h1, v1, h2, v2,
-    hits, l1, l2, k1, k2, scale, wsum, want_weighted, chosen_out, keep_chosen,
+    hits, l1, l2, k1, k2, scale, wsum, wsum_k, want_weighted, chosen_out, keep_chosen,
 ):
     """For every scenario and cell pick the response; count hits against the label masks.
 
     Pass 1 decides in squared-distance space and flags near-ties (gap <= margin[s]); pass 2
-    re-decides flagged cells with the exact rule; pass 3 accumulates.
+    re-decides flagged cells with the exact rule; pass 3 accumulates. With ``want_weighted``,
+    ``wsum`` gets 1 - d(selected)/d_max per counted scenario, d_max the largest label distance
+    among the scenario's responses (the published weighted score), and ``wsum_k`` the same with
+    d_max = sqrt(k) (the [0, 1]^k-normalised variant); both in scenario order, as the oracle.
     """
     n1, n2 = p1.shape[1], p2.shape[1]
     n_s = offsets.size - 1
@@ -90,6 +104,11 @@ def choose_cells(  # type: ignore[no-untyped-def]
         second = np.empty(n2, p1.dtype)
         base = a * n2
         row_hits = hits[base:base + n2]
+        l_max = np.empty(n2, np.int64)
+        sqrt_k = np.empty(n2)
+        if want_weighted:
+            for c in range(n2):
+                sqrt_k[c] = math.sqrt(float(k1[a] + k2[c]))
         for s in range(n_s):
             r0 = offsets[s]
             k = offsets[s + 1] - r0
@@ -129,11 +148,22 @@ def choose_cells(  # type: ignore[no-untyped-def]
             for c in range(n2):
                 row_hits[c] += (np.int64(mrow[c]) >> ch[c]) & 1
             if want_weighted:
+                # Largest label distance per cell: contiguous rows, vectorizes.
+                la = l1[r0, a]
+                q = l2[r0]
+                for c in range(n2):
+                    l_max[c] = la + q[c]
+                for r in range(1, k):
+                    la = l1[r0 + r, a]
+                    q = l2[r0 + r]
+                    for c in range(n2):
+                        l_max[c] = max(l_max[c], la + q[c])
                 for c in range(n2):
                     if mrow[c] != 0:
                         r = r0 + ch[c]
                         d_sel = math.sqrt(float(l1[r, a] + l2[r, c]))
-                        wsum[base + c] += 1.0 - d_sel / scale / math.sqrt(float(k1[a] + k2[c]))
+                        wsum[base + c] += 1.0 - d_sel / math.sqrt(float(l_max[c]))
+                        wsum_k[base + c] += 1.0 - d_sel / scale / sqrt_k[c]
             if keep_chosen:
                 for c in range(n2):
                     chosen_out[s, base + c] = ch[c]
@@ -150,3 +180,14 @@ def _fix_unsure(ch, k, r0, a, m, p1, p2, pred, h1, v1, h2, v2, best, second):  #
             gap = second[c] - best[c]
         if gap <= m:
             ch[c] = _exact_choice(pred, r0, k, h1, v1[a], h2, v2[c])
+
+
+# Each kernel twice: parallel over first-half rows for large blocks, and serial for small
+# ones (a one-target query), where waking the thread pool costs more than the work — and on a
+# loaded machine can wait a whole scheduler slice. Same arithmetic per cell, same results.
+label_cells = njit(parallel=True, cache=True)(_label_cells)
+label_cells_serial = njit(cache=True)(_label_cells)
+choose_cells = njit(parallel=True, cache=True)(_choose_cells)
+choose_cells_serial = njit(cache=True)(_choose_cells)
+SERIAL_BELOW = 1 << 18
+"""Blocks of fewer (response, cell) pairs than this run on the serial kernels."""

@@ -27,9 +27,12 @@ class SetSummary:
     std: float | None
     """Population standard deviation (ddof=0) over defined targets, as the paper reports."""
     weighted_mean: float | None = None
-    """Mean weighted score over defined targets, when computed."""
+    """Mean weighted score over defined targets, when computed: the published definition
+    (seed 003), d_max = the largest label distance among each scenario's responses."""
     by_n_attributes: Mapping[int, tuple[float, float, int]] | None = None
     """Number of target attributes -> (mean, std, targets)."""
+    weighted_sqrtk_mean: float | None = None
+    """Mean of the variant normalised by sqrt(k), the largest distance in [0, 1]^k."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -53,6 +56,7 @@ def summarize(
     accuracy: np.ndarray,
     n_attributes: np.ndarray,
     weighted: np.ndarray | None = None,
+    weighted_sqrtk: np.ndarray | None = None,
 ) -> SetSummary:
     """Mean ± std over the defined targets of a set, and the same per number of attributes."""
     mean, std = _mean_std(accuracy)
@@ -64,8 +68,9 @@ def summarize(
             assert m is not None and s is not None
             by[int(k)] = (m, s, int(sel.sum()))
     wmean = None if weighted is None else _mean_std(weighted)[0]
+    wkmean = None if weighted_sqrtk is None else _mean_std(weighted_sqrtk)[0]
     return SetSummary(name, int(accuracy.size), int((~np.isnan(accuracy)).sum()), mean, std,
-                      wmean, by)
+                      wmean, by, wkmean)
 
 
 def implicit_bias(bench: Benchmark, chosen: np.ndarray) -> dict[str, float]:

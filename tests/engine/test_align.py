@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -24,10 +25,20 @@ def _assert_same(bench, pred, targets) -> None:
     counted, correct, weighted = realign_loop(bench, pred, targets)
     np.testing.assert_array_equal(fast.counted, counted)
     np.testing.assert_array_equal(fast.correct, correct)
-    assert fast.weighted is not None
-    # Bit-for-bit, NaN where nothing is counted.
+    assert fast.weighted is not None and fast.weighted_sqrtk is not None
+    # Bit-for-bit, NaN where nothing is counted: the published score and the sqrt(k) variant.
     assert np.array_equal(fast.weighted, weighted, equal_nan=True)
+    _, _, weighted_k = realign_loop(bench, pred, targets, sqrt_k=True)
+    assert np.array_equal(fast.weighted_sqrtk, weighted_k, equal_nan=True)
     np.testing.assert_array_equal(chosen_responses(bench, pred, targets),
+                                  chosen_loop(bench, pred, targets))
+    # The streaming layout (nothing of size scenarios x targets kept) gives the same bits.
+    streaming = LabelIndex(bench, targets, resident=False)
+    again = realign(bench, pred, targets, weighted=True, index=streaming)
+    np.testing.assert_array_equal(again.counted, counted)
+    np.testing.assert_array_equal(again.correct, correct)
+    assert np.array_equal(again.weighted, weighted, equal_nan=True)
+    np.testing.assert_array_equal(chosen_responses(bench, pred, targets, index=streaming),
                                   chosen_loop(bench, pred, targets))
 
 
@@ -86,6 +97,81 @@ def test_chunked_equals_unchunked(monkeypatch: pytest.MonkeyPatch) -> None:
     chunked = realign(bench, pred, targets, weighted=True, index=LabelIndex(bench, targets))
     np.testing.assert_array_equal(whole.correct, chunked.correct)
     assert np.array_equal(whole.weighted, chunked.weighted, equal_nan=True)
+
+
+def test_memory_budget_blocks_equal_resident_bit_for_bit() -> None:
+    # 1 MiB: the label side does not fit, so scenarios and first-half rows both split in blocks.
+    bench = synthetic_benchmark(400, (2, 4), 4, 6, seed=11)
+    pred = noisy_predictions(bench, 0.3, seed=11)
+    targets = all_targets(bench.attributes, bench.levels)
+    small = LabelIndex(bench, targets, memory_budget=2**20)
+    assert not small.resident and small.masks is None
+    blocks = small.blocks()
+    assert len({(b.s0, b.s1) for b in blocks}) > 1 and len({b.a0 for b in blocks}) > 1
+    whole = realign(bench, pred, targets, weighted=True, index=LabelIndex(bench, targets))
+    part = realign(bench, pred, targets, weighted=True, index=small)
+    np.testing.assert_array_equal(whole.counted, part.counted)
+    np.testing.assert_array_equal(whole.correct, part.correct)
+    assert np.array_equal(whole.weighted, part.weighted, equal_nan=True)
+    assert np.array_equal(whole.weighted_sqrtk, part.weighted_sqrtk, equal_nan=True)
+    pick = np.random.default_rng(1).choice(len(targets), size=12, replace=False)
+    counted, correct, weighted = realign_loop(bench, pred, targets.take(pick))
+    np.testing.assert_array_equal(part.counted[pick], counted)
+    np.testing.assert_array_equal(part.correct[pick], correct)
+    assert np.array_equal(part.weighted[pick], weighted, equal_nan=True)
+
+
+def test_cell_sums_of_row_ranges_combine_exactly() -> None:
+    from pluralign.engine.align import combine, realign_cells
+
+    bench = synthetic_benchmark(50, (2, 4), 5, 5, seed=4)
+    pred = noisy_predictions(bench, 0.3, seed=4)
+    targets = all_targets(bench.attributes, bench.levels)
+    index = LabelIndex(bench, targets)
+    n1 = index.factor.n1
+    cuts = [0, 1, n1 // 2, n1]
+    parts = [realign_cells(index, pred, weighted=True, rows=(a, b))
+             for a, b in itertools.pairwise(cuts)]
+    joined = combine(index, parts[::-1], weighted=True)  # any order
+    whole = realign(bench, pred, targets, weighted=True, index=index)
+    np.testing.assert_array_equal(joined.correct, whole.correct)
+    np.testing.assert_array_equal(joined.counted, whole.counted)
+    assert np.array_equal(joined.weighted, whole.weighted, equal_nan=True)
+    with pytest.raises(InputError, match="cover"):
+        combine(index, parts[1:], weighted=True)
+
+
+def test_published_weighted_score_by_hand() -> None:
+    # One scenario, labels 0, .5, 1 on one attribute, target 0: d = 0, .5, 1 and d_max = 1.
+    sc = Scenario("q", "p", ("a", "b", "c"), ({"x": 0.0}, {"x": 0.5}, {"x": 1.0}))
+    bench = make_benchmark("hand", "t", ("x",), grid_levels(3), [sc])
+    target = from_dicts("t", ("x",), [{"x": 0.0}])
+    pred = np.array([[0.9], [0.05], [0.6]])  # picks the middle response
+    res = realign(bench, pred, target, weighted=True)
+    assert res.weighted is not None and res.weighted_sqrtk is not None
+    assert res.weighted[0] == pytest.approx(50.0)
+    assert res.weighted_sqrtk[0] == pytest.approx(50.0)
+    # Two attributes: labels (0, 0) and (.5, .5), target (0, 0); picking the far one gives 0
+    # by the published rule (it is the farthest) but 1 - .707/1.414 = 50 by sqrt(k).
+    sc2 = Scenario("q", "p", ("a", "b"), ({"x": 0.0, "y": 0.0}, {"x": 0.5, "y": 0.5}))
+    bench2 = make_benchmark("hand", "t", ("x", "y"), grid_levels(3), [sc2])
+    t2 = from_dicts("t", ("x", "y"), [{"x": 0.0, "y": 0.0}])
+    res2 = realign(bench2, np.array([[1.0, 1.0], [0.5, 0.5]]), t2, weighted=True)
+    assert res2.weighted is not None and res2.weighted_sqrtk is not None
+    assert res2.weighted[0] == 0.0
+    assert res2.weighted_sqrtk[0] == pytest.approx(50.0)
+
+
+def test_memory_budget_parsing() -> None:
+    from pluralign.engine.align import parse_memory_budget
+
+    assert parse_memory_budget("512M") == 512 * 2**20
+    assert parse_memory_budget("2G") == 2 * 2**30
+    assert parse_memory_budget("3000000") == 3_000_000
+    assert parse_memory_budget("50%") > parse_memory_budget(None)
+    for bad in ("lots", "0%", "10"):
+        with pytest.raises(InputError, match="memory"):
+            parse_memory_budget(bad)
 
 
 def test_mic_shaped_all_targets_equal_loop_on_sample() -> None:
@@ -193,3 +279,28 @@ def test_accuracy_from_choices_equals_realign_of_the_same_choices() -> None:
     assert np.all(missing.counted <= direct.counted)
     with pytest.raises(InputError, match="does not have"):
         accuracy_from_choices(bench, np.full_like(chosen, 9), targets)
+
+
+def test_helpsteer2_weighted_score_as_the_authors_scorer_computes_it(shared_data) -> None:
+    """Their score.py: per counted scenario (1 - norm(selected)/max norm) * 100, float norms."""
+    from pluralign.engine.data import load_benchmark
+
+    bench = load_benchmark("helpsteer2", "eval", str(shared_data))
+    targets = load_target_files([shared_data / "alignment_targets" / "sampled_helpsteer2"],
+                                bench.attributes)
+    rng = np.random.default_rng(3)
+    pred = np.clip(bench.labels + rng.normal(0, 0.3, bench.labels.shape), 0, 1)
+    fast = realign(bench, pred, targets, weighted=True)
+    chosen = chosen_responses(bench, pred, targets)
+    for t in range(0, len(targets), 5):
+        tgt = json.loads(targets.json(t))
+        cols = [bench.attributes.index(a) for a in tgt]
+        vec = np.array(list(tgt.values()))
+        scores = []
+        for s in range(bench.n_scenarios):
+            lo, hi = bench.offsets[s], bench.offsets[s + 1]
+            d = [float(np.linalg.norm(bench.labels[r, cols] - vec)) for r in range(lo, hi)]
+            if min(d) == max(d):
+                continue
+            scores.append((1 - d[chosen[s, t]] / max(d)) * 100)
+        assert fast.weighted[t] == pytest.approx(np.mean(scores), rel=1e-12)

@@ -76,7 +76,8 @@ def test_outcomes_equal_the_loop_oracle_exactly(seed: int, n_levels: int) -> Non
     chosen, correct, util = juror_outcomes(bench, pred, targets.values)
     np.testing.assert_array_equal(chosen, chosen_loop(bench, pred, targets))
     np.testing.assert_array_equal(chosen, chosen_responses(bench, pred, targets))
-    counted, n_correct, weighted = realign_loop(bench, pred, targets)
+    # The juror utility is 1 - d/sqrt(k): the oracle's sqrt(k)-normalised weighted score.
+    counted, n_correct, weighted = realign_loop(bench, pred, targets, sqrt_k=True)
     np.testing.assert_array_equal((correct >= 0).sum(axis=0), counted)
     np.testing.assert_array_equal((correct == 1).sum(axis=0), n_correct)
     mine = np.where(correct >= 0, util, 0.0).sum(axis=0)

@@ -39,3 +39,12 @@ def test_regression_quality_matches_scipy() -> None:
         assert q[a]["mse"] == pytest.approx(np.mean((pred[:, j] - bench.labels[:, j]) ** 2))
     const = regression_quality(bench, np.full_like(pred, 0.5))
     assert np.isnan(const[bench.attributes[0]]["pearson_r"])
+
+
+def test_summary_carries_both_weighted_scores() -> None:
+    acc = np.array([50.0, np.nan, 70.0])
+    s = summarize("x", acc, np.array([1, 0, 2]), np.array([40.0, np.nan, 60.0]),
+                  np.array([70.0, np.nan, 90.0]))
+    assert s.weighted_mean == pytest.approx(50.0)
+    assert s.weighted_sqrtk_mean == pytest.approx(80.0)
+    assert s.to_json()["weighted_sqrtk_mean"] == pytest.approx(80.0)

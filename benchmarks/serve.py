@@ -1,0 +1,188 @@
+"""Query service latency and throughput against ``pluralign align`` processes, same cache.
+
+Scores HelpSteer2 eval (when the data is found) and the MIC-shaped synthetic benchmark with the
+``random`` scorer into a fresh cache (the scorer does not change the cost of a query), then
+starts ``pluralign serve`` as a real process on loopback — locally (one process) and as a Ray
+Serve deployment with 1 and 2 replicas — and measures, per benchmark:
+
+* single-target queries (targets drawn from the grid): p50/p99 latency over sequential
+  queries, and queries/s with 4 concurrent clients;
+* 1,000-target queries (5 distinct sets of 1,000 grid targets, cycled): the same;
+* the same single-target query through ``pluralign align`` processes (start-up included).
+
+Every figure is wall-clock on whatever else the machine runs. The last line is one JSON object.
+Run: ``python benchmarks/serve.py [--data DIR] [--queries 200] [--no-ray]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pluralign.engine.cache import ScoreCache
+from pluralign.engine.data import load_benchmark
+from pluralign.engine.scorers import get_scorer, score_through_cache
+from pluralign.engine.targets import all_targets
+
+TOKEN = "bench-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(url: str, body: bytes) -> float:
+    req = urllib.request.Request(url, data=body, method="POST")
+    req.add_header("Authorization", f"Bearer {TOKEN}")
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=120) as r:
+        r.read()
+        assert r.status == 200
+    return time.perf_counter() - t0
+
+
+def _start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "pluralign.jobs.cli", "serve", "--port",
+                             str(port), *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the service did not start")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _bodies(name: str, bench: Any, n_targets: int, count: int, seed: int) -> list[bytes]:
+    grid = all_targets(bench.attributes, bench.levels)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        pick = rng.choice(len(grid), size=n_targets, replace=False)
+        targets = [json.loads(grid.json(int(t))) for t in pick]
+        targets = [t for t in targets if t] or [{bench.attributes[0]: 1.0}]
+        out.append(json.dumps({"benchmark": name, "scorer": "random", "seed": 0,
+                               "targets": targets}).encode())
+    return out
+
+
+def _measure(url: str, bodies: list[bytes], n: int, clients: int) -> dict[str, float]:
+    _post(url, bodies[0])  # first use: benchmark, predictions and label index loaded
+    for b in bodies:
+        _post(url, b)
+    lat = np.array([_post(url, bodies[i % len(bodies)]) for i in range(n)])
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda i: _post(url, bodies[i % len(bodies)]), range(n)))
+    qps = n / (time.perf_counter() - t0)
+    return {"p50_ms": float(np.percentile(lat, 50) * 1e3),
+            "p99_ms": float(np.percentile(lat, 99) * 1e3), "qps": qps}
+
+
+def _cli(name: str, cache: Path, env: dict[str, str], target: dict[str, float], runs: int
+         ) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "align", "--benchmark",
+                        name, "--scorer", "random", "--cache", str(cache), "--target",
+                        json.dumps(target), "--show", "0"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=os.environ.get("PLURALIGN_DATA"))
+    parser.add_argument("--queries", type=int, default=200, help="single-target queries")
+    parser.add_argument("--big-queries", type=int, default=20, help="1,000-target queries")
+    parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument("--no-ray", action="store_true", help="local server only")
+    args = parser.parse_args()
+    if args.data is None and (Path(__file__).resolve().parents[2] / "shared/data").exists():
+        args.data = str(Path(__file__).resolve().parents[2] / "shared/data")
+    tmp = Path(tempfile.mkdtemp(prefix="plserve"))
+    cache = tmp / "cache"
+    benches: list[tuple[str, str]] = [("mic-shaped", "synthetic")]
+    try:
+        load_benchmark("helpsteer2", "eval", args.data, download=False)
+        benches.insert(0, ("helpsteer2", "helpsteer2"))
+    except Exception as e:  # no data here
+        print(f"(HelpSteer2 not found: {e}; MIC-shaped only)")
+    env = {**os.environ, "PLURALIGN_OFFLINE": "1", "PLURALIGN_SERVE_TOKEN": TOKEN,
+           "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+    if args.data:
+        env["PLURALIGN_DATA"] = args.data
+    loaded = {}
+    for label, name in benches:
+        bench = load_benchmark(name, "eval", args.data)
+        score_through_cache(get_scorer("random", seed=0), bench, ScoreCache(cache))
+        loaded[label] = (name, bench)
+    modes: list[tuple[str, list[str]]] = [("local", [])]
+    if not args.no_ray:
+        modes += [("ray-serve-1", ["--ray", "--replicas", "1"]),
+                  ("ray-serve-2", ["--ray", "--replicas", "2"])]
+    results: dict[str, Any] = {}
+    try:
+        for mode, extra in modes:
+            port = _free_port()
+            proc = _start(["--cache", str(cache), *extra], env, port)
+            url = f"http://127.0.0.1:{port}/v1/align"
+            try:
+                for label, (name, bench) in loaded.items():
+                    one = _measure(url, _bodies(name, bench, 1, 50, 1), args.queries, 4)
+                    big = _measure(url, _bodies(name, bench, 1000, 5, 2), args.big_queries, 4)
+                    results[f"{mode}/{label}"] = {"1_target": one, "1000_targets": big}
+                    print(f"{mode:<12} {label:<11} 1 target: p50 {one['p50_ms']:.1f} ms, "
+                          f"p99 {one['p99_ms']:.1f} ms, {one['qps']:.0f} q/s | 1,000 targets: "
+                          f"p50 {big['p50_ms']:.1f} ms, p99 {big['p99_ms']:.1f} ms, "
+                          f"{big['qps']:.1f} q/s", flush=True)
+            finally:
+                _stop(proc)
+        for label, (name, bench) in loaded.items():
+            target = json.loads(all_targets(bench.attributes, bench.levels).json(7))
+            cli = _cli(name, cache, env, target, args.cli_runs)
+            p50 = results[f"local/{label}"]["1_target"]["p50_ms"] / 1e3
+            results[f"cli/{label}"] = {"seconds": cli, "service_speedup_p50": cli / p50}
+            print(f"pluralign align process ({label}, 1 target): {cli:.2f} s per query "
+                  f"(median of {args.cli_runs}) -> the local service's p50 is "
+                  f"{cli / p50:,.0f}x faster", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({k: {kk: ({a: round(b, 3) for a, b in vv.items()}
+                                if isinstance(vv, dict) else round(vv, 3))
+                           for kk, vv in v.items()} for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
