@@ -1,0 +1,227 @@
+"""Overton coverage/precision, sampled answer distributions, annotator juries and the field's
+loaders: each metric against a plain loop on random inputs and a hand-computed example."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pluralign.engine import field_data as fd
+from pluralign.engine.annotators import Rating, Ratings, evaluate, juror_utilities, tables
+from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.opinions import logprob_distribution, sample_distribution
+from pluralign.engine.overton import coverage_precision, lexical_reflects, pair_scores
+
+# ---- Overton -------------------------------------------------------------------------------
+
+
+def _loop_cov_prec(r: list[bool], w: list[bool]) -> tuple[float, float | None]:
+    hit_w = sum(1 for a, b in zip(r, w, strict=True) if a and b)
+    n_w = sum(w)
+    hit = sum(r)
+    prec = None if all(w) or hit == 0 else hit_w / hit
+    return hit_w / n_w, prec
+
+
+def test_overton_hand_example() -> None:
+    # Window {w0, w1, w2}, unreasonable {u0}; reflected w0, w2, u0: coverage 2/3, precision 2/3.
+    cov, prec = coverage_precision(np.array([1, 0, 1, 1], bool), np.array([1, 1, 1, 0], bool))
+    assert cov == pytest.approx(2 / 3) and prec == pytest.approx(2 / 3)
+    assert coverage_precision(np.array([1, 1], bool), np.array([1, 1], bool))[1] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=8),
+                min_size=1, max_size=6))
+def test_overton_pairs_equal_loop(pairs: list[list[tuple[bool, bool]]]) -> None:
+    pairs = [p if any(w for _, w in p) else [*p, (False, True)] for p in pairs]
+    flat_r = [r for p in pairs for r, _ in p]
+    flat_w = [w for p in pairs for _, w in p]
+    pid = [i for i, p in enumerate(pairs) for _ in p]
+    cov, prec = pair_scores(np.array(flat_r), np.array(flat_w), np.array(pid), len(pairs))
+    for i, p in enumerate(pairs):
+        c, pr = _loop_cov_prec([r for r, _ in p], [w for _, w in p])
+        assert cov[i] == pytest.approx(c)
+        assert (math.isnan(prec[i]) and pr is None) or prec[i] == pytest.approx(pr)
+        c2, pr2 = coverage_precision(np.array([r for r, _ in p]), np.array([w for _, w in p]))
+        assert c2 == pytest.approx(c) and pr2 == (None if pr is None else pytest.approx(pr))
+
+
+def test_lexical_proxy_hand_example() -> None:
+    # Content words (crudely stemmed): {reduc, air, pollution} all in the response; the
+    # second candidate's {shop, lose, customer} none; the third 2 of {car, air, pollution, cut, ban}.
+    got = lexical_reflects("Reducing air pollution matters.",
+                           ["reduces air pollution", "Shops lose customers",
+                            "cars air pollution cuts ban"])
+    assert got.tolist() == [True, False, False]
+
+
+# ---- distributions ------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 6).flatmap(lambda k: st.tuples(
+    st.just(k), st.lists(st.integers(0, k - 1), min_size=1, max_size=40))))
+def test_sample_distribution_equals_loop(case: tuple[int, list[int]]) -> None:
+    k, picks = case
+    loop = [sum(1 for p in picks if p == j) / len(picks) for j in range(k)]
+    assert sample_distribution(picks, k) == pytest.approx(loop)
+
+
+def test_distributions_hand_example() -> None:
+    assert sample_distribution([0, 0, 1, 2, 0], 3).tolist() == [0.6, 0.2, 0.2]
+    assert sample_distribution([], 3) is None
+    d = logprob_distribution({" A": math.log(0.5), "B": math.log(0.25), "x": 0.0}, ["A", "B"])
+    assert d == pytest.approx([2 / 3, 1 / 3])
+
+
+# ---- annotator juries ---------------------------------------------------------------------
+
+
+def _ratings(values: dict[tuple[str, str, str], float], demo=None) -> Ratings:
+    return Ratings([Rating(a, s, r, v) for (a, s, r), v in values.items()], (1, 5), demo or {})
+
+
+def test_annotators_hand_example() -> None:
+    # One scenario, two jurors, responses x, y: utilities (x, y) = (1, 0) and (0.25, 0.5).
+    r = _ratings({("p", "s", "x"): 5, ("p", "s", "y"): 1, ("q", "s", "x"): 2, ("q", "s", "y"): 3},
+                 {"p": {"country": "A"}, "q": {"country": "B"}})
+    res = evaluate(r, (0.0, math.inf), "country", {"s": "y"})
+    all_ = res["groups"][0]
+    assert all_["optimal_welfare_a0"] == pytest.approx(0.625)      # mean(1, .25) for x
+    assert all_["optimal_welfare_ainf"] == pytest.approx(0.25)     # min: x .25, y 0
+    assert all_["system_welfare_a0"] == pytest.approx(0.25)        # y: mean(0, .5)
+    assert {g["group"] for g in res["groups"]} == {"ALL", "country=A", "country=B"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 2),
+                          st.integers(1, 5)), min_size=1, max_size=30, unique_by=lambda t: t[:3]))
+def test_annotators_equal_loop(rows: list[tuple[int, int, int, int]]) -> None:
+    r = _ratings({(f"a{a}", f"s{s}", f"r{x}"): v for a, s, x, v in rows})
+    choices = {f"s{s}": f"r{(s + 1) % 3}" for s in range(3)}
+    t = tables(r)
+    got = juror_utilities(t, choices)
+    for j, who in enumerate(t.jurors):
+        us = [(v - 1) / 4 for a, s, x, v in rows if f"a{a}" == who and choices[f"s{s}"] == f"r{x}"]
+        assert (math.isnan(got[j]) and not us) or got[j] == pytest.approx(np.mean(us))
+    res = evaluate(r, (0.0,), None, None)
+    best = []
+    for util in t.utility:  # loop: jurors who rated every response, mean per response
+        full = [row for row in util if not np.isnan(row).any()]
+        if full:
+            best.append(max(sum(row[k] for row in full) / len(full) for k in range(util.shape[1])))
+    want = float(np.mean(best)) if best else None
+    assert res["groups"][0]["optimal_welfare_a0"] == (None if want is None else pytest.approx(want))
+
+
+# ---- loaders ------------------------------------------------------------------------------
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_global_opinions_layout(tmp_path: Path) -> None:
+    p = _write_csv(tmp_path / "global_opinions.csv", ["question", "selections", "options", "source"], [
+        ["Is it good?", "defaultdict(<class 'list'>, {'Japan': [0.25, 0.75], 'US': [0.5, 0.5]})",
+         "['Yes', 'No']", "GAS"]])
+    (q,) = fd.load_global_opinions(p)
+    assert q.options == ("Yes", "No") and q.groups["Japan"].tolist() == [0.25, 0.75]
+    bad = _write_csv(tmp_path / "bad.csv", ["question", "selections", "options"],
+                     [["Q", "{'Japan': [0.5]}", "['Yes', 'No']"]])
+    with pytest.raises(InputError, match=r"bad.csv, record line 2, field .selections.: Japan: needs 2 shares"):
+        fd.load_global_opinions(bad)
+
+
+def test_opinionqa_layout(tmp_path: Path) -> None:
+    d = tmp_path / "American_Trends_Panel_W26"
+    d.mkdir()
+    _write_csv(d / "info.csv", ["key", "question", "references"],
+               [["Q1_W26", "Agree?", "['Yes', 'No']"]])
+    _write_csv(d / "responses.csv", ["Q1_W26", "POLPARTY", "WEIGHT_W26"],
+               [["Yes", "Dem", "2"], ["No", "Rep", "1"], ["Refused", "Rep", "1"]])
+    (q,) = fd.load_opinionqa(d, "POLPARTY")
+    assert q.groups["overall"] == pytest.approx([2 / 3, 1 / 3])
+    assert q.groups["POLPARTY=Rep"].tolist() == [0.0, 1.0]
+    _write_csv(d / "responses.csv", ["Q1_W26", "WEIGHT_W26"], [["Yes", "heavy"]])
+    with pytest.raises(InputError, match="field 'WEIGHT_W26'"):
+        fd.load_opinionqa(d)
+
+
+def test_valueprism_layout(tmp_path: Path) -> None:
+    p = _write_csv(tmp_path / "full.csv", ["situation", "vrd", "text", "explanation", "valence"], [
+        ["Lying to a friend", "Value", "Honesty", "e", "Opposes"],
+        ["Lying to a friend", "Duty", "Duty to protect feelings", "e", "Supports"]])
+    (q,) = fd.load_valueprism(p)
+    assert [w.text for w in q.window] == ["Value: Honesty", "Duty: Duty to protect feelings"]
+    _write_csv(p, ["situation", "vrd", "text"], [["x", "Virtue", "y"]])
+    with pytest.raises(InputError, match="field 'vrd'"):
+        fd.load_valueprism(p)
+
+
+def test_prism_layout(tmp_path: Path) -> None:
+    rows = [{"user_id": "u1", "conversation_id": "c1", "turn": 0, "within_turn_id": i,
+             "model_response": "r", "score": s} for i, s in enumerate((80, 20))]
+    (tmp_path / "utterances.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (tmp_path / "survey.jsonl").write_text(json.dumps(
+        {"user_id": "u1", "gender": "Female", "location": {"reside_country": "UK"}}))
+    r = fd.load_prism(tmp_path)
+    assert len(r.ratings) == 2 and r.demographics["u1"]["location.reside_country"] == "UK"
+    (tmp_path / "utterances.jsonl").write_text(json.dumps({**rows[0], "score": "high"}))
+    with pytest.raises(InputError, match="record line 1, field 'score'"):
+        fd.load_prism(tmp_path)
+
+
+def test_community_alignment_layout(tmp_path: Path) -> None:
+    head = ["conversation_id", "annotator_id", "annotator_country", "first_turn_prompt",
+            *[f"first_turn_response_{c}" for c in "abcd"], "first_turn_preferred_response"]
+    p = _write_csv(tmp_path / "ca.csv", head, [
+        ["1", "A1", "US", "Hi?", "r1", "r2", "r3", "r4", "b"],
+        ["2", "A2", "IN", "Hi?", "r1", "r2", "r3", "r4", "response_c"]])
+    r = fd.load_community_alignment(p)
+    t = tables(r)
+    assert len(t.scenarios) == 1 and len(t.jurors) == 2  # same candidates: one scenario
+    _write_csv(p, head, [["1", "A1", "US", "Hi?", "r1", "r2", "", "", "d"]])
+    with pytest.raises(InputError, match="field 'first_turn_preferred_response'"):
+        fd.load_community_alignment(p)
+
+
+def test_persona_layout(tmp_path: Path) -> None:
+    row = {"persona": "age: 34\nsex: Female", "instruction": "Q?", "data": "mine", "original": "gen"}
+    p = tmp_path / "persona.jsonl"
+    p.write_text(json.dumps(row))
+    r = fd.load_persona(p)
+    assert sorted(x.value for x in r.ratings) == [0.0, 1.0]
+    assert next(iter(r.demographics.values()))["sex"] == "Female"
+    p.write_text(json.dumps({**row, "data": ""}))
+    with pytest.raises(InputError, match="field 'data'"):
+        fd.load_persona(p)
+
+
+def test_label_sets_layout(tmp_path: Path) -> None:
+    p = _write_csv(tmp_path / "labels.csv", ["item", "annotator", "label", "gender"],
+                   [["c1", "w1", "toxic", "F"], ["c1", "w2", "ok", "M"], ["c1", "w3", "toxic", "M"]])
+    r = fd.load_label_sets(p, demographics=("gender",))
+    res = evaluate(r, (0.0,), "gender")
+    pick = {(x["group"], x["alpha"]): x["response"] for x in res["selection"]}
+    assert pick[("ALL", "0")] == "toxic" and pick[("gender=F", "0")] == "toxic"
+    _write_csv(p, ["item", "annotator", "label"], [["c1", "w1", "a"], ["c1", "w1", "b"]])
+    with pytest.raises(InputError, match="labelled item 'c1' twice"):
+        fd.load_label_sets(p)
+
+
+def test_missing_dataset_says_where(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match=r"huggingface\.co/datasets/allenai/ValuePrism.*gated"):
+        fd.load_valueprism(tmp_path / "nope.csv")
