@@ -13,12 +13,16 @@ from typing import Any
 import numpy as np
 
 from pluralign.jobs.common import (
+    LLM_SCORERS,
     add_benchmark_args,
+    add_llm_scorer_args,
     add_target_args,
     cache_dir,
     finite_or_none,
+    llm_identity,
     load_splits,
     make_scorer,
+    note_manifest,
     progress,
     resolve_target_sets,
     write_json_atomic,
@@ -41,8 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--target", action="append", default=[], metavar="JSON",
                    help="an inline target (repeatable)")
     p.add_argument("--show", type=int, default=10, help="chosen responses to print per target")
+    from pluralign.jobs.sharded import add_realign_args
+
+    add_realign_args(p)
     p.add_argument("--out", default=None,
                    help="write per-scenario choices (.parquet) or everything (.json)")
+    add_llm_scorer_args(p)
     p.set_defaults(func=run)
 
 
@@ -57,16 +65,24 @@ def _needs_train(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pluralign.engine.align import chosen_responses, realign
+    from pluralign.engine.align import chosen_responses
     from pluralign.engine.cache import ScoreCache
     from pluralign.engine.errors import InputError
+    from pluralign.engine.files import check_output
+    from pluralign.jobs.sharded import realign_for_args
 
+    if args.out is not None:
+        check_output(args.out, folder=False)
     specs = list(args.targets or []) + list(args.target)
     if not specs:
         raise InputError("no targets given", field="targets",
                          hint="pass --target '{\"helpfulness\": 1}' or --targets FILE|all|...")
-    bench, train = load_splits(args, need_train=_needs_train(args))
-    ident = _identity(args, bench, train)
+    if args.scorer in LLM_SCORERS and not args.scorer_id:
+        bench, train, ident = llm_identity(args)
+    else:
+        bench, train = load_splits(args, need_train=_needs_train(args))
+        ident = _identity(args, bench, train)
+    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer_id or args.scorer})
     cache = ScoreCache(cache_dir(args.cache))
     preds = cache.predictions(bench, ident, args.samples)
     missing = int(np.isnan(preds).any(axis=1).sum())
@@ -79,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     choice_rows: dict[str, list[Any]] = {"target": [], "scenario": [], "chosen": []}
     for ts in resolve_target_sets(specs, bench, args.data):
-        res = realign(bench, preds, ts)
+        res = realign_for_args(args, bench, preds, ts, weighted=True)
         chosen = chosen_responses(bench, preds, ts) if len(ts) <= 5000 else None
         for t in range(len(ts)):
             text = ts.json(t)
@@ -105,10 +121,25 @@ def _show(bench: Any, chosen: np.ndarray, n: int) -> None:
         print(f"    ... {bench.n_scenarios - n} more scenarios")
 
 
+JSON_LIMIT = 50_000_000
+"""Estimated JSON bytes above which the per-scenario choices go to a Parquet file instead."""
+
+
 def _write(out: Path, bench: Any, ident: str, results: list[Any], rows: dict[str, Any]) -> None:
     if out.suffix == ".json":
-        write_json_atomic(out, {"benchmark": bench.identity, "scorer": ident,
-                                "targets": results, "chosen": rows})
+        head: dict[str, Any] = {"benchmark": bench.identity, "scorer": ident, "targets": results}
+        size = sum(len(t) + 30 for t in rows["target"]) + 40 * len(rows["scenario"])
+        if size > JSON_LIMIT:
+            import pyarrow as pa
+
+            side = out.with_suffix(".chosen.parquet")
+            progress(f"warning: the choices would make about {size / 1e6:.0f} MB of JSON; "
+                     f"writing them to {side} (Parquet) instead")
+            write_parquet_atomic(side, pa.table(rows))
+            head["chosen_file"] = side.name
+        else:
+            head["chosen"] = rows
+        write_json_atomic(out, head)
     else:
         import pyarrow as pa
 

@@ -19,12 +19,19 @@ import numpy as np
 
 from pluralign.jobs.common import (
     add_benchmark_args,
+    add_llm_scorer_args,
     finite_or_none,
     make_scorer,
     progress,
     write_json_atomic,
     write_parquet_atomic,
 )
+
+DISTRIBUTION_HELP = (
+    "pluralign distribution: distributional pluralism (the pluralism roadmap, Sorensen et al. "
+    "2024, §3.3). Compares each question's answer distribution of a model with a "
+    "population's: Jensen-Shannon distance, the entropy of each and a shuffled-label control. "
+    "File format: docs/juries.md.")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,10 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-selection", action="store_true",
                    help="skip welfare-optimal selection (the collective-choice comparison)")
     p.add_argument("--out", required=True, help="folder for summary.json and the Parquet tables")
+    add_llm_scorer_args(p)
     p.set_defaults(func=run)
 
     d = sub.add_parser("distribution", help="JS distance and entropy of answer distributions",
-                       description=__doc__)
+                       description=DISTRIBUTION_HELP)
     d.add_argument("--file", required=True, help="distribution file (JSON; see docs/juries.md)")
     d.add_argument("--shuffles", type=int, default=100,
                    help="random permutations for the shuffled-label control (default: 100)")
@@ -67,13 +75,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from pluralign.engine.files import check_output
     from pluralign.engine.juries import load_jury
     from pluralign.engine.jury_eval import JuryConfig, evaluate_jury, select_welfare_optimal
     from pluralign.engine.welfare import parse_alphas
 
+    check_output(args.out)  # before any work: neither --out nor the groups may fail late
     cfg = JuryConfig(alphas=parse_alphas(args.alpha), tau=args.tau, utility=args.utility,
                      n_bootstrap=args.bootstrap, confidence=args.confidence,
                      seed=args.bootstrap_seed)
+    _check_groups_first(args)
     bench, preds, ident = predictions(args)
     jury = load_jury(args.groups, bench.attributes, bench.levels)
     progress(f"evaluating {jury.n_jurors:,} jurors in {jury.n_groups} groups")
@@ -91,35 +102,58 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_groups_first(args: argparse.Namespace) -> None:
+    """Validate the group file against the benchmark's attributes before anything is scored."""
+    from pluralign.engine.juries import load_jury
+    from pluralign.jobs.common import load_splits
+
+    bench, _ = load_splits(args, need_train=False)
+    load_jury(args.groups, bench.attributes, bench.levels)
+
+
 def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
     """(evaluated split, predictions (N, A), scorer identity): through the score cache, which
     computes only what it lacks; with ``--scorer-id``, from the cache alone."""
     from pluralign.engine.cache import ScoreCache
     from pluralign.engine.errors import InputError
-    from pluralign.jobs.common import LLM_SCORERS, cache_dir, load_splits
+    from pluralign.jobs.common import (
+        CHOICE_SCORERS,
+        LLM_SCORERS,
+        cache_dir,
+        llm_identity,
+        load_splits,
+        note_manifest,
+    )
 
     cache = ScoreCache(cache_dir(args.cache))
-    if args.scorer_id:
-        bench, _ = load_splits(args, need_train=False)
-        preds = cache.predictions(bench, args.scorer_id, args.samples)
+    if args.scorer_id or args.scorer in LLM_SCORERS:
+        if args.scorer in CHOICE_SCORERS and not args.scorer_id:
+            raise InputError(f"{args.scorer} picks responses and has no scores to judge "
+                             "juries with", field="scorer",
+                             hint="use comparative-regression or regression")
+        if args.scorer_id:
+            bench, train = load_splits(args, need_train=False)
+            ident = str(args.scorer_id)
+        else:  # the identity sweep computed from the same flags; nothing is sent
+            bench, train, ident = llm_identity(args)
+        note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer})
+        preds = cache.predictions(bench, ident, args.samples)
         missing = int(np.isnan(preds).any(axis=1).sum())
         if missing:
             raise InputError(
-                f"the cache holds no complete scores of {args.scorer_id} for {bench.identity} "
+                f"the cache holds no complete scores of {ident} for {bench.identity} "
                 f"({missing} of {bench.n_responses} responses missing)", file=str(cache.root),
-                hint="run pluralign sweep with that scorer first")
-        return bench, preds, str(args.scorer_id)
-    if args.scorer in LLM_SCORERS:
-        raise InputError(f"{args.scorer} calls a model: score with pluralign sweep --scorer "
-                         f"{args.scorer} first, then pass the identity it prints as --scorer-id",
-                         field="scorer")
+                hint="run pluralign sweep with that scorer and the same flags first")
+        return bench, preds, ident
     from pluralign.engine.scorers import score_through_cache
 
     scorer = make_scorer(args)
     bench, train = load_splits(args, need_train=bool(scorer.needs_train))
     progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
     preds = score_through_cache(scorer, bench, cache, train=train)
-    return bench, preds, scorer.identity(bench, train)
+    ident = scorer.identity(bench, train)
+    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer})
+    return bench, preds, ident
 
 
 # ---- printing ------------------------------------------------------------------------------
@@ -226,10 +260,17 @@ def _scenario_table(bench: Any, result: Any) -> Any:
 def run_distribution(args: argparse.Namespace) -> int:
     from pluralign.engine.distributional import evaluate_distributions, load_distributions
     from pluralign.engine.errors import InputError
+    from pluralign.engine.files import check_output
 
+    check_output(args.out)
     if args.shuffles < 1:
         raise InputError("--shuffles must be at least 1", field="shuffles")
     questions = load_distributions(args.file)
+    from pluralign.engine.manifest import current, file_record
+
+    m = current()
+    if m is not None:
+        m.benchmark = {"files": [file_record(args.file)], "questions": len(questions)}
     report = evaluate_distributions(questions, n_shuffles=args.shuffles, seed=args.seed)
     print(f"\n{len(questions)} questions from {args.file}  (JS distance base 2; entropy bits)")
     print(f"{'model':<16}{'group':<12}{'questions':>10}{'JS':>8}{'JS shuffled':>13}"

@@ -353,10 +353,10 @@ def run_generate(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from pluralign.engine.errors import InputError
-    from pluralign.engine.files import write_parquet
     from pluralign.engine.spica.gencache import GenerationCache
     from pluralign.engine.spica.generate import aligned_outputs, grow_bank
     from pluralign.engine.spica.io import write_bank
+    from pluralign.jobs.common import write_parquet_atomic
     from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 
     cache = GenerationCache(args.cache) if args.cache else None
@@ -378,7 +378,7 @@ def run_generate(args: argparse.Namespace) -> int:
         table = pa.table({k: [getattr(r, k) for r in rows] for k in
                           ("query", "group", "setup", "text", "error", "key")}
                          | {"retrieved": [list(r.retrieved) for r in rows]})
-        write_parquet(table, args.out)
+        write_parquet_atomic(Path(args.out), table)  # carries the run manifest
         per: dict[tuple[str, str], list[int]] = {}
         for r in rows:
             per.setdefault((r.group, r.setup), [0, 0])[0 if r.text is not None else 1] += 1

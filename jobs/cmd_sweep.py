@@ -7,6 +7,7 @@ Every requested target set is then re-aligned from the cached scores.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pluralign.jobs.common import (
     finite_or_none,
     load_splits,
     make_scorer,
+    note_manifest,
     progress,
     resolve_target_sets,
     write_json_atomic,
@@ -41,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
     add_target_args(p, DEFAULT_SETS)
     p.add_argument("--out", required=True, help="folder for summary.json and per_target.parquet")
+    p.add_argument("--per-scenario-all", action="store_true",
+                   help="write per_scenario.parquet rows for the all-targets set too")
+    from pluralign.jobs.sharded import add_realign_args
+
+    add_realign_args(p)
     try:
         from pluralign.jobs.llm_scoring import add_backend_args
     except ImportError:  # the distributed extra is not installed
@@ -58,22 +65,60 @@ def scored_predictions(
 
     cache = ScoreCache(cache_dir(args.cache))
     if scorer is None:  # an LLM judge: the scheduler fills the cache, then we read it
-        from pluralign.jobs.llm_scoring import run_llm_scoring
+        from pluralign.jobs.llm_scoring import require_complete, run_llm_scoring
 
         report = run_llm_scoring(bench, train, args.scorer, args, cache)
+        note_llm_manifest(args, report, train)
+        require_complete(report, args)  # never re-align on incomplete scores
         return cache.predictions(report.bench, report.identity, report.samples), report.identity
 
     from pluralign.engine.scorers import score_through_cache
 
     progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
     preds = score_through_cache(scorer, bench, cache, train=train)
-    return preds, scorer.identity(bench, train)
+    ident = scorer.identity(bench, train)
+    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer,
+                                        "kind": "scores", "settings": _model_free(args)})
+    return preds, ident
+
+
+def _model_free(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a model-free scorer was built with."""
+    return {"random": {"seed": args.seed}, "constant": {"value": args.value}}.get(
+        args.scorer.partition(":")[0], {})
+
+
+def note_llm_manifest(args: argparse.Namespace, report: Any, train: Any) -> None:
+    """Decoded judge settings (with backend and endpoint host, never the key) and the
+    scheduler's counts into the run manifest."""
+    from pluralign.engine.manifest import current, endpoint_host
+
+    m = current()
+    if m is not None:
+        env = getattr(args, "api_key_env", None)
+        key = os.environ.get(env) if env and env != "none" else None
+        if key:
+            m.secrets = (key, *m.secrets)
+    counts = report.schedule.as_dict()
+    counts["sent"], counts["retried"] = counts["requests"], counts["retries"]
+    counts["spread"] = report.spread
+    counts["samples"] = report.samples
+    note_manifest(report.bench, train, counts=counts, scorer={
+        **report.settings,
+        "backend": getattr(args, "backend", None),
+        "endpoint": None if getattr(args, "backend", None) == "vllm" else endpoint_host(
+            getattr(args, "base_url", None) or "https://api.openai.com/v1"),
+        "samples": report.samples,
+        "api_key_env": getattr(args, "api_key_env", None),
+    })
 
 
 def run(args: argparse.Namespace) -> int:
-    from pluralign.engine.align import realign
+    from pluralign.engine.files import check_output
     from pluralign.engine.metrics import regression_quality, summarize
+    from pluralign.jobs.sharded import realign_for_args
 
+    check_output(args.out)  # before any work: a bad --out must not cost a scoring run
     t0 = time.perf_counter()
     if args.scorer in LLM_SCORERS:
         try:
@@ -83,7 +128,11 @@ def run(args: argparse.Namespace) -> int:
 
             raise PluralignError(f"LLM scorers need the distributed extra ({e}): "
                                  "pip install 'pluralign[distributed]'") from None
-        scorer, need_train = None, bool(getattr(args, "few_shot", True))
+        from pluralign.jobs.llm_scoring import few_shot_for
+
+        scorer, need_train = None, few_shot_for(args.scorer, args)
+    elif _runs_path(args) is not None:
+        return run_imported_runs(args, t0)
     else:
         scorer = make_scorer(args)
         need_train = bool(scorer.needs_train)
@@ -98,14 +147,64 @@ def run(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     for ts in sets:
         progress(f"re-aligning {len(ts):,} targets ({ts.name})")
-        res = realign(bench, preds, ts, weighted=True)
-        summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes, res.weighted))
+        res = realign_for_args(args, bench, preds, ts, weighted=True)
+        summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes, res.weighted,
+                                   res.weighted_sqrtk))
         rows.append((ts, res))
     t_align = time.perf_counter() - t1
+    _write_per_scenario(args, bench, preds, sets)
     _report(args, bench, ident, summaries, rows, {
+        "spread_by_attribute": _spread_by_attribute(args, bench, ident),
         "regression": _clean(regression_quality(bench, preds)),
         "seconds": {"scoring": round(t_score, 3), "realign": round(t_align, 4)},
     })
+    return 0
+
+
+def _runs_path(args: argparse.Namespace) -> Path | None:
+    """The folder of ``predictions:DIR`` (the research code's per-target runs), else None."""
+    name, sep, arg = args.scorer.partition(":")
+    return Path(arg) if name == "predictions" and sep and Path(arg).is_dir() else None
+
+
+def run_imported_runs(args: argparse.Namespace, t0: float) -> int:
+    """``predictions:DIR``: every run below DIR (one target each; predictions or a selected
+    response) goes into the choice cache; accuracy per run target (or per requested set)."""
+    from pluralign.engine.align import accuracy_from_choices
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.data import resolve_data_dir
+    from pluralign.engine.judges.choices import ChoiceCache
+    from pluralign.engine.metrics import summarize
+    from pluralign.engine.scorers.imported_runs import import_runs
+    from pluralign.engine.targets import from_dicts
+
+    path = _runs_path(args)
+    assert path is not None
+    bench, _ = load_splits(args, need_train=False)
+    data = resolve_data_dir(args.data)
+    cache = ChoiceCache(ScoreCache(cache_dir(args.cache)).root)
+    ident, keys = import_runs(bench, path, cache,
+                              targets_dir=None if data is None else data / "alignment_targets")
+    note_manifest(bench, None, scorer={"identity": ident, "name": "predictions-runs",
+                                       "kind": "choice", "runs": len(keys)})
+    if list(args.targets) == list(DEFAULT_SETS):
+        import json
+
+        sets = [from_dicts("runs", bench.attributes, [json.loads(k) for k in keys])]
+    else:
+        sets = [ts for ts in resolve_target_sets(args.targets, bench, args.data)
+                if ts.name != "all"]
+    summaries, rows = [], []
+    for ts in sets:
+        chosen = cache.choices(bench, ident, ts.json_all(), 1)
+        missing = int((chosen < 0).all(axis=0).sum())
+        if missing:
+            progress(f"{ts.name}: {missing} of {len(ts)} targets have no run; left out")
+        res = accuracy_from_choices(bench, chosen, ts)
+        summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes))
+        rows.append((ts, res))
+    _report(args, bench, ident, summaries, rows,
+            {"seconds": {"total": round(time.perf_counter() - t0, 3)}})
     return 0
 
 
@@ -118,7 +217,7 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any
     from pluralign.engine.errors import InputError
     from pluralign.engine.metrics import summarize
     from pluralign.engine.targets import concat
-    from pluralign.jobs.llm_scoring import llm_choices, run_llm_scoring
+    from pluralign.jobs.llm_scoring import llm_choices, require_complete, run_llm_scoring
 
     if args.scorer == "prompt-aligned":
         if any(ts.name == "all" for ts in sets) and args.targets != list(DEFAULT_SETS):
@@ -129,6 +228,8 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any
     cache = ScoreCache(cache_dir(args.cache))
     every = concat(sets, "requested")
     report = run_llm_scoring(bench, train, args.scorer, args, cache, targets=every)
+    note_llm_manifest(args, report, train)
+    require_complete(report, args)  # never re-align on incomplete answers
     summaries, rows = [], []
     for ts in sets:
         chosen = llm_choices(report.bench, args.scorer, report.identity, ts, report.samples,
@@ -139,22 +240,72 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any
         res = accuracy_from_choices(report.bench, chosen, ts)
         summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes))
         rows.append((ts, res))
-    _report(args, report.bench, report.identity, summaries, rows,
-            {"seconds": {"total": round(time.perf_counter() - t0, 3)}})
+    extra: dict[str, Any] = {"seconds": {"total": round(time.perf_counter() - t0, 3)}}
+    if args.scorer == "unaligned" and sets:
+        extra["implicit_bias"] = _implicit_bias(
+            report.bench, llm_choices(report.bench, args.scorer, report.identity, sets[0],
+                                      report.samples, cache)[:, 0])
+    _report(args, report.bench, report.identity, summaries, rows, extra)
     return 0
+
+
+def _implicit_bias(bench: Any, chosen: np.ndarray) -> dict[str, float] | None:
+    """Mean label vector of the target-free choices (seed 003 Fig. 7), over answered
+    scenarios."""
+    answered = np.flatnonzero(chosen >= 0)
+    if answered.size == 0:
+        return None
+    rows = bench.offsets[:-1][answered] + chosen[answered]
+    means = bench.labels[rows].mean(axis=0)
+    return {a: float(v) for a, v in zip(bench.attributes, means, strict=True)}
+
+
+def _write_per_scenario(args: argparse.Namespace, bench: Any, preds: np.ndarray,
+                        sets: list[Any]) -> None:
+    """per_scenario.parquet for every set except ``all`` (and ``all`` on request)."""
+    from pluralign.engine.per_scenario import per_scenario_table
+
+    chosen = [ts for ts in sets if ts.name != "all" or args.per_scenario_all]
+    if chosen:
+        write_parquet_atomic(Path(args.out) / "per_scenario.parquet",
+                             per_scenario_table(bench, preds, chosen))
+
+
+def _spread_by_attribute(args: argparse.Namespace, bench: Any,
+                         ident: str) -> dict[str, float | None] | None:
+    """Self-consistency: mean over responses of the score's std across samples, per attribute
+    (None with one sample or a model-free scorer)."""
+    samples = int(getattr(args, "samples", 1) or 1)
+    if args.scorer not in LLM_SCORERS or samples < 2:
+        return None
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.judges.consistency import mean_and_spread
+
+    cache = ScoreCache(cache_dir(args.cache))
+    per_sample = np.stack([np.asarray(cache.predictions(bench, ident, [i]), dtype=np.float64)
+                           for i in range(samples)])
+    _, spread = mean_and_spread(per_sample)
+    return {a: finite_or_none(float(np.nanmean(spread[:, j])))
+            if np.isfinite(spread[:, j]).any() else None
+            for j, a in enumerate(bench.attributes)}
 
 
 def _report(args: argparse.Namespace, bench: Any, ident: str, summaries: list[Any],
             rows: list[Any], extra: dict[str, Any]) -> None:
+    from pluralign.engine.per_scenario import standard_error
+
     print_table(bench, ident, summaries)
     out = Path(args.out)
     write_parquet_atomic(out / "per_target.parquet", per_target_table(rows))
+    sets = []
+    for s, (_, res) in zip(summaries, rows, strict=True):
+        sets.append({**s.to_json(), "standard_error": standard_error(res.accuracy)})
     write_json_atomic(out / "summary.json", {
         "benchmark": bench.identity,
         "split": bench.split,
         "scenarios": bench.n_scenarios,
         "scorer": ident,
-        "sets": [s.to_json() for s in summaries],
+        "sets": sets,
         **extra,
     })
     progress(f"wrote {out / 'summary.json'} and {out / 'per_target.parquet'}")

@@ -16,6 +16,8 @@ from pluralign.engine.errors import InputError
 from pluralign.engine.targets import TargetSet
 
 DEFAULT_SETS = ("all", "sampled", "high", "low")
+TARGET_SET_NAMES = (*DEFAULT_SETS, "random-sampled")
+"""Every named target set; ``random-sampled`` is generated (never the published sampled set)."""
 LLM_SCORERS = ("comparative-regression", "regression", "prompt-aligned", "unaligned")
 CHOICE_SCORERS = ("prompt-aligned", "unaligned")
 """Judges that pick a response per (scenario, target) instead of scoring attributes."""
@@ -86,8 +88,9 @@ def resolve_target_sets(
     specs: Sequence[str], bench: Benchmark, data_dir: str | None
 ) -> list[TargetSet]:
     """Each --targets entry as a named set: published sets where the data has them."""
-    from pluralign.engine.data import published_targets
+    from pluralign.engine.data import published_locations, published_targets
     from pluralign.engine.targets import (
+        GENERATED_SAMPLED,
         all_targets,
         high_target,
         load_target_files,
@@ -101,14 +104,26 @@ def resolve_target_sets(
     for spec in specs:
         if spec == "all":
             out.append(all_targets(bench.attributes, bench.levels))
-        elif spec in ("sampled", "high", "low"):
+        elif spec == GENERATED_SAMPLED:
+            out.append(sampled_targets(bench.attributes, bench.levels))
+        elif spec == "sampled":
             found = published_targets(bench.name, spec, data_dir)
-            if found is None:
-                made = {"sampled": lambda: sampled_targets(bench.attributes, bench.levels),
-                        "high": lambda: high_target(bench.attributes),
-                        "low": lambda: low_target(bench.attributes)}[spec]()
-                found = made
+            if found is None and list(specs) == list(DEFAULT_SETS):
+                progress(f"no published sampled set for {bench.name}: the default sets use "
+                         f"{GENERATED_SAMPLED} (generated) instead")
+                found = sampled_targets(bench.attributes, bench.levels)
+            elif found is None:
+                raise InputError(
+                    f"no published sampled target set for {bench.name} (looked in "
+                    f"{published_locations(bench.name, spec, data_dir)})", field="targets",
+                    hint=f"put the published files there, pass --data DIR, or ask for "
+                         f"{GENERATED_SAMPLED} (generated, named as such)")
             out.append(found)
+        elif spec in ("high", "low"):
+            # Defined sets (every attribute at 1, at 0): generating them substitutes nothing.
+            found = published_targets(bench.name, spec, data_dir)
+            out.append(found if found is not None else
+                       (high_target if spec == "high" else low_target)(bench.attributes))
         elif spec.lstrip().startswith(("{", "[")) or ("=" in spec and not Path(spec).exists()):
             inline.append(parse_inline(spec, bench.attributes))
         else:
@@ -121,15 +136,22 @@ def resolve_target_sets(
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write a JSON report; a report object gets the run manifest under ``manifest``."""
     from pluralign.engine.files import write_json
+    from pluralign.engine.manifest import current
 
+    m = current()
+    if m is not None and isinstance(data, dict):
+        data = {**data, "manifest": m.as_dict()}
     write_json(path, data)
 
 
 def write_parquet_atomic(path: Path, table: Any) -> None:
+    """Write a Parquet table with the run manifest in its schema metadata."""
     from pluralign.engine.files import write_parquet
+    from pluralign.engine.manifest import current, with_manifest
 
-    write_parquet(table, path)
+    write_parquet(with_manifest(table, current()), path)
 
 
 def finite_or_none(x: float | None) -> float | None:
@@ -137,3 +159,55 @@ def finite_or_none(x: float | None) -> float | None:
     import math
 
     return None if x is None or math.isnan(x) else float(x)
+
+
+def note_manifest(bench: Benchmark | None = None, train: Benchmark | None = None,
+                  scorer: dict[str, Any] | None = None,
+                  counts: dict[str, Any] | None = None) -> None:
+    """Record the benchmark (with its data files' checksums), the decoded scorer settings and
+    the counts in the run manifest that result files carry."""
+    from pluralign.engine.manifest import current
+
+    m = current()
+    if m is None:
+        return
+    if bench is not None:
+        files = [b.source for b in (bench, train) if b is not None and b.source]
+        m.note_benchmark(bench.identity, bench.split, bench.n_scenarios, files)
+        if train is not None:
+            m.benchmark["train_split"] = train.split
+    if scorer is not None:
+        m.note_scorer(scorer)
+    if counts is not None:
+        m.note_counts(counts)
+    m.hosts = _ray_hosts()
+
+
+def _ray_hosts() -> int:
+    """Ray nodes alive when Ray is running in this process, else 1."""
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            return max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    except Exception:  # a failing status call must not fail the report
+        return 1
+    return 1
+
+
+def add_llm_scorer_args(p: argparse.ArgumentParser) -> None:
+    """The LLM scorer flags of ``sweep`` (model, backend, sampling, few-shot ...), so a
+    command reading cached LLM scores computes the scorer identity itself."""
+    try:
+        from pluralign.jobs.llm_scoring import add_backend_args
+    except ImportError:  # the distributed extra is not installed
+        return
+    add_backend_args(p)
+
+
+def llm_identity(args: argparse.Namespace) -> tuple[Benchmark, Benchmark | None, str]:
+    """(evaluated split, training split, identity) of the LLM scorer the flags describe, as
+    ``sweep`` computes it; nothing is sent."""
+    from pluralign.jobs.llm_scoring import few_shot_for, llm_scorer_identity
+
+    bench, train = load_splits(args, need_train=few_shot_for(args.scorer, args))
+    return bench, train, llm_scorer_identity(bench, train, args.scorer, args)

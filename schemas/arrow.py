@@ -97,3 +97,22 @@ PER_TARGET_SCHEMA = with_version(
     "per_target",
 )
 """One row per target of a sweep; ``accuracy`` is null where undefined."""
+
+PER_SCENARIO_SCHEMA = with_version(
+    pa.schema(
+        [
+            pa.field("set", pa.string(), nullable=False),
+            pa.field("target", pa.string(), nullable=False),
+            pa.field("scenario", pa.string(), nullable=False),
+            pa.field("chosen", pa.int32(), nullable=False),
+            pa.field("correct", pa.list_(pa.int32()), nullable=False),
+            pa.field("counted", pa.bool_(), nullable=False),
+            pa.field("predicted_distance", pa.list_(pa.float64()), nullable=False),
+            pa.field("label_distance", pa.list_(pa.float64()), nullable=False),
+        ]
+    ),
+    "per_scenario",
+)
+"""One row per (target, scenario) of a sweep: the chosen response, the label-closest
+(``correct``) responses, whether the scenario counts, and every response's predicted and label
+distance to the target; join on (benchmark, scenario) with the score cache's reasonings."""

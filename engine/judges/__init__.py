@@ -13,6 +13,7 @@ from pluralign.engine.judges.base import AnswerError, Judge, JudgeSettings, Work
 from pluralign.engine.judges.comparative import ComparativeJudge
 from pluralign.engine.judges.fewshot import FewShotSelector
 from pluralign.engine.judges.prompt_aligned import PromptAlignedJudge
+from pluralign.engine.judges.prompts import PromptFile, load_prompts
 from pluralign.engine.judges.regression import RegressionJudge
 from pluralign.engine.judges.unaligned import UnalignedJudge
 
@@ -32,9 +33,11 @@ __all__ = [
     "Judge",
     "JudgeSettings",
     "PromptAlignedJudge",
+    "PromptFile",
     "RegressionJudge",
     "UnalignedJudge",
     "WorkItem",
+    "load_prompts",
     "make_judge",
 ]
 
@@ -45,8 +48,11 @@ def make_judge(
     settings: JudgeSettings,
     *,
     train: Benchmark | None = None,
+    prompts: PromptFile | None = None,
 ) -> Judge:
-    """The judge called ``name``; few-shot settings need ``train`` (the training split)."""
+    """The judge called ``name``; few-shot settings need ``train`` (the training split);
+    ``prompts`` overrides templates and definitions (docs/prompts.md)."""
+    templates = None if prompts is None else prompts.for_judge(name)
     if name in SCORE_JUDGES:
         selector = None
         if settings.few_shot:
@@ -55,10 +61,15 @@ def make_judge(
                                  hint="pass --zero-shot or provide the benchmark's train split")
             selector = FewShotSelector(train, settings.similarity)
         cls = ComparativeJudge if name == "comparative-regression" else RegressionJudge
-        return cls(bench, settings, fewshot=selector)
+        definitions = None if prompts is None else dict(prompts.definitions)
+        return cls(bench, settings, fewshot=selector, templates=templates,
+                   definitions=definitions)
+    if settings.few_shot:
+        raise InputError(f"{name} has no in-context examples in this version",
+                         field="few-shot", hint="run it zero-shot")
     if name == "prompt-aligned":
-        return PromptAlignedJudge(bench, settings)
+        return PromptAlignedJudge(bench, settings, templates=templates)
     if name == "unaligned":
-        return UnalignedJudge(bench, settings)
+        return UnalignedJudge(bench, settings, templates=templates)
     raise InputError(f"unknown LLM scorer {name!r}", field="scorer",
                      hint=f"choose one of {', '.join(JUDGE_NAMES)}")

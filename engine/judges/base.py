@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
@@ -40,6 +41,29 @@ class JudgeSettings:
     """Add in-context examples from the training split (comparative and regression judges)."""
     similarity: str = "tfidf"
     """Text similarity that ranks in-context examples: ``tfidf`` or ``embedding``."""
+    decoding: str | None = None
+    """The backend's structured-output mode where it changes answers (a vLLM replica's
+    grammar backend and whitespace rule); None where the endpoint decides (HTTP backends)."""
+
+    revision: str | None = None
+    """Model revision (a commit or tag of the weights); None where the endpoint has one."""
+    backend: str = "openai"
+    """Backend kind: ``openai`` (any OpenAI-compatible HTTP endpoint) or ``vllm``."""
+    structured_output: str = "response_format"
+    """How an HTTP request asks for the answer schema (``response_format``, ``vllm``,
+    ``vllm_guided``, ``none``): constrained decoding changes what the model writes."""
+    extra_body: str = "{}"
+    """Extra request-body fields as canonical JSON (they reach the model, e.g. top_p)."""
+    prompts: str | None = None
+    """Hash of a user prompts file (templates and definitions); None for our wording."""
+
+    def identity_extra(self) -> dict[str, Any]:
+        """Identity settings recorded only when they differ from the default (so older
+        identities stay valid)."""
+        defaults = {"decoding": None, "revision": None, "backend": "openai",
+                    "structured_output": "response_format", "extra_body": "{}",
+                    "prompts": None}
+        return {k: getattr(self, k) for k, d in defaults.items() if getattr(self, k) != d}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +122,11 @@ class Judge(Protocol):
         """Rows recording that ``item`` failed (error set, no score)."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """Decoded settings for the run manifest: identity, settings, templates (hash and
+        text), definitions, few-shot rule."""
+        ...
+
 
 def digest(value: Any, n: int = 16) -> str:
     """SHA-256 (n hex) of a JSON-able value in canonical form."""
@@ -117,6 +146,21 @@ def letters(k: int) -> tuple[str, ...]:
     return tuple(chr(ord("A") + i) for i in range(k))
 
 
+_FENCE = re.compile(r"\A```[A-Za-z0-9_-]*[ \t]*\r?\n?(.*?)\r?\n?[ \t]*```\Z", re.DOTALL)
+
+
+def loads_answer(text: str) -> Any:
+    """The JSON value of an answer as real engines send it: surrounding whitespace and one
+    Markdown code fence (```json ... ```) are removed, and raw control characters inside
+    strings (tab, U+0015: valid to grammar-constrained decoders, refused by a strict
+    ``json.loads``) are accepted. Raises ``json.JSONDecodeError`` for anything else."""
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced is not None:
+        body = fenced.group(1).strip()
+    return json.loads(body, strict=False)
+
+
 def answer_json(result: GenerationResult) -> Any:
     """The first sample's JSON value (the backend's parsed value, else the text parsed here)."""
     if not result.samples:
@@ -124,10 +168,12 @@ def answer_json(result: GenerationResult) -> Any:
     s = result.samples[0]
     if s.parsed is not None:
         return s.parsed
+    if not isinstance(s.text, str):
+        raise AnswerError("answer is not text")
     try:
-        return json.loads(s.text)
-    except (json.JSONDecodeError, TypeError) as e:
-        raise AnswerError(f"answer is not JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        return loads_answer(s.text)
+    except json.JSONDecodeError as e:
+        raise AnswerError(f"answer is not JSON ({e.msg} at {e.pos})") from None
 
 
 def check_reasoning(value: Any, where: str) -> str:

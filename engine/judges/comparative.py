@@ -62,28 +62,39 @@ def comparative_schema(choice_letters: Sequence[str], scale: int = SCALE) -> dic
     }
 
 
-def system_prompt(attribute: str, definition: str, scale: int = SCALE) -> str:
-    return SYSTEM_TEMPLATE.format(
+def default_templates() -> dict[str, str]:
+    return {"system": SYSTEM_TEMPLATE, "user": USER_TEMPLATE, "response": RESPONSE_TEMPLATE,
+            "separator": RESPONSE_SEPARATOR}
+
+
+def system_prompt(attribute: str, definition: str, scale: int = SCALE,
+                  tmpl: Mapping[str, str] | None = None) -> str:
+    t = tmpl or default_templates()
+    return t["system"].format(
         attribute=attribute, definition=definition, scale=scale, mid=scale // 2
     )
 
 
 def user_prompt(
-    question: str, lettered: Sequence[tuple[str, str]], attribute: str, scale: int = SCALE
+    question: str, lettered: Sequence[tuple[str, str]], attribute: str, scale: int = SCALE,
+    tmpl: Mapping[str, str] | None = None,
 ) -> str:
     """The query: the question, then ``(letter, response text)`` pairs in the order shown."""
-    block = RESPONSE_SEPARATOR.join(
-        RESPONSE_TEMPLATE.format(letter=letter, text=text) for letter, text in lettered
+    t = tmpl or default_templates()
+    block = t["separator"].join(
+        t["response"].format(letter=letter, text=text) for letter, text in lettered
     )
-    return USER_TEMPLATE.format(
+    return t["user"].format(
         question=question, responses=block, attribute=attribute, scale=scale
     )
 
 
-def example_pair(example: Example, attribute: str) -> tuple[str, str]:
+def example_pair(example: Example, attribute: str,
+                 tmpl: Mapping[str, str] | None = None) -> tuple[str, str]:
     """A solved example: its responses lettered in file order, its true scores and reasonings."""
     lets = letters(len(example.responses))
-    user = user_prompt(example.prompt, list(zip(lets, example.responses, strict=True)), attribute)
+    user = user_prompt(example.prompt, list(zip(lets, example.responses, strict=True)),
+                       attribute, tmpl=tmpl)
     answer = {
         letter: {"reasoning": reason, "score": score}
         for letter, reason, score in zip(lets, example.reasonings, example.scores, strict=True)
@@ -113,12 +124,7 @@ class ComparativeJudge(ScoringJudge):
     name = "comparative-regression"
 
     def templates(self) -> Mapping[str, str]:
-        return {
-            "system": SYSTEM_TEMPLATE,
-            "user": USER_TEMPLATE,
-            "response": RESPONSE_TEMPLATE,
-            "separator": RESPONSE_SEPARATOR,
-        }
+        return {**default_templates(), **self.template_overrides}
 
     def example_schema(self) -> Mapping[str, Any]:
         return comparative_schema(letters(2))
@@ -148,12 +154,13 @@ class ComparativeJudge(ScoringJudge):
         order = self.order(item.scenario, item.attribute, item.sample)
         lets = letters(len(order))
         lettered = [(lets[p], sc.responses[r]) for p, r in enumerate(order)]
-        pairs = [example_pair(e, item.attribute) for e in self.examples(item.scenario,
-                                                                         item.attribute)]
+        tmpl = self.templates()
+        pairs = [example_pair(e, item.attribute, tmpl)
+                 for e in self.examples(item.scenario, item.attribute)]
         messages = system_then(
-            system_prompt(item.attribute, self.definitions[item.attribute]),
+            system_prompt(item.attribute, self.definitions[item.attribute], tmpl=tmpl),
             pairs,
-            user_prompt(sc.prompt, lettered, item.attribute),
+            user_prompt(sc.prompt, lettered, item.attribute, tmpl=tmpl),
         )
         return GenerationRequest(
             id=item.key,
@@ -170,13 +177,14 @@ class ComparativeJudge(ScoringJudge):
         order = self.order(item.scenario, item.attribute, item.sample)
         lets = letters(len(order))
         answer = parse_comparative(answer_json(result), lets)
+        prompt = self.request(item).fingerprint()
         rows = []
         for pos, r in enumerate(order):
             score, reasoning = answer[lets[pos]]
             rows.append(self.row(
                 item.scenario, r, item.attribute, item.sample,
                 score=score / SCALE, reasoning=reasoning, error=None,
-                meta=meta_with(result, letter=lets[pos]),
+                meta=meta_with(result, letter=lets[pos], prompt=prompt),
             ))
         return sorted(rows, key=lambda row: int(row["response"]))
 

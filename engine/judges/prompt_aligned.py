@@ -28,7 +28,12 @@ from pluralign.engine.judges.base import (
 )
 from pluralign.engine.judges.choices import choice_key
 from pluralign.engine.judges.consistency import order_for_sample
-from pluralign.engine.judges.scoring import ORDER_SCHEME, meta_with, system_then
+from pluralign.engine.judges.scoring import (
+    ORDER_SCHEME,
+    meta_with,
+    system_then,
+    template_record,
+)
 
 _TOL = 1e-9
 
@@ -90,11 +95,14 @@ def choice_schema(choice_letters: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def user_prompt(question: str, lettered: Sequence[tuple[str, str]]) -> str:
-    block = RESPONSE_SEPARATOR.join(
-        RESPONSE_TEMPLATE.format(letter=letter, text=text) for letter, text in lettered
+def user_prompt(question: str, lettered: Sequence[tuple[str, str]],
+                tmpl: Mapping[str, str] | None = None) -> str:
+    t = tmpl or {"user": USER_TEMPLATE, "response": RESPONSE_TEMPLATE,
+                 "separator": RESPONSE_SEPARATOR}
+    block = t["separator"].join(
+        t["response"].format(letter=letter, text=text) for letter, text in lettered
     )
-    return USER_TEMPLATE.format(question=question, responses=block)
+    return t["user"].format(question=question, responses=block)
 
 
 def parse_choice(value: Any, choice_letters: Sequence[str]) -> tuple[str, str]:
@@ -114,7 +122,10 @@ class ChoiceJudge:
     name = "choice"
     kind: ItemKind = "choice"
 
-    def __init__(self, bench: Benchmark, settings: JudgeSettings) -> None:
+    def __init__(self, bench: Benchmark, settings: JudgeSettings, *,
+                 templates: Mapping[str, str] | None = None) -> None:
+        self.template_overrides: dict[str, str] = dict(templates or {})
+        """Templates a user prompts file sets (the rest keep our wording)."""
         self.bench = bench
         """The benchmark whose scenarios are answered."""
         self.settings = settings
@@ -127,6 +138,7 @@ class ChoiceJudge:
             "system": SYSTEM_TEMPLATE, "none": NO_CRITERIA, "user": USER_TEMPLATE,
             "response": RESPONSE_TEMPLATE, "separator": RESPONSE_SEPARATOR,
             "wording": digest([describe("x", v) for v in (0, .17, .25, .33, .5, .67, .75, .83, 1)]),
+            **self.template_overrides,
         }
 
     def identity_settings(self) -> dict[str, Any]:
@@ -138,10 +150,22 @@ class ChoiceJudge:
             "max_tokens": self.settings.max_tokens,
             "seed": self.settings.seed,
             "orders": ORDER_SCHEME,
+            **self.settings.identity_extra(),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Decoded settings for the run manifest (templates by hash and text)."""
+        return {
+            "identity": self.identity, "name": self.name, "kind": self.kind,
+            "settings": self.settings.as_dict(),
+            "templates": template_record(self.templates()),
+            "few_shot": None, "orders": ORDER_SCHEME,
         }
 
     def system(self, target: str) -> str:
-        return SYSTEM_TEMPLATE.format(criteria=target_instructions(json.loads(target or "{}")))
+        t = self.templates()
+        criteria = target_instructions(json.loads(target or "{}"))
+        return t["system"].format(criteria=t["none"] if criteria == NO_CRITERIA else criteria)
 
     def order(self, scenario: int, target: str, sample: int) -> tuple[int, ...]:
         sc = self.bench.scenarios[scenario]
@@ -173,7 +197,8 @@ class ChoiceJudge:
         lettered = [(lets[p], sc.responses[r]) for p, r in enumerate(order)]
         return GenerationRequest(
             id=item.key,
-            messages=system_then(self.system(item.target), [], user_prompt(sc.prompt, lettered)),
+            messages=system_then(self.system(item.target), [],
+                                 user_prompt(sc.prompt, lettered, self.templates())),
             json_schema=choice_schema(lets),
             n=1,
             temperature=self.settings.temperature,
@@ -187,7 +212,8 @@ class ChoiceJudge:
         lets = letters(len(order))
         letter, reasoning = parse_choice(answer_json(result), lets)
         return [self._row(item, choice=order[lets.index(letter)], reasoning=reasoning,
-                          error=None, meta=meta_with(result, letter=letter))]
+                          error=None, meta=meta_with(result, letter=letter,
+                                                     prompt=self.request(item).fingerprint()))]
 
     def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
         return [self._row(item, choice=None, reasoning=None, error=reason, meta="{}")]

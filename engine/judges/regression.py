@@ -52,21 +52,29 @@ def regression_schema(scale: int = SCALE) -> dict[str, Any]:
     }
 
 
-def system_prompt(attribute: str, definition: str, scale: int = SCALE) -> str:
-    return SYSTEM_TEMPLATE.format(
+def default_templates() -> dict[str, str]:
+    return {"system": SYSTEM_TEMPLATE, "user": USER_TEMPLATE}
+
+
+def system_prompt(attribute: str, definition: str, scale: int = SCALE,
+                  tmpl: Mapping[str, str] | None = None) -> str:
+    return (tmpl or default_templates())["system"].format(
         attribute=attribute, definition=definition, scale=scale, mid=scale // 2
     )
 
 
-def user_prompt(question: str, text: str, attribute: str, scale: int = SCALE) -> str:
-    return USER_TEMPLATE.format(question=question, text=text, attribute=attribute, scale=scale)
+def user_prompt(question: str, text: str, attribute: str, scale: int = SCALE,
+                tmpl: Mapping[str, str] | None = None) -> str:
+    return (tmpl or default_templates())["user"].format(
+        question=question, text=text, attribute=attribute, scale=scale)
 
 
-def example_pairs(example: Example, attribute: str) -> list[tuple[str, str]]:
+def example_pairs(example: Example, attribute: str,
+                  tmpl: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """Each response of a training example as its own solved (question, response) pair."""
     return [
         (
-            user_prompt(example.prompt, text, attribute),
+            user_prompt(example.prompt, text, attribute, tmpl=tmpl),
             json_answer({"reasoning": reason, "score": score}),
         )
         for text, reason, score in zip(
@@ -89,7 +97,7 @@ class RegressionJudge(ScoringJudge):
     name = "regression"
 
     def templates(self) -> Mapping[str, str]:
-        return {"system": SYSTEM_TEMPLATE, "user": USER_TEMPLATE}
+        return {**default_templates(), **self.template_overrides}
 
     def example_schema(self) -> Mapping[str, Any]:
         return regression_schema()
@@ -110,15 +118,16 @@ class RegressionJudge(ScoringJudge):
     def request(self, item: WorkItem) -> GenerationRequest:
         assert item.attribute is not None and item.response is not None
         sc = self.bench.scenarios[item.scenario]
+        tmpl = self.templates()
         pairs = [
             pair
             for e in self.examples(item.scenario, item.attribute)
-            for pair in example_pairs(e, item.attribute)
+            for pair in example_pairs(e, item.attribute, tmpl)
         ]
         messages = system_then(
-            system_prompt(item.attribute, self.definitions[item.attribute]),
+            system_prompt(item.attribute, self.definitions[item.attribute], tmpl=tmpl),
             pairs,
-            user_prompt(sc.prompt, sc.responses[item.response], item.attribute),
+            user_prompt(sc.prompt, sc.responses[item.response], item.attribute, tmpl=tmpl),
         )
         return GenerationRequest(
             id=item.key,
@@ -135,7 +144,7 @@ class RegressionJudge(ScoringJudge):
         score, reasoning = parse_regression(answer_json(result))
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=score / SCALE, reasoning=reasoning, error=None,
-                         meta=meta_with(result))]
+                         meta=meta_with(result, prompt=self.request(item).fingerprint()))]
 
     def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
         assert item.attribute is not None and item.response is not None

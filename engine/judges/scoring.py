@@ -44,7 +44,10 @@ class ScoringJudge:
         attributes: Sequence[str] | None = None,
         definitions: Mapping[str, str] | None = None,
         fewshot: FewShotSelector | None = None,
+        templates: Mapping[str, str] | None = None,
     ) -> None:
+        self.template_overrides: dict[str, str] = dict(templates or {})
+        """Templates a user prompts file sets (the rest keep our wording)."""
         self.bench = bench
         """The benchmark whose scenarios are scored."""
         self.settings = settings
@@ -85,6 +88,19 @@ class ScoringJudge:
             "few_shot": None if self.fewshot is None else self.fewshot.identity,
             "orders": ORDER_SCHEME,
             "scale": SCALE,
+            **self.settings.identity_extra(),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Decoded settings for the run manifest: identity, settings, templates by hash and
+        text, definitions and the few-shot rule."""
+        return {
+            "identity": self.identity, "name": self.name, "kind": self.kind,
+            "settings": self.settings.as_dict(),
+            "templates": template_record(self.templates()),
+            "definitions": dict(sorted(self.definitions.items())),
+            "few_shot": None if self.fewshot is None else self.fewshot.identity,
+            "orders": ORDER_SCHEME, "scale": SCALE,
         }
 
     # -- examples -----------------------------------------------------------------------
@@ -135,14 +151,28 @@ class ScoringJudge:
         }
 
 
+def template_record(templates: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Each template's SHA-256 (16 hex) and text."""
+    return {name: {"sha256": digest(text), "text": text} for name, text in templates.items()}
+
+
 def json_answer(value: Any) -> str:
     """An example answer as the model should write it (compact JSON, keys in schema order)."""
     return json.dumps(value, ensure_ascii=False)
 
 
+RAW_MAX = 8192
+"""Longest raw answer text kept in a cache row's meta (longer text is cut, and marked)."""
+
+
 def meta_with(result: GenerationResult, **extra: Any) -> str:
-    """Usage meta plus judge-specific provenance (e.g. the letter a response was shown as)."""
+    """Usage meta plus provenance for audit: the raw answer text (the cache redacts
+    credentials when it writes), and judge-specific fields such as the letter a response was
+    shown as and the request's ``prompt`` fingerprint (``GenerationRequest.fingerprint``:
+    rebuild the exact prompt with ``judge.request(item)``)."""
     meta = json.loads(usage_meta(result))
+    raw = result.samples[0].text if result.samples else ""
+    meta["raw"] = raw if len(raw) <= RAW_MAX else raw[:RAW_MAX] + "...[cut]"
     meta.update(extra)
     return json.dumps(meta, sort_keys=True)
 

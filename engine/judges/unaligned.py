@@ -31,11 +31,11 @@ class UnalignedJudge(ChoiceJudge):
     def templates(self) -> Mapping[str, str]:
         return {
             "system": SYSTEM_TEMPLATE, "user": USER_TEMPLATE, "response": RESPONSE_TEMPLATE,
-            "separator": RESPONSE_SEPARATOR,
+            "separator": RESPONSE_SEPARATOR, **self.template_overrides,
         }
 
     def system(self, target: str) -> str:
-        return SYSTEM_TEMPLATE
+        return self.templates()["system"]
 
     def items(
         self, scenarios: Sequence[int], samples: int, targets: Sequence[str] | None = None

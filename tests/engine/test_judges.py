@@ -256,6 +256,12 @@ def test_identity_changes_with_every_setting_that_changes_answers() -> None:
         JudgeSettings(model="m1", max_tokens=512),
         JudgeSettings(model="m1", seed=3),
         JudgeSettings(model="m1", few_shot=True),
+        JudgeSettings(model="m1", revision="abc123"),
+        JudgeSettings(model="m1", backend="vllm"),
+        JudgeSettings(model="m1", structured_output="none"),
+        JudgeSettings(model="m1", extra_body='{"top_p":0.9}'),
+        JudgeSettings(model="m1", prompts="0123456789abcdef"),
+        JudgeSettings(model="m1", decoding="vllm:xgrammar"),
     ]
     idents = {make_judge("comparative-regression", bench, s, train=train).identity
               for s in variants}
@@ -498,3 +504,25 @@ def test_fake_answerer_picks_the_label_closest_response_for_prompt_aligned() -> 
         row = judge.parse(item, result_of(answer(body)))[0]
         labels = [lab["helpfulness"] for lab in bench.scenarios[item.scenario].labels]
         assert labels[row["choice"]] == max(labels)
+
+
+def test_choice_judges_identity_covers_the_new_settings() -> None:
+    bench = tiny_bench()
+    base = make_judge("prompt-aligned", bench, SETTINGS).identity
+    for field, value in (("revision", "r"), ("backend", "vllm"), ("structured_output", "none"),
+                         ("extra_body", '{"a":1}'), ("prompts", "ff")):
+        other = JudgeSettings(**{**SETTINGS.as_dict(), field: value})
+        assert make_judge("prompt-aligned", bench, other).identity != base, field
+
+
+def test_defaults_keep_older_identities() -> None:
+    # Settings added later are recorded only when set, so caches written before stay valid.
+    assert SETTINGS.identity_extra() == {}
+
+
+def test_describe_decodes_templates_by_hash_and_text() -> None:
+    judge = make_judge("comparative-regression", tiny_bench(), SETTINGS)
+    d = judge.describe()
+    assert d["identity"] == judge.identity and d["settings"]["model"] == "m1"
+    assert d["templates"]["system"]["text"].startswith("You are")
+    assert len(d["templates"]["system"]["sha256"]) == 16
