@@ -1,17 +1,86 @@
 """pluralign: an async, distributed evaluation engine for pluralistic alignment.
 
-The repository keeps the design's folders (``engine/``, ``actors/``, ``jobs/``, ``schemas/``);
-they install as ``pluralign.engine``, ``pluralign.actors``, ``pluralign.jobs`` and
-``pluralign.schemas``.
+The public surface (docs/api.md walks through it)::
+
+    import pluralign as pa
+    bench = pa.load_benchmark("helpsteer2", "eval")
+    scores = pa.score(bench, "ridge")                  # model-free, through the cache
+    per_target = pa.realign(scores, ["all", "sampled"])  # a pandas DataFrame
+    scores = await pa.ascore_llm(bench, "comparative-regression", pa.LLMConfig(model="m"))
+
+Names are imported on first use, so ``import pluralign`` (and ``pluralign --help``) stays
+light. The repository's folders install as ``pluralign.engine``, ``pluralign.actors``,
+``pluralign.jobs`` and ``pluralign.schemas``.
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("pluralign")
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+_LAZY = {
+    "LLMConfig": "pluralign.config",
+    "Scores": "pluralign.api",
+    "load_benchmark": "pluralign.api",
+    "scorer_names": "pluralign.api",
+    "get_scorer": "pluralign.api",
+    "score": "pluralign.api",
+    "score_llm": "pluralign.api",
+    "ascore_llm": "pluralign.api",
+    "targets": "pluralign.api",
+    "realign": "pluralign.api",
+    "summarize": "pluralign.api",
+    "jury": "pluralign.api",
+    "spica_evaluate": "pluralign.api",
+    "write_report": "pluralign.api",
+    "Benchmark": "pluralign.engine.benchmark",
+    "TargetSet": "pluralign.engine.targets",
+    "PluralignError": "pluralign.engine.errors",
+    "InputError": "pluralign.engine.errors",
+}
+
+__all__ = [
+    "Benchmark", "InputError", "LLMConfig", "PluralignError", "Scores", "TargetSet",
+    "__version__", "ascore_llm", "get_scorer", "jury", "load_benchmark", "realign", "score",
+    "score_llm", "scorer_names", "spica_evaluate", "summarize", "targets", "write_report",
+]
+
+if TYPE_CHECKING:
+    from pluralign.api import (
+        Scores,
+        ascore_llm,
+        get_scorer,
+        jury,
+        load_benchmark,
+        realign,
+        score,
+        score_llm,
+        scorer_names,
+        spica_evaluate,
+        summarize,
+        targets,
+        write_report,
+    )
+    from pluralign.config import LLMConfig
+    from pluralign.engine.benchmark import Benchmark
+    from pluralign.engine.errors import InputError, PluralignError
+    from pluralign.engine.targets import TargetSet
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pluralign' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -12,6 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pluralign.jobs.cli import main
+from tests.fake_openai import make_fake_server
+
+__all__ = ["make_fake_server"]
 
 SYN = "synthetic:S=30,R=2-3,A=3,L=5,seed=4"
 
@@ -128,3 +131,117 @@ def test_limit_run_shares_cache_with_full_run(tmp_path: Path, monkeypatch) -> No
     preds = ScoreCache(tmp_path / "cache").predictions(bench, ident)
     done = ~np.isnan(preds).any(axis=1)
     assert done.sum() == bench.offsets[10]  # exactly the first 10 scenarios' responses
+
+
+def test_version(capsys) -> None:
+    import pluralign
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pluralign {pluralign.__version__}"
+
+
+def test_help_imports_no_command_module() -> None:
+    """Top-level help reads the command list from source: no command's imports run."""
+    code = ("import sys\nfrom pluralign.jobs.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print([m for m in sys.modules if m.startswith('pluralign.jobs.cmd_') "
+            "or m in ('numpy', 'pyarrow', 'ray', 'aiohttp')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "sweep" in out and "report" in out  # the help lists every command
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_misspelt_flag_is_reported_by_the_subcommand_with_a_suggestion(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--scorr", "ridge", "--out", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert "pluralign sweep: error: unrecognized arguments: --scorr" in err
+    assert "did you mean --scorer?" in err
+    with pytest.raises(SystemExit):
+        main(["spica", "evaluate", "--bank", "synthetic:0", "--bootstrapp", "3"])
+    err = capsys.readouterr().err
+    assert "pluralign spica evaluate: error" in err and "did you mean --bootstrap?" in err
+
+
+def test_misspelt_command_suggests_one(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["swep"])
+    assert "did you mean sweep?" in capsys.readouterr().err
+
+
+def test_help_is_plain_text_and_descriptions_differ(capsys) -> None:
+    from pluralign.jobs.cli import commands
+
+    texts = {}
+    for name in commands():
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        texts[name] = capsys.readouterr().out
+        assert "``" not in texts[name], name
+    assert texts["jury"].split("\n\n")[1] != texts["distribution"].split("\n\n")[1]
+
+
+def test_result_files_respect_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert _sweep(tmp_path, "--scorer", "oracle", "--targets", "high") == 0
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "per_target.parquet"):
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_misspelt_scorer_or_set_lists_every_name(tmp_path: Path, capsys) -> None:
+    assert _sweep(tmp_path, "--scorer", "rigde") == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'ridge'?" in err
+    for name in ("constant", "oracle", "predictions:FILE", "random", "ridge",
+                 "comparative-regression", "regression", "prompt-aligned", "unaligned"):
+        assert name in err
+    assert _sweep(tmp_path, "--scorer", "oracle", "--targets", "al") == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'all'?" in err and "sets: all, sampled, high, low" in err
+
+
+def test_align_sends_large_choices_to_parquet_with_a_warning(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import pluralign.jobs.cmd_align as cmd_align
+
+    assert _sweep(tmp_path, "--scorer", "oracle", "--targets", "high") == 0
+    monkeypatch.setattr(cmd_align, "JSON_LIMIT", 10_000)
+    rc = main(["align", "--benchmark", SYN, "--cache", str(tmp_path / "cache"), "--scorer",
+               "oracle", "--targets", "all", "--show", "0", "--out", str(tmp_path / "a.json")])
+    assert rc == 0
+    assert "MB of JSON" in capsys.readouterr().err
+    head = json.loads((tmp_path / "a.json").read_text())
+    assert "chosen" not in head and len(head["targets"]) == 125
+    chosen = pq.read_table(tmp_path / head["chosen_file"])
+    assert chosen.num_rows == 125 * 30
+
+
+def test_llm_progress_line_shows_retries_and_failures(
+    tmp_path: Path, make_fake_server, shared_data: Path
+) -> None:
+    """Run as a process: the progress line goes to the real stderr, as users see it."""
+    import re
+
+    pytest.importorskip("aiohttp")
+    server = make_fake_server(require_auth=False, fault_5xx=0.4, seed=3)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pluralign", "sweep", "--benchmark", "helpsteer2", "--data",
+         str(shared_data), "--scorer", "comparative-regression", "--base-url", server.url,
+         "--model", "fake-model", "--api-key-env", "none", "--limit", "5", "--no-ray",
+         "--targets", "high", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 2), proc.stderr  # 2: an item ran out of sends (failed)
+    lines = [ln for ln in proc.stderr.splitlines() if " items (" in ln]
+    counts = [int(m.group(1)) for ln in lines if (m := re.search(r"(\d+) retries", ln))]
+    assert lines and len(counts) == len(lines) and counts[-1] > 0
+    assert all(" failed, " in ln for ln in lines)

@@ -1,0 +1,193 @@
+"""``pluralign report`` in a real headless Chromium: no console errors, every figure drawn,
+the numbers shown equal the runs' summary.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pluralign.jobs.cli import main
+
+pytest.importorskip("matplotlib")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+WIDTH = 1200
+
+
+def _chromium(tmp: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+             "--force-device-scale-factor=1", "--hide-scrollbars"]
+    return subprocess.run([CHROMIUM, *flags, *extra, url], capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+def _console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+
+
+class _Page(HTMLParser):
+    """Figures (their rendered rectangles) and the exact values of every checked cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run: str | None = None
+        self.rects: list[tuple[str, tuple[int, int, int, int]]] = []
+        self.cells: dict[tuple[str | None, str], tuple[str, str]] = {}
+        self.figures = ""
+        self._cell: tuple[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "body":
+            self.figures = a.get("data-figures", "")
+        if tag == "section" and "data-run" in a:
+            self.run = a["data-run"]
+        if tag == "figure" and "data-rect" in a:
+            x, y, w, h = (int(v) for v in a["data-rect"].split(","))
+            self.rects.append((a.get("data-title", ""), (x, y, w, h)))
+        if tag == "td" and "data-key" in a:
+            self._cell = (a["data-key"], a["data-value"])
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            key, value = self._cell
+            self.cells[(self.run, key)] = (value, data)
+            self._cell = None
+
+
+def _lookup(summary: dict, key: str) -> object:
+    """'sets/all/mean' in a sweep, 'groups/ALL/welfare_ainf' in a jury or SPICA summary."""
+    head, *rest = key.split("/")
+    node: object = summary[head]
+    if head in ("sets", "groups") and isinstance(node, list):
+        by = {g.get("name", g.get("group")): g for g in node}
+        node = by[rest.pop(0)]
+    for part in rest:
+        assert isinstance(node, dict)
+        node = node[part]
+    return node
+
+
+def _ink(png: Path, rect: tuple[int, int, int, int]) -> float:
+    """Share of pixels in the rectangle that are not the white background."""
+    import numpy as np
+    from PIL import Image
+
+    x, y, w, h = rect
+    pixels = np.asarray(Image.open(png).convert("RGB").crop((x, y, x + w, y + h)))
+    return float((pixels.min(axis=2) < 235).mean()) if pixels.size else 0.0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("runs")
+    cache = str(tmp / "cache")
+    common = ["--benchmark", "helpsteer2", "--data", str(shared_data), "--scorer", "ridge",
+              "--cache", cache]
+    assert main(["sweep", *common, "--out", str(tmp / "hs2-ridge")]) == 0
+    groups = Path(__file__).resolve().parents[2] / "docs" / "examples" / "helpsteer2_groups.json"
+    assert main(["jury", *common, "--groups", str(groups), "--alpha", "0,1,2,inf",
+                 "--bootstrap", "200", "--out", str(tmp / "jury")]) == 0
+    assert main(["spica", "evaluate", "--bank", "synthetic:0", "--bootstrap", "200",
+                 "--out", str(tmp / "spica.json")]) == 0
+    return {"hs2-ridge": tmp / "hs2-ridge", "jury": tmp / "jury", "spica": tmp / "spica.json"}
+
+
+def test_console_capture_sees_errors(tmp_path: Path) -> None:
+    """The check below can fail: a page that logs an error is caught."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed")
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>console.error('planted-error')</script></body></html>")
+    out = _chromium(tmp_path, bad.as_uri(), "--dump-dom")
+    assert any("planted-error" in line for line in _console_lines(out.stderr))
+
+
+@needs_chromium
+def test_report_renders_every_figure_with_the_summary_numbers(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    page = tmp_path / "report.html"
+    assert main(["report", *map(str, runs.values()), "--out", str(page)]) == 0
+    text = page.read_text()
+    # nothing the page would load: no src/href to another resource, no CSS url(), no <link>
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)|url\((?!#)|<link""", text)
+
+    dom = _chromium(tmp_path, page.as_uri(), f"--window-size={WIDTH},900", "--dump-dom")
+    assert _console_lines(dom.stderr) == []
+    parsed = _Page()
+    parsed.feed(dom.stdout)
+    n_ok, n_all = (int(v) for v in parsed.figures.split("/"))
+    # side-by-side accuracy + regression, polar targets, jury bars + welfare, SPICA errors
+    assert n_all >= 6 and n_ok == n_all
+
+    height = max(y + h for _, (_, y, _, h) in parsed.rects) + 40
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, page.as_uri(), f"--window-size={WIDTH},{height}",
+              f"--screenshot={shot}")
+    for title, rect in parsed.rects:
+        assert rect[2] > 100 and rect[3] > 100, title
+        ink = _ink(shot, rect)
+        print(f"figure {title!r}: {rect[2]}x{rect[3]} px, {ink:.1%} drawn")
+        assert ink > 0.02, f"figure {title!r} looks blank"
+    blank = (WIDTH - 40, 0, 30, height)  # the right margin: the check sees white as blank
+    assert _ink(shot, blank) < 0.01
+
+    checked = 0
+    for label, path in runs.items():
+        summary = json.loads((path / "summary.json" if path.is_dir() else path).read_text())
+        cells = {k: v for (run, k), v in parsed.cells.items() if run == label}
+        assert cells, label
+        for key, (exact, shown) in cells.items():
+            if key.startswith(("seconds/", "manifest/")):
+                continue
+            want = _lookup(summary, key)
+            if want is None:
+                assert shown == "—", key
+                continue
+            assert float(exact) == float(want), key  # type: ignore[arg-type]
+            digits = len(shown.split(".")[1]) if "." in shown else 0
+            assert shown == (f"{float(want):.{digits}f}" if isinstance(want, float)
+                             else str(want)), key
+            checked += 1
+    sweep = json.loads((runs["hs2-ridge"] / "summary.json").read_text())
+    means = {s["name"]: s["mean"] for s in sweep["sets"]}
+    assert not math.isnan(means["all"])
+    assert parsed.cells[("hs2-ridge", "sets/all/mean")][0] == repr(means["all"])
+    print(f"{checked} shown numbers equal summary.json")
+    assert checked >= 40
+
+
+def test_report_degrades_without_tables_and_draws_implicit_bias(tmp_path: Path) -> None:
+    """A summary alone still reports (with a note); an unaligned run's implicit bias is drawn."""
+    from pluralign.report import build_report
+
+    run = tmp_path / "unaligned"
+    run.mkdir()
+    bias = {"helpfulness": 0.7, "verbosity": 0.45, "coherence": 0.9}
+    (run / "summary.json").write_text(json.dumps({
+        "benchmark": "b", "scorer": "unaligned#x", "implicit_bias": bias,
+        "sets": [{"name": "high", "n_targets": 1, "n_defined": 1, "mean": 61.5, "std": 0.0,
+                  "by_n_attributes": {"3": {"mean": 61.5, "std": 0.0, "targets": 1}}}]}))
+    page = build_report([run])
+    assert "unaligned: implicit bias" in page and "no per_target.parquet" in page
+    assert 'data-key="sets/high/mean" data-value="61.5"' in page
+
+
+def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    rc = main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "empty" in err[0] and "summary.json" in err[0]
+    assert not (tmp_path / "r.html").exists()
