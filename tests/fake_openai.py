@@ -60,12 +60,13 @@ def fake_server(make_fake_server: Callable[..., FakeOpenAIServer]) -> FakeOpenAI
     return make_fake_server()
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server on a free loopback port with its files in ``workdir``."""
+def start_redis(workdir: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start redis-server on ``port`` (default: a free one) on loopback, with its files in
+    ``workdir``; returns once it answers PING."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server not installed")
-    port = free_port()
+    port = free_port() if port is None else port
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
          "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],

@@ -25,6 +25,7 @@ from pluralign.actors.ratelimit import (
     make_limiter,
     take_all,
 )
+from tests.fake_openai import start_redis
 
 
 def max_in_window(times: list[float], period: float) -> int:
@@ -211,28 +212,8 @@ def test_redis_status_publishes_and_reads(redis_url: str) -> None:
 
 
 def _redis_on(port: int, workdir: Any) -> subprocess.Popen[bytes]:
-    """redis-server on ``port`` (loopback, no persistence); waits until it answers PING."""
-    import shutil
-    import socket
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-         "--save", "", "--appendonly", "no", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not come up")
+    """redis-server on ``port`` (loopback, no persistence), answering PING."""
+    return start_redis(workdir, port)[0]
 
 
 @pytest.mark.redis
