@@ -308,7 +308,9 @@ def _report(args: argparse.Namespace, bench: Any, ident: str, summaries: list[An
         "sets": sets,
         **extra,
     })
-    progress(f"wrote {out / 'summary.json'} and {out / 'per_target.parquet'}")
+    written = [n for n in ("summary.json", "per_target.parquet", "per_scenario.parquet")
+               if (out / n).exists()]
+    progress(f"wrote {', '.join(written)} in {out}")
 
 
 def _clean(obj: Any) -> Any:
