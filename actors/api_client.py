@@ -18,11 +18,12 @@ import socket
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pluralign.actors.ratelimit import Limiter, key_id, make_limiter
 from pluralign.engine.backend import (
+    NO_LOGPROBS,
     Failure,
     FailureKind,
     GenerationRequest,
@@ -299,6 +300,9 @@ class OpenAIBackend:
         }
         if req.seed is not None:
             body["seed"] = req.seed + offset
+        if req.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = req.top_logprobs
         schema = req.json_schema
         mode = self.config.structured_output
         if schema is not None and mode == "response_format":
@@ -351,6 +355,12 @@ class OpenAIBackend:
         got, problems = [], []
         for choice in choices if isinstance(choices, list) else []:
             sample, problem = parse_sample(choice, req.json_schema)
+            if sample is not None and req.top_logprobs is not None:
+                top = parse_top_logprobs(choice)
+                if top is None:
+                    return _Attempt(usage=usage, failure=Failure(
+                        FailureKind.FATAL_ITEM, NO_LOGPROBS, status=200))
+                sample = replace(sample, top_logprobs=top)
             if sample is not None:
                 got.append(sample)
             else:
@@ -391,6 +401,24 @@ def parse_sample(choice: Any, schema: Mapping[str, Any] | None) -> tuple[Sample 
     if errors:
         return None, f"schema: {errors[0]}"
     return Sample(content, value), ""
+
+
+def parse_top_logprobs(choice: Any) -> dict[str, float] | None:
+    """The first generated token's alternatives (token -> logprob) from a chat choice's
+    ``logprobs.content[0].top_logprobs``; None when the answer carries none."""
+    try:
+        first = choice["logprobs"]["content"][0]
+        alternatives = first["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    out: dict[str, float] = {}
+    for alt in alternatives if isinstance(alternatives, list) else []:
+        try:
+            token, lp = str(alt["token"]), float(alt["logprob"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out[token] = max(lp, out.get(token, -math.inf))
+    return out or None
 
 
 def classify_status(status: int) -> FailureKind:

@@ -11,7 +11,9 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import math
 import random
+import re
 import socket
 import string
 import threading
@@ -166,6 +168,26 @@ def _oracle_value(schema: Mapping[str, Any], path: str, scores: Mapping[str, flo
     return value_for_schema(schema, rng)
 
 
+_LETTER_STYLES = ("{}", " {}", "({}")
+
+
+def option_logprobs(body: Mapping[str, Any], k: int) -> list[dict[str, Any]]:
+    """Plausible first-token alternatives for a multiple-choice prompt, most likely first: the
+    option letters (lines ``A. ...``) in several token styles (``A``, `` B``, ``(C``; the first
+    letter also as `` A``), plus a non-letter token, with log-probabilities seeded by the prompt
+    (the same question gets the same answer). At most ``k`` entries."""
+    text = prompt_text(body)
+    lets = re.findall(r"^([A-Z])\. ", text, flags=re.MULTILINE) or ["Yes", "No"]
+    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    tokens = [_LETTER_STYLES[i % len(_LETTER_STYLES)].format(x) for i, x in enumerate(lets)]
+    tokens += [f" {lets[0]}", "The"]
+    weights = [rng.uniform(0.05, 1.0) for _ in tokens]
+    total = sum(weights)
+    alts = sorted(((t, math.log(w / total)) for t, w in zip(tokens, weights, strict=True)),
+                  key=lambda tw: -tw[1])
+    return [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alts[:max(0, k)]]
+
+
 def approx_tokens(text: str) -> int:
     """Roughly 1.3 tokens per word, as the usage figures of the fake."""
     return round(len(text.split()) * 1.3)
@@ -224,6 +246,8 @@ class FakeServerConfig:
     """Answer every authorised request with this HTTP status (tests of 400, 403, 413...)."""
     max_choices: int | None = None
     """Answer at most this many choices even if ``n`` asks for more (tests the client's top-up)."""
+    logprobs: bool = True
+    """Answer ``top_logprobs`` when a request asks for them (False: an endpoint without them)."""
     require_auth: bool = True
     """Answer 401 without ``Authorization: Bearer <key>``."""
     seed: int = 0
@@ -481,6 +505,13 @@ class FakeOpenAIServer:
             n = min(n, self.config.max_choices)
         contents = ['{"not": "what you asked for"' if fault == "bad_content"
                     else _garble(self._answerer(body), fault) for _ in range(n)]
+        tops: list[Any] = [None] * n
+        if body.get("logprobs") and self.config.logprobs:
+            k = int(body.get("top_logprobs") or 0)
+            top = option_logprobs(body, max(1, k))
+            tops = [{"content": [{**top[0], "top_logprobs": top[:k]}]}] * n
+            if fault != "bad_content":
+                contents = [top[0]["token"]] * n
         finish = "length" if fault == "truncated" else "stop"
         prompt = approx_tokens(prompt_text(body))
         completion = sum(approx_tokens(t) for t in contents)
@@ -490,7 +521,8 @@ class FakeOpenAIServer:
             "created": int(time.time()),
             "model": body.get("model", self.config.model),
             "choices": [{"index": i, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": t}}
+                         "message": {"role": "assistant", "content": t},
+                         **({} if tops[i] is None else {"logprobs": tops[i]})}
                         for i, t in enumerate(contents)],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},

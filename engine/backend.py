@@ -15,6 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+NO_LOGPROBS = "this endpoint returns no log-probabilities: use --samples instead"
+"""Failure message when log-probabilities were asked for and the answer has none."""
+
 
 @dataclass(frozen=True)
 class Message:
@@ -48,6 +51,9 @@ class GenerationRequest:
     """Most times a backend may send this request, its own retries included (None: its own
     limit). The scheduler sets it so that one item has one retry budget, whoever retries; it
     does not change the answer, so it is not part of the fingerprint."""
+    top_logprobs: int | None = None
+    """If set, also return the log-probabilities of this many most likely alternatives of the
+    first generated token (``Sample.top_logprobs``); part of the fingerprint only when set."""
 
     def fingerprint(self) -> str:
         """SHA-256 (16 hex) of every field that changes the answer (not ``id``)."""
@@ -59,6 +65,8 @@ class GenerationRequest:
             "seed": self.seed,
             "max_tokens": self.max_tokens,
         }
+        if self.top_logprobs is not None:
+            payload["top_logprobs"] = self.top_logprobs
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -83,6 +91,9 @@ class Sample:
     """Raw text as returned."""
     parsed: Any = None
     """The JSON value when a schema was requested and the text parsed and validated."""
+    top_logprobs: Mapping[str, float] | None = None
+    """When the request asked for them: the first generated token's most likely alternatives,
+    token -> natural-log probability."""
 
 
 class FailureKind(enum.Enum):

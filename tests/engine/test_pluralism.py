@@ -7,6 +7,7 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -225,3 +226,49 @@ def test_label_sets_layout(tmp_path: Path) -> None:
 def test_missing_dataset_says_where(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"huggingface\.co/datasets/allenai/ValuePrism.*gated"):
         fd.load_valueprism(tmp_path / "nope.csv")
+
+
+# ---- survey answers from option-letter log-probabilities -----------------------------------
+
+
+def _survey_judge(logprobs: int | None) -> Any:
+    from pluralign.engine.distributional import Question
+    from pluralign.engine.judges.base import JudgeSettings
+    from pluralign.engine.pluralism_judges import SurveyJudge
+
+    q = Question("s1", "Is it good?", ("Yes", "No", "Maybe"),
+                 {"US": np.array([0.5, 0.25, 0.25])}, {})
+    return SurveyJudge([q], JudgeSettings(model="m"), logprobs=logprobs)
+
+
+def test_logprob_judge_request_and_rows() -> None:
+    from pluralign.engine.backend import NO_LOGPROBS, GenerationResult, Sample
+    from pluralign.engine.opinions import logprobs_by_question
+
+    sampled, judge = _survey_judge(None), _survey_judge(5)
+    assert judge.identity != sampled.identity != _survey_judge(6).identity
+    items = judge.items(samples=4)
+    assert len(items) == 1  # one request per question, whatever --samples says
+    req = judge.request(items[0])
+    assert req.json_schema is None and req.top_logprobs == 5
+    assert req.fingerprint() != sampled.request(sampled.items(1)[0]).fingerprint()
+    top = {" B": math.log(0.5), "(A": math.log(0.2), "A": math.log(0.1), "The": math.log(0.2)}
+    row = judge.parse(items[0], GenerationResult(req.id, (Sample("B", top_logprobs=top),)))[0]
+    assert row["error"] is None and row["choice"] == 1
+    got = logprobs_by_question([row])[row["scenario"]]
+    assert got == pytest.approx(top)
+    assert logprob_distribution(got, ["A", "B", "C"]) == pytest.approx([0.375, 0.625, 0.0])
+    none = {"The": -0.1, "I": -2.0}
+    bad = judge.parse(items[0], GenerationResult(req.id, (Sample("The", top_logprobs=none),)))
+    assert "no option letter (A, B, C)" in bad[0]["error"]
+    missing = judge.parse(items[0], GenerationResult(req.id, (Sample("B"),)))
+    assert missing[0]["error"] == NO_LOGPROBS and logprobs_by_question(missing) == {}
+
+
+def test_top_logprobs_in_fingerprint_only_when_set() -> None:
+    from pluralign.engine.backend import GenerationRequest, Message
+
+    msgs = (Message("user", "hi"),)
+    base = GenerationRequest("a", msgs)
+    assert GenerationRequest("b", msgs, top_logprobs=None).fingerprint() == base.fingerprint()
+    assert GenerationRequest("c", msgs, top_logprobs=3).fingerprint() != base.fingerprint()

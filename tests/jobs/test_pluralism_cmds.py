@@ -129,3 +129,91 @@ def test_opinions_cache_key_fields(tmp_path: Path, fake_key: str, make_fake_serv
     before = _sent(server)
     assert main([*base, "--out", str(tmp_path / "edited")]) == 0
     assert _sent(server) - before == 2
+
+
+def test_api_client_parses_top_logprobs(fake_key: str, make_fake_server: Any) -> None:
+    """A real HTTP answer of the fake server: the client asks for logprobs and keeps the first
+    token's alternatives exactly as sent."""
+    import asyncio
+
+    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.fake_server import option_logprobs
+    from pluralign.engine.backend import NO_LOGPROBS, GenerationRequest, Message
+
+    server = make_fake_server()
+    msgs = (Message("user", "Pick one.\nA. yes\nB. no\nC. maybe"),)
+    req = GenerationRequest("r", msgs, max_tokens=1, top_logprobs=4)
+
+    async def ask(url: str) -> Any:
+        backend = OpenAIBackend(APIClientConfig(base_url=url, model="fake",
+                                                api_key_env=FAKE_KEY_ENV, max_retries=0))
+        try:
+            return (await backend.generate([req]))[0]
+        finally:
+            await backend.close()
+
+    body = OpenAIBackend(APIClientConfig(model="fake")).request_body(req)
+    assert body["logprobs"] is True and body["top_logprobs"] == 4
+    result = asyncio.run(ask(server.url))
+    sent = option_logprobs({"messages": [{"role": "user", "content": msgs[0].content}]}, 4)
+    assert result.ok and len(sent) == 4
+    assert result.samples[0].top_logprobs == {a["token"]: a["logprob"] for a in sent}
+    assert result.samples[0].text == sent[0]["token"]
+    bare = make_fake_server(logprobs=False)
+    failed = asyncio.run(ask(bare.url))
+    assert failed.failure is not None and failed.failure.message == NO_LOGPROBS
+    assert failed.failure.kind.value == "fatal_item" and _sent(bare) == 1  # not resent
+
+
+def test_opinions_logprobs_cached(tmp_path: Path, fake_key: str, make_fake_server: Any) -> None:
+    """``--logprobs``: one request per question; the distribution is logprob_distribution of
+    what the server sent; a rerun sends nothing; the sampled mode does not share its rows."""
+    from pluralign.actors.fake_server import option_logprobs
+    from pluralign.engine.distributional import load_distributions
+    from pluralign.engine.judges.base import JudgeSettings
+    from pluralign.engine.opinions import logprob_distribution
+    from pluralign.engine.pluralism_judges import SurveyJudge
+
+    server = make_fake_server()
+    survey = {"questions": [*SURVEY["questions"], {
+        "id": "s2", "question": "Is it bad?", "options": ["Yes", "No"],
+        "groups": {"US": {"probabilities": [0.2, 0.8]}}}]}
+    f = tmp_path / "survey.json"
+    f.write_text(json.dumps(survey))
+    args = ["opinions", "--file", str(f), "--logprobs", "5", *_llm(server, tmp_path)]
+    assert main([*args, "--out", str(tmp_path / "l1")]) == 0
+    assert _sent(server) == 2
+    assert main([*args, "--out", str(tmp_path / "l2")]) == 0
+    assert _sent(server) == 2  # rerun: from the cache
+    s = json.loads((tmp_path / "l2" / "summary.json").read_text())
+    assert s["mode"] == "logprobs" and s["top_logprobs"] == 5
+    assert s["answered"] == 2 and s["scoring"]["cached"] == 2
+    judge = SurveyJudge(load_distributions(str(f)), JudgeSettings(model="fake"), logprobs=5)
+    rows = {r["question"]: r["model_distribution"]
+            for r in pq.read_table(tmp_path / "l1" / "opinions.parquet").to_pylist()}
+    for item in judge.items(1):
+        q = judge.questions[item.scenario]
+        body = {"messages": [{"role": m.role, "content": m.content}
+                             for m in judge.request(item).messages]}
+        sent = {a["token"]: a["logprob"] for a in option_logprobs(body, 5)}
+        want = logprob_distribution(sent, "ABC"[: len(q.options)])
+        assert want is not None and rows[q.id] == pytest.approx(want.tolist())
+    assert main(["opinions", "--file", str(f), "--samples", "2", *_llm(server, tmp_path),
+                 "--out", str(tmp_path / "s")]) == 0
+    assert _sent(server) == 2 + 4  # the sampled mode has its own rows
+
+
+def test_opinions_logprobs_endpoint_without(tmp_path: Path, fake_key: str,
+                                            make_fake_server: Any,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    server = make_fake_server(logprobs=False)
+    f = tmp_path / "survey.json"
+    f.write_text(json.dumps(SURVEY))
+    args = ["opinions", "--file", str(f), "--logprobs", *_llm(server, tmp_path),
+            "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "returns no log-probabilities: use --samples instead" in err
+    assert _sent(server) == 1 and not (tmp_path / "x" / "summary.json").exists()
+    assert main([*args[:4], "--samples", "3", *args[4:-1], str(tmp_path / "y")]) == 2
+    assert "drop --samples" in capsys.readouterr().err and _sent(server) == 1
