@@ -117,7 +117,8 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
     shot.add_argument("--few-shot", dest="few_shot", action="store_true", default=None,
                       help="in-context examples from the training split (default for "
                            "comparative-regression; the paper's regression ablation is "
-                           "zero-shot, so regression defaults to --zero-shot)")
+                           "zero-shot, so regression defaults to --zero-shot; prompt-aligned "
+                           "takes it for the few-shot prompt-aligned ablation)")
     shot.add_argument("--zero-shot", dest="few_shot", action="store_false",
                       help="no in-context examples")
     g.add_argument("--similarity", choices=("tfidf", "embedding"), default="tfidf",
@@ -165,9 +166,11 @@ def samples_of(args: argparse.Namespace) -> int:
     return n
 
 
-FEW_SHOT_DEFAULT = {"comparative-regression": True, "regression": False}
+FEW_SHOT_DEFAULT = {"comparative-regression": True, "regression": False,
+                    "prompt-aligned": False}
 """Few-shot default per judge (seed 003: the proposed comparative regression is few-shot,
-Table 1's per-response regression ablation zero-shot)."""
+Table 1's per-response regression ablation and the prompt-aligned baseline zero-shot; Table 2's
+few-shot prompt-aligned ablation is ``--few-shot``)."""
 
 
 def few_shot_for(scorer_name: str, args: argparse.Namespace) -> bool:
@@ -177,8 +180,8 @@ def few_shot_for(scorer_name: str, args: argparse.Namespace) -> bool:
     asked = getattr(args, "few_shot", None)
     if asked is None:
         return FEW_SHOT_DEFAULT.get(scorer_name, False)
-    if asked and scorer_name in CHOICE_JUDGES:
-        raise InputError(f"{scorer_name} has no in-context examples in this version",
+    if asked and scorer_name in CHOICE_JUDGES and scorer_name != "prompt-aligned":
+        raise InputError(f"{scorer_name} has no in-context examples",
                          field="few-shot", hint="drop --few-shot (it runs zero-shot)")
     return bool(asked)
 

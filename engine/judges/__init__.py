@@ -11,7 +11,7 @@ from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.base import AnswerError, Judge, JudgeSettings, WorkItem
 from pluralign.engine.judges.comparative import ComparativeJudge
-from pluralign.engine.judges.fewshot import FewShotSelector
+from pluralign.engine.judges.fewshot import ChoiceExampleSelector, FewShotSelector
 from pluralign.engine.judges.prompt_aligned import PromptAlignedJudge
 from pluralign.engine.judges.prompts import PromptFile, load_prompts
 from pluralign.engine.judges.regression import RegressionJudge
@@ -64,11 +64,17 @@ def make_judge(
         definitions = None if prompts is None else dict(prompts.definitions)
         return cls(bench, settings, fewshot=selector, templates=templates,
                    definitions=definitions)
-    if settings.few_shot:
-        raise InputError(f"{name} has no in-context examples in this version",
-                         field="few-shot", hint="run it zero-shot")
     if name == "prompt-aligned":
-        return PromptAlignedJudge(bench, settings, templates=templates)
+        choice_examples = None
+        if settings.few_shot:
+            if train is None:
+                raise InputError("few-shot scoring needs the training split", field="train",
+                                 hint="pass --zero-shot or provide the benchmark's train split")
+            choice_examples = ChoiceExampleSelector(train, settings.similarity)
+        return PromptAlignedJudge(bench, settings, templates=templates, fewshot=choice_examples)
+    if settings.few_shot:
+        raise InputError(f"{name} has no in-context examples", field="few-shot",
+                         hint="run it zero-shot")
     if name == "unaligned":
         return UnalignedJudge(bench, settings, templates=templates)
     raise InputError(f"unknown LLM scorer {name!r}", field="scorer",

@@ -1,4 +1,5 @@
-"""In-context examples for the regression judges: a rubric of training scenarios per attribute.
+"""In-context examples: a rubric of training scenarios per attribute for the regression judges,
+solved choices per target for the few-shot prompt-aligned judge (end of file).
 
 Training scenarios are ranked by text similarity to the query (TF-IDF cosine by default); walking
 that ranking, each distinct label level of the attribute takes the most similar example that
@@ -7,7 +8,7 @@ shows it, so the examples cover every level. Answers use the training reasonings
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.base import REASONING_MAX, SCALE, scenario_text
-from pluralign.engine.levels import to_units
+from pluralign.engine.levels import common_scale, grid_scale, to_units
 from pluralign.engine.similarity import TextSimilarity, get_similarity
 
 RULE_VERSION = "rubric-v1"
@@ -124,3 +125,103 @@ class FewShotSelector:
             example_reasoning(t, attribute, s) for t, s in zip(texts, scores, strict=True)
         )
         return Example(c, sc.prompt, tuple(sc.responses), scores, reasonings, similarity)
+
+
+CHOICE_RULE_VERSION = "choice-v1"
+"""Bump when the choice-example rule changes (part of the few-shot prompt-aligned identity)."""
+
+CHOICE_SHOTS = 5
+"""Examples per query of the few-shot prompt-aligned judge (seed 003 §5.3: five scenarios)."""
+
+
+@dataclass(frozen=True)
+class ChoiceExample:
+    """One training scenario solved for an alignment target: the response its labels imply."""
+
+    train_index: int
+    """Scenario index in the training benchmark."""
+    prompt: str
+    """The training question."""
+    responses: tuple[str, ...]
+    """Its responses, in file order."""
+    choice: int
+    """Index of the one response closest to the target on labels."""
+    similarity: float
+    """Similarity to the query that selected it."""
+
+
+class ChoiceExampleSelector:
+    """Solved examples for the few-shot prompt-aligned judge (seed 003 §5.3, Table 2).
+
+    Training scenarios are ranked by the same pluggable similarity as the regression rubric;
+    walking that ranking, the first ``k`` whose labels imply one answer for the target are kept.
+    The implied answer is the label-closest response (Euclidean over the target's attributes,
+    in exact grid units, as the accuracy protocol decides correctness); a scenario where more
+    than one response is label-closest (all tie, or several share the minimum) implies no single
+    answer and is skipped, and a training scenario identical to the query is never its example.
+    """
+
+    def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf",
+                 k: int = CHOICE_SHOTS) -> None:
+        if k < 1:
+            raise InputError("few-shot needs at least one example", field="k")
+        self.train = train
+        """The training split examples come from."""
+        self.k = int(k)
+        """Examples per query."""
+        self._sim = get_similarity(similarity) if isinstance(similarity, str) else similarity
+        self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]
+        self._sim.fit(self._texts)
+        self._by_text = {t: i for i, t in enumerate(self._texts)}
+
+    @property
+    def identity(self) -> str:
+        """Everything that changes which examples are chosen."""
+        return (f"{CHOICE_RULE_VERSION}(train={self.train.identity},"
+                f"similarity={self._sim.identity},k={self.k})")
+
+    def similarities(self, queries: Sequence[str]) -> np.ndarray:
+        """(Q, C) similarity of each query text to every training scenario."""
+        return self._sim.similarity(list(queries))
+
+    def implied_choice(self, c: int, target: Mapping[str, float]) -> int | None:
+        """The one label-closest response of training scenario ``c`` for ``target``, or None
+        when several responses share the minimum label distance (an empty target included)."""
+        cols = [self._column(a) for a in target]
+        values = [float(v) for v in target.values()]
+        scale = common_scale(self.train.scale, grid_scale(values)) if values else 1
+        lo, hi = int(self.train.offsets[c]), int(self.train.offsets[c + 1])
+        units = to_units(self.train.labels[lo:hi][:, cols], scale)
+        goal = [round(v * scale) for v in values]
+        dists = [sum((int(row[j]) - g) ** 2 for j, g in enumerate(goal)) for row in units]
+        best = min(dists)
+        winners = [i for i, d in enumerate(dists) if d == best]
+        return winners[0] if len(winners) == 1 else None
+
+    def select(self, query_text: str, target: Mapping[str, float],
+               sims: np.ndarray) -> list[ChoiceExample]:
+        """The ``k`` most similar training scenarios with one implied answer, nearest first;
+        ``sims`` is the query's row of :meth:`similarities`."""
+        ranking = np.argsort(-np.asarray(sims, dtype=np.float64), kind="stable")
+        own = self._by_text.get(query_text)
+        out: list[ChoiceExample] = []
+        for c in (int(i) for i in ranking):
+            if len(out) == self.k:
+                break
+            if c == own:
+                continue
+            choice = self.implied_choice(c, target)
+            if choice is None:
+                continue
+            sc = self.train.scenarios[c]
+            out.append(ChoiceExample(c, sc.prompt, tuple(sc.responses), choice, float(sims[c])))
+        return out
+
+    def _column(self, attribute: str) -> int:
+        try:
+            return self.train.attributes.index(attribute)
+        except ValueError:
+            raise InputError(
+                f"training split has no attribute {attribute!r}", file=self.train.source or None,
+                field="attribute", hint=f"it has {', '.join(self.train.attributes)}",
+            ) from None

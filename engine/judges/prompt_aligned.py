@@ -2,6 +2,9 @@
 prompt and the model picks a letter with one sentence of reasoning; majority of n samples.
 
 One call per (scenario, target): this is why it cannot sweep every target and regression can.
+Few-shot (seed 003 §5.3, Table 2's few-shot prompt-aligned ablation; zero-shot by default):
+before the query, solved examples from the training split, the nearest first, each a (user,
+assistant) pair answering with the response that the example's labels imply for the target.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from pluralign.engine.judges.base import (
     item_key,
     letters,
     request_seed,
+    scenario_text,
 )
 from pluralign.engine.judges.choices import choice_key
 from pluralign.engine.judges.consistency import order_for_sample
+from pluralign.engine.judges.fewshot import ChoiceExample, ChoiceExampleSelector
 from pluralign.engine.judges.scoring import (
     ORDER_SCHEME,
+    json_answer,
     meta_with,
     system_then,
     template_record,
@@ -50,6 +56,12 @@ USER_TEMPLATE = (
 )
 RESPONSE_TEMPLATE = "Response {letter}:\n{text}"
 RESPONSE_SEPARATOR = "\n\n"
+EXAMPLE_USER_TEMPLATE = USER_TEMPLATE
+"""A solved example's question (few-shot only): {question} {responses}, lettered in file order."""
+EXAMPLE_REASONING_TEMPLATE = (
+    "Response {letter} is the closest fit to the description among these responses."
+)
+"""A solved example's one sentence of reasoning (few-shot only): {letter}."""
 
 
 def describe(attribute: str, value: float) -> str:
@@ -123,23 +135,34 @@ class ChoiceJudge:
     kind: ItemKind = "choice"
 
     def __init__(self, bench: Benchmark, settings: JudgeSettings, *,
-                 templates: Mapping[str, str] | None = None) -> None:
+                 templates: Mapping[str, str] | None = None,
+                 fewshot: ChoiceExampleSelector | None = None) -> None:
+        if settings.few_shot and fewshot is None:
+            raise ValueError("few_shot settings need a ChoiceExampleSelector")
+        self.fewshot = fewshot if settings.few_shot else None
+        """Source of solved examples, or None for zero-shot."""
+        self._sims: Any = None
+        self._examples: dict[tuple[int, str], list[ChoiceExample]] = {}
         self.template_overrides: dict[str, str] = dict(templates or {})
         """Templates a user prompts file sets (the rest keep our wording)."""
         self.bench = bench
         """The benchmark whose scenarios are answered."""
         self.settings = settings
-        """Model and sampling settings (few-shot is not used by choice judges)."""
+        """Model and sampling settings."""
         self.identity = scorer_identity(self.name, self.identity_settings())
         """Name plus a hash of everything that changes the answers."""
 
     def templates(self) -> Mapping[str, str]:
-        return {
+        """The templates (the example ones only when few-shot, so zero-shot identities stay)."""
+        base = {
             "system": SYSTEM_TEMPLATE, "none": NO_CRITERIA, "user": USER_TEMPLATE,
             "response": RESPONSE_TEMPLATE, "separator": RESPONSE_SEPARATOR,
             "wording": digest([describe("x", v) for v in (0, .17, .25, .33, .5, .67, .75, .83, 1)]),
-            **self.template_overrides,
         }
+        if self.fewshot is not None:
+            base["example_user"] = EXAMPLE_USER_TEMPLATE
+            base["example_reasoning"] = EXAMPLE_REASONING_TEMPLATE
+        return {**base, **self.template_overrides}
 
     def identity_settings(self) -> dict[str, Any]:
         return {
@@ -150,6 +173,7 @@ class ChoiceJudge:
             "max_tokens": self.settings.max_tokens,
             "seed": self.settings.seed,
             "orders": ORDER_SCHEME,
+            **({} if self.fewshot is None else {"few_shot": self.fewshot.identity}),
             **self.settings.identity_extra(),
         }
 
@@ -159,13 +183,38 @@ class ChoiceJudge:
             "identity": self.identity, "name": self.name, "kind": self.kind,
             "settings": self.settings.as_dict(),
             "templates": template_record(self.templates()),
-            "few_shot": None, "orders": ORDER_SCHEME,
+            "few_shot": None if self.fewshot is None else self.fewshot.identity,
+            "orders": ORDER_SCHEME,
         }
 
     def system(self, target: str) -> str:
         t = self.templates()
         criteria = target_instructions(json.loads(target or "{}"))
         return t["system"].format(criteria=t["none"] if criteria == NO_CRITERIA else criteria)
+
+    def examples(self, scenario: int, target: str) -> list[ChoiceExample]:
+        """Solved examples for (scenario, target), nearest first; [] when zero-shot."""
+        if self.fewshot is None:
+            return []
+        key = (scenario, target)
+        if key not in self._examples:
+            if self._sims is None:
+                texts = [scenario_text(self.bench, i) for i in range(self.bench.n_scenarios)]
+                self._sims = self.fewshot.similarities(texts)
+            self._examples[key] = self.fewshot.select(
+                scenario_text(self.bench, scenario), json.loads(target or "{}"),
+                self._sims[scenario])
+        return self._examples[key]
+
+    def example_pair(self, example: ChoiceExample) -> tuple[str, str]:
+        """A solved example: its responses lettered in file order and the implied letter."""
+        t = self.templates()
+        lets = letters(len(example.responses))
+        user = user_prompt(example.prompt, list(zip(lets, example.responses, strict=True)),
+                           {**t, "user": t["example_user"]})
+        letter = lets[example.choice]
+        answer = {"reasoning": t["example_reasoning"].format(letter=letter), "choice": letter}
+        return user, json_answer(answer)
 
     def order(self, scenario: int, target: str, sample: int) -> tuple[int, ...]:
         sc = self.bench.scenarios[scenario]
@@ -197,7 +246,9 @@ class ChoiceJudge:
         lettered = [(lets[p], sc.responses[r]) for p, r in enumerate(order)]
         return GenerationRequest(
             id=item.key,
-            messages=system_then(self.system(item.target), [],
+            messages=system_then(self.system(item.target),
+                                 [self.example_pair(e)
+                                  for e in self.examples(item.scenario, item.target)],
                                  user_prompt(sc.prompt, lettered, self.templates())),
             json_schema=choice_schema(lets),
             n=1,

@@ -36,6 +36,8 @@ TEMPLATE_FIELDS: Mapping[str, Mapping[str, frozenset[str]]] = {
         "user": frozenset({"question", "responses"}),
         "response": frozenset({"letter", "text"}),
         "separator": frozenset(),
+        "example_user": frozenset({"question", "responses"}),
+        "example_reasoning": frozenset({"letter"}),
     },
     "unaligned": {
         "system": frozenset(),

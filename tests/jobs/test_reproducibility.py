@@ -191,8 +191,10 @@ def test_prompts_flag_reaches_identity_and_manifest_and_few_shot_is_per_judge(
     assert few_shot_for("regression", none) is False
     from pluralign.engine.errors import InputError
 
+    assert few_shot_for("prompt-aligned", none) is False  # Table 2's variant is opt-in
+    assert few_shot_for("prompt-aligned", argparse.Namespace(few_shot=True)) is True
     with pytest.raises(InputError):
-        few_shot_for("prompt-aligned", argparse.Namespace(few_shot=True))
+        few_shot_for("unaligned", argparse.Namespace(few_shot=True))
 
 
 def test_sweep_imports_a_folder_of_per_target_runs(tmp_path: Path) -> None:
