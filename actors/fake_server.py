@@ -385,10 +385,26 @@ class FakeOpenAIServer:
     def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/pooling", self._pooling)  # where vLLM serves it
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/fake/stats", self._stats)
         app.router.add_post("/fake/reset", self._reset)
         return app
+
+    async def _pooling(self, request: web.Request) -> web.Response:
+        """A reward model's pooling route: two heads per input, each a stable function of the
+        text (SHA-256), so tests can recompute them; counted like chat requests."""
+        body = await request.json()
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return web.json_response(_err("input must be a string or a list of strings"),
+                                     status=400)
+        self._counters.total += 1
+        return web.json_response({"object": "list", "model": self.config.model, "data": [
+            {"index": i, "object": "pooling", "data": fake_reward(t)}
+            for i, t in enumerate(texts)]})
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -608,6 +624,12 @@ class FakeOpenAIServer:
                 await self.stop()
 
         asyncio.run(main())
+
+
+def fake_reward(text: str) -> list[float]:
+    """The fake pooling route's two head values for ``text`` (in [-4, 4))."""
+    h = hashlib.sha256(text.encode()).digest()
+    return [int.from_bytes(h[k:k + 4], "big") / 2**32 * 8 - 4 for k in (0, 4)]
 
 
 def _garble(content: str, fault: str) -> str:

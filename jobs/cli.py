@@ -150,6 +150,8 @@ def check_names(args: argparse.Namespace) -> None:
         from pluralign.engine.scorers import scorer_names
 
         names = [*scorer_names(), *LLM_SCORERS]
+        if hasattr(args, "reward_attributes"):  # commands that can run the reward scorer
+            names.append("reward")
         if scorer not in names:
             listed = ", ".join(n if n != "predictions" else "predictions:FILE" for n in names)
             raise InputError(f"unknown scorer {scorer!r}", field="scorer",

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description=__doc__)
     add_benchmark_args(p)
     p.add_argument("--scorer", default="ridge",
-                   help="ridge (default), oracle, random, constant, predictions:PATH, "
+                   help="ridge (default), oracle, random, constant, predictions:PATH, reward, "
                         + ", ".join(LLM_SCORERS))
     p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
     p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
@@ -54,7 +54,43 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         pass
     else:
         add_backend_args(p)
+        from pluralign.jobs.reward_scoring import add_reward_args
+
+        add_reward_args(p)
     p.set_defaults(func=run)
+
+
+def run_reward(args: argparse.Namespace, t0: float) -> int:
+    """``--scorer reward``: a reward model's heads as attribute scores, then re-alignment."""
+    from pluralign.engine.cache import ScoreCache
+    from pluralign.engine.metrics import regression_quality, summarize
+    from pluralign.jobs.reward_scoring import run_reward_scoring
+    from pluralign.jobs.sharded import realign_for_args
+
+    bench, _ = load_splits(args, need_train=False)
+    if getattr(args, "limit", None) is not None and args.limit < bench.n_scenarios:
+        bench = bench.subset(max(1, args.limit))
+    sets = resolve_target_sets(args.targets, bench, args.data)
+    preds, ident, counts = run_reward_scoring(args, bench, ScoreCache(cache_dir(args.cache)))
+    note_manifest(bench, None, scorer=counts.pop("describe"), counts=counts)
+    if np.isnan(preds).any():
+        from pluralign.engine.errors import PluralignError
+
+        raise PluralignError(f"{int(np.isnan(preds).any(axis=1).sum())} responses have no "
+                             "reward score (failed items are retried on the next run)")
+    t_score = time.perf_counter() - t0
+    summaries, rows = [], []
+    for ts in sets:
+        res = realign_for_args(args, bench, preds, ts, weighted=True)
+        summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes, res.weighted,
+                                   res.weighted_sqrtk))
+        rows.append((ts, res))
+    _write_per_scenario(args, bench, preds, sets)
+    _report(args, bench, ident, summaries, rows, {
+        "regression": _clean(regression_quality(bench, preds)),
+        "seconds": {"scoring": round(t_score, 3)}, "reward_counts": counts,
+    })
+    return 0
 
 
 def scored_predictions(
@@ -120,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output(args.out)  # before any work: a bad --out must not cost a scoring run
     t0 = time.perf_counter()
+    if args.scorer == "reward":
+        return run_reward(args, t0)
     if args.scorer in LLM_SCORERS:
         try:
             import pluralign.jobs.llm_scoring  # noqa: F401

@@ -105,6 +105,18 @@ def build(out: str | Path) -> Path:
     return out
 
 
+def build_reward(out: str | Path, num_labels: int = 2) -> Path:
+    """The same tiny model as a reward model: ``Qwen2ForSequenceClassification`` with
+    ``num_labels`` output heads (vLLM's pooling runner; dummy weights as well)."""
+    out = build(out)
+    config = json.loads((out / "config.json").read_text())
+    config.update(architectures=["Qwen2ForSequenceClassification"], num_labels=num_labels,
+                  id2label={str(i): f"head{i}" for i in range(num_labels)},
+                  label2id={f"head{i}": i for i in range(num_labels)})
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m tests.real_engine.tiny_model DIR")
