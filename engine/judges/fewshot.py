@@ -23,6 +23,17 @@ RULE_VERSION = "rubric-v1"
 """Bump when the selection rule changes (it is part of every few-shot judge identity)."""
 
 
+def attribute_column(train: Benchmark, attribute: str) -> int:
+    """Index of ``attribute`` in the training split, or an error naming the split's attributes."""
+    try:
+        return train.attributes.index(attribute)
+    except ValueError:
+        raise InputError(
+            f"training split has no attribute {attribute!r}", file=train.source or None,
+            field="attribute", hint=f"it has {', '.join(train.attributes)}",
+        ) from None
+
+
 @dataclass(frozen=True)
 class Example:
     """One training scenario shown as a solved example for one attribute."""
@@ -106,13 +117,7 @@ class FewShotSelector:
         return [self._example(c, attribute, float(sims[c])) for c in chosen]
 
     def _column(self, attribute: str) -> int:
-        try:
-            return self.train.attributes.index(attribute)
-        except ValueError:
-            raise InputError(
-                f"training split has no attribute {attribute!r}", file=self.train.source or None,
-                field="attribute", hint=f"it has {', '.join(self.train.attributes)}",
-            ) from None
+        return attribute_column(self.train, attribute)
 
     def _example(self, c: int, attribute: str, similarity: float) -> Example:
         sc = self.train.scenarios[c]
@@ -218,10 +223,4 @@ class ChoiceExampleSelector:
         return out
 
     def _column(self, attribute: str) -> int:
-        try:
-            return self.train.attributes.index(attribute)
-        except ValueError:
-            raise InputError(
-                f"training split has no attribute {attribute!r}", file=self.train.source or None,
-                field="attribute", hint=f"it has {', '.join(self.train.attributes)}",
-            ) from None
+        return attribute_column(self.train, attribute)
