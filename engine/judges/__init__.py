@@ -53,12 +53,12 @@ def make_judge(
     """The judge called ``name``; few-shot settings need ``train`` (the training split);
     ``prompts`` overrides templates and definitions (docs/prompts.md)."""
     templates = None if prompts is None else prompts.for_judge(name)
+    if settings.few_shot and train is None and name in (*SCORE_JUDGES, "prompt-aligned"):
+        raise InputError("few-shot scoring needs the training split", field="train",
+                         hint="pass --zero-shot or provide the benchmark's train split")
     if name in SCORE_JUDGES:
         selector = None
-        if settings.few_shot:
-            if train is None:
-                raise InputError("few-shot scoring needs the training split", field="train",
-                                 hint="pass --zero-shot or provide the benchmark's train split")
+        if settings.few_shot and train is not None:
             selector = FewShotSelector(train, settings.similarity)
         cls = ComparativeJudge if name == "comparative-regression" else RegressionJudge
         definitions = None if prompts is None else dict(prompts.definitions)
@@ -66,10 +66,7 @@ def make_judge(
                    definitions=definitions)
     if name == "prompt-aligned":
         choice_examples = None
-        if settings.few_shot:
-            if train is None:
-                raise InputError("few-shot scoring needs the training split", field="train",
-                                 hint="pass --zero-shot or provide the benchmark's train split")
+        if settings.few_shot and train is not None:
             choice_examples = ChoiceExampleSelector(train, settings.similarity)
         return PromptAlignedJudge(bench, settings, templates=templates, fewshot=choice_examples)
     if settings.few_shot:
