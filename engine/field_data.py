@@ -68,7 +68,8 @@ def _header(path: Path) -> list[str]:
         return next(csv.reader(f), [])
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; an error names the file and line."""
     with path.open(encoding="utf-8") as f:
         for i, line in enumerate(f, start=1):
             if not line.strip():
@@ -227,7 +228,7 @@ def load_prism(folder: str | os.PathLike[str]) -> Ratings:
     d = require(folder, "prism")
     utt = require(d / "utterances.jsonl", "prism")
     ratings = []
-    for line, row in _jsonl(utt):
+    for line, row in read_jsonl(utt):
         for f in ("user_id", "conversation_id", "turn", "within_turn_id", "score"):
             if row.get(f) is None:
                 raise InputError("missing", file=utt, record=f"line {line}", field=f)
@@ -240,7 +241,7 @@ def load_prism(folder: str | os.PathLike[str]) -> Ratings:
     demo: dict[str, dict[str, str]] = {}
     survey = d / "survey.jsonl"
     if survey.exists():
-        for line, row in _jsonl(survey):
+        for line, row in read_jsonl(survey):
             if row.get("user_id") is None:
                 raise InputError("missing", file=survey, record=f"line {line}", field="user_id")
             fields: dict[str, str] = {}
@@ -288,7 +289,7 @@ def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
 
 def _table_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if p.suffix == ".jsonl":
-        yield from _jsonl(p)
+        yield from read_jsonl(p)
         return
     import pyarrow.parquet as pq
 
@@ -326,7 +327,7 @@ def load_label_sets(path: str | os.PathLike[str], *, item: str = "item",
     it; an annotator's utility is 1 for their own label and 0 for the others, so the
     welfare-optimal response is the jury's verdict."""
     p = require(path, "label sets")
-    rows = list(_jsonl(p)) if p.suffix == ".jsonl" else list(_csv_rows(p))
+    rows = list(read_jsonl(p)) if p.suffix == ".jsonl" else list(_csv_rows(p))
     if p.suffix != ".jsonl":
         _need_columns(p, _header(p), (item, annotator, label, *demographics))
     labels: dict[str, set[str]] = {}
@@ -355,7 +356,7 @@ def load_ratings(path: str | os.PathLike[str], scale: tuple[float, float],
     rating`` on ``scale``; ``demographics`` an optional CSV or JSONL with ``annotator`` and one
     column per field."""
     p = require(path, "ratings")
-    rows = list(_jsonl(p)) if p.suffix == ".jsonl" else list(_csv_rows(p))
+    rows = list(read_jsonl(p)) if p.suffix == ".jsonl" else list(_csv_rows(p))
     if p.suffix != ".jsonl":
         _need_columns(p, _header(p), ("annotator", "scenario", "response", "rating"))
     ratings = []
@@ -373,7 +374,7 @@ def load_ratings(path: str | os.PathLike[str], scale: tuple[float, float],
     demo: dict[str, dict[str, str]] = {}
     if demographics is not None:
         d = require(demographics, "demographics")
-        drows = list(_jsonl(d)) if d.suffix == ".jsonl" else list(_csv_rows(d))
+        drows = list(read_jsonl(d)) if d.suffix == ".jsonl" else list(_csv_rows(d))
         for i, row in drows:
             if row.get("annotator") in (None, ""):
                 raise InputError("missing", file=d, record=f"line {i}", field="annotator")

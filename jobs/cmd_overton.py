@@ -59,22 +59,16 @@ def load_queries(args: argparse.Namespace) -> list[Any]:
 
 
 def _read_responses(path: Path, queries: list[Any]) -> dict[str, dict[str, str]]:
-    import json
 
     from pluralign.engine.errors import InputError
+    from pluralign.engine.field_data import read_jsonl
 
     by_text = {q.query: q.id for q in queries}
     ids = {q.id for q in queries}
     out: dict[str, dict[str, str]] = {}
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"not JSON ({e.msg})", file=path, record=f"line {i}") from None
+    for i, row in read_jsonl(path):
         for f in ("query", "system", "response"):
-            if not isinstance(row, dict) or not isinstance(row.get(f), str) or not row[f]:
+            if not isinstance(row.get(f), str) or not row[f]:
                 raise InputError("must be a non-empty string", file=path, record=f"line {i}",
                                  field=f)
         qid = row["query"] if row["query"] in ids else by_text.get(row["query"])
