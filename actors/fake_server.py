@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import json
 import math
@@ -24,6 +23,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from aiohttp import web
+
+from pluralign.engine.hashing import digest, text_digest
 
 Answerer = Callable[[Mapping[str, Any]], str]
 """Takes the request body (parsed JSON) and returns one choice's message content."""
@@ -178,7 +179,7 @@ def option_logprobs(body: Mapping[str, Any], k: int) -> list[dict[str, Any]]:
     (the same question gets the same answer). At most ``k`` entries."""
     text = prompt_text(body)
     lets = re.findall(r"^([A-Z])\. ", text, flags=re.MULTILINE) or ["Yes", "No"]
-    rng = random.Random(hashlib.sha256(text.encode()).hexdigest())
+    rng = random.Random(text_digest(text))
     tokens = [_LETTER_STYLES[i % len(_LETTER_STYLES)].format(x) for i, x in enumerate(lets)]
     tokens += [f" {lets[0]}", "The"]
     weights = [rng.uniform(0.05, 1.0) for _ in tokens]
@@ -195,8 +196,7 @@ def approx_tokens(text: str) -> int:
 
 def fingerprint(body: Mapping[str, Any]) -> str:
     """SHA-256 (16 hex) of the canonical request body: equal requests, equal fingerprints."""
-    blob = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return digest(body, 16)
 
 
 @dataclass
@@ -421,7 +421,7 @@ class FakeOpenAIServer:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
             return None
-        return hashlib.sha256(auth[7:].strip().encode()).hexdigest()[:12]
+        return text_digest(auth[7:].strip(), 12)
 
     def _rpm_retry_after(self, key: str, now: float) -> float | None:
         """None if the request fits the sliding window (and is counted), else seconds to wait."""
@@ -628,7 +628,7 @@ class FakeOpenAIServer:
 
 def fake_reward(text: str) -> list[float]:
     """The fake pooling route's two head values for ``text`` (in [-4, 4))."""
-    h = hashlib.sha256(text.encode()).digest()
+    h = bytes.fromhex(text_digest(text))
     return [int.from_bytes(h[k:k + 4], "big") / 2**32 * 8 - 4 for k in (0, 4)]
 
 

@@ -7,7 +7,6 @@ that no sliding window of ``period`` seconds ever sees more than the budget.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
@@ -15,6 +14,8 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from pluralign.engine.hashing import text_digest
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def key_id(api_key: str | None) -> str:
     """A short, stable, non-reversible name for an API key (what Redis keys and logs may show)."""
     if not api_key:
         return "anonymous"
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return text_digest(api_key, 16)
 
 
 @runtime_checkable

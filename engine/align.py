@@ -13,7 +13,6 @@ loop oracle (:mod:`engine.align_loop`) does, so results equal it bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,6 +22,7 @@ import numpy as np
 from pluralign.engine.align_loop import target_scale
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.errors import InputError
+from pluralign.engine.hashing import Hasher
 from pluralign.engine.kernels import (
     SERIAL_BELOW,
     choose_cells,
@@ -170,9 +170,7 @@ def _sq_table(x: np.ndarray, cols: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _targets_key(bench: Benchmark, targets: TargetSet) -> str:
-    h = hashlib.sha256(bench.content_hash.encode())
-    h.update(np.ascontiguousarray(targets.values).tobytes())
-    return h.hexdigest()
+    return Hasher(bench.content_hash).array(targets.values).hexdigest()
 
 
 def _mask_dtype(max_k: int) -> type[np.unsignedinteger[Any]]:

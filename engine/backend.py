@@ -8,12 +8,12 @@ register by name as lazy ``"module:Class"`` entries so their SDKs load only when
 from __future__ import annotations
 
 import enum
-import hashlib
 import importlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from pluralign.engine.hashing import digest
 
 NO_LOGPROBS = "this endpoint returns no log-probabilities: use --samples instead"
 """Failure message when log-probabilities were asked for and the answer has none."""
@@ -67,8 +67,7 @@ class GenerationRequest:
         }
         if self.top_logprobs is not None:
             payload["top_logprobs"] = self.top_logprobs
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return digest(payload, 16)
 
 
 @dataclass(frozen=True)

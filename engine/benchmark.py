@@ -5,7 +5,6 @@ Responses of all scenarios are laid end to end; ``offsets[s]:offsets[s+1]`` are 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from pluralign.engine.errors import InputError
+from pluralign.engine.hashing import Hasher
 from pluralign.engine.levels import grid_scale
 from pluralign.schemas.records import Scenario
 
@@ -95,12 +95,10 @@ class Benchmark:
     @cached_property
     def content_hash(self) -> str:
         """SHA-256 (16 hex) of everything that defines the benchmark's answers."""
-        h = hashlib.sha256()
-        h.update(json.dumps([self.name, self.split, self.attributes]).encode())
+        h = Hasher(json.dumps([self.name, self.split, self.attributes]))
         for sc in self.scenarios:
-            h.update(json.dumps([sc.id, sc.prompt, list(sc.responses)]).encode())
-        h.update(np.ascontiguousarray(self.labels).tobytes())
-        return h.hexdigest()[:16]
+            h.update(json.dumps([sc.id, sc.prompt, list(sc.responses)]))
+        return h.array(self.labels).hexdigest(16)
 
     @property
     def identity(self) -> str:

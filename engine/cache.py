@@ -7,7 +7,6 @@ rewritten, so concurrent appenders from many processes cannot clobber each other
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import pyarrow.parquet as pq
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.files import require_layout
+from pluralign.engine.hashing import canonical_json, settings_digest, text_digest
 from pluralign.engine.manifest import current as current_manifest
 from pluralign.engine.manifest import environment_secrets, scrub
 from pluralign.schemas.arrow import SCORE_SCHEMA
@@ -105,43 +105,13 @@ def redact_table(table: pa.Table, keep: Sequence[str] = ()) -> pa.Table:
 # ---------------------------------------------------------------------------- keys
 
 
-def canonical_json(obj: Any) -> str:
-    """JSON text with sorted keys and no whitespace: equal settings give equal text."""
-    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-
-
-def _plain(obj: Any) -> Any:
-    # Identity hashes must not depend on container types or numpy scalar types.
-    if obj is None or isinstance(obj, (bool, str, int)):
-        return obj
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            raise ValueError(f"setting value {obj!r} is not finite")
-        return obj
-    if isinstance(obj, np.generic):
-        return _plain(obj.item())
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted((_plain(v) for v in obj), key=canonical_json)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"setting of type {type(obj).__name__} cannot go into a cache key")
-
-
 _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 """JSON string literal without ASCII escaping, as ``json.dumps(s, ensure_ascii=False)``."""
 
 
 def scorer_identity(name: str, settings: Mapping[str, Any]) -> str:
     """``name#hash``: the hash covers every setting that changes the scorer's answers."""
-    digest = hashlib.sha256(canonical_json(settings).encode()).hexdigest()[:12]
-    return f"{name}#{digest}"
+    return f"{name}#{settings_digest(settings)}"
 
 
 def score_key(
@@ -155,7 +125,7 @@ def score_key(
         f'{{"attribute":{q(attribute)},"benchmark":{q(benchmark)},"response":{int(response)},'
         f'"sample":{int(sample)},"scenario":{q(scenario)},"scorer":{q(scorer)}}}'
     )
-    return hashlib.sha256(text.encode()).hexdigest()
+    return text_digest(text)
 
 
 @dataclass(frozen=True)

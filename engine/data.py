@@ -6,7 +6,6 @@ Data folder: ``--data DIR``, else ``$PLURALIGN_DATA``, else the user data dir
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from pluralign.engine.benchmark import Benchmark, make_benchmark
 from pluralign.engine.errors import DataNotFoundError, InputError
 from pluralign.engine.files import require_memory
+from pluralign.engine.hashing import Hasher
 from pluralign.engine.loaders import (
     benchmark_family,
     known_benchmark,
@@ -276,7 +276,7 @@ def fetch_verified(url: str, target: Path, sha256: str, timeout: float) -> None:
                                     suffix=".part")
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
+        digest = Hasher()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             while chunk := resp.read(1 << 16):
                 digest.update(chunk)

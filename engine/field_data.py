@@ -22,7 +22,7 @@ import numpy as np
 from pluralign.engine.annotators import Rating, Ratings
 from pluralign.engine.distributional import Question
 from pluralign.engine.errors import DataNotFoundError, InputError
-from pluralign.engine.judges.base import digest
+from pluralign.engine.hashing import digest
 from pluralign.engine.overton import OvertonQuery, Perspective
 
 SOURCES: dict[str, tuple[str, bool]] = {

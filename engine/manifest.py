@@ -10,7 +10,6 @@ enter it: every string is passed through :func:`redact` before it is stored.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from pluralign.engine.hashing import file_digest
 
 MANIFEST_VERSION = 1
 """Bump when the manifest's layout changes."""
@@ -94,11 +95,7 @@ def endpoint_host(url: str | None) -> str | None:
 def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Name, size and SHA-256 of a data file (the name only: absolute paths stay private)."""
     p = Path(path)
-    h = hashlib.sha256()
-    with p.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"name": p.name, "bytes": p.stat().st_size, "sha256": h.hexdigest()}
+    return {"name": p.name, "bytes": p.stat().st_size, "sha256": file_digest(p)}
 
 
 def git_commit(start: str | os.PathLike[str] | None = None) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 from pluralign.engine.backend import NO_LOGPROBS, GenerationRequest, GenerationResult
 from pluralign.engine.cache import scorer_identity
 from pluralign.engine.distributional import Question
+from pluralign.engine.hashing import digest
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     AnswerError,
@@ -23,7 +24,6 @@ from pluralign.engine.judges.base import (
     WorkItem,
     answer_json,
     check_reasoning,
-    digest,
     item_key,
     letters,
     request_seed,

@@ -6,13 +6,13 @@ extra imported lazily, so the engine stays importable without torch.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.hashing import Hasher
 
 __all__ = [
     "EmbeddingSimilarity",
@@ -44,12 +44,7 @@ class TextSimilarity(Protocol):
 
 
 def _corpus_digest(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        data = t.encode("utf-8")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()[:16]
+    return Hasher().texts(texts).hexdigest(16)
 
 
 def _check_texts(texts: Sequence[str], what: str) -> list[str]:

@@ -13,7 +13,6 @@ adds is picked up by the next query without a restart.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.hashing import Hasher
 
 SET_NAMES = ("all", "sampled", "high", "low")
 _FIELDS = {"benchmark", "split", "limit", "scorer", "scorer_id", "seed", "value", "samples",
@@ -241,7 +241,7 @@ class QueryService:
     def index(self, bench: Any, ts: Any) -> Any:
         from pluralign.engine.align import LabelIndex
 
-        h = hashlib.sha256(np.ascontiguousarray(ts.values).tobytes()).hexdigest()
+        h = Hasher().array(ts.values).hexdigest()
         return self._indexes.get(
             (bench.content_hash, h),
             lambda: LabelIndex(bench, ts, memory_budget=self.memory_budget))

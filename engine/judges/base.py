@@ -6,7 +6,6 @@ A judge is pure: it turns (scenario, attribute or target, sample index) into a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pluralign.engine.backend import GenerationRequest, GenerationResult
 from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.hashing import digest
 
 SCALE = 100
 """Judges answer integer scores on 0..SCALE; predictions are score / SCALE."""
@@ -126,12 +126,6 @@ class Judge(Protocol):
         """Decoded settings for the run manifest: identity, settings, templates (hash and
         text), definitions, few-shot rule."""
         ...
-
-
-def digest(value: Any, n: int = 16) -> str:
-    """SHA-256 (n hex) of a JSON-able value in canonical form."""
-    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:n]
 
 
 def item_key(row_keys: Sequence[str]) -> str:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import redact_table
 from pluralign.engine.files import require_layout, write_parquet
-from pluralign.engine.judges.base import digest
+from pluralign.engine.hashing import digest
 from pluralign.engine.judges.consistency import majority
 from pluralign.schemas.arrow import with_version
 

@@ -6,15 +6,16 @@ seeded base order, so over any k consecutive samples each response sits in each 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from pluralign.engine.hashing import seed_of
+
 
 def base_order(k: int, key: str) -> tuple[int, ...]:
     """A seeded permutation of range(k), fixed for ``key`` (e.g. benchmark, scenario, attribute)."""
-    seed = int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
+    seed = seed_of(key)
     perm = np.random.default_rng(seed).permutation(k)
     return tuple(int(i) for i in perm)
 

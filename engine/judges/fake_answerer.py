@@ -7,7 +7,6 @@ seeded Gaussian noise, so end-to-end accuracy through the fake server means some
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.hashing import seed_of
 from pluralign.engine.judges.base import SCALE, letters
 
 Answerer = Callable[[Mapping[str, Any]], str]
@@ -116,7 +116,7 @@ class LabelAnswerer:
     def _rng(self, body: Mapping[str, Any]) -> np.random.Generator:
         blob = json.dumps([self.seed, body.get("messages"), body.get("seed"),
                            body.get("temperature")], sort_keys=True, default=str)
-        return np.random.default_rng(int(hashlib.sha256(blob.encode()).hexdigest()[:16], 16))
+        return np.random.default_rng(seed_of(blob))
 
     def _noisy(self, value: float, rng: np.random.Generator) -> int:
         return int(np.clip(round((value + rng.normal(0.0, self.noise)) * SCALE), 0, SCALE))

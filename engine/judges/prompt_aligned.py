@@ -16,6 +16,7 @@ from typing import Any
 from pluralign.engine.backend import GenerationRequest, GenerationResult
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import scorer_identity
+from pluralign.engine.hashing import digest
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     AnswerError,
@@ -24,7 +25,6 @@ from pluralign.engine.judges.base import (
     WorkItem,
     answer_json,
     check_reasoning,
-    digest,
     item_key,
     letters,
     request_seed,

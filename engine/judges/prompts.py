@@ -8,7 +8,6 @@ wording. The file's content hash goes into the scorer identity.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import string
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.engine.errors import InputError
+from pluralign.engine.hashing import text_digest
 
 TEMPLATE_FIELDS: Mapping[str, Mapping[str, frozenset[str]]] = {
     "comparative-regression": {
@@ -121,4 +121,4 @@ def load_prompts(path: str | Path) -> PromptFile:
             raise InputError(f"unknown table {key!r}", file=str(p), record=key,
                              hint=f"tables: definitions, {', '.join(TEMPLATE_FIELDS)}")
     blob = json.dumps({"templates": templates, "definitions": definitions}, sort_keys=True)
-    return PromptFile(templates, definitions, hashlib.sha256(blob.encode()).hexdigest()[:16])
+    return PromptFile(templates, definitions, text_digest(blob, 16))

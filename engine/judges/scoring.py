@@ -15,12 +15,12 @@ import numpy as np
 from pluralign.engine.backend import GenerationResult, Message
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import score_key, scorer_identity
+from pluralign.engine.hashing import digest
 from pluralign.engine.judges.attributes import definitions_for
 from pluralign.engine.judges.base import (
     SCALE,
     ItemKind,
     JudgeSettings,
-    digest,
     scenario_text,
     usage_meta,
 )

@@ -8,7 +8,6 @@ code's ``input_output.json`` (a list of items, one per scenario in benchmark ord
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import scorer_identity
 from pluralign.engine.errors import InputError
 from pluralign.engine.files import read_json
+from pluralign.engine.hashing import file_digest
 
 _COLUMNS = ("scenario", "response", "attribute", "score")
 _LABEL_TOLERANCE = 1e-9
@@ -39,8 +39,7 @@ class PredictionsScorer:
                              hint="write predictions:PATH with an existing file")
 
     def identity(self, bench: Benchmark, train: Benchmark | None) -> str:
-        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
-        return scorer_identity(self.name, {"sha256": digest})
+        return scorer_identity(self.name, {"sha256": file_digest(self.path)})
 
     def fit(self, train: Benchmark) -> None:
         return None

@@ -12,7 +12,6 @@ read from ``targets_dir`` (the folder holding their ``alignment_targets/``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import scorer_identity
 from pluralign.engine.errors import InputError
 from pluralign.engine.files import read_json
+from pluralign.engine.hashing import Hasher
 from pluralign.engine.judges.choices import ChoiceCache, choice_key
 from pluralign.engine.targets import from_dicts
 
@@ -151,10 +151,8 @@ def import_runs(bench: Benchmark, path: str | Path, cache: ChoiceCache,
     """Write every run's choices into ``cache``; returns (scorer identity, canonical target
     JSON per run). The identity hashes the runs' contents (never their paths)."""
     runs = load_runs(path, targets_dir)
-    h = hashlib.sha256()
-    for run in runs:
-        h.update(run.file.read_bytes())
-    ident = scorer_identity("predictions-runs", {"sha256": h.hexdigest()})
+    ident = scorer_identity("predictions-runs",
+                            {"sha256": Hasher().files(r.file for r in runs).hexdigest()})
     done = cache.completed_keys(bench.identity, ident)
     targets = []
     for run in runs:

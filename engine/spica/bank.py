@@ -6,7 +6,6 @@ rater and field. Group ``ALL`` is reserved for the collective group (every rater
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from pluralign.engine.errors import InputError
+from pluralign.engine.hashing import Hasher
 from pluralign.schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
 
 ALL = "ALL"
@@ -120,10 +120,10 @@ class ScenarioBank:
     @cached_property
     def content_hash(self) -> str:
         """SHA-256 (16 hex) of every field that changes metrics, retrieval or prompts."""
-        h = hashlib.sha256(self.meta.to_json().encode())
+        h = Hasher(self.meta.to_json())
         for s in self.scenarios:
-            h.update(json.dumps(_scenario_json(s), sort_keys=True).encode())
-        return h.hexdigest()[:16]
+            h.update(json.dumps(_scenario_json(s), sort_keys=True))
+        return h.hexdigest(16)
 
     @property
     def identity(self) -> str:

@@ -7,8 +7,6 @@ that changes the answer; a part of another layout version is refused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +18,7 @@ import pyarrow.parquet as pq
 
 from pluralign.engine.backend import GenerationRequest
 from pluralign.engine.files import require_layout, write_parquet
+from pluralign.engine.hashing import digest
 from pluralign.schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
 
 
@@ -29,8 +28,7 @@ def work_key(model: str, request: GenerationRequest) -> str:
     The fingerprint covers messages, JSON schema, n, temperature, seed and max_tokens; the
     request id is deliberately left out so equal work shares one entry.
     """
-    blob = json.dumps([model, request.fingerprint()], separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+    return digest([model, request.fingerprint()], 32)
 
 
 @dataclass(frozen=True)
