@@ -54,7 +54,7 @@ def per_target_generations(bench: Benchmark, targets: TargetSet, samples: int) -
 def our_requests(bench: Benchmark, samples: int, targets: list[TargetSet]) -> int:
     """Distinct work items our planner sends for these target sets (they do not change it)."""
     from pluralign.engine.judges import JudgeSettings, make_judge
-    from pluralign.jobs.scheduler import plan
+    from pluralign.engine.scheduler import plan
 
     judge = make_judge("comparative-regression", bench, JudgeSettings(model="count-only"))
     items = []

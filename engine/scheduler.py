@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TextIO, cast
 
 from pluralign.engine.backend import FailureKind, GenerationRequest, GenerationResult
+from pluralign.engine.claims import Claims
 from pluralign.engine.judges.base import AnswerError, Judge, WorkItem
-from pluralign.jobs.claims import Claims
 
 
 class _CurrentStderr:

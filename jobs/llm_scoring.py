@@ -21,19 +21,19 @@ import numpy as np
 
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import register_secret
+from pluralign.engine.claims import Claims
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
 from pluralign.engine.judges.choices import ChoiceCache
 from pluralign.engine.judges.unaligned import NO_TARGET
-from pluralign.engine.targets import TargetSet
-from pluralign.jobs.claims import Claims
-from pluralign.jobs.scheduler import (
+from pluralign.engine.scheduler import (
     STDERR,
     Dispatcher,
     SchedulerConfig,
     ScheduleReport,
     run_schedule,
 )
+from pluralign.engine.targets import TargetSet
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (seed 003 §4.2)."""
@@ -665,7 +665,7 @@ def require_complete(report: ScoringReport, args: argparse.Namespace,
 
 
 def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], store: Any) -> bool:
-    from pluralign.jobs.scheduler import plan
+    from pluralign.engine.scheduler import plan
 
     return bool(plan(items, store.completed_keys(bench.identity, judge.identity)).pending)
 

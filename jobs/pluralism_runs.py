@@ -10,9 +10,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from pluralign.engine.claims import Claims
 from pluralign.engine.judges.base import JudgeSettings
 from pluralign.engine.judges.choices import ChoiceCache
-from pluralign.jobs.claims import Claims
+from pluralign.engine.scheduler import ScheduleReport, plan, run_schedule
 from pluralign.jobs.common import cache_dir, progress
 from pluralign.jobs.llm_scoring import (
     add_backend_args,
@@ -21,7 +22,6 @@ from pluralign.jobs.llm_scoring import (
     scheduler_config,
     settings_from_args,
 )
-from pluralign.jobs.scheduler import ScheduleReport, plan, run_schedule
 
 __all__ = ["add_backend_args", "cache_store", "run_judge", "samples_of", "settings"]
 

@@ -30,8 +30,8 @@ from pluralign.engine.backend import (
 from pluralign.engine.cache import ScoreCache
 from pluralign.engine.judges import ComparativeJudge, JudgeSettings
 from pluralign.engine.judges.fake_answerer import label_answerer
+from pluralign.engine.scheduler import SchedulerConfig, plan, redact, run_schedule
 from pluralign.engine.synthetic import synthetic_benchmark
-from pluralign.jobs.scheduler import SchedulerConfig, plan, redact, run_schedule
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, fake_key, make_fake_server
 
 __all__ = ["fake_key", "make_fake_server"]
@@ -518,7 +518,7 @@ def test_an_interrupt_stops_sending_and_writes_every_answer_received(tmp_path: P
 
 
 def test_two_schedulers_on_one_cache_with_claims_send_each_item_once(tmp_path: Path) -> None:
-    from pluralign.jobs.claims import Claims
+    from pluralign.engine.claims import Claims
 
     bench = bench_of(30)
     judge = ComparativeJudge(bench, JudgeSettings(model="m"))
@@ -549,7 +549,7 @@ def test_two_schedulers_on_one_cache_with_claims_send_each_item_once(tmp_path: P
 
 
 def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    from pluralign.jobs.claims import Claims
+    from pluralign.engine.claims import Claims
 
     mine, other = Claims(tmp_path), Claims(tmp_path)
     assert other.try_claim("k") and not mine.try_claim("k") and mine.claimed_elsewhere("k")
