@@ -1,25 +1,25 @@
 """The choice cache: which response a prompt-aligned (or unaligned) judge picked, per
-(scenario, target, sample). It lives in ``<cache root>/choices/`` beside the score cache, as
-versioned Parquet parts written to a temporary name and renamed (never half-written).
+(scenario, target, sample). It lives in ``<cache root>/choices/`` beside the score cache, as a
+part store (``engine/parts.py``): append-only versioned Parquet parts, one latest-wins rule,
+every key checked against its fields.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import redact_table
-from pluralign.engine.files import require_layout, write_parquet
+from pluralign.engine.errors import InputError
 from pluralign.engine.hashing import digest
 from pluralign.engine.judges.consistency import majority
+from pluralign.engine.parts import PartLayout, PartStore
 from pluralign.schemas.arrow import with_version
 
 CHOICE_KIND = "choices"
@@ -50,6 +50,16 @@ def choice_key(benchmark: str, scenario: str, target: str, scorer: str, sample: 
     return digest(["choice", benchmark, scenario, target, scorer, int(sample)], 32)
 
 
+_KEY_FIELDS = ("benchmark", "scenario", "target", "scorer", "sample")
+
+CHOICE_LAYOUT = PartLayout(
+    kind=CHOICE_KIND, schema=CHOICE_SCHEMA, key_fields=_KEY_FIELDS, key_of=choice_key,
+    index_columns=("key", *_KEY_FIELDS, "choice", "error"), filters=("benchmark", "scorer"),
+    what="choice-cache part",
+    fix="move the old cache aside or rescore into a new --cache directory")
+"""Choice parts: keys re-hashed from their five fields; reasoning and meta read on demand."""
+
+
 class ChoiceCache:
     """Append-only Parquet parts under ``root/choices``."""
 
@@ -58,77 +68,85 @@ class ChoiceCache:
         """The cache directory shared with the score cache."""
         self.dir = self.root / CHOICE_KIND
         """Where the choice parts live."""
+        self._store = PartStore(self.dir, CHOICE_LAYOUT)
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> Path | None:
-        """Write ``rows`` as one new part, atomically; returns its path (None for no rows)."""
+        """Write ``rows`` (of :data:`CHOICE_SCHEMA`; ``key`` optional) as one new part,
+        atomically; returns its path (None for no rows). Bad rows raise before anything is
+        written."""
         if not rows:
             return None
-        self.dir.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist([dict(r) for r in rows], schema=CHOICE_SCHEMA)
-        table = redact_table(table, keep=("key", "benchmark", "scenario", "target", "scorer"))
-        return write_parquet(table, self.dir / f"part-{uuid.uuid4().hex}.parquet")
+        checked = [_checked_row(r, i) for i, r in enumerate(rows)]
+        table = pa.Table.from_pylist(checked, schema=CHOICE_SCHEMA)
+        return self._store.append(table, keys_checked=True)
 
     def parts(self) -> list[Path]:
-        if not self.dir.is_dir():
-            return []
-        return sorted(p for p in self.dir.glob("part-*.parquet") if p.is_file())
+        """The visible part files, oldest first."""
+        return self._store.parts()
 
     def read(self, benchmark: str | None = None, scorer: str | None = None) -> pa.Table:
-        """All rows (optionally of one benchmark and scorer); refuses other schema versions."""
-        tables = [self._read_part(p) for p in self.parts()]
-        if not tables:
-            return CHOICE_SCHEMA.empty_table()
-        table = pa.concat_tables(tables)
-        rows = table.to_pylist()
-        keep = [
-            r for r in rows
-            if (benchmark is None or r["benchmark"] == benchmark)
-            and (scorer is None or r["scorer"] == scorer)
-        ]
-        return pa.Table.from_pylist(keep, schema=CHOICE_SCHEMA)
+        """The winning row per key (the latest success, else the latest failure), optionally of
+        one benchmark and scorer, every column, in write order; refuses other schema versions."""
+        return self._store.latest(benchmark, scorer)
 
     def completed_keys(self, benchmark: str | None = None, scorer: str | None = None) -> set[str]:
         """Keys with a successful answer (failed items are not complete: a rerun retries them)."""
-        table = self.read(benchmark, scorer)
-        return {
-            k for k, err in zip(table.column("key").to_pylist(),
-                                table.column("error").to_pylist(), strict=True)
-            if err is None
-        }
+        ok, _ = self._store.resolve(benchmark, scorer)
+        return set(ok["key"].to_pylist())
 
     def choices(
         self, bench: Benchmark, scorer: str, targets: Sequence[str], samples: int
     ) -> np.ndarray:
         """int64 (S, T): majority choice over samples 0..samples-1 per scenario and target;
         -1 where no sample succeeded. Ties in the vote go to the lowest response index."""
-        votes = self._votes(self.read(bench.identity, scorer).to_pylist(), samples)
-        col = {t: j for j, t in enumerate(targets)}
-        out = np.full((bench.n_scenarios, len(targets)), -1, dtype=np.int64)
-        ids = bench_ids(bench)
-        for (scenario, target), picks in votes.items():
-            if target in col and scenario in ids:
-                m = majority(picks)
-                if m is not None:
-                    out[bench.index_of(scenario), col[target]] = m
-        return out
+        ok, _ = self._store.resolve(bench.identity, scorer)
+        ok = ok.filter(pc.and_(pc.less(ok["sample"], samples), pc.is_valid(ok["choice"])))
+        unique = list(dict.fromkeys(targets))
+        ids = pa.array([sc.id for sc in bench.scenarios], pa.string())
+        s = np.asarray(pc.fill_null(pc.index_in(ok["scenario"], value_set=ids), -1))
+        t = np.asarray(pc.fill_null(pc.index_in(ok["target"], value_set=pa.array(
+            unique, pa.string())), -1))
+        keep = (s >= 0) & (t >= 0)
+        sample = np.asarray(ok["sample"], dtype=np.int64)[keep]
+        choice = np.asarray(ok["choice"], dtype=np.int64)[keep]
+        s, t = s[keep], t[keep]
+        votes: dict[tuple[int, int], list[int | None]] = {}
+        for i in np.lexsort((sample, t, s)).tolist():  # each vote list in sample order
+            votes.setdefault((int(s[i]), int(t[i])), []).append(int(choice[i]))
+        per_unique = np.full((bench.n_scenarios, len(unique)), -1, dtype=np.int64)
+        for (si, ti), picks in votes.items():
+            m = majority(picks)
+            if m is not None:
+                per_unique[si, ti] = m
+        col = {u: j for j, u in enumerate(unique)}
+        return per_unique[:, np.asarray([col[x] for x in targets], dtype=np.int64)]
 
-    @staticmethod
-    def _votes(rows: Iterable[Mapping[str, Any]], samples: int) -> dict[tuple[str, str], list[int]]:
-        # One vote per (scenario, target, sample): a success wins over an earlier failure row.
-        best: dict[tuple[str, str, int], int] = {}
-        for r in rows:
-            if r["error"] is None and r["choice"] is not None and r["sample"] < samples:
-                best[(r["scenario"], r["target"], int(r["sample"]))] = int(r["choice"])
-        votes: dict[tuple[str, str], list[int]] = {}
-        for (scenario, target, _), choice in sorted(best.items()):
-            votes.setdefault((scenario, target), []).append(choice)
-        return votes
 
-    def _read_part(self, path: Path) -> pa.Table:
-        schema = pq.read_schema(path)
-        require_layout(schema, CHOICE_KIND, path,
-                       "move the old cache aside or rescore into a new --cache directory")
-        return pq.read_table(path, schema=CHOICE_SCHEMA)
+def _checked_row(raw: Mapping[str, Any], pos: int) -> dict[str, Any]:
+    row: dict[str, Any] = {f.name: raw.get(f.name) for f in CHOICE_SCHEMA}
+    for f in ("benchmark", "scenario", "scorer"):
+        if not isinstance(row[f], str) or not row[f]:
+            raise InputError("must be a non-empty string", record=pos, field=f)
+    if not isinstance(row["target"], str):
+        raise InputError("must be a string ('' for no target)", record=pos, field="target")
+    if not _is_int(row["sample"]) or row["sample"] < 0:
+        raise InputError(f"must be an integer >= 0, got {row['sample']!r}", record=pos,
+                         field="sample")
+    if row["choice"] is not None and not _is_int(row["choice"]):
+        raise InputError(f"must be an integer or None, got {row['choice']!r}", record=pos,
+                         field="choice")
+    if row["error"] is not None and (not isinstance(row["error"], str) or not row["error"]):
+        raise InputError("must be a non-empty string or None", record=pos, field="error")
+    key = choice_key(*(row[f] for f in _KEY_FIELDS))
+    if row["key"] not in (None, key):
+        raise InputError("key does not match the key fields", record=pos, field="key",
+                         hint="build keys with engine.judges.choices.choice_key")
+    row["key"] = key
+    return row
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def bench_ids(bench: Benchmark) -> frozenset[str]:

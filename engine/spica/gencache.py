@@ -1,24 +1,27 @@
-"""Content-addressed cache of generations: a folder of Parquet part files, appended atomically.
+"""Content-addressed cache of generations: a part store (``engine/parts.py``) in one folder.
 
 Each write adds one new part (temporary name, then rename), so concurrent or interrupted runs
 never corrupt what is there. A key is the hash of the model identity and every request field
-that changes the answer; a part of another layout version is refused.
+that changes the answer; the ``model`` and ``request`` (fingerprint) columns hold both, so every
+stored key is checked against them on its part's first read. A part of another layout version
+is refused, and generated texts are redacted of registered secrets before they are stored.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from pluralign.engine.backend import GenerationRequest
-from pluralign.engine.files import require_layout, write_parquet
+from pluralign.engine.errors import InputError
 from pluralign.engine.hashing import digest
+from pluralign.engine.parts import PartLayout, PartStore
 from pluralign.schemas.spica import GENERATION_KIND, GENERATION_SCHEMA
 
 
@@ -28,7 +31,19 @@ def work_key(model: str, request: GenerationRequest) -> str:
     The fingerprint covers messages, JSON schema, n, temperature, seed and max_tokens; the
     request id is deliberately left out so equal work shares one entry.
     """
-    return digest([model, request.fingerprint()], 32)
+    return stored_key(model, request.fingerprint())
+
+
+def stored_key(model: str, fingerprint: str) -> str:
+    """:func:`work_key` from the stored columns: the model identity and request fingerprint."""
+    return digest([model, fingerprint], 32)
+
+
+GENERATION_LAYOUT = PartLayout(
+    kind=GENERATION_KIND, schema=GENERATION_SCHEMA, key_fields=("model", "request"),
+    key_of=stored_key, index_columns=("key", "task", "model", "request", "error"),
+    what="generation-cache part", fix="use a fresh cache folder")
+"""Generation parts: keys re-hashed from (model, request); texts and meta read on demand."""
 
 
 @dataclass(frozen=True)
@@ -56,51 +71,82 @@ class CachedGeneration:
 
 
 class GenerationCache:
-    """Folder of ``part-*.parquet`` files; later parts win for the same key."""
+    """Folder of ``part-*.parquet`` files under the latest-wins rule of ``engine/parts.py``.
+
+    Also a scheduler ``ResultStore``: :meth:`append` takes schema rows as mappings, and
+    :meth:`completed_keys` lists the keys with a stored success.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         """The cache folder (created on first write)."""
+        self._store = PartStore(self.root, GENERATION_LAYOUT)
 
-    def _parts(self) -> list[Path]:
-        if not self.root.exists():
-            return []
-        return sorted(self.root.glob("part-*.parquet"), key=lambda p: (p.stat().st_mtime_ns,
-                                                                       p.name))
-
-    def _read(self, path: Path) -> pa.Table:
-        table = pq.read_table(path)
-        require_layout(table.schema, GENERATION_KIND, path, "use a fresh cache folder")
-        return table
+    def parts(self) -> list[Path]:
+        """The visible part files, oldest first."""
+        return self._store.parts()
 
     def load(self) -> dict[str, CachedGeneration]:
         """Every stored outcome by key (successes are never replaced by later failures)."""
-        out: dict[str, CachedGeneration] = {}
-        for part in self._parts():
-            for row in self._read(part).to_pylist():
-                rec = CachedGeneration(row["key"], row["task"], row["model"], row["request"],
-                                       tuple(row["texts"]), row["error"], row["meta"] or "")
-                prev = out.get(rec.key)
-                if prev is None or not prev.ok or rec.ok:
-                    out[rec.key] = rec
-        return out
+        return {r.key: r for r in _records(self._store.latest())}
 
     def lookup(self, keys: Iterable[str]) -> dict[str, CachedGeneration]:
         """Stored successes for ``keys`` (failures are not returned: they get retried)."""
-        wanted = set(keys)
-        return {k: v for k, v in self.load().items() if k in wanted and v.ok}
+        wanted = pa.array(sorted(set(keys)), pa.string())
+        with self._store.lock:
+            ok, _ = self._store.resolve()
+            hits = self._store.with_text(ok.filter(pc.is_in(ok["key"], value_set=wanted)))
+        return {r.key: r for r in _records(hits.select(GENERATION_SCHEMA.names))}
 
-    def append(self, records: Iterable[CachedGeneration]) -> Path | None:
-        """Store ``records`` as one new part; returns its path (None if nothing to store)."""
-        rows = list(records)
+    def completed_keys(self, benchmark: str | None = None, scorer: str | None = None) -> set[str]:
+        """Keys with a stored success. ``benchmark`` and ``scorer`` are accepted for the
+        scheduler's ``ResultStore`` protocol and narrow nothing: a key already covers the model
+        and the request, so a key from another model can never match a wanted one."""
+        ok, _ = self._store.resolve()
+        return set(ok["key"].to_pylist())
+
+    def append(self, records: Iterable[CachedGeneration | Mapping[str, Any]]) -> Path | None:
+        """Store ``records`` (outcomes, or rows of ``GENERATION_SCHEMA`` as mappings, ``key``
+        optional) as one new part; returns its path (None if nothing to store). Bad rows raise
+        InputError naming them before anything is written."""
+        rows = [_checked_row(r, i) for i, r in enumerate(records)]
         if not rows:
             return None
-        cols: Mapping[str, list[object]] = {
-            "key": [r.key for r in rows], "task": [r.task for r in rows],
-            "model": [r.model for r in rows], "request": [r.request for r in rows],
-            "texts": [list(r.texts) for r in rows], "error": [r.error for r in rows],
-            "meta": [r.meta for r in rows],
-        }
-        table = pa.Table.from_pydict(dict(cols), schema=GENERATION_SCHEMA)
-        name = f"part-{os.getpid()}-{uuid.uuid4().hex[:12]}.parquet"
-        return write_parquet(table, self.root / name)
+        table = pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
+        return self._store.append(table, keys_checked=True)
+
+
+def _records(table: pa.Table) -> list[CachedGeneration]:
+    return [CachedGeneration(row["key"], row["task"], row["model"], row["request"],
+                             tuple(row["texts"] or ()), row["error"], row["meta"] or "")
+            for row in table.to_pylist()]
+
+
+def _checked_row(obj: CachedGeneration | Mapping[str, Any], pos: int) -> dict[str, Any]:
+    if isinstance(obj, CachedGeneration):
+        raw: Mapping[str, Any] = {"key": obj.key, "task": obj.task, "model": obj.model,
+                                  "request": obj.request, "texts": list(obj.texts),
+                                  "error": obj.error, "meta": obj.meta}
+    elif isinstance(obj, Mapping):
+        raw = obj
+    else:
+        raise InputError(f"not a generation record: {type(obj).__name__}", record=pos)
+    row: dict[str, Any] = {f.name: raw.get(f.name) for f in GENERATION_SCHEMA}
+    for f in ("task", "model", "request"):
+        if not isinstance(row[f], str) or not row[f]:
+            raise InputError("must be a non-empty string", record=pos, field=f)
+    texts = row["texts"]
+    if texts is None:
+        texts = ()
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(
+            isinstance(t, str) for t in texts):
+        raise InputError("must be a list of strings", record=pos, field="texts")
+    row["texts"] = list(texts)
+    if row["error"] is not None and (not isinstance(row["error"], str) or not row["error"]):
+        raise InputError("must be a non-empty string or None", record=pos, field="error")
+    key = stored_key(row["model"], row["request"])
+    if row["key"] not in (None, key):
+        raise InputError("key does not match the model and request fingerprint", record=pos,
+                         field="key", hint="build keys with engine.spica.gencache.work_key")
+    row["key"] = key
+    return row

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pluralign.engine.cache as cache_mod
+import pluralign.engine.parts as parts_mod
 from pluralign.engine.cache import (
     CacheCorruptError,
     ScoreCache,
@@ -205,7 +206,7 @@ def test_other_schema_version_is_refused(tmp_path, bench, version):
                                        b"pluralign.kind": b"scores"}
     bad = tmp_path / "part-00000000000000000001-0000001-aaaaaaaaaaaa.parquet"
     _write_part(bad, SCORE_SCHEMA.with_metadata(meta))
-    cache_mod._INDEXES.clear()  # a fresh process
+    parts_mod._INDEXES.clear()  # a fresh process
     with pytest.raises(CacheSchemaError) as err:
         ScoreCache(tmp_path)
     text = str(err.value)
@@ -276,7 +277,7 @@ def test_compact_keeps_answers_and_merges_parts(tmp_path, bench):
                          .to_pylist())
     merged = cache.compact()
     assert merged is not None and cache.parts() == [merged]
-    cache_mod._INDEXES.clear()
+    parts_mod._INDEXES.clear()
     fresh = ScoreCache(tmp_path)
     np.testing.assert_array_equal(fresh.predictions(bench, SCORER), before)
     assert sorted(r["reasoning"] for r in fresh.read(bench.identity, SCORER, text=True)
@@ -317,7 +318,7 @@ def test_concurrent_appenders_do_not_clobber(tmp_path, bench):
 def _planted(tmp_path, table, n="00000000000000000009"):
     path = tmp_path / f"part-{n}-0000001-cccccccccccc.parquet"
     pq.write_table(table, path)
-    cache_mod._INDEXES.clear()  # a fresh process reads it
+    parts_mod._INDEXES.clear()  # a fresh process reads it
     return path
 
 
@@ -388,7 +389,7 @@ def test_gc_removes_stale_temp_files_and_duplicate_rows(tmp_path, bench):
     assert report.temp_files_removed == [stale] and fresh.exists() and not stale.exists()
     assert (report.rows_before, report.rows_after) == (len(recs) + 15, len(recs))
     assert (report.parts_before, report.parts_after) == (3, 1)
-    cache_mod._INDEXES.clear()
+    parts_mod._INDEXES.clear()
     np.testing.assert_array_equal(ScoreCache(tmp_path).predictions(bench, SCORER), before)
 
 
@@ -410,7 +411,7 @@ def test_gc_refuses_a_cache_with_a_bad_part_and_changes_nothing(tmp_path, bench)
 
 def test_registered_secret_is_redacted_from_every_stored_text(tmp_path, bench, monkeypatch):
     secret = "sk-planted-0123456789abcdef"
-    monkeypatch.setattr(cache_mod, "_SECRETS", set())
+    monkeypatch.setattr(parts_mod, "_SECRETS", set())
     cache_mod.register_secret(secret)
     rec = records(bench)[0]
     leaky = dataclasses.replace(rec, reasoning=f"my key is {secret}!",
@@ -429,7 +430,7 @@ def test_registered_secret_is_redacted_from_every_stored_text(tmp_path, bench, m
 def test_credential_environment_values_are_redacted_without_registration(
         tmp_path, bench, monkeypatch):
     secret = "env-secret-value-42"
-    monkeypatch.setattr(cache_mod, "_SECRETS", set())
+    monkeypatch.setattr(parts_mod, "_SECRETS", set())
     monkeypatch.setenv("SOME_PROVIDER_API_KEY", secret)
     rec = dataclasses.replace(records(bench)[0], reasoning=f"x {secret} y")
     ScoreCache(tmp_path).append([rec])

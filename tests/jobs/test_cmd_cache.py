@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import pluralign.engine.cache as cache_mod
+import pluralign.engine.parts as parts_mod
 from pluralign.engine.cache import ScoreCache, ScoreFailure, scorer_identity
 from pluralign.engine.judges.fake_answerer import label_answerer
 from pluralign.engine.manifest import begin, end
@@ -48,7 +48,7 @@ def test_ls_and_show_decode_what_the_cache_holds(tmp_path: Path, capsys: Any) ->
     bench, recs = fill(tmp_path)
     assert main(["cache", "--cache", str(tmp_path), "ls", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows == [{"benchmark": bench.identity, "scorer": SCORER, "complete": len(recs) - 2,
+    assert rows == [{"store": "scores", "benchmark": bench.identity, "scorer": SCORER, "complete": len(recs) - 2,
                      "failed": 1, "scenarios": 4, "attributes": list(bench.attributes),
                      "samples": 1}]
     assert main(["cache", "--cache", str(tmp_path), "show", "judge"]) == 0
@@ -71,7 +71,7 @@ def test_verify_names_a_planted_foreign_part_and_gc_cleans(tmp_path: Path, capsy
     forged = good.set_column(0, good.schema.field("key"), pa.array(keys[::-1], pa.string()))
     foreign = tmp_path / "part-00000000000000000042-0000001-abcabcabcabc.parquet"
     pq.write_table(forged, foreign)
-    cache_mod._INDEXES.clear()
+    parts_mod._INDEXES.clear()
     assert main(["cache", "--cache", str(tmp_path), "verify"]) == 3
     out = capsys.readouterr()
     with capsys.disabled():
@@ -86,15 +86,15 @@ def test_verify_names_a_planted_foreign_part_and_gc_cleans(tmp_path: Path, capsy
     stale = tmp_path / ".tmp-part-00000000000000000001-0000009-deadbeefdead.parquet.tmp"
     stale.write_bytes(b"\0" * 1_000_000)
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
-    cache_mod._INDEXES.clear()
+    parts_mod._INDEXES.clear()
     assert main(["cache", "--cache", str(tmp_path), "verify"]) == 0
     summary = capsys.readouterr().out.splitlines()[-1]
-    assert summary == "3 parts, 0 bad, 18 rows, 3 superseded, 1 temp files"
+    assert summary == "scores: 3 parts, 0 bad, 18 rows, 3 superseded, 1 temp files"
     assert main(["cache", "--cache", str(tmp_path), "gc"]) == 0
     out = capsys.readouterr().out
     with capsys.disabled():
         print("\n" + out)
-    assert out.splitlines()[-1] == "1 temp files removed; rows 18 -> 15; parts 3 -> 1"
+    assert out.splitlines()[-1] == "scores: 1 temp files removed; rows 18 -> 15; parts 3 -> 1"
     assert not stale.exists()
     # the compacted part keeps the decoded settings
     assert main(["cache", "--cache", str(tmp_path), "show"]) == 0
@@ -127,7 +127,7 @@ def test_a_key_echoed_in_answers_is_stored_nowhere(
         tmp_path: Path, fake_key: str, make_fake_server: Any, monkeypatch: Any) -> None:
     from pluralign.jobs.llm_scoring import run_llm_scoring
 
-    monkeypatch.setattr(cache_mod, "_SECRETS", set())
+    monkeypatch.setattr(parts_mod, "_SECRETS", set())
     bench, train = bench_pair(6)
     server = make_fake_server(answerer=_echoing(label_answerer(bench, noise=0.1)))
     cache = ScoreCache(tmp_path)
@@ -139,3 +139,103 @@ def test_a_key_echoed_in_answers_is_stored_nowhere(
     assert reasonings and all("[redacted]" in r for r in reasonings)  # the echo arrived
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert files and all(FAKE_KEY.encode() not in p.read_bytes() for p in files)
+
+
+def _stale(path: Path) -> Path:
+    path.write_bytes(b"\0" * 1000)
+    os.utime(path, (time.time() - 7200, time.time() - 7200))
+    return path
+
+
+def test_verify_gc_and_ls_cover_the_choices_and_leave_claims_alone(
+        tmp_path: Path, capsys: Any) -> None:
+    from pluralign.engine.claims import Claims
+    from pluralign.engine.judges.choices import ChoiceCache, choice_key
+
+    bench, _ = fill(tmp_path)
+    rows = [{"key": choice_key(bench.identity, s.id, "", SCORER, k), "benchmark": bench.identity,
+             "scenario": s.id, "target": "", "scorer": SCORER, "sample": k, "choice": 1,
+             "reasoning": "r", "error": None, "meta": "{}"}
+            for s in bench.scenarios for k in range(2)]
+    choices = ChoiceCache(tmp_path)
+    choices.append(rows)
+    choices.append([{**rows[0], "choice": 0}, {**rows[1], "choice": None, "error": "503"}])
+    claims = Claims(tmp_path)
+    assert claims.try_claim("some-item")
+    claim_files = sorted(p for p in (tmp_path / ".claims").iterdir())
+    assert claim_files
+    stale = _stale(tmp_path / "choices" / f".tmp-part-{'0' * 20}-0000001-abcdef.parquet.tmp")
+
+    assert main(["cache", "--cache", str(tmp_path), "ls", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["store"] for r in listed] == ["scores", "choices"]
+    assert {k: listed[1][k] for k in ("benchmark", "scorer", "complete", "failed", "scenarios",
+                                      "targets", "samples")} == {
+        "benchmark": bench.identity, "scorer": SCORER, "complete": 8, "failed": 0,
+        "scenarios": 4, "targets": 1, "samples": 2}
+    assert main(["cache", "--cache", str(tmp_path), "ls"]) == 0
+    assert "\nchoices\n" in capsys.readouterr().out
+
+    assert main(["cache", "--cache", str(tmp_path), "verify"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if not x.startswith("temp file:")]
+    assert lines == ["scores: 3 parts, 0 bad, 18 rows, 3 superseded, 0 temp files",
+                     "choices: 2 parts, 0 bad, 10 rows, 2 superseded, 1 temp files"]
+    assert main(["cache", "--cache", str(tmp_path), "gc"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "scores: 0 temp files removed; rows 18 -> 15; parts 3 -> 1",
+        f"removed temp file: {stale}",
+        "choices: 1 temp files removed; rows 10 -> 8; parts 2 -> 1"]
+    assert not stale.exists()
+    assert sorted(p for p in (tmp_path / ".claims").iterdir()) == claim_files  # untouched
+    parts_mod._INDEXES.clear()
+    assert ChoiceCache(tmp_path).choices(bench, SCORER, [""], 2)[:, 0].tolist() == [0, 1, 1, 1]
+
+
+def test_a_bad_choice_part_stops_gc_of_every_store(tmp_path: Path, capsys: Any) -> None:
+    from pluralign.engine.judges.choices import ChoiceCache
+
+    bench, _ = fill(tmp_path)
+    ChoiceCache(tmp_path).append([{"benchmark": bench.identity, "scenario": "s000000",
+                                   "target": "", "scorer": SCORER, "sample": 0, "choice": 1,
+                                   "reasoning": None, "error": None, "meta": None}])
+    bad = tmp_path / "choices" / f"part-{'f' * 32}.parquet"
+    bad.write_bytes(b"not parquet")
+    listing = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert main(["cache", "--cache", str(tmp_path), "verify"]) == 3
+    out = capsys.readouterr().out
+    bad_lines = [line for line in out.splitlines() if line.startswith("bad part:")]
+    assert len(bad_lines) == 1
+    assert bad_lines[0].startswith(f"bad part: {bad}: not a readable choice-cache part (")
+    assert "choices: 2 parts, 1 bad, 1 rows, 0 superseded, 0 temp files" in out
+    assert main(["cache", "--cache", str(tmp_path), "gc", "--min-age", "0"]) == 2
+    assert "nothing was changed" in capsys.readouterr().err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == listing  # the scores untouched too
+
+
+def test_a_spica_generation_folder_verifies_lists_and_gcs(tmp_path: Path, capsys: Any) -> None:
+    from pluralign.engine.backend import GenerationRequest, Message
+    from pluralign.engine.spica.gencache import CachedGeneration, GenerationCache, work_key
+
+    def gen(seed: int, error: str | None = None) -> CachedGeneration:
+        req = GenerationRequest("", (Message("user", "hi"),), seed=seed)
+        return CachedGeneration(work_key("m", req), "aligned", "m", req.fingerprint(),
+                                () if error else (f"text {seed}",), error)
+
+    folder = tmp_path / "gens"
+    cache = GenerationCache(folder)
+    cache.append([gen(0), gen(1, "503"), gen(2)])
+    cache.append([gen(1), gen(2, "timeout")])
+    before = cache.load()
+    _stale(folder / f".tmp-part-{'0' * 20}-0000001-abcdefabcdef.parquet.tmp")
+    assert main(["cache", "--cache", str(folder), "ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"store": "generations", "task": "aligned", "model": "m", "complete": 3, "failed": 0}]
+    assert main(["cache", "--cache", str(folder), "verify"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "generations: 2 parts, 0 bad, 5 rows, 2 superseded, 1 temp files")
+    assert main(["cache", "--cache", str(folder), "gc"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "generations: 1 temp files removed; rows 5 -> 3; parts 2 -> 1")
+    parts_mod._INDEXES.clear()
+    assert GenerationCache(folder).load() == before
+    assert main(["cache", "--cache", str(folder), "show"]) == 2  # no scorers in a spica folder
