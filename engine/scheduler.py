@@ -1,12 +1,14 @@
 """The scheduler: send each uncached work item once, write one output per item to the cache.
 
-It removes duplicate items and items already in the cache (content-addressed keys), keeps a
-bounded number of requests in flight over a backend or a pool of actors, retries what the
-backend classifies as retryable within one send budget per item (shared with the backend's own
-retries), writes results at least every ``flush_seconds``, reports progress, and stops cleanly
-at a token or cost budget, on a dead endpoint, or when interrupted. With :class:`Claims`,
-concurrent runs on one cache never send the same item at once. A crashed run resumes by
-rerunning: completed items are in the cache.
+It serves every LLM job, each a :class:`~pluralign.engine.judges.base.Task`: the judges (score
+and choice caches) and SPICA generation (the generation cache). It removes duplicate items and
+items already in the cache (content-addressed keys), keeps a bounded number of requests in
+flight over a backend or a pool of actors, retries what the backend classifies as retryable
+within one send budget per item (shared with the backend's own retries), writes results at
+least every ``flush_seconds``, reports progress (a bar where someone watches standard error,
+else text lines), and stops cleanly at a token or cost budget, on a dead endpoint, or when
+interrupted. With :class:`Claims`, concurrent runs on one cache never send the same item at
+once. A crashed run resumes by rerunning: completed items are in the cache.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, TextIO, cast
 
+from pluralign.engine import progress as progress_bars
 from pluralign.engine.backend import FailureKind, GenerationRequest, GenerationResult
 from pluralign.engine.claims import Claims
-from pluralign.engine.judges.base import AnswerError, Judge, WorkItem
+from pluralign.engine.judges.base import AnswerError, Task, WorkItem
 
 
 class _CurrentStderr:
@@ -40,7 +43,7 @@ STDERR: TextIO = cast(TextIO, _CurrentStderr())
 
 
 class ResultStore(Protocol):
-    """Where outputs go: the score cache or the choice cache."""
+    """Where outputs go: the score cache, the choice cache, or the generation cache."""
 
     def append(self, records: Sequence[Mapping[str, Any]]) -> Any: ...
 
@@ -90,7 +93,8 @@ class SchedulerConfig:
     price_completion_per_1k: float = 0.0
     """Cost of 1,000 completion tokens, for ``cost_budget``."""
     progress_seconds: float = 5.0
-    """Seconds between progress lines (and status updates)."""
+    """Seconds between progress lines (and status updates); a progress bar, where one is
+    shown instead, appears after this long."""
     abort_after_fatal: int = 3
     """Stop when this many FATAL_REPLICA results arrive in a row with no success in between
     (a refused key, an unreachable endpoint, a dead engine): the rest is left unsent instead of
@@ -212,7 +216,7 @@ def _fmt_seconds(s: float) -> str:
 class _Run:
     """State of one scheduling run (one asyncio task group)."""
 
-    def __init__(self, judge: Judge, pending: list[WorkItem], backend: Dispatcher,
+    def __init__(self, judge: Task, pending: list[WorkItem], backend: Dispatcher,
                  store: ResultStore, config: SchedulerConfig, report: ScheduleReport,
                  status: StatusSink | None, log: TextIO | None, claims: Claims | None = None,
                  benchmark: str | None = None) -> None:
@@ -241,6 +245,8 @@ class _Run:
         self.finished = asyncio.Event()
         if not pending:
             self.finished.set()
+        self.bar: Any = None
+        """The progress bar shown instead of text lines (see :func:`_shows_bar`), or None."""
 
     def stop(self, reason: str, kind: str) -> None:
         """Send nothing new from now on (the first reason wins)."""
@@ -260,6 +266,8 @@ class _Run:
         if rows is not None:
             self.buffer.extend(rows)
             self.buffer_items.append(item)
+            if self.bar is not None:
+                self.bar.update(1)
             if failed is None:
                 self.report.completed += 1
             else:
@@ -498,11 +506,20 @@ class _Run:
             "stopped": self.stopping, "state": "running",
         }
 
+    def postfix(self) -> str:
+        """What the bar shows after its counts (tqdm shows rate and ETA itself)."""
+        r = self.report
+        text = f"{r.failed} failed, {r.resent} retries, {r.tokens} tokens"
+        return text + (f", stopping: {self.stopping}" if self.stopping else "")
+
     async def progress(self, final: bool = False) -> None:
         f = self.progress_fields()
         if final:
             f["state"] = "stopped" if self.stopping else "done"
-        if self.log is not None:
+        if self.bar is not None and not final:
+            self.bar.set_postfix_str(self.postfix(), refresh=False)
+            self.bar.update(0)  # redraws once the bar's delay has passed (refresh would not wait)
+        elif self.log is not None:
             pct = 100.0 * f["done"] / self.total if self.total else 100.0
             eta = _fmt_seconds(f["eta_s"] if f["eta_s"] is not None else float("inf"))
             cached = f", {f['cached']} cached" if f["cached"] else ""
@@ -520,8 +537,15 @@ class _Run:
                     print(f"status update failed: {type(e).__name__}", file=self.log)
 
 
+def _shows_bar(log: TextIO | None) -> bool:
+    """A bar instead of text lines: only where bars are on (a terminal, or
+    ``PLURALIGN_PROGRESS=1``) and the log is standard error, where the bar goes; a log file or
+    stream keeps the text lines."""
+    return (log is STDERR or log is sys.stderr) and progress_bars.enabled()
+
+
 async def run_schedule(
-    judge: Judge,
+    judge: Task,
     items: Sequence[WorkItem],
     backend: Dispatcher,
     store: ResultStore,
@@ -540,6 +564,9 @@ async def run_schedule(
     once with a function ``stop(reason)`` that interrupts the run (signal handlers use it):
     nothing new is sent, answers in flight are awaited for ``grace_seconds``, every finished
     answer is written, and the report says ``stop_kind == "interrupted"``.
+
+    Progress goes to ``log`` every ``progress_seconds``: a bar with failures, retries and tokens
+    where :func:`_shows_bar` says so, else a text line; the final line is text either way.
     """
     cfg = config or SchedulerConfig()
     completed = await asyncio.to_thread(store.completed_keys, benchmark, judge.identity)
@@ -549,7 +576,24 @@ async def run_schedule(
     run = _Run(judge, p.pending, backend, store, cfg, report, status, log, claims, benchmark)
     if on_start is not None:
         on_start(lambda reason="interrupted": run.stop(reason, "interrupted"))
-    n_workers = max(1, min(len(p.pending), -(-cfg.max_in_flight // cfg.batch_size)))
+    with contextlib.ExitStack() as shown:
+        if p.pending and _shows_bar(log):
+            run.bar = shown.enter_context(progress_bars.bar(
+                len(p.pending), judge.identity, unit="item", delay=cfg.progress_seconds))
+        await _drive(run, cfg, claims)
+        run.bar = None  # closed here: the final line below is text
+    report.stopped = run.stopping
+    report.stop_kind = run.stop_kind
+    report.elapsed = time.monotonic() - run.started
+    report.lost = len(p.pending) - len(run.done)
+    await run.progress(final=True)
+    return report
+
+
+async def _drive(run: _Run, cfg: SchedulerConfig, claims: Claims | None) -> None:
+    """Run the workers (and ticker, claim poller) until every item is settled or the run
+    stops; then write what is buffered and release the claims."""
+    n_workers = max(1, min(len(run.pending), -(-cfg.max_in_flight // cfg.batch_size)))
     workers = [asyncio.create_task(run.worker()) for _ in range(n_workers)]
     helpers = [asyncio.create_task(run.ticker())]
     if claims is not None:
@@ -587,9 +631,3 @@ async def run_schedule(
         await run._maybe_flush(force=True)
         if claims is not None:
             claims.release_all()
-    report.stopped = run.stopping
-    report.stop_kind = run.stop_kind
-    report.elapsed = time.monotonic() - run.started
-    report.lost = len(p.pending) - len(run.done)
-    await run.progress(final=True)
-    return report

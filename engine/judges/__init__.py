@@ -1,8 +1,8 @@
 """LLM judges of the steerable pluralistic models (seed 003 §4): comparative regression,
 per-response regression, prompt-aligned and unaligned, plus few-shot rubric selection.
 
-Judges are pure: they build typed generation requests and parse answers into cache rows; the
-scheduler in ``jobs/`` sends the requests.
+Judges are pure: they build typed generation requests and parse answers into cache rows;
+:mod:`pluralign.engine.scheduler` sends the requests.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ SCALE = 100
 REASONING_MAX = 512
 """Longest reasoning the answer schema allows."""
 
-ItemKind = Literal["scores", "choice"]
+ItemKind = Literal["scores", "choice", "generation"]
+"""Where an item's rows go: the score cache, the choice cache, or the generation cache."""
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,19 @@ class JudgeSettings:
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One model call's worth of work; ``key`` is content-addressed (equal work, equal key)."""
+    """One model call's worth of work, for any LLM job (a judge's answer, a SPICA generation);
+    ``key`` is content-addressed (equal work, equal key)."""
 
     key: str
-    """Hash of the cache keys this item fills; duplicates share it."""
+    """Hash of the cache keys this item fills; duplicates share it. For a generation item it is
+    the generation cache key, which is also its request's id."""
     kind: ItemKind
-    """``scores`` (rows in the score cache) or ``choice`` (a row in the choice cache)."""
+    """``scores`` (rows in the score cache), ``choice`` (a row in the choice cache) or
+    ``generation`` (one outcome in the generation cache)."""
     scenario: int
-    """Scenario index in the benchmark."""
+    """Scenario index in the benchmark; a generation item's position among its prompts."""
     sample: int
-    """Sample index (self-consistency); 0 for greedy."""
+    """Sample index (self-consistency, or a generation's seed); 0 for greedy."""
     attribute: str | None = None
     """Attribute scored (regression judges)."""
     response: int | None = None
@@ -89,26 +93,31 @@ class WorkItem:
     """Canonical target JSON (prompt-aligned); ``""`` for the target-free unaligned judge."""
     row_keys: tuple[str, ...] = field(default=())
     """Cache keys of the rows this item writes; the item is done when all are cached."""
+    request: GenerationRequest | None = None
+    """The prepared model call, where the item carries one (generation items: the prompt is
+    built before the key, which hashes it); judges build theirs from the fields above."""
+    task: str | None = None
+    """What a generation is for (``class-response`` or ``aligned``, stored with its outcome);
+    None for judges."""
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """What a generation's answer belongs to (scenario/class/sample, or query/group/setup);
+    empty for judges. Left out of the hash, so items stay hashable."""
 
 
 class AnswerError(ValueError):
     """A model answer that does not fit the judge's schema (the scheduler retries it)."""
 
 
-class Judge(Protocol):
-    """An LLM judge: builds requests for work items and parses answers into cache rows."""
+class Task(Protocol):
+    """What the scheduler needs of any LLM job (a judge, SPICA generation): one request per
+    work item and the rows its answer, or its failure, becomes."""
 
     name: str
-    """Scorer name, e.g. ``comparative-regression``."""
+    """Job name, e.g. ``comparative-regression``."""
     identity: str
-    """Scorer identity used in cache keys (name plus a hash of everything that changes answers)."""
+    """Identity used in cache lookups and progress (a judge's: name plus a hash of everything
+    that changes answers; a generation's: the model identity)."""
     kind: ItemKind
-
-    def items(
-        self, scenarios: Sequence[int], samples: int, targets: Sequence[str] | None = None
-    ) -> list[WorkItem]:
-        """Work items for these scenario indices and sample count (targets: prompt-aligned)."""
-        ...
 
     def request(self, item: WorkItem) -> GenerationRequest:
         """The model call for ``item`` (id = item key)."""
@@ -119,12 +128,22 @@ class Judge(Protocol):
         ...
 
     def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
-        """Rows recording that ``item`` failed (error set, no score)."""
+        """Rows recording that ``item`` failed (error set, no answer)."""
         ...
 
     def describe(self) -> dict[str, Any]:
-        """Decoded settings for the run manifest: identity, settings, templates (hash and
-        text), definitions, few-shot rule."""
+        """Decoded settings for the run manifest (a judge's: identity, settings, templates
+        with hash and text, definitions, few-shot rule)."""
+        ...
+
+
+class Judge(Task, Protocol):
+    """An LLM judge: a :class:`Task` that also lists its own work items."""
+
+    def items(
+        self, scenarios: Sequence[int], samples: int, targets: Sequence[str] | None = None
+    ) -> list[WorkItem]:
+        """Work items for these scenario indices and sample count (targets: prompt-aligned)."""
         ...
 
 

@@ -1,8 +1,10 @@
 """Generation jobs through any backend: response-class answers that grow a bank from raw prompts,
 and aligned outputs per (query, group, prompt setup).
 
-Work items are keyed by content (model + request fingerprint), deduplicated, looked up in the
-generation cache, and only the missing ones are sent; every item ends with exactly one outcome
+Generation is one more task of the scheduler (:mod:`pluralign.engine.scheduler`), which serves
+every LLM job: items are keyed by content (model + request fingerprint), deduplicated, looked up
+in the generation cache, and only the missing ones are sent, with the scheduler's retries, send
+budget, dead-endpoint abort, interrupts and progress. Every item ends with exactly one outcome
 (texts or a failure reason). The backend is built from a factory only when something must be
 sent, so a fully cached rerun never even opens a connection.
 """
@@ -10,9 +12,12 @@ sent, so a fully cached rerun never even opens a connection.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
 
 from pluralign.engine.backend import (
     Backend,
@@ -21,6 +26,15 @@ from pluralign.engine.backend import (
     GenerationRequest,
     GenerationResult,
     Message,
+)
+from pluralign.engine.claims import Claims
+from pluralign.engine.judges.base import AnswerError, ItemKind, WorkItem, usage_meta
+from pluralign.engine.scheduler import (
+    STDERR,
+    SchedulerConfig,
+    ScheduleReport,
+    StatusSink,
+    run_schedule,
 )
 from pluralign.engine.spica.bank import ScenarioBank, make_bank
 from pluralign.engine.spica.gencache import CachedGeneration, GenerationCache, work_key
@@ -47,17 +61,8 @@ CLASS_PROMPTS: dict[str, str] = {
 
 BackendFactory = Callable[[], Backend]
 
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One request to answer, with what it is for."""
-
-    task: str
-    """``class-response`` or ``aligned``."""
-    request: GenerationRequest
-    """The request (its id is the item's key)."""
-    labels: Mapping[str, str]
-    """What the answer belongs to (scenario/class/sample, or query/group/setup)."""
+DEFAULT_CONFIG = SchedulerConfig(batch_size=16, max_in_flight=64)
+"""Generation's scheduling: batches of 16 requests, four batches in flight."""
 
 
 def class_prompt(cls: ResponseClass) -> str:
@@ -68,12 +73,13 @@ def class_prompt(cls: ResponseClass) -> str:
 
 
 def _item(model: str, task: str, messages: tuple[Message, ...], labels: dict[str, str],
-          temperature: float, seed: int | None, max_tokens: int) -> WorkItem:
+          temperature: float, seed: int | None, max_tokens: int, position: int,
+          sample: int) -> WorkItem:
     req = GenerationRequest("", messages, temperature=temperature, seed=seed,
                             max_tokens=max_tokens)
     key = work_key(model, req)
-    return WorkItem(task, GenerationRequest(key, messages, temperature=temperature, seed=seed,
-                                            max_tokens=max_tokens), labels)
+    return WorkItem(key, "generation", position, sample, row_keys=(key,),
+                    request=replace(req, id=key), task=task, labels=labels)
 
 
 def class_response_items(
@@ -84,8 +90,9 @@ def class_response_items(
     return [
         _item(model, "class-response",
               (Message("system", class_prompt(c)), Message("user", text)),
-              {"scenario": sid, "class": c.name, "sample": str(i)}, temperature, i, max_tokens)
-        for sid, text in prompts for c in classes for i in range(per_class)
+              {"scenario": sid, "class": c.name, "sample": str(i)}, temperature, i, max_tokens,
+              pi, i)
+        for pi, (sid, text) in enumerate(prompts) for c in classes for i in range(per_class)
     ]
 
 
@@ -96,9 +103,116 @@ def aligned_items(
     """One item per (query id, prompt) — the prompt carries its group and setup."""
     return [
         _item(model, "aligned", p.messages, {"query": qid, "group": p.group, "setup": p.setup},
-              temperature, None, max_tokens)
-        for qid, p in prompts
+              temperature, None, max_tokens, pi, 0)
+        for pi, (qid, p) in enumerate(prompts)
     ]
+
+
+class GenerationTask:
+    """Generation as a scheduler task: the item's prepared request goes out as is, and its
+    answer (or failure) becomes one generation-cache record, as a row."""
+
+    name = "generation"
+    kind: ItemKind = "generation"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        """Model identity (already part of every item key)."""
+        self.identity = model
+        """What progress lines and cache lookups name the run by."""
+
+    def request(self, item: WorkItem) -> GenerationRequest:
+        if item.request is None:
+            raise ValueError(f"work item {item.key} carries no request")
+        return item.request
+
+    def _row(self, item: WorkItem, texts: tuple[str, ...], error: str | None,
+             meta: str) -> dict[str, Any]:
+        fingerprint = item.request.fingerprint() if item.request is not None else ""
+        return {"key": item.key, "task": item.task or "", "model": self.model,
+                "request": fingerprint, "texts": texts, "error": error, "meta": meta}
+
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+        if not result.samples:
+            raise AnswerError("no samples in the answer")
+        texts = tuple(s.text for s in result.samples)
+        if not all(isinstance(t, str) for t in texts):
+            raise AnswerError("answer is not text")
+        return [self._row(item, texts, None, usage_meta(result))]
+
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+        return [self._row(item, (), reason, "")]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "identity": self.identity, "model": self.model}
+
+
+def _record(row: Mapping[str, Any]) -> CachedGeneration:
+    return CachedGeneration(row["key"], row["task"], row["model"], row["request"],
+                            tuple(row["texts"]), row["error"], row["meta"])
+
+
+class _GenerationStore:
+    """The scheduler's result store over a :class:`GenerationCache` (in memory without one).
+
+    Completed keys are the stored successes among this run's keys (a stored failure is sent
+    again). The first lookup (the scheduler's plan) reads the cached outcomes with their texts
+    and keeps them for the report; later ones (before each write) read keys only. Every record
+    written is kept too.
+    """
+
+    def __init__(self, cache: GenerationCache | None, keys: Sequence[str]) -> None:
+        self.cache = cache
+        self.keys = frozenset(keys)
+        self.first: dict[str, CachedGeneration] | None = None
+        self.written: dict[str, CachedGeneration] = {}
+
+    def completed_keys(self, benchmark: str | None = None,
+                       scorer: str | None = None) -> set[str]:
+        mine = {k for k, rec in self.written.items() if rec.ok}
+        if self.cache is None:
+            return mine
+        if self.first is None:
+            self.first = self.cache.lookup(self.keys)
+            return set(self.first) | mine
+        return (self.cache.completed_keys() & self.keys) | mine
+
+    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        rows = [_record(r) for r in records]
+        if self.cache is not None:
+            self.cache.append(rows)
+        for rec in rows:
+            self.written[rec.key] = rec
+
+
+class _LazyBackend:
+    """The factory's backend, built on the first send. A factory that raises stops the run
+    (``stop``, from the scheduler's ``on_start``) before anything is recorded; its error is
+    kept for the caller to raise, and it is not called again."""
+
+    def __init__(self, factory: BackendFactory) -> None:
+        self.factory = factory
+        self.backend: Backend | None = None
+        self.error: Exception | None = None
+        self.stop: Callable[[str], None] | None = None
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if self.backend is None and self.error is None:
+            try:
+                self.backend = self.factory()
+            except Exception as e:  # raised again by run_items_async once the run is over
+                self.error = e
+                if self.stop is not None:
+                    self.stop("the backend could not be started")
+        if self.backend is None:
+            reason = f"could not start the backend: {type(self.error).__name__}: {self.error}"
+            return [GenerationResult(r.id, failure=Failure(FailureKind.FATAL_REPLICA, reason),
+                                     attempts=0) for r in requests]
+        return list(await self.backend.generate(requests))
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
 
 
 @dataclass
@@ -106,7 +220,7 @@ class GenerationReport:
     """What a job did; ``outcomes`` has one entry per distinct key."""
 
     outcomes: dict[str, CachedGeneration] = field(default_factory=dict)
-    """Key -> texts or failure."""
+    """Key -> texts or failure (``not sent: <reason>`` where the run stopped first)."""
     cached: int = 0
     """Distinct keys answered from the cache."""
     duplicates: int = 0
@@ -114,141 +228,171 @@ class GenerationReport:
     sent: int = 0
     """Requests handed to the backend, retries included."""
     failed: int = 0
-    """Distinct keys that ended as failures."""
+    """Distinct keys that ended as failures (the ones not sent included)."""
+    not_sent: int = 0
+    """Distinct keys never answered because the run stopped early (a rerun sends them)."""
+    schedule: ScheduleReport | None = None
+    """The scheduler's report (tokens, retries, stop reason); set by every run."""
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped early (budget, interrupt, dead endpoint), else None."""
+        return self.schedule.stopped if self.schedule is not None else None
 
     def texts(self, item: WorkItem) -> tuple[str, ...] | None:
-        out = self.outcomes.get(item.request.id)
+        out = self.outcomes.get(item.key)
         return out.texts if out is not None and out.ok else None
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How the runner acts on the backend's failure kinds."""
+class GenerationInterrupted(KeyboardInterrupt):
+    """Generation was interrupted; the answers received are stored and a rerun resumes."""
 
-    max_attempts: int = 3
-    """Tries per item for transient failures and bad answers."""
-    backoff: float = 0.5
-    """Seconds before the first retry; doubles each time."""
-    max_wait: float = 30.0
-    """Cap on any single wait, rate-limit hints included."""
+    def __init__(self, report: GenerationReport) -> None:
+        super().__init__(f"interrupted: {report.not_sent} generations not sent")
+        self.report = report
 
 
-async def _generate(backend: Backend, batch: list[WorkItem]) -> list[GenerationResult]:
-    """The backend's answers; a backend that raises (against the protocol) or answers the
-    wrong number of items turns into transient failures, so one bad batch never stops a job."""
-    try:
-        results = list(await backend.generate([it.request for it in batch]))
-    except Exception as e:  # any backend bug becomes a recorded failure
-        reason = f"backend raised {type(e).__name__}: {e}"
-    else:
-        if len(results) == len(batch):
-            return results
-        reason = f"backend returned {len(results)} results for {len(batch)} requests"
-    return [GenerationResult(it.request.id, failure=Failure(FailureKind.TRANSIENT, reason))
-            for it in batch]
+def _check_items(items: Sequence[WorkItem]) -> None:
+    for it in items:
+        if it.kind != "generation" or it.request is None:
+            raise ValueError(f"work item {it.key}: not a generation item (kind {it.kind!r}, "
+                             f"request {'missing' if it.request is None else 'set'})")
+        if it.request.id != it.key or it.row_keys != (it.key,):
+            raise ValueError(f"work item {it.key}: its request id and row keys must be its key")
 
 
-async def _send(
-    backend: Backend, items: list[WorkItem], policy: RetryPolicy, report: GenerationReport,
-) -> dict[str, GenerationResult]:
-    """Send a batch with retries; returns the final result per key."""
-    pending = {it.request.id: it for it in items}
-    final: dict[str, GenerationResult] = {}
-    attempt = 0
-    while pending:
-        attempt += 1
-        batch = list(pending.values())
-        report.sent += len(batch)
-        results = await _generate(backend, batch)
-        wait = 0.0
-        for it, res in zip(batch, results, strict=True):
-            f = res.failure
-            retry = f is not None and attempt < policy.max_attempts and f.kind in (
-                FailureKind.RATE_LIMITED, FailureKind.TRANSIENT, FailureKind.BAD_ANSWER)
-            if retry and f is not None:
-                hint = f.retry_after if f.kind is FailureKind.RATE_LIMITED else None
-                wait = max(wait, hint or policy.backoff * 2 ** (attempt - 1))
-                continue
-            final[it.request.id] = res
-            del pending[it.request.id]
-        if pending:
-            await asyncio.sleep(min(wait, policy.max_wait))
-    return final
-
-
-def _record(item: WorkItem, model: str, res: GenerationResult) -> CachedGeneration:
-    meta = json.dumps({"attempts": res.attempts, "prompt_tokens": res.usage.prompt_tokens,
-                       "completion_tokens": res.usage.completion_tokens})
-    if res.failure is not None:
-        err = f"{res.failure.kind.value}: {res.failure.message}"
-        return CachedGeneration(item.request.id, item.task, model, item.request.fingerprint(),
-                                (), err, meta)
-    texts = tuple(s.text for s in res.samples)
-    return CachedGeneration(item.request.id, item.task, model, item.request.fingerprint(),
-                            texts, None, meta)
+def _config(config: SchedulerConfig | None, batch_size: int | None,
+            concurrency: int | None) -> SchedulerConfig:
+    """``config`` (default :data:`DEFAULT_CONFIG`) with ``batch_size`` requests per backend
+    call and ``concurrency`` calls in flight, where given (each keeps the config's other)."""
+    cfg = config or DEFAULT_CONFIG
+    if batch_size is None and concurrency is None:
+        return cfg
+    calls = concurrency if concurrency is not None else max(1, cfg.max_in_flight // cfg.batch_size)
+    size = batch_size if batch_size is not None else cfg.batch_size
+    return replace(cfg, batch_size=size, max_in_flight=calls * size)
 
 
 async def run_items_async(
     items: Sequence[WorkItem], backend_factory: BackendFactory, model: str,
-    cache: GenerationCache | None = None, batch_size: int = 16, concurrency: int = 4,
-    policy: RetryPolicy | None = None,
+    cache: GenerationCache | None = None, batch_size: int | None = None,
+    concurrency: int | None = None, config: SchedulerConfig | None = None, *,
+    log: TextIO | None = STDERR, status: StatusSink | None = None, on_start: Any = None,
 ) -> GenerationReport:
-    """Answer every item: cached ones from ``cache``, the rest through one backend instance."""
-    report = GenerationReport()
-    unique: dict[str, WorkItem] = {}
-    for it in items:
-        if it.request.id in unique:
-            report.duplicates += 1
-        else:
-            unique[it.request.id] = it
-    hits = cache.lookup(unique) if cache is not None else {}
-    report.cached = len(hits)
-    report.outcomes.update(hits)
-    todo = [it for k, it in unique.items() if k not in hits]
-    if not todo:
-        return report
-    backend = backend_factory()
-    gate = asyncio.Semaphore(max(1, concurrency))
-    pol = policy or RetryPolicy()
+    """Answer every item: cached ones from ``cache``, the rest through one backend instance,
+    scheduled by :func:`~pluralign.engine.scheduler.run_schedule` under ``config`` (retries,
+    budgets, interrupts; ``batch_size`` and ``concurrency`` override its batching). Runs on one
+    cache claim their items (:class:`~pluralign.engine.claims.Claims`), so concurrent runs never
+    buy the same generation twice. Without a cache, answers live in the report only.
+    ``on_start`` is the scheduler's (it receives the function that interrupts the run)."""
+    _check_items(items)
+    keys = list(dict.fromkeys(it.key for it in items))
+    store = _GenerationStore(cache, keys)
+    backend = _LazyBackend(backend_factory)
 
-    async def one(batch: list[WorkItem]) -> None:
-        async with gate:
-            results = await _send(backend, batch, pol, report)
-        records = [_record(it, model, results[it.request.id]) for it in batch]
-        if cache is not None:
-            cache.append(records)  # one part per batch: finished work survives a crash
-        for r in records:
-            report.outcomes[r.key] = r
-            report.failed += 0 if r.ok else 1
+    def started(stop: Callable[[str], None]) -> None:
+        backend.stop = stop
+        if on_start is not None:
+            on_start(stop)
 
     try:
-        batches = [todo[i:i + batch_size] for i in range(0, len(todo), max(1, batch_size))]
-        await asyncio.gather(*(one(b) for b in batches))
+        schedule = await run_schedule(GenerationTask(model), items, backend, store,
+                                      _config(config, batch_size, concurrency), log=log,
+                                      status=status, on_start=started,
+                                      claims=Claims(cache.root) if cache is not None else None)
     finally:
         await backend.close()
+    if backend.error is not None:
+        raise backend.error
+    report = GenerationReport(cached=schedule.cached, duplicates=schedule.duplicates,
+                              sent=schedule.requests, schedule=schedule)
+    found = dict(store.first or {})
+    if schedule.elsewhere and cache is not None:  # answered by a concurrent run meanwhile
+        found.update(cache.lookup(k for k in keys if k not in found and k not in store.written))
+    by_key = {it.key: it for it in items}
+    for key in keys:
+        rec = store.written.get(key) or found.get(key)
+        if rec is None:  # the run stopped before answering it
+            it = by_key[key]
+            fingerprint = it.request.fingerprint() if it.request is not None else ""
+            rec = CachedGeneration(key, it.task or "", model, fingerprint, (),
+                                   f"not sent: {schedule.stopped or 'the run stopped'}")
+            report.not_sent += 1
+        report.outcomes[key] = rec
+        report.failed += 0 if rec.ok else 1
     return report
+
+
+@contextlib.contextmanager
+def _interrupts(loop: asyncio.AbstractEventLoop, stops: list[Callable[[str], None]],
+                log: TextIO | None) -> Iterator[None]:
+    """Ctrl-C during generation: the first stops sending (answers in flight are awaited, every
+    answer received is stored); the second raises KeyboardInterrupt at once. Installed only
+    on the main thread, where signals arrive."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    count = 0
+
+    def on_signal() -> None:
+        nonlocal count
+        count += 1
+        if count > 1:
+            raise KeyboardInterrupt
+        if log is not None:
+            print("interrupted: sending stopped; saving the answers already received "
+                  "(press Ctrl-C again to quit at once)", file=log, flush=True)
+        for stop in stops:
+            stop("interrupted")
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_signal)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here: plain Ctrl-C
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def run_items(
     items: Sequence[WorkItem], backend_factory: BackendFactory, model: str,
-    cache: GenerationCache | None = None, batch_size: int = 16, concurrency: int = 4,
-    policy: RetryPolicy | None = None,
+    cache: GenerationCache | None = None, batch_size: int | None = None,
+    concurrency: int | None = None, config: SchedulerConfig | None = None, *,
+    log: TextIO | None = STDERR,
 ) -> GenerationReport:
-    """Synchronous wrapper of :func:`run_items_async` (for the CLI and scripts)."""
-    return asyncio.run(run_items_async(items, backend_factory, model, cache, batch_size,
-                                       concurrency, policy))
+    """Synchronous wrapper of :func:`run_items_async` (for the CLI and scripts); Ctrl-C stops
+    the run cleanly (see :func:`_interrupts`)."""
+
+    async def main() -> GenerationReport:
+        stops: list[Callable[[str], None]] = []
+        with _interrupts(asyncio.get_running_loop(), stops, log):
+            return await run_items_async(items, backend_factory, model, cache, batch_size,
+                                         concurrency, config, log=log, on_start=stops.append)
+
+    return asyncio.run(main())
+
+
+def _complete(report: GenerationReport) -> GenerationReport:
+    """``report``, unless the run was interrupted (then :class:`GenerationInterrupted`)."""
+    if report.schedule is not None and report.schedule.stop_kind == "interrupted":
+        raise GenerationInterrupted(report)
+    return report
 
 
 def grow_bank(
     meta: BankMeta, prompts: Sequence[tuple[str, str]], backend_factory: BackendFactory,
     model: str, cache: GenerationCache | None = None, per_class: int = 3,
-    split: str = "train", temperature: float = 0.7, max_tokens: int = 512,
+    split: str = "train", temperature: float = 0.7, max_tokens: int = 512, *,
+    config: SchedulerConfig | None = None, log: TextIO | None = STDERR,
 ) -> tuple[ScenarioBank, GenerationReport]:
     """A bank (no ratings yet) whose scenarios are ``prompts`` with ``per_class`` generated
-    responses per class; a class whose samples all failed keeps fewer texts."""
+    responses per class; a class whose samples all failed keeps fewer texts. An interrupted
+    run raises :class:`GenerationInterrupted` instead of building a partial bank."""
     items = class_response_items(model, prompts, meta.classes, per_class, temperature,
                                  max_tokens)
-    report = run_items(items, backend_factory, model, cache)
+    report = _complete(run_items(items, backend_factory, model, cache, config=config, log=log))
     texts: dict[str, dict[str, list[str]]] = {sid: {c.name: [] for c in meta.classes}
                                               for sid, _ in prompts}
     for it in items:
@@ -280,14 +424,16 @@ def aligned_outputs(
     retriever: Retriever, weights: Mapping[str, Weights] | None,
     queries: Sequence[tuple[str, str]], groups: Sequence[str], setups: Sequence[str], k: int,
     backend_factory: BackendFactory, model: str, cache: GenerationCache | None = None,
-    max_tokens: int = 1024,
+    max_tokens: int = 1024, *, config: SchedulerConfig | None = None,
+    log: TextIO | None = STDERR,
 ) -> tuple[list[AlignedOutput], GenerationReport]:
     """Aligned outputs per (query, group, setup); retrieval is SPICA's where ``weights`` has
     the group, else similarity only. Control prompts are the same for every group, so they
-    are sent once (deduplicated by key)."""
+    are sent once (deduplicated by key). An interrupted run raises
+    :class:`GenerationInterrupted`."""
     texts = [t for _, t in queries]
     dist = retriever.distance(texts)
-    plan: list[tuple[str, AlignmentPrompt, tuple[str, ...]]] = []
+    planned: list[tuple[str, AlignmentPrompt, tuple[str, ...]]] = []
     for g in groups:
         w = (weights or {}).get(g)
         idx = retriever.retrieve(texts, g, k, w, dist)
@@ -295,13 +441,13 @@ def aligned_outputs(
             ids = tuple(retriever.bank.ids[int(j)] for j in idx[qi])
             for setup in setups:
                 p = build_prompt(retriever.bank, q, g, setup, idx[qi])
-                plan.append((qid, p, () if setup == "control" else ids))
-    items = aligned_items(model, [(qid, p) for qid, p, _ in plan], max_tokens=max_tokens)
-    report = run_items(items, backend_factory, model, cache)
+                planned.append((qid, p, () if setup == "control" else ids))
+    items = aligned_items(model, [(qid, p) for qid, p, _ in planned], max_tokens=max_tokens)
+    report = _complete(run_items(items, backend_factory, model, cache, config=config, log=log))
     rows = []
-    for (qid, p, ids), it in zip(plan, items, strict=True):
-        out = report.outcomes.get(it.request.id)
+    for (qid, p, ids), it in zip(planned, items, strict=True):
+        out = report.outcomes.get(it.key)
         text = out.texts[0] if out is not None and out.ok and out.texts else None
         err = None if text is not None else (out.error if out is not None else "not run")
-        rows.append(AlignedOutput(qid, p.group, p.setup, ids, text, err, it.request.id))
+        rows.append(AlignedOutput(qid, p.group, p.setup, ids, text, err, it.key))
     return rows, report

@@ -1,8 +1,12 @@
-"""Generation jobs: cached, deduplicated, one outcome per item, reruns send nothing."""
+"""Generation jobs through the scheduler: cached, deduplicated, one outcome per item, reruns
+send nothing, and a bad batch, a budget or an interrupt never loses or crashes anything."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -17,21 +21,25 @@ from pluralign.engine.backend import (
     GenerationResult,
     Message,
     Sample,
+    Usage,
 )
 from pluralign.engine.errors import CacheSchemaError
+from pluralign.engine.judges import ComparativeJudge, JudgeSettings, WorkItem
+from pluralign.engine.scheduler import SchedulerConfig
 from pluralign.engine.spica.gencache import GenerationCache, work_key
 from pluralign.engine.spica.generate import (
-    RetryPolicy,
     aligned_outputs,
     class_response_items,
     grow_bank,
     run_items,
+    run_items_async,
 )
 from pluralign.engine.spica.retrieval import Retriever
+from pluralign.engine.synthetic import synthetic_benchmark
 from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 from tests.engine.spica.helpers import bank, rater, scenario
 
-FAST = RetryPolicy(max_attempts=3, backoff=0.0)
+FAST = SchedulerConfig(max_attempts=3, retry_backoff=0.0, batch_size=4, max_in_flight=8)
 
 
 class FakeBackend:
@@ -40,10 +48,11 @@ class FakeBackend:
     name = "fake"
 
     def __init__(self, script: dict[str, list[Failure]] | None = None,
-                 explode: bool = False) -> None:
+                 explode: bool = False, short: bool = False) -> None:
         self.sent: list[GenerationRequest] = []
         self.script = script or {}
         self.explode = explode
+        self.short = short
         self.closed = False
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -57,8 +66,9 @@ class FakeBackend:
             if queue:
                 out.append(GenerationResult(r.id, failure=queue.pop(0)))
             else:
-                out.append(GenerationResult(r.id, samples=(Sample(f"re: {user} #{r.seed}"),)))
-        return out
+                out.append(GenerationResult(r.id, samples=(Sample(f"re: {user} #{r.seed}"),),
+                                            usage=Usage(10, 5)))
+        return out[:-1] if self.short else out
 
     async def close(self) -> None:
         self.closed = True
@@ -155,7 +165,7 @@ def test_failures_are_recorded_then_retried_next_run(tmp_path):
               "fasting": [Failure(FailureKind.TRANSIENT, "503"),
                           Failure(FailureKind.RATE_LIMITED, "slow down", retry_after=0.01)]}
     f1 = Factory(script=script)
-    rep = run_items(items, f1, "m", cache, policy=FAST)
+    rep = run_items(items, f1, "m", cache, config=FAST, log=None)
     assert rep.failed == 1 and rep.sent == 4  # p1 once (fatal), p2 three times
     fails = [o for o in rep.outcomes.values() if not o.ok]
     assert len(fails) == 1 and fails[0].error == "fatal_item: too long"
@@ -163,7 +173,7 @@ def test_failures_are_recorded_then_retried_next_run(tmp_path):
     stored = cache.load()
     assert len(stored) == 2 and sum(not v.ok for v in stored.values()) == 1
     f2 = Factory()
-    rep2 = run_items(items, f2, "m", cache, policy=FAST)
+    rep2 = run_items(items, f2, "m", cache, config=FAST, log=None)
     assert f2.sent == 1 and rep2.cached == 1 and rep2.failed == 0  # only the failure again
 
 
@@ -171,16 +181,171 @@ def test_transient_failures_give_up_after_max_attempts(tmp_path):
     items = class_response_items("m", PROMPTS[:1], META.classes[:1], per_class=1)
     script = {"vote": [Failure(FailureKind.TRANSIENT, "503")] * 5}
     f = Factory(script=script)
-    rep = run_items(items, f, "m", None, policy=FAST)
+    rep = run_items(items, f, "m", None, config=FAST, log=None)
     assert f.sent == 3 and rep.failed == 1
 
 
 def test_a_raising_backend_fails_items_not_the_job(tmp_path):
     items = class_response_items("m", PROMPTS, META.classes[:2], per_class=1)
     f = Factory(explode=True)
-    rep = run_items(items, f, "m", GenerationCache(tmp_path / "c"), policy=FAST)
-    assert len(rep.outcomes) == 4 and rep.failed == 4
+    rep = run_items(items, f, "m", GenerationCache(tmp_path / "c"), config=FAST, log=None)
+    assert len(rep.outcomes) == 4 and rep.failed == 4 and f.sent == 4 * FAST.max_attempts
     assert all("engine died" in (o.error or "") for o in rep.outcomes.values())
+    assert f.made[0].closed
+
+
+def test_a_backend_answering_the_wrong_count_fails_items_not_the_job(tmp_path):
+    items = class_response_items("m", PROMPTS, META.classes[:2], per_class=1)
+    f = Factory(short=True)
+    cache = GenerationCache(tmp_path / "c")
+    rep = run_items(items, f, "m", cache, config=replace(FAST, batch_size=2), log=None)
+    assert len(rep.outcomes) == 4 and rep.failed == 4
+    assert all("returned 1 results for 2 requests" in (o.error or "")
+               for o in rep.outcomes.values())
+    assert {k for k, v in cache.load().items() if not v.ok} == set(rep.outcomes)
+
+
+def test_a_factory_that_raises_sends_nothing_and_raises(tmp_path):
+    items = class_response_items("m", PROMPTS, META.classes[:1], per_class=1)
+
+    def broken() -> FakeBackend:
+        raise KeyError("API key variable OPENAI_KEY is not set")
+
+    with pytest.raises(KeyError, match="OPENAI_KEY"):
+        run_items(items, broken, "m", GenerationCache(tmp_path / "c"),
+                  config=replace(FAST, batch_size=1, max_in_flight=1), log=None)
+    assert not list((tmp_path / "c").glob("part-*.parquet"))  # nothing recorded as failed
+
+
+def test_a_token_budget_stops_and_every_item_still_has_one_outcome(tmp_path):
+    items = class_response_items("m", PROMPTS, META.classes, per_class=2)  # 20 items
+    cache = GenerationCache(tmp_path / "c")
+    cfg = replace(FAST, batch_size=1, max_in_flight=1, token_budget=45)
+    f = Factory()
+    rep = run_items(items, f, "m", cache, config=cfg, log=None)
+    assert rep.stopped == "token budget" and rep.schedule is not None
+    assert len(rep.outcomes) == 20 and f.sent == 3  # 15 tokens each: the third crosses 45
+    not_sent = [o for o in rep.outcomes.values() if o.error == "not sent: token budget"]
+    assert len(not_sent) == rep.not_sent == 17 and rep.failed == 17
+    assert set(cache.load()) == {k for k, o in rep.outcomes.items() if o.ok}  # no fake failures
+    f2 = Factory()
+    rep2 = run_items(items, f2, "m", cache, config=FAST, log=None)
+    assert rep2.cached == 3 and f2.sent == 17 and rep2.failed == 0
+
+
+def test_an_interrupt_keeps_the_answers_received_and_a_rerun_sends_the_rest(tmp_path):
+    items = class_response_items("m", PROMPTS, META.classes, per_class=2)
+    cache = GenerationCache(tmp_path / "c")
+    stops: list = []
+
+    class Interrupting(FakeBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            if not self.sent:
+                stops[0]("interrupted")  # arrives while the first batch is in flight
+            await asyncio.sleep(0.01)
+            return await super().generate(requests)
+
+    backend = Interrupting()
+    cfg = replace(FAST, batch_size=2, max_in_flight=2)
+    rep = asyncio.run(run_items_async(items, lambda: backend, "m", cache, config=cfg,
+                                      log=None, on_start=stops.append))
+    assert rep.schedule is not None and rep.schedule.stop_kind == "interrupted"
+    assert len(backend.sent) == 2 and backend.closed
+    assert len(rep.outcomes) == 20 and rep.not_sent == 18
+    assert set(cache.load()) == {r.id for r in backend.sent}
+    f2 = Factory()
+    rep2 = run_items(items, f2, "m", cache, config=FAST, log=None)
+    assert rep2.cached == 2 and f2.sent == 18
+
+
+def test_ctrl_c_stops_sending_and_grow_bank_raises_after_storing(tmp_path):
+    from pluralign.engine.spica.generate import GenerationInterrupted
+
+    cache = GenerationCache(tmp_path / "c")
+
+    class CtrlC(FakeBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            if not self.sent:
+                os.kill(os.getpid(), signal.SIGINT)  # as if pressed while this batch is out
+            await asyncio.sleep(0.05)
+            return await super().generate(requests)
+
+    backend = CtrlC()
+    cfg = replace(FAST, batch_size=3, max_in_flight=3)
+    try:
+        with pytest.raises(GenerationInterrupted) as caught:
+            grow_bank(META, PROMPTS, lambda: backend, "m", cache, config=cfg, log=None)
+    except KeyboardInterrupt:  # GenerationInterrupted is one: only a plain one gets here
+        pytest.fail("Ctrl-C was not turned into a clean stop")
+    rep = caught.value.report
+    assert len(backend.sent) == 3 and rep.not_sent == 30 - 3
+    assert len(cache.load()) == 3  # the batch in flight was stored
+
+
+def test_batch_size_and_concurrency_set_the_schedulers_batching():
+    items = class_response_items("m", PROMPTS, META.classes, per_class=1)  # 10 items
+    calls: list[int] = []
+    busy = {"now": 0, "most": 0}
+
+    class Counting(FakeBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            calls.append(len(requests))
+            busy["now"] += 1
+            busy["most"] = max(busy["most"], busy["now"])
+            await asyncio.sleep(0.01)
+            busy["now"] -= 1
+            return await super().generate(requests)
+
+    rep = run_items(items, Counting, "m", None, batch_size=3, concurrency=2, log=None)
+    assert rep.failed == 0 and sum(calls) == 10
+    assert max(calls) <= 3 and busy["most"] <= 2
+
+
+def test_two_runs_on_one_cache_send_each_generation_once(tmp_path):
+    items = class_response_items("m", PROMPTS, META.classes, per_class=2)  # 20 items
+    cache_dir = tmp_path / "c"
+    f = Factory()
+
+    class Slow(FakeBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            await asyncio.sleep(0.02)
+            return await super().generate(requests)
+
+    def make() -> FakeBackend:
+        b = Slow()
+        f.made.append(b)
+        return b
+
+    async def both() -> list:
+        cfg = SchedulerConfig(batch_size=2, max_in_flight=4, flush_seconds=0.05,
+                              claim_poll_seconds=0.05)
+        return list(await asyncio.gather(*(
+            run_items_async(items, make, "m", GenerationCache(cache_dir), config=cfg, log=None)
+            for _ in range(2))))
+
+    a, b = asyncio.run(both())
+    sent = [r.id for backend in f.made for r in backend.sent]
+    assert sorted(sent) == sorted(it.key for it in items)  # each item bought once in all
+    assert a.failed == b.failed == 0 and len(a.outcomes) == len(b.outcomes) == 20
+    assert all(a.texts(it) == b.texts(it) and a.texts(it) for it in items)
+    assert not list((cache_dir / ".claims").glob("*.claim"))
+
+
+def test_items_must_be_generation_items():
+    judge = ComparativeJudge(synthetic_benchmark(2, (2, 2), 2, 5, seed=0), JudgeSettings("m"))
+    with pytest.raises(ValueError, match="not a generation item"):
+        run_items(judge.items([0], 1), Factory(), "m", None, log=None)
+
+
+def test_one_work_item_type_for_judges_and_generation():
+    gen = class_response_items("m", PROMPTS[:1], META.classes[:1], per_class=2)
+    judge = ComparativeJudge(synthetic_benchmark(2, (2, 2), 2, 5, seed=0), JudgeSettings("m"))
+    scored = judge.items([0], 1)
+    assert all(isinstance(it, WorkItem) for it in gen + scored)
+    assert [it.row_keys for it in gen] == [(it.key,) for it in gen]
+    assert all(it.request is not None and it.request.id == it.key for it in gen)
+    assert [it.sample for it in gen] == [0, 1] and gen[1].labels["sample"] == "1"
+    assert len({hash(it) for it in gen + scored}) == len(gen) + len(scored)  # hashable
 
 
 def test_cache_of_another_version_is_refused(tmp_path):
