@@ -12,35 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.jobs.common import (
-    LLM_SCORERS,
-    add_benchmark_args,
-    add_llm_scorer_args,
-    add_target_args,
-    cache_dir,
-    finite_or_none,
-    llm_identity,
-    load_splits,
-    make_scorer,
-    note_manifest,
-    progress,
-    resolve_target_sets,
-    write_json_atomic,
-    write_parquet_atomic,
-)
+from pluralign.jobs.common import add_llm_scorer_args, add_scorer_args, add_target_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("align", help="re-align targets from cached scores (no model calls)",
                        description=__doc__)
-    add_benchmark_args(p)
-    p.add_argument("--scorer", default="ridge",
-                   help="scorer whose cached scores to use (as given to sweep)")
-    p.add_argument("--scorer-id", default=None,
-                   help="exact scorer identity (as printed by sweep), instead of --scorer")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
-    p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
-    p.add_argument("--samples", type=int, default=None, help="average the first N samples")
+    add_scorer_args(p, "scorer whose cached scores to use (as given to sweep)", cached=True)
     add_target_args(p, None)
     p.add_argument("--target", action="append", default=[], metavar="JSON",
                    help="an inline target (repeatable)")
@@ -54,21 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def _identity(args: argparse.Namespace, bench: Any, train: Any) -> str:
-    if args.scorer_id:
-        return str(args.scorer_id)
-    return str(make_scorer(args).identity(bench, train))
-
-
-def _needs_train(args: argparse.Namespace) -> bool:
-    return not args.scorer_id and bool(make_scorer(args).needs_train)
-
-
 def run(args: argparse.Namespace) -> int:
     from pluralign.engine.align import chosen_responses
-    from pluralign.engine.cache import ScoreCache
     from pluralign.engine.errors import InputError
     from pluralign.engine.files import check_output
+    from pluralign.jobs.common import cached_scores_args, finite_or_none, resolve_target_sets
     from pluralign.jobs.sharded import realign_for_args
 
     if args.out is not None:
@@ -77,21 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if not specs:
         raise InputError("no targets given", field="targets",
                          hint="pass --target '{\"helpfulness\": 1}' or --targets FILE|all|...")
-    if args.scorer in LLM_SCORERS and not args.scorer_id:
-        bench, train, ident = llm_identity(args)
-    else:
-        bench, train = load_splits(args, need_train=_needs_train(args))
-        ident = _identity(args, bench, train)
-    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer_id or args.scorer})
-    cache = ScoreCache(cache_dir(args.cache))
-    preds = cache.predictions(bench, ident, args.samples)
-    missing = int(np.isnan(preds).any(axis=1).sum())
-    if missing:
-        raise InputError(
-            f"the cache holds no complete scores of {ident} for {bench.identity} "
-            f"({missing} of {bench.n_responses} responses missing)",
-            file=str(cache.root), hint="run pluralign sweep with the same options first",
-        )
+    scores = cached_scores_args(args)  # nothing is scored: a clear error when absent
+    bench, preds, ident = scores.bench, scores.predictions, scores.identity
     results: list[dict[str, Any]] = []
     choice_rows: dict[str, list[Any]] = {"target": [], "scenario": [], "chosen": []}
     for ts in resolve_target_sets(specs, bench, args.data):
@@ -126,6 +81,8 @@ JSON_LIMIT = 50_000_000
 
 
 def _write(out: Path, bench: Any, ident: str, results: list[Any], rows: dict[str, Any]) -> None:
+    from pluralign.jobs.common import progress, write_json_atomic, write_parquet_atomic
+
     if out.suffix == ".json":
         head: dict[str, Any] = {"benchmark": bench.identity, "scorer": ident, "targets": results}
         size = sum(len(t) + 30 for t in rows["target"]) + 40 * len(rows["scenario"])

@@ -91,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, rows: list[dict[str, Any]], kind: str) -> None:
-    import pyarrow as pa
+    from pluralign.engine.results import rows_table
 
-    from pluralign.schemas.arrow import with_version
-
-    table = pa.Table.from_pylist(rows)
-    write_parquet_atomic(path, table.cast(with_version(table.schema, kind)))
+    write_parquet_atomic(path, rows_table(rows, kind))

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from pluralign.jobs.common import (
-    add_benchmark_args,
     add_llm_scorer_args,
+    add_scorer_args,
     finite_or_none,
-    make_scorer,
     progress,
     write_json_atomic,
     write_parquet_atomic,
@@ -37,16 +36,8 @@ DISTRIBUTION_HELP = (
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("jury", help="per-group accuracy, utility and welfare of a jury",
                        description=__doc__)
-    add_benchmark_args(p)
-    p.add_argument("--scorer", default="ridge",
-                   help="a scorer that needs no model, as for sweep (default: ridge)")
-    p.add_argument("--scorer-id", default=None,
-                   help="read the cached scores of this scorer identity (as printed by sweep, "
-                        "e.g. of an LLM scorer) instead of scoring")
-    p.add_argument("--samples", type=int, default=None,
-                   help="with --scorer-id: average the first N samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
-    p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
+    add_scorer_args(p, "a scorer that needs no model, as for sweep (default: ridge)",
+                    cached=True)
     p.add_argument("--groups", required=True, help="group file (JSON; see docs/juries.md)")
     p.add_argument("--alpha", default="0,0.5,1,2,inf",
                    help="welfare inequality aversions, comma-separated (default: 0,0.5,1,2,inf)")
@@ -112,48 +103,28 @@ def _check_groups_first(args: argparse.Namespace) -> None:
 
 
 def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
-    """(evaluated split, predictions (N, A), scorer identity): through the score cache, which
-    computes only what it lacks; with ``--scorer-id``, from the cache alone."""
-    from pluralign.engine.cache import ScoreCache
+    """(evaluated split, predictions (N, A), scorer identity): a model-free scorer through the
+    score cache, which computes only what it lacks; with ``--scorer-id`` or an LLM judge (the
+    identity sweep computed from the same flags), from the cache alone: nothing is sent."""
     from pluralign.engine.errors import InputError
     from pluralign.jobs.common import (
         CHOICE_SCORERS,
         LLM_SCORERS,
-        cache_dir,
-        llm_identity,
-        load_splits,
-        note_manifest,
+        cached_scores_args,
+        score_args,
+        scorer_splits,
     )
 
-    cache = ScoreCache(cache_dir(args.cache))
+    if args.scorer in CHOICE_SCORERS and not args.scorer_id:
+        raise InputError(f"{args.scorer} picks responses and has no scores to judge "
+                         "juries with", field="scorer",
+                         hint="use comparative-regression or regression")
     if args.scorer_id or args.scorer in LLM_SCORERS:
-        if args.scorer in CHOICE_SCORERS and not args.scorer_id:
-            raise InputError(f"{args.scorer} picks responses and has no scores to judge "
-                             "juries with", field="scorer",
-                             hint="use comparative-regression or regression")
-        if args.scorer_id:
-            bench, train = load_splits(args, need_train=False)
-            ident = str(args.scorer_id)
-        else:  # the identity sweep computed from the same flags; nothing is sent
-            bench, train, ident = llm_identity(args)
-        note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer})
-        preds = cache.predictions(bench, ident, args.samples)
-        missing = int(np.isnan(preds).any(axis=1).sum())
-        if missing:
-            raise InputError(
-                f"the cache holds no complete scores of {ident} for {bench.identity} "
-                f"({missing} of {bench.n_responses} responses missing)", file=str(cache.root),
-                hint="run pluralign sweep with that scorer and the same flags first")
-        return bench, preds, ident
-    from pluralign.engine.scorers import score_through_cache
-
-    scorer = make_scorer(args)
-    bench, train = load_splits(args, need_train=bool(scorer.needs_train))
-    progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
-    preds = score_through_cache(scorer, bench, cache, train=train)
-    ident = scorer.identity(bench, train)
-    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer})
-    return bench, preds, ident
+        scores = cached_scores_args(args)
+    else:
+        bench, train, _ = scorer_splits(args)
+        scores = score_args(args, bench, train, None)
+    return scores.bench, scores.predictions, scores.identity
 
 
 # ---- printing ------------------------------------------------------------------------------
@@ -195,22 +166,14 @@ def print_selection(selection: Any) -> None:
 
 # ---- files ---------------------------------------------------------------------------------
 
-def _table(columns: dict[str, list[Any]], kind: str) -> Any:
-    import pyarrow as pa
-
-    from pluralign.schemas.arrow import with_version
-
-    table = pa.table(columns)
-    return table.cast(with_version(table.schema, kind))
-
-
 def _write_outputs(out: Path, bench: Any, ident: str, groups_file: str, jury: Any, result: Any,
                    selection: Any, seconds: dict[str, float]) -> None:
+    from pluralign.engine.results import columns_table, rows_table
+
     rows = result.rows()
-    write_parquet_atomic(out / "groups.parquet",
-                         _table({k: [r[k] for r in rows] for k in rows[0]}, "jury_groups"))
+    write_parquet_atomic(out / "groups.parquet", rows_table(rows, "jury_groups"))
     targets = jury.targets()
-    write_parquet_atomic(out / "jurors.parquet", _table({
+    write_parquet_atomic(out / "jurors.parquet", columns_table({
         "juror": list(jury.juror_ids),
         "group": [jury.group_names[g] for g in jury.group_of],
         "target": targets.json_all(),
@@ -231,8 +194,7 @@ def _write_outputs(out: Path, bench: Any, ident: str, groups_file: str, jury: An
     }
     if selection is not None:
         sel = selection.rows()
-        write_parquet_atomic(out / "selection.parquet",
-                             _table({k: [r[k] for r in sel] for k in sel[0]}, "jury_selection"))
+        write_parquet_atomic(out / "selection.parquet", rows_table(sel, "jury_selection"))
         summary["selection"] = sel
     write_json_atomic(out / "summary.json", summary)
     progress(f"wrote {out}/summary.json and groups, jurors, scenarios"
@@ -244,6 +206,8 @@ def _alpha_json(a: float) -> float | str:
 
 
 def _scenario_table(bench: Any, result: Any) -> Any:
+    from pluralign.engine.results import columns_table
+
     n_s, n_g, _ = result.per_scenario.shape
     cols: dict[str, list[Any]] = {
         "scenario": [s.id for s in bench.scenarios for _ in range(n_g)],
@@ -252,7 +216,7 @@ def _scenario_table(bench: Any, result: Any) -> Any:
     flat = result.per_scenario.reshape(n_s * n_g, -1)
     for m, name in enumerate(result.metrics):
         cols[name] = [finite_or_none(x) for x in flat[:, m].tolist()]
-    return _table(cols, "jury_scenarios")
+    return columns_table(cols, "jury_scenarios")
 
 
 # ---- distribution --------------------------------------------------------------------------
@@ -282,9 +246,10 @@ def run_distribution(args: argparse.Namespace) -> int:
         print("(no model distributions in the file: nothing to compare)")
     out = Path(args.out)
     if report.questions:
-        rows = report.questions
+        from pluralign.engine.results import rows_table
+
         write_parquet_atomic(out / "distribution.parquet",
-                             _table({k: [r[k] for r in rows] for k in rows[0]}, "distribution"))
+                             rows_table(report.questions, "distribution"))
     write_json_atomic(out / "summary.json", {
         "file": str(args.file), "questions": len(questions), "shuffles": args.shuffles,
         "seed": args.seed, "pairs": report.pairs,

@@ -59,6 +59,7 @@ def _questions(args: argparse.Namespace) -> list[Any]:
 
 
 def run(args: argparse.Namespace, backend: Any = None) -> int:
+    from pluralign.config import LLMConfig
     from pluralign.engine.backend import NO_LOGPROBS
     from pluralign.engine.distributional import evaluate_distributions
     from pluralign.engine.errors import InputError, PluralignError
@@ -84,10 +85,11 @@ def run(args: argparse.Namespace, backend: Any = None) -> int:
         raise InputError("--logprobs asks once per question: drop --samples and "
                          "--rotate-options", field="logprobs")
     questions = _questions(args)
-    judge = SurveyJudge(questions, settings(args), rotate=args.rotate_options, logprobs=k)
-    samples = samples_of(args)
-    schedule = run_judge(judge, judge.items(samples), args, backend)
-    rows = cache_store(args).read(SURVEY_BENCHMARK, judge.identity).to_pylist()
+    config = LLMConfig.from_args(args)
+    judge = SurveyJudge(questions, settings(config), rotate=args.rotate_options, logprobs=k)
+    samples = samples_of(config)
+    schedule = run_judge(judge, judge.items(samples), config, args.cache, backend)
+    rows = cache_store(args.cache).read(SURVEY_BENCHMARK, judge.identity).to_pylist()
     keys = [judge.scenario_key(i) for i in range(len(questions))]
     label = f"{args.model}"
     if k is None:
@@ -126,12 +128,8 @@ def run(args: argparse.Namespace, backend: Any = None) -> int:
 
 
 def _table(rows: list[dict[str, Any]], questions: list[Any], model: str) -> Any:
-    import pyarrow as pa
-
-    from pluralign.schemas.arrow import with_version
+    from pluralign.engine.results import rows_table
 
     dist = {q.id: [float(x) for x in q.models[model]] for q in questions}
-    cols = {k: [r[k] for r in rows] for k in rows[0]}
-    cols["model_distribution"] = [dist[r["question"]] for r in rows]
-    table = pa.table(cols)
-    return table.cast(with_version(table.schema, "opinions"))
+    return rows_table([{**r, "model_distribution": dist[r["question"]]} for r in rows],
+                      "opinions")

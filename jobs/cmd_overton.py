@@ -82,6 +82,7 @@ def _read_responses(path: Path, queries: list[Any]) -> dict[str, dict[str, str]]
 def run(args: argparse.Namespace, backend: Any = None) -> int:
     from pluralign.engine.files import check_output
     from pluralign.engine.overton import summarize
+    from pluralign.engine.results import rows_table
 
     check_output(args.out)
     queries = load_queries(args)
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace, backend: Any = None) -> int:
     _print(report, judge_name)
     out = Path(args.out)
     if report["rows"]:
-        write_parquet_atomic(out / "overton.parquet", _table(report["rows"]))
+        write_parquet_atomic(out / "overton.parquet", rows_table(report["rows"], "overton"))
     write_json_atomic(out / "summary.json", {
         "judge": judge_name, "queries": len(queries), "systems": report["systems"],
         "missing_pairs": report["missing"], **extra})
@@ -117,16 +118,18 @@ def _lexical(queries: list[Any], threshold: float) -> dict[tuple[str, str], np.n
 
 def _llm(queries: list[Any], args: argparse.Namespace,
          backend: Any) -> tuple[dict[tuple[str, str], np.ndarray], str, dict[str, Any]]:
+    from pluralign.config import LLMConfig
     from pluralign.engine.judges.consistency import majority
     from pluralign.engine.overton import candidates
     from pluralign.engine.pluralism_judges import OVERTON_BENCHMARK, EntailmentJudge
     from pluralign.jobs.pluralism_runs import cache_store, run_judge, samples_of, settings
 
-    judge = EntailmentJudge(queries, settings(args))
-    samples = samples_of(args)
-    schedule = run_judge(judge, judge.items(samples), args, backend)
+    config = LLMConfig.from_args(args)
+    judge = EntailmentJudge(queries, settings(config))
+    samples = samples_of(config)
+    schedule = run_judge(judge, judge.items(samples), config, args.cache, backend)
     votes: dict[tuple[str, str], dict[int, int]] = {}
-    for r in cache_store(args).read(OVERTON_BENCHMARK, judge.identity).to_pylist():
+    for r in cache_store(args.cache).read(OVERTON_BENCHMARK, judge.identity).to_pylist():
         if r["error"] is None and r["choice"] is not None and r["sample"] < samples:
             votes.setdefault((r["scenario"], r["target"]), {})[r["sample"]] = int(r["choice"])
     out = {}
@@ -147,12 +150,3 @@ def _print(report: dict[str, Any], judge: str) -> None:
         print(f"{name:<24}{s['queries']:>8}{s['coverage']:>10.3f}{prec:>11}")
     if report["missing"]:
         print(f"({report['missing']} (query, system) pairs without a complete judgement)")
-
-
-def _table(rows: list[dict[str, Any]]) -> Any:
-    import pyarrow as pa
-
-    from pluralign.schemas.arrow import with_version
-
-    table = pa.table({k: [r[k] for r in rows] for k in rows[0]})
-    return table.cast(with_version(table.schema, "overton"))

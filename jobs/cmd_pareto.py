@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -97,19 +96,12 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"run": args.runs[i], "name": n, "on_front": bool(front[i]),
                      "steerability": scores[i], "mean": mean,
                      "objectives": [float(x) for x in table[i]]})
+    from pluralign.engine.results import rows_table
+
     out = Path(args.out)
-    _write(out / "pareto.parquet", rows)
+    write_parquet_atomic(out / "pareto.parquet", rows_table(rows, "pareto"))
     write_json_atomic(out / "summary.json", {"metric": args.metric, "by": args.by,
                                              "shared_targets": len(shared),
                                              "objective_names": cols, "runs": rows})
     progress(f"wrote {out}/summary.json and pareto.parquet")
     return 0
-
-
-def _write(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-
-    from pluralign.schemas.arrow import with_version
-
-    table = pa.table({k: [r[k] for r in rows] for k in rows[0]})
-    write_parquet_atomic(path, table.cast(with_version(table.schema, "pareto")))

@@ -26,10 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     verbs = p.add_subparsers(dest="spica_verb", metavar="VERB", required=True)
 
     s = verbs.add_parser("synth", help="write a synthetic bank with planted group norms")
-    s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    s.add_argument("--train", type=int, default=360, help="bank scenarios (default 360)")
-    s.add_argument("--dev", type=int, default=150, help="dev queries (default 150)")
-    s.add_argument("--test", type=int, default=150, help="test queries (default 150)")
+    _ints(s, seed=(0, "seed (default 0)"), train=(360, "bank scenarios (default 360)"),
+          dev=(150, "dev queries (default 150)"), test=(150, "test queries (default 150)"))
     s.add_argument("--out", required=True, help="Parquet file to write")
     s.set_defaults(func=run_synth)
 
@@ -42,21 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     f.set_defaults(func=run_fit)
 
     r = verbs.add_parser("retrieve", help="top-k bank scenarios for queries, SPICA and baseline")
-    _bank_args(r)
-    _query_args(r)
-    r.add_argument("--weights", default=None, help="weights JSON (default: baseline only)")
-    r.add_argument("--group", required=True, help="group (or ALL)")
-    r.add_argument("--k", type=int, default=5, help="scenarios per query (default 5)")
+    _group_query_args(r, "weights JSON (default: baseline only)")
+    _ints(r, k=(5, "scenarios per query (default 5)"))
     r.set_defaults(func=run_retrieve)
 
     q = verbs.add_parser("prompt", help="print the alignment prompt of a query for a group")
-    _bank_args(q)
-    _query_args(q)
-    q.add_argument("--weights", default=None, help="weights JSON (default: similarity only)")
-    q.add_argument("--group", required=True, help="group (or ALL)")
+    _group_query_args(q, "weights JSON (default: similarity only)")
     q.add_argument("--setup", default="C-R", choices=(*SETUP_CHOICES, "all"),
                    help="prompt setup (default C-R)")
-    q.add_argument("--k", type=int, default=3, help="retrieved examples (default 3)")
+    _ints(q, k=(3, "retrieved examples (default 3)"))
     q.set_defaults(func=run_prompt)
 
     e = verbs.add_parser("evaluate", help="retrieval error per group: SPICA vs similarity")
@@ -66,9 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--dev-split", default="dev", help="split to fit on when no --weights")
     e.add_argument("--test-split", default="test", help="held-out split with ratings")
     e.add_argument("--groups", default=None, help="comma-separated groups (default: all + ALL)")
-    e.add_argument("--k", type=int, default=5, help="scenarios per query (default 5)")
-    e.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
-    e.add_argument("--bootstrap-seed", type=int, default=0, help="bootstrap seed")
+    _ints(e, k=(5, "scenarios per query (default 5)"), bootstrap=(2000, "bootstrap resamples"),
+          bootstrap_seed=(0, "bootstrap seed"))
     e.add_argument("--out", default=None, help="write the table as JSON here")
     e.set_defaults(func=run_evaluate)
 
@@ -82,8 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.add_argument("--weights", default=None, help="aligned: weights JSON (SPICA retrieval)")
     g.add_argument("--groups", default=None, help="aligned: comma-separated groups")
     g.add_argument("--setups", default="control,P-I,C-I,P-R,C-R", help="aligned: setups")
-    g.add_argument("--k", type=int, default=3, help="aligned: retrieved examples (default 3)")
-    g.add_argument("--per-class", type=int, default=3, help="classes: samples per class")
+    _ints(g, k=(3, "aligned: retrieved examples (default 3)"),
+          per_class=(3, "classes: samples per class"))
     g.add_argument("--base-url", default="https://api.openai.com/v1",
                    help="OpenAI-compatible endpoint root")
     g.add_argument("--model", required=True, help="model name")
@@ -96,6 +87,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g.set_defaults(func=run_generate)
 
 
+def _ints(p: argparse.ArgumentParser, **flags: tuple[int, str]) -> None:
+    """Integer options, each ``name=(default, help)``: ``bootstrap_seed`` is --bootstrap-seed."""
+    for name, (default, help_text) in flags.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, help=help_text)
+
+
 def _bank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bank", default=None,
                    help="bank Parquet file, or synthetic[:SEED] (or give the --spica-* files)")
@@ -104,6 +101,14 @@ def _bank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spica-scenarios", nargs="+", default=None, metavar="FILE",
                    help="authors' layout: scenario JSON files")
     p.add_argument("--train-split", default="train", help="split retrieved from (default train)")
+
+
+def _group_query_args(p: argparse.ArgumentParser, weights_help: str) -> None:
+    """The bank, the queries, the weights file and the one group they are retrieved for."""
+    _bank_args(p)
+    _query_args(p)
+    p.add_argument("--weights", default=None, help=weights_help)
+    p.add_argument("--group", required=True, help="group (or ALL)")
 
 
 def _retrieval_args(p: argparse.ArgumentParser) -> None:
@@ -122,35 +127,10 @@ def _query_args(p: argparse.ArgumentParser) -> None:
 # -- loading ------------------------------------------------------------------------------
 def load_bank_arg(args: argparse.Namespace) -> Any:
     """The whole bank named by --bank or the --spica-* files."""
-    from pluralign.engine.errors import InputError
+    from pluralign.api import load_spica_bank
 
-    if args.spica_annotations or args.spica_scenarios:
-        from pluralign.engine.spica.authors import load_spica_layout
-
-        if not (args.spica_annotations and args.spica_scenarios):
-            raise InputError("the authors' layout needs both --spica-annotations and "
-                             "--spica-scenarios", field="spica-annotations")
-        by_split: dict[str, list[str]] = {}
-        for spec in args.spica_annotations:
-            split, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-            by_split.setdefault(split or "train", []).append(path)
-        return load_spica_layout(by_split, args.spica_scenarios)
-    if not args.bank:
-        raise InputError("no bank given", field="bank",
-                         hint="use --bank FILE.parquet, --bank synthetic:0 or --spica-* files")
-    if args.bank.startswith("synthetic"):
-        from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
-
-        _, _, seed = args.bank.partition(":")
-        try:
-            cfg = SyntheticConfig(seed=int(seed or 0))
-        except ValueError:
-            raise InputError(f"bad synthetic seed {seed!r}", field="bank",
-                             hint="synthetic or synthetic:SEED") from None
-        return synthetic_bank(cfg).bank
-    from pluralign.engine.spica.io import read_bank
-
-    return read_bank(args.bank)
+    return load_spica_bank(args.bank, annotations=args.spica_annotations,
+                           scenarios=args.spica_scenarios)
 
 
 def _queries(args: argparse.Namespace, bank: Any) -> list[tuple[str, str]]:
@@ -185,12 +165,10 @@ def _load_weights(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _groups(arg: str | None, bank: Any) -> list[str]:
-    from pluralign.engine.spica.bank import ALL
+    """``--groups`` (comma-separated) checked against the bank; default every group + ALL."""
+    from pluralign.api import spica_groups
 
-    names = [g.strip() for g in arg.split(",") if g.strip()] if arg else [*bank.groups, ALL]
-    for g in names:
-        bank.check_group(g)
-    return names
+    return spica_groups(bank, arg.split(",") if arg else None)
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -226,10 +204,11 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def _retriever(args: argparse.Namespace, bank: Any) -> Any:
-    from pluralign.engine.spica.retrieval import Retriever
+    from pluralign.api import spica_retriever
 
-    return Retriever(bank.select(args.train_split), getattr(args, "similarity", "tfidf"),
-                     getattr(args, "rating", "response"))
+    return spica_retriever(bank, train_split=args.train_split,
+                           similarity=getattr(args, "similarity", "tfidf"),
+                           rating=getattr(args, "rating", "response"))
 
 
 def _fitted(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
@@ -298,15 +277,16 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from pluralign.engine.spica.evaluate import evaluate_retrieval
+    from pluralign.api import spica_results
     from pluralign.jobs.common import write_json_atomic
 
-    bank, weights, retriever = _fitted(args)
-    groups = _groups(args.groups, bank)
-    if not weights:
-        weights = retriever.fit_all(bank.select(args.dev_split), groups)
-    results = evaluate_retrieval(retriever, bank.select(args.test_split), weights, groups,
-                                 args.k, args.bootstrap, args.bootstrap_seed)
+    bank = load_bank_arg(args)
+    weights, head = _load_weights(args.weights)  # the rating they were fitted on wins
+    results = spica_results(
+        bank, k=args.k, bootstrap=args.bootstrap, seed=args.bootstrap_seed,
+        groups=args.groups.split(",") if args.groups else None, weights=weights,
+        train_split=args.train_split, dev_split=args.dev_split, test_split=args.test_split,
+        similarity=args.similarity, rating=head.get("rating", args.rating))
     rows = [[e.group, e.n_queries, str(e.baseline), str(e.spica), str(e.gain),
              e.weights.w_d, e.weights.w_s, e.weights.w_c] for e in results]
     print(f"retrieval error (mean pairwise L over top-{args.k}; 95% bootstrap intervals)")

@@ -7,7 +7,6 @@ Every requested target set is then re-aligned from the cached scores.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,16 @@ from pluralign.jobs.common import (
     CHOICE_SCORERS,
     DEFAULT_SETS,
     LLM_SCORERS,
-    add_benchmark_args,
+    add_scorer_args,
     add_target_args,
     cache_dir,
     finite_or_none,
     load_splits,
-    make_scorer,
     note_manifest,
     progress,
     resolve_target_sets,
+    score_args,
+    scorer_splits,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -35,12 +35,8 @@ from pluralign.jobs.common import (
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sweep", help="score (through the cache) and re-align target sets",
                        description=__doc__)
-    add_benchmark_args(p)
-    p.add_argument("--scorer", default="ridge",
-                   help="ridge (default), oracle, random, constant, predictions:PATH, reward, "
-                        + ", ".join(LLM_SCORERS))
-    p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
-    p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
+    add_scorer_args(p, "ridge (default), oracle, random, constant, predictions:PATH, reward, "
+                       + ", ".join(LLM_SCORERS))
     add_target_args(p, DEFAULT_SETS)
     p.add_argument("--out", required=True, help="folder for summary.json and per_target.parquet")
     p.add_argument("--per-scenario-all", action="store_true",
@@ -93,62 +89,6 @@ def run_reward(args: argparse.Namespace, t0: float) -> int:
     return 0
 
 
-def scored_predictions(
-    args: argparse.Namespace, bench: Any, train: Any, scorer: Any
-) -> tuple[np.ndarray, str]:
-    """(predictions (N, A), scorer identity), computing or sending only what is missing."""
-    from pluralign.engine.cache import ScoreCache
-
-    cache = ScoreCache(cache_dir(args.cache))
-    if scorer is None:  # an LLM judge: the scheduler fills the cache, then we read it
-        from pluralign.jobs.llm_scoring import require_complete, run_llm_scoring
-
-        report = run_llm_scoring(bench, train, args.scorer, args, cache)
-        note_llm_manifest(args, report, train)
-        require_complete(report, args)  # never re-align on incomplete scores
-        return cache.predictions(report.bench, report.identity, report.samples), report.identity
-
-    from pluralign.engine.scorers import score_through_cache
-
-    progress(f"scoring {bench.identity} with {args.scorer} (cache: {cache.root})")
-    preds = score_through_cache(scorer, bench, cache, train=train)
-    ident = scorer.identity(bench, train)
-    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer,
-                                        "kind": "scores", "settings": _model_free(args)})
-    return preds, ident
-
-
-def _model_free(args: argparse.Namespace) -> dict[str, Any]:
-    """The options a model-free scorer was built with."""
-    return {"random": {"seed": args.seed}, "constant": {"value": args.value}}.get(
-        args.scorer.partition(":")[0], {})
-
-
-def note_llm_manifest(args: argparse.Namespace, report: Any, train: Any) -> None:
-    """Decoded judge settings (with backend and endpoint host, never the key) and the
-    scheduler's counts into the run manifest."""
-    from pluralign.engine.manifest import current, endpoint_host
-
-    m = current()
-    if m is not None:
-        env = getattr(args, "api_key_env", None)
-        key = os.environ.get(env) if env and env != "none" else None
-        if key:
-            m.secrets = (key, *m.secrets)
-    counts = report.schedule.as_dict()
-    counts["sent"], counts["retried"] = counts["requests"], counts["retries"]
-    counts["spread"] = report.spread
-    counts["samples"] = report.samples
-    note_manifest(report.bench, train, counts=counts, scorer={
-        **report.settings,
-        "backend": getattr(args, "backend", None),
-        "endpoint": None if getattr(args, "backend", None) == "vllm" else endpoint_host(
-            getattr(args, "base_url", None) or "https://api.openai.com/v1"),
-        "samples": report.samples,
-        "api_key_env": getattr(args, "api_key_env", None),
-    })
-
-
 def run(args: argparse.Namespace) -> int:
     from pluralign.engine.files import check_output
     from pluralign.engine.metrics import regression_quality, summarize
@@ -166,20 +106,15 @@ def run(args: argparse.Namespace) -> int:
 
             raise PluralignError(f"LLM scorers need the distributed extra ({e}): "
                                  "pip install 'pluralign[distributed]'") from None
-        from pluralign.jobs.llm_scoring import few_shot_for
-
-        scorer, need_train = None, few_shot_for(args.scorer, args)
     elif _runs_path(args) is not None:
         return run_imported_runs(args, t0)
-    else:
-        scorer = make_scorer(args)
-        need_train = bool(scorer.needs_train)
-    bench, train = load_splits(args, need_train=need_train)
+    bench, train, config = scorer_splits(args)
     # Resolve targets before scoring: a bad target file should fail in a second, not after.
     sets = resolve_target_sets(args.targets, bench, args.data)
     if args.scorer in CHOICE_SCORERS:
-        return run_choices(args, bench, train, sets, t0)
-    preds, ident = scored_predictions(args, bench, train, scorer)
+        return run_choices(args, bench, train, config, sets, t0)
+    scores = score_args(args, bench, train, config)  # LLM judges: never on incomplete scores
+    preds, ident = scores.predictions, scores.identity
     t_score = time.perf_counter() - t0
     summaries, rows = [], []
     t1 = time.perf_counter()
@@ -192,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     t_align = time.perf_counter() - t1
     _write_per_scenario(args, bench, preds, sets)
     _report(args, bench, ident, summaries, rows, {
-        "spread_by_attribute": _spread_by_attribute(args, bench, ident),
+        "spread_by_attribute": _spread_by_attribute(args, scores),
         "regression": _clean(regression_quality(bench, preds)),
         "seconds": {"scoring": round(t_score, 3), "realign": round(t_align, 4)},
     })
@@ -246,16 +181,15 @@ def run_imported_runs(args: argparse.Namespace, t0: float) -> int:
     return 0
 
 
-def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any],
+def run_choices(args: argparse.Namespace, bench: Any, train: Any, config: Any, sets: list[Any],
                 t0: float) -> int:
     """Prompt-aligned and unaligned judges pick responses themselves: one request per
     (scenario, target) for prompt-aligned, so the all-targets sweep is refused for it."""
+    from pluralign import api
     from pluralign.engine.align import accuracy_from_choices
-    from pluralign.engine.cache import ScoreCache
     from pluralign.engine.errors import InputError
     from pluralign.engine.metrics import summarize
     from pluralign.engine.targets import concat
-    from pluralign.jobs.llm_scoring import llm_choices, require_complete, run_llm_scoring
 
     if args.scorer == "prompt-aligned":
         if any(ts.name == "all" for ts in sets) and args.targets != list(DEFAULT_SETS):
@@ -263,27 +197,21 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, sets: list[Any
                 "prompt-aligned needs one request per (scenario, target); it cannot sweep all "
                 "targets", field="targets", hint="use --targets sampled high low or files")
         sets = [ts for ts in sets if ts.name != "all"]
-    cache = ScoreCache(cache_dir(args.cache))
-    every = concat(sets, "requested")
-    report = run_llm_scoring(bench, train, args.scorer, args, cache, targets=every)
-    note_llm_manifest(args, report, train)
-    require_complete(report, args)  # never re-align on incomplete answers
+    picks = api.choose_llm(bench, args.scorer, config, concat(sets, "requested"), train=train,
+                           cache=args.cache, out=args.out)  # never on incomplete answers
     summaries, rows = [], []
     for ts in sets:
-        chosen = llm_choices(report.bench, args.scorer, report.identity, ts, report.samples,
-                             cache)
+        chosen = picks.chosen(ts)
         missing = int((chosen < 0).sum())
         if missing:
             progress(f"{ts.name}: {missing} (scenario, target) answers missing; left out")
-        res = accuracy_from_choices(report.bench, chosen, ts)
+        res = accuracy_from_choices(picks.bench, chosen, ts)
         summaries.append(summarize(ts.name, res.accuracy, ts.n_attributes))
         rows.append((ts, res))
     extra: dict[str, Any] = {"seconds": {"total": round(time.perf_counter() - t0, 3)}}
     if args.scorer == "unaligned" and sets:
-        extra["implicit_bias"] = _implicit_bias(
-            report.bench, llm_choices(report.bench, args.scorer, report.identity, sets[0],
-                                      report.samples, cache)[:, 0])
-    _report(args, report.bench, report.identity, summaries, rows, extra)
+        extra["implicit_bias"] = _implicit_bias(picks.bench, picks.chosen(sets[0])[:, 0])
+    _report(args, picks.bench, picks.identity, summaries, rows, extra)
     return 0
 
 
@@ -309,28 +237,28 @@ def _write_per_scenario(args: argparse.Namespace, bench: Any, preds: np.ndarray,
                              per_scenario_table(bench, preds, chosen))
 
 
-def _spread_by_attribute(args: argparse.Namespace, bench: Any,
-                         ident: str) -> dict[str, float | None] | None:
+def _spread_by_attribute(args: argparse.Namespace,
+                         scores: Any) -> dict[str, float | None] | None:
     """Self-consistency: mean over responses of the score's std across samples, per attribute
     (None with one sample or a model-free scorer)."""
-    samples = int(getattr(args, "samples", 1) or 1)
-    if args.scorer not in LLM_SCORERS or samples < 2:
+    if args.scorer not in LLM_SCORERS:
         return None
     from pluralign.engine.cache import ScoreCache
-    from pluralign.engine.judges.consistency import mean_and_spread
+    from pluralign.jobs.llm_scoring import sample_spread
 
-    cache = ScoreCache(cache_dir(args.cache))
-    per_sample = np.stack([np.asarray(cache.predictions(bench, ident, [i]), dtype=np.float64)
-                           for i in range(samples)])
-    _, spread = mean_and_spread(per_sample)
+    spread = sample_spread(ScoreCache(cache_dir(args.cache)), scores.bench, scores.identity,
+                           scores.samples)
+    if spread is None:
+        return None
     return {a: finite_or_none(float(np.nanmean(spread[:, j])))
             if np.isfinite(spread[:, j]).any() else None
-            for j, a in enumerate(bench.attributes)}
+            for j, a in enumerate(scores.bench.attributes)}
 
 
 def _report(args: argparse.Namespace, bench: Any, ident: str, summaries: list[Any],
             rows: list[Any], extra: dict[str, Any]) -> None:
     from pluralign.engine.per_scenario import standard_error
+    from pluralign.engine.results import per_target_table
 
     print_table(bench, ident, summaries)
     out = Path(args.out)
@@ -357,26 +285,6 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, float):
         return finite_or_none(obj)
     return obj
-
-
-def per_target_table(rows: list[tuple[Any, Any]]) -> Any:
-    import pyarrow as pa
-
-    from pluralign.schemas.arrow import PER_TARGET_SCHEMA
-
-    cols: dict[str, list[Any]] = {f.name: [] for f in PER_TARGET_SCHEMA}
-    for ts, res in rows:
-        n = len(ts)
-        cols["set"] += [ts.name] * n
-        cols["name"] += list(ts.labels) if ts.labels else [None] * n
-        cols["target"] += ts.json_all()
-        cols["n_attributes"] += ts.n_attributes.tolist()
-        cols["accuracy"] += [finite_or_none(x) for x in res.accuracy.tolist()]
-        cols["counted"] += res.counted.tolist()
-        cols["correct"] += res.correct.tolist()
-        weighted = res.weighted.tolist() if res.weighted is not None else [None] * n
-        cols["weighted_score"] += [finite_or_none(x) for x in weighted]
-    return pa.table(cols, schema=PER_TARGET_SCHEMA)
 
 
 def _fmt(mean: float | None, std: float | None) -> str:

@@ -1,5 +1,6 @@
-"""Pieces every command shares: benchmark and target-set arguments, the cache location,
-atomic report writing and progress lines on stderr."""
+"""Pieces every command shares: benchmark, scorer and target-set arguments turned into the
+typed arguments of the Python API (:mod:`pluralign.api`), the cache location, the one writer of
+report files (atomic, with the run manifest) and progress lines on stderr."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.errors import InputError
+from pluralign.engine.results import finite_or_none
 from pluralign.engine.targets import TargetSet
+
+if TYPE_CHECKING:
+    from pluralign.config import LLMConfig
+
+__all__ = ["finite_or_none"]  # re-exported: commands format figures with it
 
 DEFAULT_SETS = ("all", "sampled", "high", "low")
 TARGET_SET_NAMES = (*DEFAULT_SETS, "random-sampled")
@@ -36,12 +43,34 @@ def add_benchmark_args(p: argparse.ArgumentParser) -> None:
                    help="score cache folder (default: $PLURALIGN_CACHE or the user cache dir)")
 
 
+def add_scorer_args(p: argparse.ArgumentParser, scorer_help: str, *,
+                    cached: bool = False) -> None:
+    """The benchmark flags, ``--scorer`` and the model-free scorers' options (``--seed``,
+    ``--value``); for commands that can read cached scores (``cached``), ``--scorer-id`` and
+    ``--samples`` too."""
+    add_benchmark_args(p)
+    p.add_argument("--scorer", default="ridge", help=scorer_help)
+    if cached:
+        p.add_argument("--scorer-id", default=None,
+                       help="exact scorer identity (as printed by sweep, e.g. of an LLM "
+                            "scorer): read its cached scores instead of --scorer's")
+        p.add_argument("--samples", type=int, default=None,
+                       help="with cached scores: average the first N samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
+    p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
+
+
+def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword options of the model-free scorer ``--scorer`` names (--seed, --value)."""
+    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
+    return options.get(args.scorer.partition(":")[0], {})
+
+
 def make_scorer(args: argparse.Namespace) -> Any:
     """The model-free scorer named by ``--scorer``, with its own options (--seed, --value)."""
     from pluralign.engine.scorers import get_scorer
 
-    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
-    return get_scorer(args.scorer, **options.get(args.scorer, {}))
+    return get_scorer(args.scorer, **scorer_options(args))
 
 
 def add_target_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -> None:
@@ -154,13 +183,6 @@ def write_parquet_atomic(path: Path, table: Any) -> None:
     write_parquet(with_manifest(table, current()), path)
 
 
-def finite_or_none(x: float | None) -> float | None:
-    """JSON has no NaN: undefined figures are written as null."""
-    import math
-
-    return None if x is None or math.isnan(x) else float(x)
-
-
 def note_manifest(bench: Benchmark | None = None, train: Benchmark | None = None,
                   scorer: dict[str, Any] | None = None,
                   counts: dict[str, Any] | None = None) -> None:
@@ -204,10 +226,36 @@ def add_llm_scorer_args(p: argparse.ArgumentParser) -> None:
     add_backend_args(p)
 
 
-def llm_identity(args: argparse.Namespace) -> tuple[Benchmark, Benchmark | None, str]:
-    """(evaluated split, training split, identity) of the LLM scorer the flags describe, as
-    ``sweep`` computes it; nothing is sent."""
-    from pluralign.jobs.llm_scoring import few_shot_for, llm_scorer_identity
+def scorer_splits(args: argparse.Namespace
+                  ) -> tuple[Benchmark, Benchmark | None, LLMConfig | None]:
+    """(evaluated split, training split when ``--scorer`` reads one, the LLMConfig of the LLM
+    flags when it names an LLM judge, else None). With ``--scorer-id`` no training split."""
+    from pluralign import api
+    from pluralign.config import LLMConfig
 
-    bench, train = load_splits(args, need_train=few_shot_for(args.scorer, args))
-    return bench, train, llm_scorer_identity(bench, train, args.scorer, args)
+    config = LLMConfig.from_args(args) if args.scorer in LLM_SCORERS else None
+    need = not getattr(args, "scorer_id", None) and api.needs_train(args.scorer, config)
+    bench, train = load_splits(args, need_train=need)
+    return bench, train, config
+
+
+def score_args(args: argparse.Namespace, bench: Benchmark, train: Benchmark | None,
+               config: LLMConfig | None) -> Any:
+    """``pluralign.score`` of ``--scorer`` through the ``--cache`` (a partial summary goes to
+    ``--out`` when LLM answers stay missing)."""
+    from pluralign import api
+
+    return api.score(bench, args.scorer, train=train, cache=args.cache, config=config,
+                     out=getattr(args, "out", None), **scorer_options(args))
+
+
+def cached_scores_args(args: argparse.Namespace) -> Any:
+    """The cached scores of ``--scorer-id``, or of the scorer ``--scorer`` and its flags
+    describe (the identity ``sweep`` writes under; nothing is computed or sent)."""
+    from pluralign import api
+
+    bench, train, config = scorer_splits(args)
+    ident = args.scorer_id or api.scorer_identity(bench, args.scorer, train=train,
+                                                  config=config, **scorer_options(args))
+    note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer_id or args.scorer})
+    return api.cached_scores(bench, ident, samples=args.samples, cache=args.cache)

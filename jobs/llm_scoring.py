@@ -1,5 +1,7 @@
-"""LLM scoring for ``pluralign sweep``: build the judge, the backend pool and the scheduler from
-command-line arguments, send what the cache lacks, and say how to read the answers back.
+"""LLM scoring for ``pluralign sweep`` and the Python API: build the judge, the backend pool
+and the scheduler from an :class:`LLMConfig`, send what the cache lacks, and say how to read the
+answers back. The command line's LLM flags are declared here (:func:`add_backend_args`) and read
+into an LLMConfig once (:meth:`LLMConfig.from_args`).
 
 Regression judges fill the score cache (then every target is re-aligned from it); choice judges
 (prompt-aligned, unaligned) fill the choice cache beside it.
@@ -12,13 +14,14 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from pluralign.config import LLMConfig
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import register_secret
 from pluralign.engine.claims import Claims
@@ -158,9 +161,8 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- settings
 
 
-def samples_of(args: argparse.Namespace) -> int:
-    raw = getattr(args, "samples", None)
-    n = 1 if raw is None else int(raw)
+def samples_of(config: LLMConfig) -> int:
+    n = 1 if config.samples is None else int(config.samples)
     if n < 1:
         raise InputError("--samples must be at least 1", field="samples")
     return n
@@ -173,11 +175,10 @@ Table 1's per-response regression ablation and the prompt-aligned baseline zero-
 few-shot prompt-aligned ablation is ``--few-shot``)."""
 
 
-def few_shot_for(scorer_name: str, args: argparse.Namespace) -> bool:
-    """Whether ``scorer_name`` gets in-context examples: ``--few-shot``/``--zero-shot`` when
-    given, else the judge's default; an explicit --few-shot for a judge without examples is
-    refused rather than ignored."""
-    asked = getattr(args, "few_shot", None)
+def few_shot_for(scorer_name: str, asked: bool | None) -> bool:
+    """Whether ``scorer_name`` gets in-context examples: ``asked`` (``--few-shot``/
+    ``--zero-shot``, :attr:`LLMConfig.few_shot`) when given, else the judge's default; an
+    explicit few-shot for a judge without examples is refused rather than ignored."""
     if asked is None:
         return FEW_SHOT_DEFAULT.get(scorer_name, False)
     if asked and scorer_name in CHOICE_JUDGES and scorer_name != "prompt-aligned":
@@ -186,36 +187,40 @@ def few_shot_for(scorer_name: str, args: argparse.Namespace) -> bool:
     return bool(asked)
 
 
-def settings_from_args(args: argparse.Namespace) -> JudgeSettings:
-    """Judge settings; the temperature defaults to greedy for one sample."""
-    model = getattr(args, "model", None)
-    if not model:
+def judge_settings(config: LLMConfig) -> JudgeSettings:
+    """Judge settings (the part of the cache identity the config decides); the temperature
+    defaults to greedy for one sample."""
+    if not config.model:
         raise InputError("LLM scorers need --model", field="model",
                          hint="e.g. --model meta-llama/Llama-3.2-3B-Instruct")
-    temperature = getattr(args, "temperature", None)
+    temperature = config.temperature
     if temperature is None:
-        temperature = 0.0 if samples_of(args) == 1 else DEFAULT_SAMPLING_TEMPERATURE
+        temperature = 0.0 if samples_of(config) == 1 else DEFAULT_SAMPLING_TEMPERATURE
     if temperature < 0:
         raise InputError("--temperature must be >= 0", field="temperature")
     return JudgeSettings(
-        model=str(model),
+        model=str(config.model),
         temperature=float(temperature),
-        max_tokens=int(getattr(args, "max_tokens", 1024)),
-        seed=getattr(args, "sampling_seed", None),
-        few_shot=bool(getattr(args, "few_shot", None)),
-        similarity=str(getattr(args, "similarity", "tfidf")),
-        decoding=_decoding(args),
-        revision=getattr(args, "revision", None),
-        backend=str(getattr(args, "backend", None) or "openai"),
-        structured_output=str(getattr(args, "structured_output", None) or "response_format"),
-        extra_body=canonical_extra_body(getattr(args, "extra_body", None)),
+        max_tokens=int(config.max_tokens),
+        seed=config.sampling_seed,
+        few_shot=bool(config.few_shot),
+        similarity=str(config.similarity),
+        decoding=_decoding(config),
+        revision=config.revision,
+        backend=str(config.backend or "openai"),
+        structured_output=str(config.structured_output or "response_format"),
+        extra_body=canonical_extra_body(config.extra_body),
     )
 
 
-def canonical_extra_body(text: str | None) -> str:
+
+
+def canonical_extra_body(text: str | Mapping[str, Any] | None) -> str:
     """``--extra-body`` as canonical JSON (an object), or a clear error."""
     if not text:
         return "{}"
+    if isinstance(text, Mapping):
+        return json.dumps(dict(text), sort_keys=True, separators=(",", ":"))
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
@@ -225,17 +230,17 @@ def canonical_extra_body(text: str | None) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _decoding(args: argparse.Namespace) -> str | None:
+def _decoding(config: LLMConfig) -> str | None:
     """The structured-output mode a vLLM replica decodes with (part of the judge identity)."""
-    if getattr(args, "backend", None) != "vllm":
+    if config.backend != "vllm":
         return None
     from pluralign.actors.vllm_replica import structured_outputs_mode
 
-    return f"vllm:{structured_outputs_mode(vllm_config(args))}"
+    return f"vllm:{structured_outputs_mode(vllm_config(config))}"
 
 
-def _limited(bench: Benchmark, args: argparse.Namespace) -> Benchmark:
-    limit = getattr(args, "limit", None)
+def _limited(bench: Benchmark, config: LLMConfig) -> Benchmark:
+    limit = config.limit
     if limit is None or limit >= bench.n_scenarios:
         return bench
     if limit < 1:
@@ -244,79 +249,81 @@ def _limited(bench: Benchmark, args: argparse.Namespace) -> Benchmark:
 
 
 def build_judge(bench: Benchmark, train: Benchmark | None, scorer_name: str,
-                args: argparse.Namespace) -> Judge:
+                config: LLMConfig) -> Judge:
     if scorer_name not in JUDGE_NAMES:
         raise InputError(f"{scorer_name!r} is not an LLM scorer", field="scorer",
                          hint=f"LLM scorers: {', '.join(JUDGE_NAMES)}")
     prompts = None
-    if getattr(args, "prompts", None):
+    if config.prompts:
         from pluralign.engine.judges.prompts import load_prompts
 
-        prompts = load_prompts(args.prompts)
-    settings = settings_from_args(args)
-    settings = JudgeSettings(**{**settings.as_dict(), "few_shot": few_shot_for(scorer_name, args),
+        prompts = load_prompts(config.prompts)
+    settings = judge_settings(config)
+    settings = JudgeSettings(**{**settings.as_dict(),
+                                "few_shot": few_shot_for(scorer_name, config.few_shot),
                                 "prompts": None if prompts is None else prompts.sha256})
     return make_judge(scorer_name, bench, settings, train=train, prompts=prompts)
 
 
 def llm_scorer_identity(bench: Benchmark, train: Benchmark | None, scorer_name: str,
-                        args: argparse.Namespace) -> str:
+                        config: LLMConfig) -> str:
     """The identity ``run_llm_scoring`` writes under, without sending anything."""
-    return build_judge(_limited(bench, args), train, scorer_name, args).identity
+    return build_judge(_limited(bench, config), train, scorer_name, config).identity
 
 
 # ---------------------------------------------------------------- backends
 
 
-def api_key_env(args: argparse.Namespace) -> str | None:
-    env = getattr(args, "api_key_env", "OPENAI_API_KEY")
+def api_key_env(config: LLMConfig) -> str | None:
+    env = config.api_key_env
     return None if env in (None, "", "none") else str(env)
 
 
-def _api_config(args: argparse.Namespace) -> Any:
+def _api_config(config: LLMConfig) -> Any:
     from pluralign.actors.api_client import APIClientConfig
 
+    settings = judge_settings(config)
     kwargs: dict[str, Any] = {
-        "model": settings_from_args(args).model,
-        "api_key_env": api_key_env(args),
-        "max_concurrency": int(args.concurrency),
-        "rpm": args.rpm, "tpm": args.tpm, "redis_url": args.redis_url,
-        "timeout": float(getattr(args, "request_timeout", 60.0)),
-        "max_retries": int(getattr(args, "max_retries", 6)),
+        "model": settings.model,
+        "api_key_env": api_key_env(config),
+        "max_concurrency": int(config.concurrency),
+        "rpm": config.rpm, "tpm": config.tpm, "redis_url": config.redis_url,
+        "timeout": float(config.request_timeout),
+        "max_retries": int(config.max_retries),
+        "structured_output": settings.structured_output,
+        "extra_body": json.loads(settings.extra_body),
     }
-    if args.base_url:
-        kwargs["base_url"] = args.base_url
-    settings = settings_from_args(args)
-    kwargs["structured_output"] = settings.structured_output
-    kwargs["extra_body"] = json.loads(settings.extra_body)
+    if config.base_url:
+        kwargs["base_url"] = config.base_url
     return APIClientConfig(**kwargs)
 
 
-def make_pool(args: argparse.Namespace) -> Any:
-    """A BackendPool: in-process API clients (--no-ray), API-client actors, or vLLM replicas."""
+def make_pool(config: LLMConfig) -> Any:
+    """A BackendPool: in-process API clients (``use_ray`` off), API-client actors, or vLLM
+    replicas."""
     from pluralign.actors.pool import BackendPool, api_client_actors, vllm_replica_actors
 
-    n = int(args.actors)
+    n = int(config.actors)
     if n < 1:
         raise InputError("--actors must be at least 1", field="actors")
-    if args.backend == "vllm":
+    if config.backend == "vllm":
         from pluralign.actors.pool import vllm_local
 
-        config = vllm_config(args)
-        if args.no_ray:
+        replica = vllm_config(config)
+        if not config.use_ray:
             if n != 1:
                 raise InputError("--no-ray runs one in-process vLLM replica", field="actors",
                                  hint="drop --actors, or use Ray for more replicas")
-            return vllm_local(config)
-        fixed = _ensure_ray()
-        return vllm_replica_actors(config, n, fixed=fixed, **_placement("vllm_replica"))
-    config = _api_config(args)
-    if args.no_ray:
+            return vllm_local(replica)
+        fixed = _ensure_ray(config.ray_dashboard)
+        return vllm_replica_actors(replica, n, fixed=fixed, **_placement("vllm_replica"))
+    client = _api_config(config)
+    if not config.use_ray:
         from pluralign.actors.api_client import OpenAIBackend
 
-        return BackendPool.of_backends([OpenAIBackend(config) for _ in range(n)])
-    _ensure_ray()
-    return api_client_actors(config, n, **_placement("api_client"))
+        return BackendPool.of_backends([OpenAIBackend(client) for _ in range(n)])
+    _ensure_ray(config.ray_dashboard)
+    return api_client_actors(client, n, **_placement("api_client"))
 
 
 def _placement(resource: str) -> dict[str, Any]:
@@ -329,27 +336,21 @@ def _placement(resource: str) -> dict[str, Any]:
     return {}
 
 
-def _ensure_ray() -> bool:
-    """Connect to (or start) Ray; True when the cluster cannot grow (no RAY_ADDRESS: a local
-    one), so missing resources are an error at once rather than a wait for an autoscaler."""
+def _ensure_ray(dashboard: bool = False) -> bool:
+    """Connect to (or start, with its dashboard when asked) Ray; True when the cluster cannot
+    grow (no RAY_ADDRESS: a local one), so missing resources are an error at once rather than a
+    wait for an autoscaler."""
     import ray
 
     address = os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
         # Inside `ray job submit` RAY_ADDRESS names the cluster; otherwise start a local one.
         if address is None:
-            init_local_ray(dashboard=bool(getattr(_RAY_OPTIONS, "dashboard", False)))
+            init_local_ray(dashboard=dashboard)
         else:
             refuse_open_cluster(address)
             ray.init(address=address, log_to_driver=False)
     return address is None
-
-
-class _RayOptions:
-    dashboard = False
-
-
-_RAY_OPTIONS = _RayOptions()
 
 
 def _loopback(host: str) -> bool:
@@ -415,12 +416,12 @@ def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
             os.environ[env] = saved
 
 
-def engine_arg_pairs(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+def engine_arg_pairs(config: LLMConfig) -> tuple[tuple[str, str], ...]:
     """``--engine-arg KEY=VALUE`` pairs (keys with underscores); bad ones are input errors."""
     from pluralign.actors.vllm_replica import parse_engine_arg
 
     pairs = []
-    for text in getattr(args, "engine_args", None) or ():
+    for text in config.engine_args or ():
         try:
             pairs.append(parse_engine_arg(text))
         except ValueError as e:
@@ -428,7 +429,7 @@ def engine_arg_pairs(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def vllm_config(args: argparse.Namespace) -> Any:
+def vllm_config(config: LLMConfig) -> Any:
     """The VLLMConfig of ``--backend vllm``: model, tensor parallel size, ``--engine-arg``s and
     the structured-output settings (the default of the installed vLLM, or the one given as
     ``--engine-arg structured_outputs_config=JSON``)."""
@@ -436,7 +437,7 @@ def vllm_config(args: argparse.Namespace) -> Any:
 
     from pluralign.actors.vllm_replica import VLLMConfig, default_structured_outputs
 
-    pairs = engine_arg_pairs(args)
+    pairs = engine_arg_pairs(config)
     structured = dict(default_structured_outputs())
     rest = []
     for key, value in pairs:
@@ -452,38 +453,36 @@ def vllm_config(args: argparse.Namespace) -> Any:
             structured.update(given)
         else:
             rest.append((key, value))
-    model = getattr(args, "model", None)
-    if not model:
+    if not config.model:
         raise InputError("--backend vllm needs --model", field="model",
                          hint="a Hugging Face model id or a local model directory")
-    return VLLMConfig(model=str(model), tensor_parallel_size=int(args.tensor_parallel),
+    return VLLMConfig(model=str(config.model), tensor_parallel_size=int(config.tensor_parallel),
                       engine_cli=tuple(rest), structured_outputs=structured)
 
 
-def _status(args: argparse.Namespace, scorer: str) -> Any:
-    url = getattr(args, "redis_url", None)
-    if not url:
+def _status(config: LLMConfig, scorer: str) -> Any:
+    if not config.redis_url:
         return None
     from pluralign.actors.ratelimit import RedisStatus
 
-    job = getattr(args, "job_id", None) or f"{scorer}-{uuid.uuid4().hex[:8]}"
-    return RedisStatus(url, job)
+    job = config.job_id or f"{scorer}-{uuid.uuid4().hex[:8]}"
+    return RedisStatus(config.redis_url, job)
 
 
-def scheduler_config(args: argparse.Namespace) -> SchedulerConfig:
-    env = api_key_env(args)
+def scheduler_config(config: LLMConfig) -> SchedulerConfig:
+    env = api_key_env(config)
     secret = os.environ.get(env) if env else None
     register_secret(secret)  # the cache redacts it from every row it stores
-    in_flight = getattr(args, "max_in_flight", None) or int(args.concurrency) * int(args.actors)
+    in_flight = config.max_in_flight or int(config.concurrency) * int(config.actors)
     return SchedulerConfig(
         max_in_flight=max(1, int(in_flight)),
-        max_sends=max(1, int(getattr(args, "max_retries", 6) or 1)),
-        grace_seconds=max(0.0, float(getattr(args, "grace_seconds", 3.0) or 0.0)),
-        batch_size=max(1, min(4, int(args.concurrency))),
-        token_budget=getattr(args, "token_budget", None),
-        cost_budget=getattr(args, "cost_budget", None),
-        price_prompt_per_1k=float(getattr(args, "price_prompt", 0.0) or 0.0),
-        price_completion_per_1k=float(getattr(args, "price_completion", 0.0) or 0.0),
+        max_sends=max(1, int(config.max_retries or 1)),
+        grace_seconds=max(0.0, float(config.grace_seconds or 0.0)),
+        batch_size=max(1, min(4, int(config.concurrency))),
+        token_budget=config.token_budget,
+        cost_budget=config.cost_budget,
+        price_prompt_per_1k=float(config.price_prompt or 0.0),
+        price_completion_per_1k=float(config.price_completion or 0.0),
         secrets=(secret,) if secret else (),
     )
 
@@ -517,7 +516,7 @@ def run_llm_scoring(
     bench: Benchmark,
     train: Benchmark | None,
     scorer_name: str,
-    args: argparse.Namespace,
+    config: LLMConfig,
     cache: Any,
     *,
     targets: TargetSet | None = None,
@@ -526,15 +525,15 @@ def run_llm_scoring(
 ) -> ScoringReport:
     """Score ``bench`` with an LLM judge, sending only what ``cache`` lacks.
 
-    ``backend`` overrides the pool built from ``args`` (tests). Prompt-aligned needs
+    ``backend`` overrides the pool built from ``config`` (tests). Prompt-aligned needs
     ``targets``. Afterwards read scores with ``cache.predictions(report.bench, report.identity,
     report.samples)`` or choices with :func:`llm_choices`.
     """
-    bench = _limited(bench, args)
-    judge = build_judge(bench, train, scorer_name, args)
-    samples = samples_of(args)
+    bench = _limited(bench, config)
+    judge = build_judge(bench, train, scorer_name, config)
+    samples = samples_of(config)
     items = judge.items(range(bench.n_scenarios), samples, target_keys(targets, scorer_name))
-    report = asyncio.run(_schedule(judge, bench, items, args, _store(judge, cache), backend,
+    report = asyncio.run(_schedule(judge, bench, items, config, _store(judge, cache), backend,
                                    log))
     spread = score_spread(cache, bench, judge.identity, samples) if judge.kind == "scores" else None
     return ScoringReport(scorer_name, judge.identity, judge.kind, bench, samples, report, spread,
@@ -542,14 +541,13 @@ def run_llm_scoring(
 
 
 async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
-                    args: argparse.Namespace, store: Any, backend: Dispatcher | None,
+                    config: LLMConfig, store: Any, backend: Dispatcher | None,
                     log: TextIO | None) -> ScheduleReport:
     if backend is None and not _anything_to_send(judge, bench, items, store):
         backend = _Idle()  # a finished sweep starts no actors (and no Ray)
     owned = backend is None
-    _RAY_OPTIONS.dashboard = bool(getattr(args, "ray_dashboard", False))
-    pool: Any = make_pool(args) if backend is None else backend
-    status = _status(args, judge.name)
+    pool: Any = make_pool(config) if backend is None else backend
+    status = _status(config, judge.name)
     root = getattr(store, "root", None)
     claims = Claims(Path(root)) if root is not None else None
     interrupts = _Interrupts(log)
@@ -557,7 +555,7 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
         interrupts.install()
         if owned:
             await pool.start()
-        return await run_schedule(judge, items, pool, store, scheduler_config(args),
+        return await run_schedule(judge, items, pool, store, scheduler_config(config),
                                   benchmark=bench.identity, status=status, log=log,
                                   claims=claims, on_start=interrupts.attach)
     finally:
@@ -628,18 +626,18 @@ class ScoringInterrupted(KeyboardInterrupt):
     """The sweep was interrupted; the partial summary is written."""
 
 
-def require_complete(report: ScoringReport, args: argparse.Namespace,
+def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None = None,
                      log: TextIO | None = STDERR) -> None:
-    """Re-align only on complete scores. Otherwise write a partial summary (marked
-    ``interrupted`` or ``incomplete``, counts and failures by reason, no accuracies), print the
-    failures by reason (count and one example each) and raise: :class:`ScoringInterrupted` (exit
-    130) after an interrupt, else :class:`IncompleteScoring` (exit 2) with the reason."""
+    """Re-align only on complete scores. Otherwise write a partial summary to ``out`` (a folder,
+    when given: marked ``interrupted`` or ``incomplete``, counts and failures by reason, no
+    accuracies), print the failures by reason (count and one example each) and raise:
+    :class:`ScoringInterrupted` (exit 130) after an interrupt, else :class:`IncompleteScoring`
+    (exit 2) with the reason."""
     s = report.schedule
     if s.complete:
         return
     state = "interrupted" if s.stop_kind == "interrupted" else "incomplete"
     missing = s.items - s.cached - s.completed - s.elsewhere
-    out = getattr(args, "out", None)
     if out:
         from pluralign.jobs.common import write_json_atomic
 
@@ -680,8 +678,10 @@ class _Idle:
 # ---------------------------------------------------------------- reading back
 
 
-def score_spread(cache: Any, bench: Benchmark, identity: str, samples: int) -> float | None:
-    """Mean over (response, attribute) of the standard deviation of scores across samples."""
+def sample_spread(cache: Any, bench: Benchmark, identity: str,
+                  samples: int) -> np.ndarray | None:
+    """float64 (responses, attributes): the standard deviation of each cached score across
+    its samples (self-consistency; NaN where a sample is missing); None with one sample."""
     if samples < 2:
         return None
     from pluralign.engine.judges.consistency import mean_and_spread
@@ -691,6 +691,14 @@ def score_spread(cache: Any, bench: Benchmark, identity: str, samples: int) -> f
         for i in range(samples)
     ])
     _, spread = mean_and_spread(per_sample)
+    return np.asarray(spread, dtype=np.float64)
+
+
+def score_spread(cache: Any, bench: Benchmark, identity: str, samples: int) -> float | None:
+    """Mean over (response, attribute) of the standard deviation of scores across samples."""
+    spread = sample_spread(cache, bench, identity, samples)
+    if spread is None:
+        return None
     finite = spread[np.isfinite(spread)]
     return float(finite.mean()) if finite.size else None
 

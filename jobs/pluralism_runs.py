@@ -1,15 +1,16 @@
 """Running the pluralism judges (Overton entailment, survey answers) through the one scheduler:
-the backend pool, limits and retries come from the same flags and public functions as
-``sweep``'s LLM scoring; answers land in the choice cache, so a rerun sends nothing.
+the backend pool, limits and retries come from the same :class:`LLMConfig` (built from the same
+flags) and public functions as ``sweep``'s LLM scoring; answers land in the choice cache, so a
+rerun sends nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from pathlib import Path
 from typing import Any
 
+from pluralign.config import LLMConfig
 from pluralign.engine.claims import Claims
 from pluralign.engine.judges.base import JudgeSettings
 from pluralign.engine.judges.choices import ChoiceCache
@@ -17,45 +18,45 @@ from pluralign.engine.scheduler import ScheduleReport, plan, run_schedule
 from pluralign.jobs.common import cache_dir, progress
 from pluralign.jobs.llm_scoring import (
     add_backend_args,
+    judge_settings,
     make_pool,
     samples_of,
     scheduler_config,
-    settings_from_args,
 )
 
 __all__ = ["add_backend_args", "cache_store", "run_judge", "samples_of", "settings"]
 
 
-def settings(args: argparse.Namespace) -> JudgeSettings:
-    """Model and sampling settings from the backend flags (few-shot does not apply)."""
-    s = settings_from_args(args)
+def settings(config: LLMConfig) -> JudgeSettings:
+    """Model and sampling settings of the config (few-shot does not apply)."""
+    s = judge_settings(config)
     return JudgeSettings(**{**s.as_dict(), "few_shot": False})
 
 
-def cache_store(args: argparse.Namespace) -> ChoiceCache:
-    """The choice cache under ``--cache``."""
-    return ChoiceCache(cache_dir(getattr(args, "cache", None)))
+def cache_store(cache: str | None) -> ChoiceCache:
+    """The choice cache in the folder ``cache`` (None: the default cache folder)."""
+    return ChoiceCache(cache_dir(cache))
 
 
-def run_judge(judge: Any, items: list[Any], args: argparse.Namespace,
+def run_judge(judge: Any, items: list[Any], config: LLMConfig, cache: str | None,
               backend: Any = None) -> ScheduleReport:
     """Send the items the cache lacks; no backend is started when nothing is missing.
-    ``backend`` overrides the pool built from the flags (tests)."""
-    store = cache_store(args)
-    return asyncio.run(_run(judge, items, args, store, backend))
+    ``backend`` overrides the pool built from ``config`` (tests)."""
+    store = cache_store(cache)
+    return asyncio.run(_run(judge, items, config, store, backend))
 
 
-async def _run(judge: Any, items: list[Any], args: argparse.Namespace, store: ChoiceCache,
+async def _run(judge: Any, items: list[Any], config: LLMConfig, store: ChoiceCache,
                backend: Any) -> ScheduleReport:
     pending = plan(items, store.completed_keys(judge.benchmark, judge.identity)).pending
     owned = backend is None and bool(pending)
-    pool = make_pool(args) if owned else (backend or _Idle())
+    pool = make_pool(config) if owned else (backend or _Idle())
     progress(f"{judge.name}: {len(items):,} items, {len(pending):,} not cached "
              f"(cache: {store.root})")
     try:
         if owned:
             await pool.start()
-        return await run_schedule(judge, items, pool, store, scheduler_config(args),
+        return await run_schedule(judge, items, pool, store, scheduler_config(config),
                                   benchmark=judge.benchmark, claims=Claims(Path(store.root)))
     finally:
         if owned:

@@ -27,17 +27,22 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 _LAZY = {
     "LLMConfig": "pluralign.config",
     "Scores": "pluralign.api",
+    "Choices": "pluralign.api",
     "load_benchmark": "pluralign.api",
     "scorer_names": "pluralign.api",
     "get_scorer": "pluralign.api",
     "score": "pluralign.api",
     "score_llm": "pluralign.api",
     "ascore_llm": "pluralign.api",
+    "choose_llm": "pluralign.api",
+    "scorer_identity": "pluralign.api",
+    "cached_scores": "pluralign.api",
     "targets": "pluralign.api",
     "realign": "pluralign.api",
     "summarize": "pluralign.api",
     "jury": "pluralign.api",
     "spica_evaluate": "pluralign.api",
+    "load_spica_bank": "pluralign.api",
     "write_report": "pluralign.api",
     "Benchmark": "pluralign.engine.benchmark",
     "TargetSet": "pluralign.engine.targets",
@@ -46,21 +51,27 @@ _LAZY = {
 }
 
 __all__ = [
-    "Benchmark", "InputError", "LLMConfig", "PluralignError", "Scores", "TargetSet",
-    "__version__", "ascore_llm", "get_scorer", "jury", "load_benchmark", "realign", "score",
-    "score_llm", "scorer_names", "spica_evaluate", "summarize", "targets", "write_report",
+    "Benchmark", "Choices", "InputError", "LLMConfig", "PluralignError", "Scores", "TargetSet",
+    "__version__", "ascore_llm", "cached_scores", "choose_llm", "get_scorer", "jury",
+    "load_benchmark", "load_spica_bank", "realign", "score", "score_llm", "scorer_identity",
+    "scorer_names", "spica_evaluate", "summarize", "targets", "write_report",
 ]
 
 if TYPE_CHECKING:
     from pluralign.api import (
+        Choices,
         Scores,
         ascore_llm,
+        cached_scores,
+        choose_llm,
         get_scorer,
         jury,
         load_benchmark,
+        load_spica_bank,
         realign,
         score,
         score_llm,
+        scorer_identity,
         scorer_names,
         spica_evaluate,
         summarize,

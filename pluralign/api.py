@@ -1,17 +1,21 @@
 """The Python API: load a benchmark, score it through the cache (model-free or LLM judges),
 re-align any targets, evaluate juries and SPICA retrieval. Results are Arrow tables or pandas
 DataFrames; every call that may reach the network has an ``async`` twin that works inside a
-running event loop (a notebook)."""
+running event loop (a notebook).
+
+The command line is a client of these functions: its commands turn flags into typed arguments
+(an :class:`LLMConfig`, loaded splits, target sets) and call them, so a sweep and a notebook
+score, cache and tabulate the same way.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,7 +24,9 @@ from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.targets import TargetSet
 
 LLM_SCORERS = ("comparative-regression", "regression")
-"""LLM judges that score attributes (the choice judges are for the command line)."""
+"""LLM judges that score attributes (:func:`score_llm`)."""
+CHOICE_JUDGES = ("prompt-aligned", "unaligned")
+"""LLM judges that pick a response per (scenario, target) instead (:func:`choose_llm`)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,9 @@ class Scores:
     """The scorer's cache identity (pass it to ``pluralign align --scorer-id``)."""
     report: Any = None
     """For LLM judges, the scheduler's counts (items, cached, failed, requests, tokens)."""
+    samples: int | None = 1
+    """Samples per item the predictions average (LLM judges with ``samples`` > 1; None: every
+    cached sample, as :func:`cached_scores` reads them without a count)."""
 
     def to_arrow(self) -> Any:
         """One row per (scenario, response) with a column per attribute."""
@@ -52,6 +61,32 @@ class Scores:
 
     def to_pandas(self) -> Any:
         return self.to_arrow().to_pandas()
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Responses an LLM choice judge (prompt-aligned, unaligned) picked, as cached."""
+
+    bench: Benchmark
+    """The split that was judged."""
+    judge: str
+    """The judge's name."""
+    identity: str
+    """The judge's cache identity."""
+    samples: int
+    """Samples per (scenario, target); :meth:`chosen` takes their majority."""
+    report: Any
+    """The scheduler's counts."""
+    cache: Any
+    """The score cache whose choice cache holds the answers."""
+
+    def chosen(self, targets: TargetSet) -> np.ndarray:
+        """int64 (scenarios, targets): the picked response per scenario and target; -1 where
+        no answer is cached. The unaligned judge's one pick per scenario serves every target."""
+        from pluralign.jobs.llm_scoring import llm_choices
+
+        return llm_choices(self.bench, self.judge, self.identity, targets, self.samples,
+                           self.cache)
 
 
 def _cache(cache: str | os.PathLike[str] | None) -> Any:
@@ -87,47 +122,86 @@ def get_scorer(name: str = "ridge", **options: Any) -> Any:
     return get(name, **options)
 
 
+def needs_train(scorer: Any, config: LLMConfig | None = None) -> bool:
+    """Whether scoring with ``scorer`` (a name or a scorer object) reads the training split:
+    model-free scorers that are fitted, LLM judges that get in-context examples."""
+    if not isinstance(scorer, str):
+        return bool(scorer.needs_train)
+    if scorer in (*LLM_SCORERS, *CHOICE_JUDGES):
+        from pluralign.jobs.llm_scoring import few_shot_for
+
+        return few_shot_for(scorer, None if config is None else config.few_shot)
+    from pluralign.engine.scorers import scorer_class
+
+    return bool(scorer_class(scorer.partition(":")[0].strip()).needs_train)
+
+
 def _train_split(bench: Benchmark, train: Benchmark | str | None) -> Benchmark | None:
     if train is None or isinstance(train, Benchmark):
         return train
     return load_benchmark(bench.name.split("/")[0], train)
 
 
-def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | None = "train",
-          cache: str | os.PathLike[str] | None = None) -> Scores:
-    """Model-free scores through the cache: computes only what the cache lacks. ``train`` is
-    the split (or a loaded benchmark) scorers learn from, used only when they need one."""
-    from pluralign.engine.scorers import score_through_cache
+def _llm_config(judge: str, config: LLMConfig | None) -> LLMConfig:
+    from pluralign.engine.errors import InputError
 
-    s = get_scorer(scorer) if isinstance(scorer, str) else scorer
+    if config is None:
+        raise InputError(f"{judge} is an LLM judge and needs its settings", field="config",
+                         hint="pass config=pluralign.LLMConfig(model=...)")
+    return config
+
+
+def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | None = "train",
+          cache: str | os.PathLike[str] | None = None, config: LLMConfig | None = None,
+          out: str | os.PathLike[str] | None = None, quiet: bool = False,
+          **options: Any) -> Scores:
+    """Scores of any scorer through the cache: only what the cache lacks is computed (a
+    model-free scorer, by name with its keyword ``options`` or as an object) or sent (an LLM
+    judge named in :data:`LLM_SCORERS`, with its ``config``; see :func:`score_llm`). ``train``
+    is the split (or a loaded benchmark) scorers learn from, read only when they need one.
+    Progress goes to stderr unless ``quiet``; inside a ``pluralign`` run the scorer and its
+    settings are recorded in the run manifest."""
+    from pluralign.engine.errors import InputError
+
+    if isinstance(scorer, str) and scorer in CHOICE_JUDGES:
+        raise InputError(f"{scorer} picks responses and has no scores", field="scorer",
+                         hint="use comparative-regression or regression, or choose_llm")
+    if isinstance(scorer, str) and scorer in LLM_SCORERS:
+        return score_llm(bench, scorer, _llm_config(scorer, config), train=train, cache=cache,
+                         quiet=quiet, out=out)
+    from pluralign.engine.scorers import score_through_cache
+    from pluralign.jobs.common import note_manifest, progress
+
+    s = get_scorer(scorer, **options) if isinstance(scorer, str) else scorer
+    name = scorer if isinstance(scorer, str) else s.name
     tr = _train_split(bench, train) if s.needs_train else None
-    preds = score_through_cache(s, bench, _cache(cache), train=tr)
-    return Scores(bench, preds, s.identity(bench, tr))
+    c = _cache(cache)
+    if not quiet:
+        progress(f"scoring {bench.identity} with {name} (cache: {c.root})")
+    preds = score_through_cache(s, bench, c, train=tr)
+    ident = s.identity(bench, tr)
+    note_manifest(bench, tr, scorer={"identity": ident, "name": name, "kind": "scores",
+                                     "settings": dict(options)})
+    return Scores(bench, preds, ident)
 
 
 def score_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
               train: Benchmark | str | None = "train",
-              cache: str | os.PathLike[str] | None = None, quiet: bool = False) -> Scores:
+              cache: str | os.PathLike[str] | None = None, quiet: bool = False,
+              out: str | os.PathLike[str] | None = None) -> Scores:
     """LLM judge scores (``comparative-regression`` or ``regression``) through the cache:
     only missing (scenario, attribute[, response], sample) items are sent. Raises when items
-    stay unanswered (nothing is re-aligned on incomplete scores). Do not call this inside a
-    running event loop: use :func:`ascore_llm` there."""
-    import sys
-
+    stay unanswered (nothing is re-aligned on incomplete scores), after writing a partial
+    ``summary.json`` into the folder ``out`` when given. Do not call this inside a running
+    event loop: use :func:`ascore_llm` there."""
     from pluralign.engine.errors import InputError
-    from pluralign.jobs.llm_scoring import few_shot_for, require_complete, run_llm_scoring
 
     if judge not in LLM_SCORERS:
         raise InputError(f"{judge!r} is not a scoring LLM judge", field="judge",
                          hint=f"one of {', '.join(LLM_SCORERS)}")
-    args = config.to_namespace()
-    tr = _train_split(bench, train) if few_shot_for(judge, args) else None
-    c = _cache(cache)
-    log = None if quiet else sys.stderr
-    report = run_llm_scoring(bench, tr, judge, args, c, log=log)
-    require_complete(report, args, log=log)  # raises IncompleteScoring on missing scores
+    report, c = _run_llm(bench, judge, config, train=train, cache=cache, quiet=quiet, out=out)
     preds = c.predictions(report.bench, report.identity, report.samples)
-    return Scores(report.bench, preds, report.identity, report.schedule)
+    return Scores(report.bench, preds, report.identity, report.schedule, report.samples)
 
 
 async def ascore_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
@@ -137,6 +211,101 @@ async def ascore_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
     thread, so the caller's loop stays responsive."""
     return await asyncio.to_thread(score_llm, bench, judge, config, train=train, cache=cache,
                                    quiet=quiet)
+
+
+def choose_llm(bench: Benchmark, judge: str, config: LLMConfig, targets: TargetSet | None = None,
+               *, train: Benchmark | str | None = "train",
+               cache: str | os.PathLike[str] | None = None, quiet: bool = False,
+               out: str | os.PathLike[str] | None = None) -> Choices:
+    """An LLM choice judge's picks through the cache: ``prompt-aligned`` asks once per
+    (scenario, target) of ``targets``, ``unaligned`` once per scenario (no targets). Raises on
+    unanswered items like :func:`score_llm`."""
+    from pluralign.engine.errors import InputError
+
+    if judge not in CHOICE_JUDGES:
+        raise InputError(f"{judge!r} is not a choice judge", field="judge",
+                         hint=f"one of {', '.join(CHOICE_JUDGES)}")
+    report, c = _run_llm(bench, judge, config, train=train, cache=cache, quiet=quiet, out=out,
+                         targets=targets)
+    return Choices(report.bench, judge, report.identity, report.samples, report.schedule, c)
+
+
+def _run_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
+             train: Benchmark | str | None, cache: str | os.PathLike[str] | None, quiet: bool,
+             out: str | os.PathLike[str] | None,
+             targets: TargetSet | None = None) -> tuple[Any, Any]:
+    """(scoring report, cache) of one LLM judge run, recorded in the run manifest; raises
+    unless every item is answered."""
+    from pluralign.engine.scheduler import STDERR
+    from pluralign.jobs.llm_scoring import few_shot_for, require_complete, run_llm_scoring
+
+    tr = _train_split(bench, train) if few_shot_for(judge, config.few_shot) else None
+    c = _cache(cache)
+    log = None if quiet else STDERR
+    report = run_llm_scoring(bench, tr, judge, config, c, targets=targets, log=log)
+    _note_llm(report, config, tr)
+    require_complete(report, out, log=log)  # raises IncompleteScoring on missing answers
+    return report, c
+
+
+def _note_llm(report: Any, config: LLMConfig, train: Benchmark | None) -> None:
+    """Decoded judge settings (with backend and endpoint host, never the key) and the
+    scheduler's counts into the run manifest, when one is being written."""
+    from pluralign.engine.manifest import current, endpoint_host
+    from pluralign.jobs.common import note_manifest
+
+    m = current()
+    if m is None:
+        return
+    env = config.api_key_env
+    key = os.environ.get(env) if env and env != "none" else None
+    if key:
+        m.secrets = (key, *m.secrets)
+    counts = report.schedule.as_dict()
+    counts["sent"], counts["retried"] = counts["requests"], counts["retries"]
+    counts["spread"] = report.spread
+    counts["samples"] = report.samples
+    note_manifest(report.bench, train, counts=counts, scorer={
+        **report.settings,
+        "backend": config.backend,
+        "endpoint": None if config.backend == "vllm" else endpoint_host(
+            config.base_url or "https://api.openai.com/v1"),
+        "samples": report.samples,
+        "api_key_env": config.api_key_env,
+    })
+
+
+def scorer_identity(bench: Benchmark, scorer: Any = "ridge", *,
+                    train: Benchmark | str | None = "train", config: LLMConfig | None = None,
+                    **options: Any) -> str:
+    """The cache identity :func:`score` writes ``scorer``'s scores under, computing and
+    sending nothing (an LLM judge needs its ``config``)."""
+    if isinstance(scorer, str) and scorer in (*LLM_SCORERS, *CHOICE_JUDGES):
+        from pluralign.jobs.llm_scoring import llm_scorer_identity
+
+        cfg = _llm_config(scorer, config)
+        tr = _train_split(bench, train) if needs_train(scorer, cfg) else None
+        return llm_scorer_identity(bench, tr, scorer, cfg)
+    s = get_scorer(scorer, **options) if isinstance(scorer, str) else scorer
+    return str(s.identity(bench, _train_split(bench, train) if s.needs_train else None))
+
+
+def cached_scores(bench: Benchmark, identity: str, *, samples: int | None = None,
+                  cache: str | os.PathLike[str] | None = None) -> Scores:
+    """The scores the cache holds under ``identity`` (as :func:`score` wrote them; the mean of
+    the first ``samples`` samples, all when None), computing nothing. Raises an input error
+    when any response lacks a score."""
+    from pluralign.engine.errors import InputError
+
+    c = _cache(cache)
+    preds = c.predictions(bench, identity, samples)
+    missing = int(np.isnan(preds).any(axis=1).sum())
+    if missing:
+        raise InputError(
+            f"the cache holds no complete scores of {identity} for {bench.identity} "
+            f"({missing} of {bench.n_responses} responses missing)",
+            file=str(c.root), hint="run pluralign sweep with the same options first")
+    return Scores(bench, preds, identity, samples=samples)
 
 
 def targets(bench: Benchmark, *specs: str, data: str | os.PathLike[str] | None = None
@@ -155,7 +324,7 @@ def realign(scores: Scores, sets: Sequence[TargetSet | str] = ("all",), *,
     """Accuracy, counts and weighted score per target (seed 003 §5.1) from cached scores
     alone, as a pandas DataFrame (the columns of per_target.parquet)."""
     from pluralign.engine.align import realign as run_realign
-    from pluralign.jobs.cmd_sweep import per_target_table
+    from pluralign.engine.results import per_target_table
 
     named = [s for s in sets if isinstance(s, str)]
     resolved = targets(scores.bench, *named, data=data) if named else []
@@ -165,23 +334,29 @@ def realign(scores: Scores, sets: Sequence[TargetSet | str] = ("all",), *,
 
 
 def summarize(per_target: Any) -> Any:
-    """Mean and standard deviation of accuracy over the defined targets, per set and number
-    of target attributes (seed 003 Fig. 8), from :func:`realign`'s table."""
+    """Accuracy over the defined targets per set and number of target attributes (seed 003
+    Fig. 8), from :func:`realign`'s table: ``mean``, ``std`` (sample, ddof 1), ``standard_error``
+    (that std over sqrt(count); NaN below two targets) and ``count``."""
+    from pluralign.engine.per_scenario import standard_error
+
     defined = per_target[per_target["accuracy"].notna()]
-    return (defined.groupby(["set", "n_attributes"])["accuracy"]
-            .agg(["mean", "std", "count"]).reset_index())
+    groups = defined.groupby(["set", "n_attributes"])["accuracy"]
+    table = groups.agg(["mean", "std", "count"])
+    se = groups.agg(lambda a: standard_error(a.to_numpy()))
+    table.insert(2, "standard_error", se.astype("float64"))
+    return table.reset_index()
 
 
 def jury(scores: Scores, groups: str | os.PathLike[str] | dict[str, Any], *,
          alphas: Sequence[float] = (0.0, 1.0, float("inf")), tau: float = 0.5,
          bootstrap: int = 1000, seed: int = 0) -> Any:
     """Per-group accuracy, utility and welfare w_α with bootstrap intervals (the pluralism
-    roadmap, Sorensen et al. 2024, §4.3), one DataFrame row per group and ``ALL``. ``groups``
-    is a group file (docs/juries.md) or the same content as a dict."""
-    import pandas as pd
-
+    roadmap, Sorensen et al. 2024, §4.3), one DataFrame row per group and ``ALL`` (the rows of
+    ``pluralign jury``'s groups.parquet). ``groups`` is a group file (docs/juries.md) or the
+    same content as a dict."""
     from pluralign.engine.juries import load_jury, parse_jury
     from pluralign.engine.jury_eval import JuryConfig, evaluate_jury
+    from pluralign.engine.results import rows_table
 
     b = scores.bench
     if isinstance(groups, dict):
@@ -190,28 +365,100 @@ def jury(scores: Scores, groups: str | os.PathLike[str] | dict[str, Any], *,
         j = load_jury(groups, b.attributes, b.levels)
     cfg = JuryConfig(alphas=tuple(float(a) for a in alphas), tau=tau, n_bootstrap=bootstrap,
                      seed=seed)
-    return pd.DataFrame(evaluate_jury(b, scores.predictions, j, cfg).rows())
+    return rows_table(evaluate_jury(b, scores.predictions, j, cfg).rows(),
+                      "jury_groups").to_pandas()
 
 
-def spica_evaluate(bank: str = "synthetic:0", *, k: int = 5, bootstrap: int = 2000,
-                   seed: int = 0, groups: Sequence[str] | None = None) -> Any:
+# ---------------------------------------------------------------- SPICA
+
+
+def load_spica_bank(bank: str | os.PathLike[str] | None = None, *,
+                    annotations: Sequence[str] | None = None,
+                    scenarios: Sequence[str] | None = None) -> Any:
+    """A SPICA scenario bank: ``synthetic[:SEED]``, a bank Parquet file, or the authors'
+    layout (``annotations``: JSON files, each ``SPLIT=FILE`` or ``FILE`` for train, with their
+    ``scenarios`` JSON files)."""
+    from pluralign.engine.errors import InputError
+
+    if annotations or scenarios:
+        from pluralign.engine.spica.authors import load_spica_layout
+
+        if not (annotations and scenarios):
+            raise InputError("the authors' layout needs both --spica-annotations and "
+                             "--spica-scenarios", field="spica-annotations")
+        by_split: dict[str, list[str]] = {}
+        for spec in annotations:
+            split, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+            by_split.setdefault(split or "train", []).append(path)
+        return load_spica_layout(by_split, list(scenarios))
+    if not bank:
+        raise InputError("no bank given", field="bank",
+                         hint="use --bank FILE.parquet, --bank synthetic:0 or --spica-* files")
+    text = str(bank)
+    if text.startswith("synthetic"):
+        from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
+
+        _, _, seed = text.partition(":")
+        try:
+            cfg = SyntheticConfig(seed=int(seed or 0))
+        except ValueError:
+            raise InputError(f"bad synthetic seed {seed!r}", field="bank",
+                             hint="synthetic or synthetic:SEED") from None
+        return synthetic_bank(cfg).bank
+    from pluralign.engine.spica.io import read_bank
+
+    return read_bank(text)
+
+
+def spica_groups(bank: Any, groups: Sequence[str] | None = None) -> list[str]:
+    """``groups`` checked against the bank (None: every group, then ``ALL``)."""
+    from pluralign.engine.spica.bank import ALL
+
+    names = [g.strip() for g in groups if g.strip()] if groups else [*bank.groups, ALL]
+    for g in names:
+        bank.check_group(g)
+    return names
+
+
+def spica_retriever(bank: Any, *, train_split: str = "train", similarity: str = "tfidf",
+                    rating: Literal["response", "strategy"] = "response") -> Any:
+    """The retriever over the bank's ``train_split``, by ``similarity`` (tfidf, embedding)
+    with the norms and mismatch of the ``rating`` kind (response, strategy)."""
+    from pluralign.engine.spica.retrieval import Retriever
+
+    return Retriever(bank.select(train_split), similarity, rating)
+
+
+def spica_results(bank: Any, *, k: int = 5, bootstrap: int = 2000, seed: int = 0,
+                  groups: Sequence[str] | None = None, weights: dict[str, Any] | None = None,
+                  train_split: str = "train", dev_split: str = "dev", test_split: str = "test",
+                  similarity: str = "tfidf",
+                  rating: Literal["response", "strategy"] = "response") -> list[Any]:
+    """SPICA's retrieval error per group on a loaded bank, one result per group (``ALL``
+    last): the given ``weights`` by group, or weights fitted on ``dev_split``; similarity-only
+    vs group-informed top-``k`` retrieval on ``test_split`` with ``bootstrap`` resamples."""
+    from pluralign.engine.spica.evaluate import evaluate_retrieval
+
+    names = spica_groups(bank, groups)
+    retriever = spica_retriever(bank, train_split=train_split, similarity=similarity,
+                                rating=rating)
+    fitted = weights or retriever.fit_all(bank.select(dev_split), names)
+    return list(evaluate_retrieval(retriever, bank.select(test_split), fitted, names, k,
+                                   bootstrap, seed))
+
+
+def spica_evaluate(bank: Any = "synthetic:0", *, k: int = 5, bootstrap: int = 2000,
+                   seed: int = 0, groups: Sequence[str] | None = None, **options: Any) -> Any:
     """SPICA's retrieval error per group (Chen et al., SPICA, §3.2 and Fig. 3): weights fitted
     on the bank's dev split, similarity-only vs group-informed retrieval on its test split,
     with bootstrap intervals; one DataFrame row per group (``ALL`` last). ``bank`` is
-    ``synthetic:SEED`` or a bank Parquet file."""
+    ``synthetic:SEED``, a bank Parquet file or a loaded bank; ``options`` are
+    :func:`spica_results`' (splits, similarity, rating, weights)."""
     import pandas as pd
 
-    from pluralign.engine.spica.evaluate import evaluate_retrieval
-    from pluralign.jobs.cmd_spica import _groups, _retriever, load_bank_arg
-
-    ns = argparse.Namespace(bank=bank, spica_annotations=None, spica_scenarios=None,
-                            train_split="train", similarity="tfidf", rating="response")
-    b = load_bank_arg(ns)
-    names = _groups(",".join(groups) if groups else None, b)
-    retriever = _retriever(ns, b)
-    weights = retriever.fit_all(b.select("dev"), names)
+    b = load_spica_bank(bank) if isinstance(bank, (str, os.PathLike)) else bank
     rows = []
-    for e in evaluate_retrieval(retriever, b.select("test"), weights, names, k, bootstrap, seed):
+    for e in spica_results(b, k=k, bootstrap=bootstrap, seed=seed, groups=groups, **options):
         rows.append({"group": e.group, "n_queries": e.n_queries,
                      **{f"{name}_{part}": getattr(getattr(e, name), part)
                         for name in ("baseline", "spica", "gain")
@@ -220,7 +467,7 @@ def spica_evaluate(bank: str = "synthetic:0", *, k: int = 5, bootstrap: int = 20
 
 
 def write_report(runs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
-           title: str = "pluralign report") -> Path:
+                 title: str = "pluralign report") -> Path:
     """Write one self-contained HTML report over run folders (needs the ``report`` extra)."""
     from pluralign.engine.files import write_bytes
     from pluralign.report import build_report

@@ -1,67 +1,105 @@
-"""Typed settings of an LLM judge, for the Python API (the command line builds the same from
-its flags)."""
+"""Typed settings of an LLM judge: what the Python API takes, and what the command line builds
+from its flags (:meth:`LLMConfig.from_args`) before calling the same functions."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass, fields
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    """How to reach and sample an LLM judge. Every field not set keeps the command line's
-    default (``pluralign sweep --help``)."""
+    """How to reach and sample an LLM judge, and how hard to push the endpoint. Every field not
+    set keeps the command line's default (``pluralign sweep --help``), except ``use_ray``: the
+    API runs clients in this process unless asked. The fields marked *identity* change the
+    judge's cache identity (another value scores again); the others only change how answers
+    are fetched."""
 
     model: str
-    """Model name the endpoint serves (part of the cache identity)."""
+    """Model name the endpoint serves (identity)."""
     backend: Literal["openai", "vllm"] = "openai"
-    """An OpenAI-compatible HTTP endpoint, or vLLM replicas on GPUs."""
+    """An OpenAI-compatible HTTP endpoint, or vLLM replicas on GPUs (identity)."""
     base_url: str | None = None
     """Endpoint root ending in /v1 (None: https://api.openai.com/v1)."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the API key ('none': no key). Keys are never passed in."""
+    api_key_env: str | None = "OPENAI_API_KEY"
+    """Environment variable holding the API key ('none' or None: no key). Keys are never
+    passed in."""
     revision: str | None = None
-    """Model revision (commit or tag of the weights), recorded in the identity."""
+    """Model revision (commit or tag of the weights; identity)."""
+    structured_output: str = "response_format"
+    """How an HTTP request asks for the answer schema: response_format, vllm, vllm_guided or
+    none (identity)."""
+    extra_body: str | Mapping[str, Any] | None = None
+    """Extra request-body fields sent with every request, a JSON object or its text
+    (identity)."""
     samples: int = 1
-    """Samples per item (self-consistency; 1 = greedy)."""
+    """Samples per item (self-consistency; 1 = greedy; identity through the temperature)."""
     temperature: float | None = None
-    """Sampling temperature (None: 0 with one sample, 0.7 with more)."""
+    """Sampling temperature (None: 0 with one sample, 0.7 with more; identity)."""
     max_tokens: int = 1024
-    """Most tokens per answer."""
+    """Most tokens per answer (identity)."""
+    sampling_seed: int | None = None
+    """Base seed sent with requests (None: none; identity)."""
     few_shot: bool | None = None
-    """In-context examples from the training split (None: the judge's default)."""
+    """In-context examples from the training split (None: the judge's default; identity)."""
+    similarity: Literal["tfidf", "embedding"] = "tfidf"
+    """How in-context examples are ranked (identity)."""
+    prompts: str | None = None
+    """Judges' templates and attribute definitions (a TOML or JSON file; identity)."""
     rpm: float | None = None
     """Requests per minute for this key."""
     tpm: float | None = None
     """Tokens per minute for this key."""
     concurrency: int = 16
     """Requests in flight per API client."""
+    actors: int = 1
+    """API-client actors or vLLM replicas."""
+    tensor_parallel: int = 1
+    """GPUs per vLLM replica."""
+    engine_args: tuple[str, ...] = ()
+    """vLLM engine settings as KEY=VALUE texts (``structured_outputs_config=JSON`` is part of
+    the identity)."""
+    max_in_flight: int | None = None
+    """Requests in flight over the pool (None: concurrency x actors)."""
     max_retries: int = 6
     """Most times one item is sent in total, every retry included."""
     request_timeout: float = 60.0
     """Seconds before one HTTP attempt counts as timed out."""
+    grace_seconds: float = 3.0
+    """On an interrupt, seconds to wait for answers in flight."""
     token_budget: int | None = None
     """Stop sending once this many tokens were used."""
+    cost_budget: float | None = None
+    """Stop sending once the estimated cost reaches this."""
+    price_prompt: float = 0.0
+    """Cost per 1,000 prompt tokens (for ``cost_budget``)."""
+    price_completion: float = 0.0
+    """Cost per 1,000 completion tokens (for ``cost_budget``)."""
     use_ray: bool = False
-    """Run API clients as Ray actors (False: in this process, the notebook default)."""
-    actors: int = 1
-    """API-client actors or vLLM replicas (with ``use_ray``)."""
+    """Run API clients (or vLLM replicas) as Ray actors; False: in this process, one replica
+    for vLLM (the command line's ``--no-ray``)."""
+    ray_dashboard: bool = False
+    """Start Ray's dashboard (on 127.0.0.1) with a local runtime."""
     redis_url: str | None = None
-    """Share rate limits across a cluster through this Redis."""
+    """Share rate limits across a cluster and publish job progress through this Redis."""
+    job_id: str | None = None
+    """Job name for progress in Redis (None: the judge's name and a random suffix)."""
+    limit: int | None = None
+    """Only the first N scenarios (a limited run shares its cache entries with a full one)."""
 
-    def to_namespace(self, base: argparse.Namespace | None = None) -> argparse.Namespace:
-        """The options LLM scoring reads: the command line's defaults, overridden by this
-        config (``use_ray`` is the inverse of ``--no-ray``)."""
-        from pluralign.jobs.llm_scoring import add_backend_args
-
-        parser = argparse.ArgumentParser(add_help=False)
-        add_backend_args(parser)
-        ns = parser.parse_args([])
-        for key, value in vars(base or argparse.Namespace()).items():
-            setattr(ns, key, value)
-        for f in fields(self):
-            if f.name != "use_ray":
-                setattr(ns, f.name, getattr(self, f.name))
-        ns.no_ray = not self.use_ray
-        return ns
+    @classmethod
+    def from_args(cls, args: Any) -> LLMConfig:
+        """The config the command line's LLM flags (``add_backend_args``) describe. Flags a
+        command lacks keep their defaults; ``--no-ray`` is the inverse of ``use_ray``, and a
+        missing ``--model`` becomes "" (refused with a clear error once a judge is built)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else None
+            values[f.name] = getattr(args, f.name, default)
+        values["model"] = values["model"] or ""
+        values["use_ray"] = not getattr(args, "no_ray", True)
+        values["engine_args"] = tuple(values["engine_args"] or ())
+        if values["samples"] is None:  # align and jury: "--samples N" reads N, default one
+            values["samples"] = 1
+        return cls(**values)

@@ -1,6 +1,6 @@
 """The public facade: docs/api.md's walk-through runs as written (an LLM sweep against the
-local fake server from inside a running event loop included), and ``import pluralign`` stays
-light."""
+local fake server from inside a running event loop included), the command line and the API
+compute the same tables, and ``import pluralign`` stays light."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from tests.fake_openai import make_fake_server
 
 __all__ = ["make_fake_server"]
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+
+
+def fresh_python(code: str) -> list[str]:
+    """The stdout lines of ``code`` run by a new interpreter (nothing imported beforehand)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
 
 
 def _blocks() -> list[str]:
@@ -68,9 +74,7 @@ def test_import_is_light_and_lazy() -> None:
             "'aiohttp', 'pluralign.api') if m in sys.modules]; print(heavy); "
             "print(pluralign.LLMConfig.__name__, 'pluralign.api' in sys.modules); "
             "print(sorted(set(pluralign.__all__) - set(dir(pluralign))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    assert out == ["[]", "LLMConfig False", "[]"]
+    assert fresh_python(code) == ["[]", "LLMConfig False", "[]"]
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
@@ -78,3 +82,78 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         pluralign.nope  # noqa: B018
+
+
+SYN = "synthetic:S=30,R=2-3,A=3,L=5,seed=4"
+
+
+def test_the_command_line_and_the_api_score_and_tabulate_alike(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    import pluralign
+    from pluralign.jobs.cli import main
+
+    cache, out = str(tmp_path / "cache"), tmp_path / "out"
+    assert main(["sweep", "--benchmark", SYN, "--scorer", "random", "--seed", "3", "--cache",
+                 cache, "--targets", "all", "high", "--out", str(out)]) == 0
+    bench = pluralign.load_benchmark(SYN)
+    scores = pluralign.score(bench, "random", seed=3, cache=cache, quiet=True)
+    assert scores.identity == json.loads((out / "summary.json").read_text())["scorer"]
+    assert pluralign.scorer_identity(bench, "random", seed=3) == scores.identity
+    cached = pluralign.cached_scores(bench, scores.identity, cache=cache)
+    assert (cached.predictions == scores.predictions).all()
+    written = pq.read_table(out / "per_target.parquet").to_pandas()
+    pd.testing.assert_frame_equal(pluralign.realign(scores, ["all", "high"]), written)
+
+
+def test_summarize_gives_mean_std_standard_error_and_count(tmp_path: Path) -> None:
+    import numpy as np
+
+    import pluralign
+    from pluralign.engine.per_scenario import standard_error
+
+    scores = pluralign.score(pluralign.load_benchmark(SYN), "random", cache=tmp_path,
+                             quiet=True)
+    per_target = pluralign.realign(scores, ["all"])
+    table = pluralign.summarize(per_target)
+    assert list(table.columns) == ["set", "n_attributes", "mean", "std", "standard_error",
+                                   "count"]
+    assert list(table["n_attributes"]) == [1, 2, 3]  # the empty target is undefined
+    for row in table.itertuples():
+        acc = per_target[per_target["n_attributes"] == row.n_attributes]["accuracy"].dropna()
+        assert row.count == len(acc) and np.isclose(row.std, acc.std(ddof=1))
+        assert np.isclose(row.standard_error, standard_error(acc.to_numpy()))
+        assert np.isclose(row.standard_error, row.std / np.sqrt(row.count))
+
+
+def test_scores_of_llm_names_need_a_config_and_missing_scores_are_an_error(
+        tmp_path: Path) -> None:
+    import pluralign
+
+    bench = pluralign.load_benchmark(SYN)
+    with pytest.raises(pluralign.InputError, match="needs its settings"):
+        pluralign.score(bench, "regression", cache=tmp_path)
+    with pytest.raises(pluralign.InputError, match="picks responses"):
+        pluralign.score(bench, "unaligned", cache=tmp_path)
+    with pytest.raises(pluralign.InputError, match="no complete scores"):
+        pluralign.cached_scores(bench, "ridge#absent", cache=tmp_path)
+
+
+def test_spica_evaluate_is_what_the_command_computes(tmp_path: Path) -> None:
+    import json
+
+    import pluralign
+    from pluralign.jobs.cli import main
+
+    out = tmp_path / "errors.json"
+    assert main(["spica", "evaluate", "--bank", "synthetic:1", "--groups", "ALL", "--k", "3",
+                 "--bootstrap", "50", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())["groups"]
+    table = pluralign.spica_evaluate("synthetic:1", k=3, bootstrap=50, groups=["ALL"])
+    assert list(table["group"]) == [g["group"] for g in written] == ["ALL"]
+    for part in ("baseline", "spica", "gain"):
+        assert table[f"{part}_mean"].tolist() == [g[part]["mean"] for g in written]
+        assert table[f"{part}_low"].tolist() == [g[part]["low"] for g in written]

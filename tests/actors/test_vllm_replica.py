@@ -257,19 +257,17 @@ def test_engine_args_from_the_command_line() -> None:
 
 
 def test_structured_output_defaults_per_version_and_identity() -> None:
-    import argparse
-
     from pluralign.actors.vllm_replica import default_structured_outputs
-    from pluralign.jobs.llm_scoring import settings_from_args
+    from pluralign.config import LLMConfig
+    from pluralign.jobs.llm_scoring import judge_settings
 
     assert default_structured_outputs("0.32.0") == {"backend": "guidance",
                                                     "disable_any_whitespace": True}
     assert "guided_decoding_backend" in default_structured_outputs("0.8.5")
 
     def settings(backend: str, *engine: str) -> Any:
-        return settings_from_args(argparse.Namespace(
-            model="m", backend=backend, engine_args=list(engine), tensor_parallel=1,
-            samples=1, temperature=None, max_tokens=64))
+        return judge_settings(LLMConfig(model="m", backend=backend,  # type: ignore[arg-type]
+                                        engine_args=engine, max_tokens=64))
 
     assert settings("openai").decoding is None
     default = settings("vllm").decoding

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +275,45 @@ def test_progress_reports_rate_eta_failures_and_publishes_status(tmp_path: Path)
     assert {"rate", "eta_s", "failed", "tokens"} <= set(sink.seen[0])
 
 
+def test_a_watched_run_shows_a_bar_with_failures_and_retries_then_the_final_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = bench_of(6)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    items = judge.items(range(bench.n_scenarios), 1)
+    fatal, flaky = items[0].key, items[1].key
+
+    def script(req: GenerationRequest, nth: int) -> Any:
+        if req.id == fatal:
+            return GenerationResult(req.id, failure=Failure(FailureKind.FATAL_ITEM, "too long"))
+        return None
+
+    class Slow(ScriptedBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            await asyncio.sleep(0.06)  # 18 items one at a time: over a second, so bars redraw
+            out = await super().generate(requests)
+            # the client retried this one itself (a scheduler retry would go to the queue's end)
+            return [replace(r, attempts=2) if r.id == flaky else r for r in out]
+
+    screen = io.StringIO()
+    monkeypatch.setenv("PLURALIGN_PROGRESS", "1")
+    monkeypatch.setattr(sys, "stderr", screen)  # standard error, where the bar goes
+    cfg = SchedulerConfig(max_in_flight=1, batch_size=1, retry_backoff=0.0,
+                          progress_seconds=0.05)
+    report = asyncio.run(run_schedule(judge, items, Slow(bench, script), ScoreCache(tmp_path),
+                                      cfg, benchmark=bench.identity))
+    assert report.failed == 1 and report.resent == 1 and report.completed == len(items) - 1
+    out = screen.getvalue()
+    frames = [f for f in out.split("\r") if "%|" in f]  # tqdm redraws its line after a \r
+    assert any("1 failed, 1 retries" in f and " tokens" in f for f in frames), out
+    lines = [ln for ln in out.split("\n") if "items/s" in ln]
+    assert len(lines) == 1  # the bar replaced the text lines; the summary is still printed
+    assert f"{len(items)}/{len(items)} items (100.0%), 1 failed, 1 retries" in lines[0]
+    log = io.StringIO()  # a log stream that is not standard error keeps its text lines
+    run(judge, Slow(bench), ScoreCache(tmp_path / "again"), cfg, log=log)
+    assert "%|" not in log.getvalue() and log.getvalue().count("items/s") >= 2
+
+
 # ---------------------------------------------------------------- crash of the driver
 
 
@@ -281,11 +321,12 @@ DRIVER = """
 import sys, argparse
 from pluralign.engine.cache import ScoreCache
 from pluralign.engine.data import load_benchmark
+from pluralign.config import LLMConfig
 from pluralign.jobs.llm_scoring import add_backend_args, run_llm_scoring
 p = argparse.ArgumentParser(); add_backend_args(p)
-args = p.parse_args(sys.argv[3:])
+config = LLMConfig.from_args(p.parse_args(sys.argv[3:]))
 bench = load_benchmark(sys.argv[1], "eval")
-run_llm_scoring(bench, None, "comparative-regression", args, ScoreCache(sys.argv[2]))
+run_llm_scoring(bench, None, "comparative-regression", config, ScoreCache(sys.argv[2]))
 """
 
 
@@ -353,11 +394,12 @@ def test_killing_the_driver_then_rerunning_resends_no_completed_item(
 def _parse(argv: list[str]) -> Any:
     import argparse
 
+    from pluralign.config import LLMConfig
     from pluralign.jobs.llm_scoring import add_backend_args
 
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    return p.parse_args(argv)
+    return LLMConfig.from_args(p.parse_args(argv))
 
 
 def _api_config(args: Any) -> Any:

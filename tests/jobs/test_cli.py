@@ -13,6 +13,7 @@ import pytest
 
 from pluralign.jobs.cli import main
 from tests.fake_openai import make_fake_server
+from tests.test_api import fresh_python
 
 __all__ = ["make_fake_server"]
 
@@ -148,10 +149,9 @@ def test_help_imports_no_command_module() -> None:
             "except SystemExit:\n    pass\n"
             "print([m for m in sys.modules if m.startswith('pluralign.jobs.cmd_') "
             "or m in ('numpy', 'pyarrow', 'ray', 'aiohttp')])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert "sweep" in out and "report" in out  # the help lists every command
-    assert out.strip().splitlines()[-1] == "[]"
+    out = fresh_python(code)
+    assert "sweep" in "\n".join(out) and "report" in "\n".join(out)  # every command listed
+    assert out[-1] == "[]"
 
 
 def test_misspelt_flag_is_reported_by_the_subcommand_with_a_suggestion(capsys) -> None:

@@ -5,6 +5,7 @@ key never leaks, and the choice judges fill the choice cache."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pluralign.config import LLMConfig
 from pluralign.engine.align import realign
 from pluralign.engine.cache import ScoreCache
 from pluralign.engine.judges.fake_answerer import label_answerer
@@ -38,11 +40,13 @@ def bench_pair(n: int = 20) -> tuple[Any, Any]:
     return ev, tr
 
 
-def parse(url: str, *extra: str) -> argparse.Namespace:
+def parse(url: str, *extra: str) -> LLMConfig:
+    """The LLMConfig of these LLM flags, as the command line builds it."""
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    return p.parse_args(["--model", "fake-model", "--base-url", url, "--api-key-env",
-                         FAKE_KEY_ENV, "--no-ray", "--concurrency", "4", *extra])
+    return LLMConfig.from_args(p.parse_args([
+        "--model", "fake-model", "--base-url", url, "--api-key-env", FAKE_KEY_ENV, "--no-ray",
+        "--concurrency", "4", *extra]))
 
 
 def parquet_bytes(root: Path) -> list[bytes]:
@@ -246,11 +250,41 @@ def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
         "sweep", "--scorer", "comparative-regression", "--out", "x", "--limit", "5",
         "--model", "m", "--backend", "openai", "--samples", "5", "--zero-shot", "--rpm", "60"])
     assert args.limit == 5 and args.samples == 5 and args.few_shot is False and args.rpm == 60
-    from pluralign.jobs.llm_scoring import settings_from_args
+    from pluralign.jobs.llm_scoring import judge_settings
 
-    assert settings_from_args(args).temperature == 0.7
+    config = LLMConfig.from_args(args)
+    assert (config.limit, config.samples, config.few_shot, config.rpm) == (5, 5, False, 60)
+    assert config.use_ray  # no --no-ray
+    assert judge_settings(config).temperature == 0.7
     with pytest.raises(Exception, match="--model"):
-        settings_from_args(parse("http://127.0.0.1:1/v1", "--model", ""))
+        judge_settings(parse("http://127.0.0.1:1/v1", "--model", ""))
+
+
+def test_the_typed_config_defaults_are_the_command_line_defaults() -> None:
+    p = argparse.ArgumentParser()
+    add_backend_args(p)
+    parsed = LLMConfig.from_args(p.parse_args(["--model", "m", "--no-ray"]))
+    assert parsed == LLMConfig(model="m")
+    flags = LLMConfig.from_args(p.parse_args([
+        "--model", "m", "--engine-arg", "max_model_len=2048", "--engine-arg", "enforce_eager=1",
+        "--extra-body", '{"top_p": 0.5}', "--max-in-flight", "3", "--grace-seconds", "1"]))
+    assert flags.engine_args == ("max_model_len=2048", "enforce_eager=1") and flags.use_ray
+    assert (flags.max_in_flight, flags.grace_seconds) == (3, 1.0)
+
+
+def test_a_typed_config_and_its_flags_share_the_judge_identity() -> None:
+    """The API's LLMConfig and the flags that spell the same settings name the same scores."""
+    bench, train = bench_pair(3)
+    typed = LLMConfig(model="fake-model", base_url="http://127.0.0.1:1/v1",
+                      api_key_env=FAKE_KEY_ENV, concurrency=4, revision="r1",
+                      extra_body={"top_p": 0.5}, samples=2, sampling_seed=7)
+    flags = parse("http://127.0.0.1:1/v1", "--revision", "r1", "--extra-body",
+                  '{"top_p":0.5}', "--samples", "2", "--sampling-seed", "7")
+    ident = llm_scorer_identity(bench, train, "comparative-regression", typed)
+    assert ident == llm_scorer_identity(bench, train, "comparative-regression", flags)
+    other = llm_scorer_identity(bench, train, "comparative-regression",
+                                dataclasses.replace(typed, max_tokens=64))
+    assert other != ident
 
 
 @pytest.mark.parametrize("flag", ["--samples", "--actors"])

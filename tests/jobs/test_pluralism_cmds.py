@@ -35,20 +35,28 @@ def _sent(server: Any) -> int:
     return int(server.stats()["total"])
 
 
+def _twice(args: list[str], server: Any, tmp: Path, sent: int) -> tuple[Path, Path]:
+    """Run a command into tmp/run1, then again into tmp/run2: the first run sends ``sent``
+    requests, the rerun none (every answer comes from the cache)."""
+    outs = tmp / "run1", tmp / "run2"
+    for out in outs:
+        assert main([*args, "--out", str(out)]) == 0
+        assert _sent(server) == sent, out.name
+    return outs
+
+
 def test_overton_llm_cached(tmp_path: Path, fake_key: str, make_fake_server: Any) -> None:
     server = make_fake_server()
     f = tmp_path / "ov.json"
     f.write_text(json.dumps(OVERTON))
     args = ["overton", "--file", str(f), "--judge", "llm", *_llm(server, tmp_path)]
-    assert main([*args, "--out", str(tmp_path / "o1")]) == 0
-    assert _sent(server) == 2 * 3  # (2 responses) x (2 window + 1 unreasonable)
-    assert main([*args, "--out", str(tmp_path / "o2")]) == 0
-    assert _sent(server) == 6  # rerun: every answer from the cache
-    s1 = json.loads((tmp_path / "o1" / "summary.json").read_text())
-    s2 = json.loads((tmp_path / "o2" / "summary.json").read_text())
+    # (2 responses) x (2 window + 1 unreasonable)
+    o1, o2 = _twice(args, server, tmp_path, 2 * 3)
+    s1 = json.loads((o1 / "summary.json").read_text())
+    s2 = json.loads((o2 / "summary.json").read_text())
     assert s1["systems"] == s2["systems"] and s2["scoring"]["cached"] == 6
-    assert FAKE_KEY not in (tmp_path / "o1" / "summary.json").read_text()
-    rows = pq.read_table(tmp_path / "o1" / "overton.parquet").to_pylist()
+    assert FAKE_KEY not in (o1 / "summary.json").read_text()
+    rows = pq.read_table(o1 / "overton.parquet").to_pylist()
     for r in rows:
         assert r["coverage"] == pytest.approx(r["reflected_window"] / r["window"])
 
@@ -67,13 +75,10 @@ def test_opinions_cached(tmp_path: Path, fake_key: str, make_fake_server: Any) -
     f = tmp_path / "survey.json"
     f.write_text(json.dumps(SURVEY))
     args = ["opinions", "--file", str(f), "--samples", "6", *_llm(server, tmp_path)]
-    assert main([*args, "--out", str(tmp_path / "d1")]) == 0
-    assert _sent(server) == 6
-    assert main([*args, "--out", str(tmp_path / "d2")]) == 0
-    assert _sent(server) == 6
-    s = json.loads((tmp_path / "d2" / "summary.json").read_text())
+    _, d2 = _twice(args, server, tmp_path, 6)
+    s = json.loads((d2 / "summary.json").read_text())
     assert s["answered"] == 1 and s["scoring"]["cached"] == 6
-    row = pq.read_table(tmp_path / "d2" / "opinions.parquet").to_pylist()[0]
+    row = pq.read_table(d2 / "opinions.parquet").to_pylist()[0]
     assert sum(row["model_distribution"]) == pytest.approx(1.0)
     assert all(abs(x * 6 - round(x * 6)) < 1e-9 for x in row["model_distribution"])  # k/6
 
@@ -181,16 +186,13 @@ def test_opinions_logprobs_cached(tmp_path: Path, fake_key: str, make_fake_serve
     f = tmp_path / "survey.json"
     f.write_text(json.dumps(survey))
     args = ["opinions", "--file", str(f), "--logprobs", "5", *_llm(server, tmp_path)]
-    assert main([*args, "--out", str(tmp_path / "l1")]) == 0
-    assert _sent(server) == 2
-    assert main([*args, "--out", str(tmp_path / "l2")]) == 0
-    assert _sent(server) == 2  # rerun: from the cache
-    s = json.loads((tmp_path / "l2" / "summary.json").read_text())
+    l1, l2 = _twice(args, server, tmp_path, 2)
+    s = json.loads((l2 / "summary.json").read_text())
     assert s["mode"] == "logprobs" and s["top_logprobs"] == 5
     assert s["answered"] == 2 and s["scoring"]["cached"] == 2
     judge = SurveyJudge(load_distributions(str(f)), JudgeSettings(model="fake"), logprobs=5)
     rows = {r["question"]: r["model_distribution"]
-            for r in pq.read_table(tmp_path / "l1" / "opinions.parquet").to_pylist()}
+            for r in pq.read_table(l1 / "opinions.parquet").to_pylist()}
     for item in judge.items(1):
         q = judge.questions[item.scenario]
         body = {"messages": [{"role": m.role, "content": m.content}

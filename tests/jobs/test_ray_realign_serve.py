@@ -3,13 +3,10 @@ query service deployed on Ray Serve (2 replicas) answers as the engine does, wit
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from pluralign.engine.data import load_benchmark
 from pluralign.engine.scorers import get_scorer, score_through_cache
 from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
 from pluralign.engine.targets import all_targets
+from tests.jobs.http_json import call_json
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -73,14 +71,7 @@ def _free_port() -> int:
 
 
 def _post(url: str, body: Any, token: str | None) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return call_json(url, body, token=token, timeout=60)
 
 
 def test_ray_serve_deployment_answers_like_the_engine(ray_local: Any, tmp_path: Path) -> None:

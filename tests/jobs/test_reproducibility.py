@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from pluralign.config import LLMConfig
 from pluralign.engine.cache import ScoreCache
 from pluralign.engine.judges.fake_answerer import label_answerer
 from pluralign.engine.manifest import read_manifest
@@ -67,12 +68,12 @@ def test_llm_sweep_manifest_has_every_field_and_no_key_anywhere(
     assert all(FAKE_KEY not in t for t in texts)
 
 
-def _parse(url: str, *extra: str) -> argparse.Namespace:
+def _parse(url: str, *extra: str) -> LLMConfig:
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    return p.parse_args(["--model", "fake-model", "--base-url", url, "--api-key-env",
-                         FAKE_KEY_ENV, "--no-ray", "--concurrency", "4", "--zero-shot",
-                         *extra])
+    return LLMConfig.from_args(p.parse_args([
+        "--model", "fake-model", "--base-url", url, "--api-key-env", FAKE_KEY_ENV, "--no-ray",
+        "--concurrency", "4", "--zero-shot", *extra]))
 
 
 @pytest.mark.parametrize("flags", [
@@ -186,15 +187,14 @@ def test_prompts_flag_reaches_identity_and_manifest_and_few_shot_is_per_judge(
     assert sc["settings"]["prompts"] and plain["manifest"]["scorer"]["settings"]["prompts"] is None
     assert custom["manifest"]["counts"]["cached"] == 0
     # seed 003: the proposed comparative judge is few-shot, the regression ablation zero-shot
-    none = argparse.Namespace(few_shot=None)
-    assert few_shot_for("comparative-regression", none) is True
-    assert few_shot_for("regression", none) is False
+    assert few_shot_for("comparative-regression", None) is True
+    assert few_shot_for("regression", None) is False
     from pluralign.engine.errors import InputError
 
-    assert few_shot_for("prompt-aligned", none) is False  # Table 2's variant is opt-in
-    assert few_shot_for("prompt-aligned", argparse.Namespace(few_shot=True)) is True
+    assert few_shot_for("prompt-aligned", None) is False  # Table 2's variant is opt-in
+    assert few_shot_for("prompt-aligned", True) is True
     with pytest.raises(InputError):
-        few_shot_for("unaligned", argparse.Namespace(few_shot=True))
+        few_shot_for("unaligned", True)
 
 
 def test_sweep_imports_a_folder_of_per_target_runs(tmp_path: Path) -> None:

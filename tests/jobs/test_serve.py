@@ -9,8 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from pluralign.engine.scorers import get_scorer, score_through_cache
 from pluralign.engine.targets import all_targets, from_dicts
 from pluralign.jobs.query import Limits, QueryService
 from pluralign.jobs.serve import check_bind, make_app
+from tests.jobs.http_json import call_json
 
 BENCH = "synthetic:S=40,R=2-4,A=3,L=5,seed=3"
 TOKEN = "test-token-4f1c"
@@ -69,16 +68,7 @@ def server(cache_dir: Path) -> Iterator[str]:
 
 def _call(url: str, path: str, body: Any = None, *, token: str | None = TOKEN,
           raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url + path, data=data, method="POST" if data else "GET")
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    return call_json(url + path, body, token=token, raw=raw)
 
 
 def _ok(url: str) -> None:

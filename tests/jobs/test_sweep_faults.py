@@ -76,6 +76,17 @@ def answered_before(server: FakeOpenAIServer, n: int, proc: subprocess.Popen[str
         time.sleep(0.05)
 
 
+def resent_on_rerun(server: FakeOpenAIServer, cache: Path, tmp_path: Path,
+                    first: Counter[str]) -> set[str]:
+    """Rerun the sweep on the same cache (the server's counts reset): it must succeed; the
+    fingerprints it sent that the first run had answered already."""
+    server.reset()
+    rerun = start(sweep_cmd(server.url, cache, tmp_path / "out2", "--no-ray"), tmp_path,
+                  "rerun")
+    assert wait(rerun) == 0, log_of(tmp_path, "rerun")[-2000:]
+    return set(ok_fingerprints(server)) & set(first)
+
+
 def log_of(tmp_path: Path, name: str) -> str:
     return (tmp_path / f"{name}.log").read_text()
 
@@ -135,11 +146,7 @@ def test_ctrl_c_stops_sending_saves_every_answer_and_a_rerun_resends_none(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["state"] == "interrupted" and summary["scoring"]["completed"] > 0
 
-    server.reset()
-    rerun = start(sweep_cmd(server.url, cache, tmp_path / "out2", "--no-ray"), tmp_path,
-                  "rerun")
-    assert wait(rerun) == 0, log_of(tmp_path, "rerun")[-2000:]
-    resent = set(ok_fingerprints(server)) & set(first)
+    resent = resent_on_rerun(server, cache, tmp_path, first)
     print(f"\nSIGINT: exit 130 after {seconds:.2f} s; requests arriving after the signal: "
           f"{len(after)}; answered in run 1: {sum(first.values())}; re-sent on rerun: "
           f"{len(resent)}")
@@ -163,11 +170,7 @@ def test_kill_9_loses_at_most_the_last_flush_interval_of_answers(
     # Answers that may still have been in memory: those that went out in the last flush
     # interval (2 s) plus one interval of slack, and the requests in flight.
     recent = {e["fingerprint"] for e in events if e["t"] > t_kill - 3.0 - 0.6}
-    server.reset()
-    rerun = start(sweep_cmd(server.url, cache, tmp_path / "out2", "--no-ray"), tmp_path,
-                  "rerun")
-    assert wait(rerun) == 0, log_of(tmp_path, "rerun")[-2000:]
-    resent = set(ok_fingerprints(server)) & set(first)
+    resent = resent_on_rerun(server, cache, tmp_path, first)
     print(f"\nkill -9: answered before the kill {sum(first.values())}, re-sent on rerun "
           f"{len(resent)} (answers of the last ~2 s flush interval)")
     assert resent <= recent
