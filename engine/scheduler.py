@@ -58,6 +58,14 @@ class Dispatcher(Protocol):
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
 
 
+class Idle:
+    """The dispatcher of a run whose items are all cached (a finished sweep starts no actors
+    and no Ray): it is never asked to generate, and says so loudly if it is."""
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        raise RuntimeError("nothing should be sent: every item is cached")
+
+
 class StatusSink(Protocol):
     """Job status published elsewhere (Redis), e.g. ``pluralign.actors.ratelimit.RedisStatus``."""
 

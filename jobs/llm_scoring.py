@@ -32,6 +32,7 @@ from pluralign.engine.judges.unaligned import NO_TARGET
 from pluralign.engine.scheduler import (
     STDERR,
     Dispatcher,
+    Idle,
     SchedulerConfig,
     ScheduleReport,
     run_schedule,
@@ -544,7 +545,7 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
                     config: LLMConfig, store: Any, backend: Dispatcher | None,
                     log: TextIO | None) -> ScheduleReport:
     if backend is None and not _anything_to_send(judge, bench, items, store):
-        backend = _Idle()  # a finished sweep starts no actors (and no Ray)
+        backend = Idle()  # a finished sweep starts no actors (and no Ray)
     owned = backend is None
     pool: Any = make_pool(config) if backend is None else backend
     status = _status(config, judge.name)
@@ -667,12 +668,6 @@ def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], stor
 
     return bool(plan(items, store.completed_keys(bench.identity, judge.identity)).pending)
 
-
-class _Idle:
-    """Stands in for the pool when every item is cached: never asked to generate."""
-
-    async def generate(self, requests: Sequence[Any]) -> list[Any]:
-        raise RuntimeError("nothing should be sent: every item is cached")
 
 
 # ---------------------------------------------------------------- reading back

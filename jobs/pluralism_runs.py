@@ -14,7 +14,7 @@ from pluralign.config import LLMConfig
 from pluralign.engine.claims import Claims
 from pluralign.engine.judges.base import JudgeSettings
 from pluralign.engine.judges.choices import ChoiceCache
-from pluralign.engine.scheduler import ScheduleReport, plan, run_schedule
+from pluralign.engine.scheduler import Idle, ScheduleReport, plan, run_schedule
 from pluralign.jobs.common import cache_dir, progress
 from pluralign.jobs.llm_scoring import (
     add_backend_args,
@@ -50,7 +50,7 @@ async def _run(judge: Any, items: list[Any], config: LLMConfig, store: ChoiceCac
                backend: Any) -> ScheduleReport:
     pending = plan(items, store.completed_keys(judge.benchmark, judge.identity)).pending
     owned = backend is None and bool(pending)
-    pool = make_pool(config) if owned else (backend or _Idle())
+    pool = make_pool(config) if owned else (backend or Idle())
     progress(f"{judge.name}: {len(items):,} items, {len(pending):,} not cached "
              f"(cache: {store.root})")
     try:
@@ -61,10 +61,3 @@ async def _run(judge: Any, items: list[Any], config: LLMConfig, store: ChoiceCac
     finally:
         if owned:
             await pool.close()
-
-
-class _Idle:
-    """Stands in for the pool when every item is cached: never asked to generate."""
-
-    async def generate(self, requests: Any) -> list[Any]:
-        raise RuntimeError("nothing should be sent: every item is cached")
