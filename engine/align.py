@@ -30,6 +30,7 @@ from pluralign.engine.kernels import (
     label_cells,
     label_cells_serial,
 )
+from pluralign.engine.progress import bar
 from pluralign.engine.targets import TargetSet
 
 _CHUNK_BYTES = 64 * 2**20
@@ -74,6 +75,9 @@ def parse_memory_budget(text: str | int | None) -> int:
     if value < 2**20:
         raise InputError(f"memory budget {value} bytes is below 1 MiB", field="memory-budget")
     return value
+_BAR_PAIRS = 1 << 20
+"""Runs over fewer (response, target cell) pairs than this, in one block, take milliseconds
+(a cross-validation fold, a one-target query): no progress bar for them."""
 _PRODUCT_SLACK = 4
 """Evaluate the full product of half-combinations when it is at most this many times the
 number of distinct targets (it is exactly the targets for the all-targets grid)."""
@@ -234,14 +238,18 @@ class LabelIndex:
         self.masks: np.ndarray | None = None
         self.counted_cells: np.ndarray | None = None
         if self.resident:
-            # Integer-valued sums held exactly in float64 by _sq_table, stored as int64.
-            self.l1 = self.label_table(f.h1, f.v1, 0, bench.n_responses)
-            self.l2 = self.label_table(f.h2, f.v2, 0, bench.n_responses)
-            self.masks = np.zeros((bench.n_scenarios, n_cells), dtype=self.mask_dtype)
-            self.counted_cells = np.zeros(n_cells, dtype=np.int64)
-            small = bench.n_responses * n_cells < SERIAL_BELOW
-            (label_cells_serial if small else label_cells)(
-                self.l1, self.l2, bench.offsets, self.masks, self.counted_cells)
+            pairs = bench.n_responses * n_cells
+            with bar(3 if pairs >= _BAR_PAIRS else 0, "label index", unit="step") as b:
+                # Integer-valued sums held exactly in float64 by _sq_table, stored as int64.
+                self.l1 = self.label_table(f.h1, f.v1, 0, bench.n_responses)
+                b.update(1)
+                self.l2 = self.label_table(f.h2, f.v2, 0, bench.n_responses)
+                b.update(1)
+                self.masks = np.zeros((bench.n_scenarios, n_cells), dtype=self.mask_dtype)
+                self.counted_cells = np.zeros(n_cells, dtype=np.int64)
+                (label_cells_serial if pairs < SERIAL_BELOW else label_cells)(
+                    self.l1, self.l2, bench.offsets, self.masks, self.counted_cells)
+                b.update(1)
 
     def label_table(self, cols: np.ndarray, v: np.ndarray, r0: int, r1: int) -> np.ndarray:
         """int64 (r1 - r0, len(v)): squared label distances in units for one half."""
@@ -379,45 +387,65 @@ def realign_cells(
     counted = np.zeros(n_cells, dtype=np.int64)
     wsum = np.zeros(n_cells if weighted else 0, dtype=np.float64)
     wsum_k = np.zeros(n_cells if weighted else 0, dtype=np.float64)
-    keep = chosen is not None
-    dummy = np.zeros((0, 0), dtype=np.int8)
     p2_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for blk in index.blocks(a0, a1, keep_chosen=keep):
-        pr = pred[blk.r0:blk.r1]
-        offs = bench.offsets[blk.s0:blk.s1 + 1] - blk.r0
-        if blk.s0 not in p2_cache:
-            p2_cache.clear()  # scenario blocks repeat per row block: keep one at a time
-            p2 = _sq_table(pr, f.h2, f.v2).astype(np.float32)
-            l2 = index.l2 if index.resident else index.label_table(f.h2, f.v2, blk.r0, blk.r1)
-            p2_cache[blk.s0] = (p2, l2)
-        p2, l2 = p2_cache[blk.s0]
-        p1 = _sq_table(pr, f.h1, f.v1[blk.a0:blk.a1]).astype(np.float32)
-        cells = slice(blk.a0 * f.n2 - c0, blk.a1 * f.n2 - c0)
-        gcells = slice(blk.a0 * f.n2, blk.a1 * f.n2)
-        if index.resident:
-            assert index.masks is not None
-            masks = index.masks[:, gcells]
-            l1 = index.l1[:, blk.a0:blk.a1]
-        else:
-            l1 = index.label_table(f.h1, f.v1[blk.a0:blk.a1], blk.r0, blk.r1)
-            masks = np.zeros((blk.s1 - blk.s0, (blk.a1 - blk.a0) * f.n2),
-                             dtype=index.mask_dtype)
-        small = (blk.r1 - blk.r0) * (blk.a1 - blk.a0) * f.n2 < SERIAL_BELOW
-        if not index.resident:
-            (label_cells_serial if small else label_cells)(l1, l2, offs, masks, counted[cells])
-        out = chosen[blk.s0:blk.s1, gcells] if chosen is not None else dummy
-        (choose_cells_serial if small else choose_cells)(
-            p1, p2, offs, masks, _margins_offsets(offs, p1, p2), pr,
-            f.h1, f.v1[blk.a0:blk.a1], f.h2, f.v2,
-            hits[cells],
-            l1, l2, index.k1[blk.a0:blk.a1], index.k2, float(index.scale),
-            wsum[cells] if weighted else wsum, wsum_k[cells] if weighted else wsum_k,
-            weighted, out, keep,
-        )
+    blocks = index.blocks(a0, a1, keep_chosen=chosen is not None)
+    with bar(_bar_total(blocks, f.n2), "re-align", unit="block") as b:
+        for blk in blocks:
+            _realign_block(index, pred, blk, c0, p2_cache, hits, counted, wsum, wsum_k,
+                           weighted, chosen)
+            b.update(1)
     if index.resident:
         assert index.counted_cells is not None
         counted = index.counted_cells[c0:c1].copy()
     return CellSums(a0, a1, counted, hits, wsum, wsum_k)
+
+
+def _bar_total(blocks: list[_Block], n2: int) -> int:
+    """Blocks to show progress over: 0 (no bar) for one small block."""
+    if len(blocks) == 1 and (blocks[0].r1 - blocks[0].r0) * (blocks[0].a1 - blocks[0].a0) * n2 \
+            < _BAR_PAIRS:
+        return 0
+    return len(blocks)
+
+
+def _realign_block(index: LabelIndex, pred: np.ndarray, blk: _Block, c0: int,
+                   p2_cache: dict[int, tuple[np.ndarray, np.ndarray]], hits: np.ndarray,
+                   counted: np.ndarray, wsum: np.ndarray, wsum_k: np.ndarray, weighted: bool,
+                   chosen: np.ndarray | None) -> None:
+    """One block of :func:`realign_cells`: its tables, then the compiled kernels."""
+    bench, f = index.bench, index.factor
+    keep = chosen is not None
+    pr = pred[blk.r0:blk.r1]
+    offs = bench.offsets[blk.s0:blk.s1 + 1] - blk.r0
+    if blk.s0 not in p2_cache:
+        p2_cache.clear()  # scenario blocks repeat per row block: keep one at a time
+        p2 = _sq_table(pr, f.h2, f.v2).astype(np.float32)
+        l2 = index.l2 if index.resident else index.label_table(f.h2, f.v2, blk.r0, blk.r1)
+        p2_cache[blk.s0] = (p2, l2)
+    p2, l2 = p2_cache[blk.s0]
+    p1 = _sq_table(pr, f.h1, f.v1[blk.a0:blk.a1]).astype(np.float32)
+    cells = slice(blk.a0 * f.n2 - c0, blk.a1 * f.n2 - c0)
+    gcells = slice(blk.a0 * f.n2, blk.a1 * f.n2)
+    if index.resident:
+        assert index.masks is not None
+        masks = index.masks[:, gcells]
+        l1 = index.l1[:, blk.a0:blk.a1]
+    else:
+        l1 = index.label_table(f.h1, f.v1[blk.a0:blk.a1], blk.r0, blk.r1)
+        masks = np.zeros((blk.s1 - blk.s0, (blk.a1 - blk.a0) * f.n2),
+                         dtype=index.mask_dtype)
+    small = (blk.r1 - blk.r0) * (blk.a1 - blk.a0) * f.n2 < SERIAL_BELOW
+    if not index.resident:
+        (label_cells_serial if small else label_cells)(l1, l2, offs, masks, counted[cells])
+    out = chosen[blk.s0:blk.s1, gcells] if chosen is not None else np.zeros((0, 0), np.int8)
+    (choose_cells_serial if small else choose_cells)(
+        p1, p2, offs, masks, _margins_offsets(offs, p1, p2), pr,
+        f.h1, f.v1[blk.a0:blk.a1], f.h2, f.v2,
+        hits[cells],
+        l1, l2, index.k1[blk.a0:blk.a1], index.k2, float(index.scale),
+        wsum[cells] if weighted else wsum, wsum_k[cells] if weighted else wsum_k,
+        weighted, out, keep,
+    )
 
 
 def combine(index: LabelIndex, parts: list[CellSums], *, weighted: bool) -> AlignResult:

@@ -2,9 +2,10 @@
 threshold shares and bootstrap intervals per group, and welfare-optimal response selection.
 
 Jurors sharing a target are aligned once, and scenarios are taken in blocks so the working
-tables (block × distinct targets) stay within a memory budget. Per juror and scenario the chosen
-response follows SPEC §4 exactly (the loop oracle's rules, compiled below), and its utility is 1 − d/d_max with d its label distance
-to the juror's target and d_max = sqrt(number of target attributes), or the correct/incorrect
+tables (block × distinct targets) stay within a memory budget. Per juror and scenario the
+chosen response follows SPEC §4 exactly (:mod:`engine.choice_rule`, the loop oracle's own
+functions, compiled here), and its utility is 1 − d/d_max with d its label distance to the
+juror's target and d_max = sqrt(number of target attributes), or the correct/incorrect
 indicator. Jurors with the empty target have no defined utility: they are left out of every
 figure and counted in ``n_excluded``.
 """
@@ -20,14 +21,22 @@ import numpy as np
 from numba import njit, prange
 
 from pluralign.engine.align import check_predictions
-from pluralign.engine.align_loop import PRED_TIE, target_scale
+from pluralign.engine.align_loop import target_scale
 from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.choice_rule import PRED_TIE, first_within, first_within_sqrt, label_verdict
 from pluralign.engine.errors import InputError
 from pluralign.engine.juries import ALL, Jury
+from pluralign.engine.progress import bar
 from pluralign.engine.targets import TargetSet
 from pluralign.engine.welfare import DEFAULT_ALPHAS, WelfareState, alpha_name
 
 Utility = Literal["distance", "indicator"]
+
+CHOICE_RULE_DIGEST = "78c473c47d342798"
+"""First 16 hex of the SHA-256 of ``engine/choice_rule.py`` that the cached kernels of this
+file were compiled with. numba keys a cached kernel on its own file's content only, yet
+compiles :mod:`engine.choice_rule`'s functions into it; this line changes with that file
+(``tests/engine/test_choice_rule.py`` checks it), so its edits renew this file's caches."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,11 @@ def _juror_outcomes(pred, units, offsets, s0, tv, tu, div, k, scale, tie,  # typ
     correct (1, 0, or -1 when every response ties on labels) and the chosen response's
     utility max(0, 1 - d/d_max) with d its label distance (NaN for the empty target).
 
-    Sums run over attributes in ascending order, skipping those a target does not name, as in
-    the loop oracle, so they are bit-identical to it. Targets come sorted: target t repeats
-    t-1's partial sums up to attribute div[t] and only the rest is added again.
+    Sums run over attributes in ascending order, skipping those a target does not name, as
+    :func:`engine.choice_rule.add_squares` does, so they are bit-identical to it; the choice
+    and the label verdict are :mod:`engine.choice_rule`'s own functions, compiled here.
+    Targets come sorted: target t repeats t-1's partial sums up to attribute div[t] and only
+    the rest is added again.
     """
     n_a = tv.shape[1]
     for i in prange(chosen.shape[0]):
@@ -101,34 +112,13 @@ def _juror_outcomes(pred, units, offsets, s0, tv, tu, div, k, scale, tie,  # typ
                     d[a + 1, r] = d[a, r] + diff * diff
                     di = u[a, r] - w
                     lab[a + 1, r] = lab[a, r] + di * di
-            ch = _first_within(d[n_a], n_r, tie)
-            best, all_eq, first = lab[n_a, 0], True, lab[n_a, 0]
-            for r in range(1, n_r):
-                all_eq = all_eq and lab[n_a, r] == first
-                best = min(best, lab[n_a, r])
+            ch = first_within_sqrt(d[n_a], n_r, tie)
             sel = lab[n_a, ch]
             chosen[i, t] = ch
-            correct[i, t] = -1 if all_eq else (1 if sel == best else 0)
+            correct[i, t] = label_verdict(lab[n_a], n_r, ch)
             # At the largest distance, sqrt(k * scale^2) / scale / sqrt(k) may round above 1.
             util[i, t] = max(0.0, 1.0 - math.sqrt(sel) / scale / math.sqrt(k[t])) if k[t] > 0 \
                 else math.nan
-
-
-@njit(cache=True)
-def _first_within(sq, n_r, tie):  # type: ignore[no-untyped-def]
-    """SPEC §4 on squared sums: the lowest index r with sqrt(sq[r]) <= min distance + tie.
-
-    sqrt is monotone, so a response at the minimal squared sum is within without a square
-    root; the others are decided by the oracle's own comparison.
-    """
-    best = sq[0]
-    for r in range(1, n_r):
-        best = min(best, sq[r])
-    dmin = math.sqrt(best)
-    for r in range(n_r):
-        if sq[r] <= best or math.sqrt(sq[r]) <= dmin + tie:
-            return r
-    return 0
 
 
 @njit(parallel=True, cache=True)
@@ -371,17 +361,24 @@ def evaluate_jury(bench: Benchmark, predictions: np.ndarray, jury: Jury,
     n_s, n_t = bench.n_scenarios, prep.n_targets
     per_scenario = np.full((n_s, len(prep.names), 2 + len(cfg.alphas)), np.nan)
     counted, correct_n, util_sum = np.zeros(n_t), np.zeros(n_t), np.zeros(n_t)
-    for rows in prep.blocks(n_s, 26, cfg.memory_mb):
-        _, correct, util = _outcomes(prep.pred, prep.units, bench.offsets, prep.targets,
-                                     prep.scale, PRED_TIE, rows)
-        counted += (correct >= 0).sum(axis=0)
-        correct_n += (correct == 1).sum(axis=0)
-        util_sum += util.sum(axis=0)
-        wu = util if cfg.utility == "distance" else (correct != 0).astype(np.float64)
-        per_scenario[rows] = _block_figures(wu, util, prep, cfg)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t_acc = np.where(counted > 0, 100.0 * correct_n / counted, np.nan)
-    return _result(cfg, prep, jury, per_scenario, util_sum / n_s, t_acc)
+    blocks = list(prep.blocks(n_s, 26, cfg.memory_mb))
+    # One step per scenario block, and the bootstrap (resampling all figures) as the last.
+    with bar(len(blocks) + 1, "jury", unit="step") as b:
+        for rows in blocks:
+            _, correct, util = _outcomes(prep.pred, prep.units, bench.offsets, prep.targets,
+                                         prep.scale, PRED_TIE, rows)
+            counted += (correct >= 0).sum(axis=0)
+            correct_n += (correct == 1).sum(axis=0)
+            util_sum += util.sum(axis=0)
+            wu = util if cfg.utility == "distance" else (correct != 0).astype(np.float64)
+            per_scenario[rows] = _block_figures(wu, util, prep, cfg)
+            b.update(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_acc = np.where(counted > 0, 100.0 * correct_n / counted, np.nan)
+        b.set_postfix_str("bootstrap")
+        result = _result(cfg, prep, jury, per_scenario, util_sum / n_s, t_acc)
+        b.update(1)
+    return result
 
 
 def _result(cfg: JuryConfig, prep: _Prepared, jury: Jury, per_scenario: np.ndarray,
@@ -463,15 +460,32 @@ class SelectionResult:
 
 def best_within(values: np.ndarray, offsets: np.ndarray, tie: float) -> np.ndarray:
     """Per scenario (the last axis holds flat responses) the lowest response index whose value
-    is within ``tie`` of the scenario's maximum; 0 where every value is NaN."""
-    starts = offsets[:-1]
-    sizes = np.diff(offsets)
-    safe = np.where(np.isnan(values), -np.inf, values)
-    top = np.maximum.reduceat(safe, starts, axis=-1)
-    ok = safe >= np.repeat(top, sizes, axis=-1) - tie
-    local = np.arange(values.shape[-1]) - np.repeat(starts, sizes)
-    first = np.minimum.reduceat(np.where(ok, local, np.iinfo(np.int64).max), starts, axis=-1)
-    return np.where(np.isfinite(top), first, 0).astype(np.int64)
+    is within ``tie`` of the scenario's maximum; 0 where every value is NaN.
+
+    This is :func:`engine.choice_rule.first_within` on the negated values (negation is exact,
+    so "within tie of the maximum" is "within tie of the minimum of the negatives").
+    """
+    v = np.asarray(values, dtype=np.float64)
+    flat = np.ascontiguousarray(v.reshape(-1, v.shape[-1]))
+    out = np.zeros((flat.shape[0], offsets.size - 1), dtype=np.int64)
+    _best_within(flat, np.asarray(offsets, dtype=np.int64), float(tie), out)
+    return out.reshape((*v.shape[:-1], offsets.size - 1))
+
+
+@njit(parallel=True, cache=True)
+def _best_within(flat, offsets, tie, out):  # type: ignore[no-untyped-def]
+    n_s = offsets.size - 1
+    widest = 0
+    for s in range(n_s):
+        widest = max(widest, offsets[s + 1] - offsets[s])
+    for i in prange(flat.shape[0]):
+        neg = np.empty(widest)
+        for s in range(n_s):
+            r0 = offsets[s]
+            n = offsets[s + 1] - r0
+            for r in range(n):
+                neg[r] = -flat[i, r0 + r]
+            out[i, s] = first_within(neg, n, tie)
 
 
 def response_welfare(bench: Benchmark, predictions: np.ndarray, jury: Jury,
@@ -484,14 +498,17 @@ def response_welfare(bench: Benchmark, predictions: np.ndarray, jury: Jury,
     shape = (len(prep.names), len(alphas), n)
     wp, wt = np.full(shape, np.nan), np.full(shape, np.nan)
     units_f = prep.units.astype(np.float64)
-    for rows in prep.blocks(n, 16, memory_mb):
-        up = np.empty((rows.stop - rows.start, prep.n_targets))
-        ut = np.empty_like(up)
-        _response_utilities(prep.pred, rows.start, c.values, c.k, 1.0, up)
-        tu = np.where(np.isnan(c.values), np.nan, c.units)
-        _response_utilities(units_f, rows.start, tu, c.k, float(prep.scale), ut)
-        wp[:, :, rows] = np.moveaxis(_group_welfare(up, prep, alphas), -1, 0)
-        wt[:, :, rows] = np.moveaxis(_group_welfare(ut, prep, alphas), -1, 0)
+    tu = np.where(np.isnan(c.values), np.nan, c.units)
+    blocks = list(prep.blocks(n, 16, memory_mb))
+    with bar(len(blocks), "response welfare", unit="block") as b:
+        for rows in blocks:
+            up = np.empty((rows.stop - rows.start, prep.n_targets))
+            ut = np.empty_like(up)
+            _response_utilities(prep.pred, rows.start, c.values, c.k, 1.0, up)
+            _response_utilities(units_f, rows.start, tu, c.k, float(prep.scale), ut)
+            wp[:, :, rows] = np.moveaxis(_group_welfare(up, prep, alphas), -1, 0)
+            wt[:, :, rows] = np.moveaxis(_group_welfare(ut, prep, alphas), -1, 0)
+            b.update(1)
     return wp, wt
 
 

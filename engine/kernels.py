@@ -8,11 +8,21 @@ numba is used because the fused loop runs ~10x faster than the same work as nump
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit, prange
 
-PRED_TIE = 1e-9  # keep equal to engine.align_loop.PRED_TIE
+from pluralign.engine import choice_rule
+from pluralign.engine.choice_rule import PRED_TIE
+
+CHOICE_RULE_DIGEST = "78c473c47d342798"
+"""First 16 hex of the SHA-256 of ``engine/choice_rule.py`` that the cached kernels of this
+file were compiled with. numba keys a cached kernel on its own file's content only, yet
+compiles :mod:`engine.choice_rule`'s functions into it; this line changes with that file
+(``tests/engine/test_choice_rule.py`` checks it), so its edits renew this file's caches."""
 
 
 def _label_cells(l1, l2, offsets, masks, counted):  # type: ignore[no-untyped-def]
@@ -58,30 +68,8 @@ def _label_cells(l1, l2, offsets, masks, counted):  # type: ignore[no-untyped-de
                     counted[base + c] += 1
 
 
-@njit(cache=True)
-def _exact_choice(pred, r0, k, h1, v1row, h2, v2row):  # type: ignore[no-untyped-def]
-    """The loop oracle's rule: sequential sum in attribute order, sqrt, 1e-9 tie, lowest index."""
-    dmin = math.inf
-    dists = np.empty(k)
-    for r in range(k):
-        total = 0.0
-        for j in range(h1.size):
-            v = v1row[j]
-            if not math.isnan(v):
-                diff = pred[r0 + r, h1[j]] - v
-                total += diff * diff
-        for j in range(h2.size):
-            v = v2row[j]
-            if not math.isnan(v):
-                diff = pred[r0 + r, h2[j]] - v
-                total += diff * diff
-        dists[r] = math.sqrt(total)
-        if dists[r] < dmin:
-            dmin = dists[r]
-    for r in range(k):
-        if dists[r] <= dmin + PRED_TIE:
-            return r
-    return 0
+exact_choice = njit(cache=True)(choice_rule.choose)
+"""SPEC §4's rule (:func:`engine.choice_rule.choose`) compiled: the exact re-decision."""
 
 
 def _choose_cells(  # type: ignore[no-untyped-def]
@@ -98,7 +86,12 @@ def _choose_cells(  # type: ignore[no-untyped-def]
     """
     n1, n2 = p1.shape[1], p2.shape[1]
     n_s = offsets.size - 1
+    n_h1 = h1.size
+    cols = np.concatenate((h1, h2))  # the exact rule's columns: attribute order
+    rule_values = np.empty((n1, cols.size))  # per row, the values of its cell being re-decided
     for a in prange(n1):
+        values = rule_values[a]
+        values[:n_h1] = v1[a]
         ch = np.empty(n2, np.int64)
         best = np.empty(n2, p1.dtype)
         second = np.empty(n2, p1.dtype)
@@ -144,7 +137,7 @@ def _choose_cells(  # type: ignore[no-untyped-def]
                 for c in range(n2):
                     n_unsure += second[c] - best[c] <= m
             if n_unsure:
-                _fix_unsure(ch, k, r0, a, m, p1, p2, pred, h1, v1, h2, v2, best, second)
+                _fix_unsure(ch, k, r0, a, m, p1, p2, pred, cols, values, n_h1, v2, best, second)
             for c in range(n2):
                 row_hits[c] += (np.int64(mrow[c]) >> ch[c]) & 1
             if want_weighted:
@@ -170,8 +163,13 @@ def _choose_cells(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _fix_unsure(ch, k, r0, a, m, p1, p2, pred, h1, v1, h2, v2, best, second):  # type: ignore[no-untyped-def]
-    """Re-decide, with the exact rule, every cell of this row whose gap is within the margin."""
+def _fix_unsure(ch, k, r0, a, m, p1, p2, pred, cols, values, n_h1, v2, best, second):  # type: ignore[no-untyped-def]
+    """Re-decide, with the exact rule, every cell of this row whose gap is within the margin.
+
+    The rule takes the target as one (column, value) pair of arrays: ``cols`` is the first
+    half's columns then the second's (all after them, so still in attribute order) and
+    ``values`` holds row a's first-half values; per cell only the second half's are written.
+    """
     n2 = ch.size
     for c in range(n2):
         if k == 2:
@@ -179,15 +177,30 @@ def _fix_unsure(ch, k, r0, a, m, p1, p2, pred, h1, v1, h2, v2, best, second):  #
         else:
             gap = second[c] - best[c]
         if gap <= m:
-            ch[c] = _exact_choice(pred, r0, k, h1, v1[a], h2, v2[c])
+            values[n_h1:] = v2[c]
+            ch[c] = exact_choice(pred, r0, k, cols, values, PRED_TIE)
+
+
+def _named(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
+    """The same function under another name. numba names a function's cache files after its
+    qualified name and line and keys their entries by signature only, not by compile options:
+    a parallel and a serial build of one function would share entries, and a process could
+    load the serial code for the parallel kernel (re-alignment then ran on one core)."""
+    assert isinstance(fn, types.FunctionType)
+    copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
+                              fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__doc__ = fn.__doc__
+    return copy
 
 
 # Each kernel twice: parallel over first-half rows for large blocks, and serial for small
 # ones (a one-target query), where waking the thread pool costs more than the work — and on a
-# loaded machine can wait a whole scheduler slice. Same arithmetic per cell, same results.
-label_cells = njit(parallel=True, cache=True)(_label_cells)
-label_cells_serial = njit(cache=True)(_label_cells)
-choose_cells = njit(parallel=True, cache=True)(_choose_cells)
-choose_cells_serial = njit(cache=True)(_choose_cells)
+# loaded machine can wait a whole scheduler slice. Same arithmetic per cell, same results;
+# their own names, so their caches stay apart.
+label_cells = njit(parallel=True, cache=True)(_named(_label_cells, "_parallel"))
+label_cells_serial = njit(cache=True)(_named(_label_cells, "_serial"))
+choose_cells = njit(parallel=True, cache=True)(_named(_choose_cells, "_parallel"))
+choose_cells_serial = njit(cache=True)(_named(_choose_cells, "_serial"))
 SERIAL_BELOW = 1 << 18
 """Blocks of fewer (response, cell) pairs than this run on the serial kernels."""

@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.engine.align_loop import label_correct, predicted_choice, target_scale
+from pluralign.engine.align_loop import (
+    label_correct,
+    predicted_choice,
+    predicted_distances,
+    target_scale,
+)
 from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.progress import bar
 from pluralign.engine.targets import TargetSet
-
-
-def _distances(rows: np.ndarray, items: list[tuple[int, float]]) -> list[float]:
-    return [math.sqrt(sum((float(r[a]) - v) ** 2 for a, v in items)) for r in rows]
 
 
 def per_scenario_columns(
@@ -30,24 +32,32 @@ def per_scenario_columns(
     cols: dict[str, list[Any]] = {k: [] for k in (
         "set", "target", "scenario", "chosen", "correct", "counted", "predicted_distance",
         "label_distance")}
-    for t in range(len(targets)):
-        items = [(a, float(v)) for a, v in enumerate(targets.values[t]) if not math.isnan(v)]
-        unit_items = [(a, round(v * scale)) for a, v in items]
-        text = targets.json(t)
-        for s, sc in enumerate(bench.scenarios):
-            lo, hi = int(bench.offsets[s]), int(bench.offsets[s + 1])
-            good = label_correct(units[lo:hi], unit_items) if items else None
-            label_d = [math.sqrt(sum((int(r[a]) - v) ** 2 for a, v in unit_items)) / scale
-                       for r in units[lo:hi]]
-            cols["set"].append(targets.name)
-            cols["target"].append(text)
-            cols["scenario"].append(sc.id)
-            cols["chosen"].append(predicted_choice(predictions[lo:hi], items) if items else 0)
-            cols["correct"].append(sorted(good) if good is not None else [])
-            cols["counted"].append(good is not None)
-            cols["predicted_distance"].append(_distances(predictions[lo:hi], items))
-            cols["label_distance"].append(label_d)
+    with bar(len(targets), f"per-scenario records ({targets.name})", unit="target") as b:
+        for t in range(len(targets)):
+            _target_columns(bench, predictions, targets, t, scale, units, cols)
+            b.update(1)
     return cols
+
+
+def _target_columns(bench: Benchmark, predictions: np.ndarray, targets: TargetSet, t: int,
+                    scale: int, units: np.ndarray, cols: dict[str, list[Any]]) -> None:
+    """Append target t's rows, one per scenario, to ``cols``."""
+    items = [(a, float(v)) for a, v in enumerate(targets.values[t]) if not math.isnan(v)]
+    unit_items = [(a, round(v * scale)) for a, v in items]
+    text = targets.json(t)
+    for s, sc in enumerate(bench.scenarios):
+        lo, hi = int(bench.offsets[s]), int(bench.offsets[s + 1])
+        good = label_correct(units[lo:hi], unit_items) if items else None
+        label_d = [math.sqrt(sum((int(r[a]) - v) ** 2 for a, v in unit_items)) / scale
+                   for r in units[lo:hi]]
+        cols["set"].append(targets.name)
+        cols["target"].append(text)
+        cols["scenario"].append(sc.id)
+        cols["chosen"].append(predicted_choice(predictions[lo:hi], items) if items else 0)
+        cols["correct"].append(sorted(good) if good is not None else [])
+        cols["counted"].append(good is not None)
+        cols["predicted_distance"].append(predicted_distances(predictions[lo:hi], items))
+        cols["label_distance"].append(label_d)
 
 
 def per_scenario_table(

@@ -304,3 +304,15 @@ def test_helpsteer2_weighted_score_as_the_authors_scorer_computes_it(shared_data
                 continue
             scores.append((1 - d[chosen[s, t]] / max(d)) * 100)
         assert fast.weighted[t] == pytest.approx(np.mean(scores), rel=1e-12)
+
+
+def test_parallel_and_serial_kernels_keep_separate_caches() -> None:
+    """numba keys cache entries by name, line and signature only: the parallel and serial
+    builds of a kernel need names of their own, or one can load the other's code."""
+    from pluralign.engine import kernels
+
+    for parallel, serial in ((kernels.choose_cells, kernels.choose_cells_serial),
+                             (kernels.label_cells, kernels.label_cells_serial)):
+        assert parallel.targetoptions.get("parallel") and not serial.targetoptions.get("parallel")
+        assert parallel.py_func.__qualname__ != serial.py_func.__qualname__
+        assert parallel.py_func.__code__ is serial.py_func.__code__  # one body, same arithmetic
