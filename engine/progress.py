@@ -13,14 +13,49 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 ENV = "PLURALIGN_PROGRESS"
 DELAY = 2.0
-"""Seconds a step runs before its bar is shown."""
+"""Seconds a step runs before its bar is shown (read when a bar opens; tests may set 0)."""
+MININTERVAL = 0.5
+"""Least seconds between two draws of an advancing bar (tqdm's ``mininterval``)."""
+TICK = 1.0
+"""Seconds between redraws of an open bar that is not advancing (its clock keeps moving)."""
 
 _state = threading.local()
+_open: dict[int, tuple[Any, float]] = {}  # id -> (bar, when it may first be drawn)
+_open_lock = threading.Lock()
+_ticker: threading.Thread | None = None
+
+
+def _tick() -> None:
+    """Redraw open bars past their delay: a step whose first unit is slow (a kernel compiled
+    on first use, one long fold) still shows that it is running. One thread for all bars."""
+    while True:
+        time.sleep(TICK)
+        now = time.monotonic()
+        with _open_lock:
+            due = [b for b, at in _open.values() if now >= at]
+        for b in due:
+            with contextlib.suppress(Exception):  # closed meanwhile: nothing to draw
+                b.refresh()
+
+
+def _track(b: Any, delay: float) -> None:
+    global _ticker
+    with _open_lock:
+        _open[id(b)] = (b, time.monotonic() + delay)
+        if _ticker is None:
+            _ticker = threading.Thread(target=_tick, name="pluralign-progress", daemon=True)
+            _ticker.start()
+
+
+def _untrack(b: Any) -> None:
+    with _open_lock:
+        _open.pop(id(b), None)
 
 
 class _Null:
@@ -65,20 +100,26 @@ def quiet() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def bar(total: int | None, desc: str, *, unit: str = "it", delay: float = DELAY) -> Iterator[Any]:
+def bar(total: int | None, desc: str, *, unit: str = "it",
+        delay: float | None = None) -> Iterator[Any]:
     """A progress bar for one step: ``with bar(n, "re-align") as b: ... b.update(k)``.
 
-    ``total`` None gives a counter without a percentage. The bar is closed (and its line
-    finished) on exit, errors included.
+    ``total`` None gives a counter without a percentage, 0 no bar (a caller's way to say the
+    step is too small to show); ``delay`` defaults to :data:`DELAY`.
+    Once shown, the bar is redrawn every :data:`TICK` seconds even while it does not advance.
+    The bar is closed (and its line finished) on exit, errors included.
     """
-    if not enabled():
+    if total == 0 or not enabled():
         yield _Null()
         return
     from tqdm.auto import tqdm
 
-    b = tqdm(total=total, desc=desc, unit=unit, delay=delay, file=sys.stderr, leave=False,
-             dynamic_ncols=True, mininterval=0.5)
+    wait = DELAY if delay is None else delay
+    b = tqdm(total=total, desc=desc, unit=unit, delay=wait, file=sys.stderr, leave=False,
+             dynamic_ncols=True, mininterval=MININTERVAL)
+    _track(b, wait)
     try:
         yield b
     finally:
+        _untrack(b)
         b.close()

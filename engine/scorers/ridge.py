@@ -18,6 +18,7 @@ from pluralign.engine.align import realign
 from pluralign.engine.benchmark import Benchmark, make_benchmark
 from pluralign.engine.cache import scorer_identity
 from pluralign.engine.errors import InputError
+from pluralign.engine.progress import bar
 from pluralign.engine.scorers import features as ft
 from pluralign.engine.scorers.ridge_model import (
     FittedRidge,
@@ -157,14 +158,20 @@ def cross_validate(
     targets = cv_targets(train, settings)
     correct: dict[RidgeChoice, np.ndarray] = {}
     counted: dict[RidgeChoice, np.ndarray] = {}
-    for fit_idx, held_idx in scenario_folds(train, settings.folds):
-        fold = _Fold(train, x, prompts, fit_idx, held_idx, settings)
-        for groups, weight in itertools.product(settings.feature_sets, settings.tfidf_weights):
-            for alpha, level_alpha, pred in fold.predictions(groups, weight):
-                res = realign(fold.held, pred, targets)
-                key = RidgeChoice(groups, weight, alpha, level_alpha)
-                correct[key] = correct.get(key, 0) + res.correct
-                counted[key] = counted.get(key, 0) + res.counted
+    designs = list(itertools.product(settings.feature_sets, settings.tfidf_weights))
+    folds = list(scenario_folds(train, settings.folds))
+    # One step per fold and design (its penalty pairs share one fit): never per target.
+    with bar(len(folds) * len(designs), "ridge cross-validation", unit="fit") as b:
+        for f, (fit_idx, held_idx) in enumerate(folds):
+            b.set_postfix_str(f"fold {f + 1}/{len(folds)}")
+            fold = _Fold(train, x, prompts, fit_idx, held_idx, settings)
+            for groups, weight in designs:
+                for alpha, level_alpha, pred in fold.predictions(groups, weight):
+                    res = realign(fold.held, pred, targets)
+                    key = RidgeChoice(groups, weight, alpha, level_alpha)
+                    correct[key] = correct.get(key, 0) + res.correct
+                    counted[key] = counted.get(key, 0) + res.counted
+                b.update(1)
     return {k: _mean_accuracy(correct[k], counted[k]) for k in correct}
 
 

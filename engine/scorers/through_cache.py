@@ -9,6 +9,7 @@ import numpy as np
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import ScoreCache
 from pluralign.engine.errors import InputError
+from pluralign.engine.progress import bar
 from pluralign.engine.scorers.base import Scorer, checked_predictions
 
 
@@ -25,12 +26,20 @@ def score_through_cache(
     missing = np.isnan(cached)
     if not missing.any():
         return cached
-    if scorer.needs_train:
-        if train is None:
-            raise InputError(f"scorer {scorer.name} needs a training split", field="train-split")
-        scorer.fit(train)
-    pred = checked_predictions(bench, scorer.predict(bench), scorer.name)
-    cache.append(_rows(bench, ident, pred, missing))
+    if scorer.needs_train and train is None:
+        raise InputError(f"scorer {scorer.name} needs a training split", field="train-split")
+    # Steps: fit (when trained), predict, write the missing scores to the cache.
+    with bar(2 + bool(scorer.needs_train), f"scoring with {scorer.name}", unit="step") as b:
+        if scorer.needs_train:
+            b.set_postfix_str("fit")
+            scorer.fit(train)  # type: ignore[arg-type]
+            b.update(1)
+        b.set_postfix_str("predict")
+        pred = checked_predictions(bench, scorer.predict(bench), scorer.name)
+        b.update(1)
+        b.set_postfix_str("write cache")
+        cache.append(_rows(bench, ident, pred, missing))
+        b.update(1)
     out = cached.copy()
     out[missing] = pred[missing]
     return out
