@@ -132,31 +132,69 @@ def _fig_block(title: str, svg: str, caption: str) -> str:
 
 # -- sweeps -------------------------------------------------------------------------------
 
+def attribute_points(run: Run) -> dict[str, dict[int, tuple[float, float | None, int]]]:
+    """Fig. 8's points of a sweep: per set and number of target attributes, (mean accuracy,
+    standard error of that mean, targets).
+
+    The standard error is :func:`engine.per_scenario.standard_error` (sample std, ddof=1,
+    over sqrt n; None below 2 targets) of the per-target accuracies in ``per_target.parquet``;
+    without that table it is derived from the summary's population std (std * sqrt(n/(n-1))
+    / sqrt n, the same quantity up to rounding).
+    """
+    from pluralign.engine.per_scenario import standard_error
+
+    table = run.per_target
+    out: dict[str, dict[int, tuple[float, float | None, int]]] = {}
+    for s in run.summary["sets"]:
+        by = s.get("by_n_attributes") or {}
+        points: dict[int, tuple[float, float | None, int]] = {}
+        for key, row in by.items():
+            k, n = int(key), int(row.get("targets") or 0)
+            se: float | None = None
+            if table is not None and {"set", "n_attributes", "accuracy"} <= set(table.columns):
+                sel = table[(table["set"] == s["name"]) & (table["n_attributes"] == k)]
+                se = standard_error(sel["accuracy"].to_numpy(dtype=float, na_value=math.nan))
+            elif n >= 2 and row.get("std") is not None:
+                se = float(row["std"]) * math.sqrt(n / (n - 1)) / math.sqrt(n)
+            points[k] = (_num(row.get("mean")), se, n)
+        out[s["name"]] = dict(sorted(points.items()))
+    return out
+
+
 def accuracy_by_attributes(runs: Sequence[Run]) -> str:
-    """Seed 003 Fig. 8: accuracy vs number of target attributes, mean ± std over targets."""
+    """Seed 003 Fig. 8: accuracy vs number of target attributes, mean ± standard error of the
+    mean over targets, and a table of the plotted points."""
     fig, ax = _figure()
     styles = {"all": "-", "sampled": ":"}
+    rows = []
     for i, run in enumerate(runs):
-        for s in run.summary["sets"]:
-            by = s.get("by_n_attributes") or {}
-            if len(by) < 2:
+        for name, points in attribute_points(run).items():
+            for k, (mean, se, n) in points.items():
+                key = f"{run.label}:fig8/{name}/{k}"
+                rows.append([f"<td>{html.escape(run.label)}</td>", f"<td>{html.escape(name)}</td>",
+                             f"<td>{k}</td>", _cell(mean, f"{key}/mean"),
+                             _cell(se, f"{key}/se"), _cell(n, f"{key}/targets")])
+            if len(points) < 2:
                 continue
-            ks = sorted(by, key=int)
-            ax.errorbar([int(k) + 0.06 * i for k in ks], [_num(by[k]["mean"]) for k in ks],
-                        yerr=[_num(by[k]["std"]) for k in ks], capsize=3, marker="o",
-                        linestyle=styles.get(s["name"], "--"), color=_COLORS[i % len(_COLORS)],
-                        label=f"{run.label}: {s['name']}")
+            ks = list(points)
+            ax.errorbar([k + 0.06 * i for k in ks], [points[k][0] for k in ks],
+                        yerr=[_num(points[k][1]) for k in ks], capsize=3, marker="o",
+                        linestyle=styles.get(name, "--"), color=_COLORS[i % len(_COLORS)],
+                        label=f"{run.label}: {name}")
     sizes = sorted({int(k) for r in runs for s in r.summary["sets"]
                     for k in (s.get("by_n_attributes") or {})})
     ax.set_xticks(sizes)
     ax.axhline(50, color="grey", linestyle="--", linewidth=0.8, label="random (2 responses)")
     ax.set_xlabel("attributes in the target")
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=7)
-    return _fig_block("Accuracy vs number of target attributes", _svg(fig),
-                      "Dots: mean over the set's targets; bars: standard deviation over "
-                      "targets (as in Fig. 8 of the steerable-pluralism paper). Solid: all "
-                      "targets, dotted: sampled targets.")
+    ax.legend(fontsize=7, title="mean ± standard error", title_fontsize=7)
+    block = _fig_block("Accuracy vs number of target attributes", _svg(fig),
+                       "Dots: mean accuracy over the set's targets with that many attributes "
+                       "(as in Fig. 8 of the steerable-pluralism paper); bars: ± the standard "
+                       "error of that mean (sample standard deviation, ddof=1, over √n; none "
+                       "for a single target). Solid: all targets, dotted: sampled targets.")
+    return block + _table(["run", "set", "attributes", "accuracy mean", "standard error",
+                           "targets"], rows)
 
 
 def sets_table(run: Run) -> str:

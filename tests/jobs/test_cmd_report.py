@@ -167,6 +167,38 @@ def test_report_renders_every_figure_with_the_summary_numbers(
     assert parsed.cells[("hs2-ridge", "sets/all/mean")][0] == repr(means["all"])
     print(f"{checked} shown numbers equal summary.json")
     assert checked >= 40
+    _check_fig8_intervals(parsed, runs["hs2-ridge"], sweep)
+    assert "standard error" in dom.stdout and "standard deviation over targets" not in dom.stdout
+
+
+def _check_fig8_intervals(parsed: _Page, run: Path, summary: dict) -> None:
+    """Fig. 8's intervals are the standard error of the mean (engine/per_scenario.py's rule),
+    recomputed here from the run's per_target.parquet; the means are summary.json's."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from pluralign.engine.per_scenario import standard_error
+
+    table = pq.read_table(run / "per_target.parquet").to_pandas()
+    shown = {k.split(":fig8/", 1)[1]: v for (r, k), v in parsed.cells.items()
+             if r is None and k.startswith(f"{run.name}:fig8/")}
+    n_checked = 0
+    for s in summary["sets"]:
+        for k, point in (s.get("by_n_attributes") or {}).items():
+            sel = table[(table["set"] == s["name"]) & (table["n_attributes"] == int(k))]
+            acc = sel["accuracy"].to_numpy(dtype=float, na_value=np.nan)
+            want = standard_error(acc)
+            exact, text = shown[f"{s['name']}/{k}/se"]
+            if want is None:
+                assert exact == "" and text == "—"
+                continue
+            assert float(exact) == want
+            assert float(shown[f"{s['name']}/{k}/mean"][0]) == point["mean"]
+            assert int(shown[f"{s['name']}/{k}/targets"][0]) == point["targets"]
+            if point["targets"] > 4:  # the error of the mean is well below the spread
+                assert want < point["std"]
+            n_checked += 1
+    assert n_checked >= 5
 
 
 def test_report_degrades_without_tables_and_draws_implicit_bias(tmp_path: Path) -> None:
@@ -183,6 +215,26 @@ def test_report_degrades_without_tables_and_draws_implicit_bias(tmp_path: Path) 
     page = build_report([run])
     assert "unaligned: implicit bias" in page and "no per_target.parquet" in page
     assert 'data-key="sets/high/mean" data-value="61.5"' in page
+    # one target: no standard error (and no interval drawn)
+    assert 'data-key="unaligned:fig8/high/3/se" data-value=""' in page
+
+
+def test_fig8_error_without_a_table_comes_from_the_summary_std(tmp_path: Path) -> None:
+    """No per_target.parquet: the standard error is std * sqrt(n / (n - 1)) / sqrt(n)."""
+    from pluralign.report import Run, attribute_points
+
+    by = {"1": {"mean": 60.0, "std": 3.0, "targets": 4},
+          "2": {"mean": 55.0, "std": 0.0, "targets": 1}}
+    run = Run("r", "sweep", {"sets": [{"name": "all", "by_n_attributes": by}]})
+    points = attribute_points(run)["all"]
+    assert points[1] == (60.0, 3.0 * math.sqrt(4 / 3) / 2, 4)
+    assert points[2] == (55.0, None, 1)
+    # and with the table, the rule over its accuracies (NaN: undefined targets left out)
+    import pandas as pd
+
+    run.per_target = pd.DataFrame({"set": ["all"] * 5, "n_attributes": [1, 1, 1, 1, 2],
+                                   "accuracy": [50.0, 60.0, 70.0, float("nan"), 55.0]})
+    assert attribute_points(run)["all"][1][1] == 10.0 / math.sqrt(3)  # stdev 10 over sqrt 3
 
 
 def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path: Path, capsys) -> None:
