@@ -243,14 +243,7 @@ def write_part(root: Path, table: pa.Table, stamp: int | None = None) -> Path:
 def check_schema(path: Path, layout: PartLayout) -> None:
     """Refuse ``path`` unless it is a readable part of ``layout``'s kind, version and exact
     columns (FileNotFoundError passes through: a part compacted away meanwhile is skipped)."""
-    try:
-        schema = pq.read_schema(path)
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowException, OSError) as e:
-        raise CacheCorruptError(
-            f"{path}: not a readable {layout.what} ({e}); move it out of the cache directory"
-        ) from None
+    schema = _readable(path, layout, lambda: pq.read_schema(path))
     require_layout(schema, layout.kind, path, layout.fix)
     problem = schema_mismatch(schema, layout.schema)
     if problem:
@@ -270,8 +263,15 @@ def check_keys(path: Path, table: pa.Table, layout: PartLayout) -> None:
 
 def read_columns(path: Path, columns: Sequence[str], layout: PartLayout) -> pa.Table:
     """``columns`` of one part; an unreadable file raises :class:`CacheCorruptError`."""
+    table: pa.Table = _readable(path, layout, lambda: pq.read_table(path, columns=list(columns)))
+    return table
+
+
+def _readable(path: Path, layout: PartLayout, read: Callable[[], Any]) -> Any:
+    """``read()``, with an unreadable file turned into :class:`CacheCorruptError` naming it
+    (FileNotFoundError passes through: the caller skips a part compacted away meanwhile)."""
     try:
-        return pq.read_table(path, columns=list(columns))
+        return read()
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
