@@ -34,7 +34,9 @@ _LAZY = {
     "score": "pluralign.api",
     "score_llm": "pluralign.api",
     "ascore_llm": "pluralign.api",
+    "ascore": "pluralign.api",
     "choose_llm": "pluralign.api",
+    "achoose_llm": "pluralign.api",
     "scorer_identity": "pluralign.api",
     "cached_scores": "pluralign.api",
     "targets": "pluralign.api",
@@ -52,7 +54,7 @@ _LAZY = {
 
 __all__ = [
     "Benchmark", "Choices", "InputError", "LLMConfig", "PluralignError", "Scores", "TargetSet",
-    "__version__", "ascore_llm", "cached_scores", "choose_llm", "get_scorer", "jury",
+    "__version__", "achoose_llm", "ascore", "ascore_llm", "cached_scores", "choose_llm", "get_scorer", "jury",
     "load_benchmark", "load_spica_bank", "realign", "score", "score_llm", "scorer_identity",
     "scorer_names", "spica_evaluate", "summarize", "targets", "write_report",
 ]
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
     from pluralign.api import (
         Choices,
         Scores,
+        achoose_llm,
+        ascore,
         ascore_llm,
         cached_scores,
         choose_llm,

@@ -192,8 +192,9 @@ def score_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
     """LLM judge scores (``comparative-regression`` or ``regression``) through the cache:
     only missing (scenario, attribute[, response], sample) items are sent. Raises when items
     stay unanswered (nothing is re-aligned on incomplete scores), after writing a partial
-    ``summary.json`` into the folder ``out`` when given. Do not call this inside a running
-    event loop: use :func:`ascore_llm` there."""
+    ``summary.json`` into the folder ``out`` when given. Inside a running event loop it still
+    works (it blocks that loop until done); ``await`` :func:`ascore_llm` there instead to keep
+    the loop responsive."""
     from pluralign.engine.errors import InputError
 
     if judge not in LLM_SCORERS:
@@ -206,11 +207,37 @@ def score_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
 
 async def ascore_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
                      train: Benchmark | str | None = "train",
-                     cache: str | os.PathLike[str] | None = None, quiet: bool = False) -> Scores:
+                     cache: str | os.PathLike[str] | None = None, quiet: bool = False,
+                     out: str | os.PathLike[str] | None = None) -> Scores:
     """:func:`score_llm` for a running event loop: the scheduler runs its own loop in a worker
     thread, so the caller's loop stays responsive."""
     return await asyncio.to_thread(score_llm, bench, judge, config, train=train, cache=cache,
-                                   quiet=quiet)
+                                   quiet=quiet, out=out)
+
+
+async def ascore(bench: Benchmark, scorer: Any = "ridge", **kwargs: Any) -> Scores:
+    """:func:`score` for a running event loop (same arguments), in a worker thread."""
+    return await asyncio.to_thread(score, bench, scorer, **kwargs)
+
+
+async def achoose_llm(bench: Benchmark, judge: str, config: LLMConfig,
+                      targets: TargetSet | None = None, **kwargs: Any) -> Choices:
+    """:func:`choose_llm` for a running event loop (same arguments), in a worker thread."""
+    return await asyncio.to_thread(choose_llm, bench, judge, config, targets, **kwargs)
+
+
+def _outside_loop(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, which runs an event loop of its own: directly, or in a worker
+    thread when this thread already runs one (a notebook cell calling a blocking function),
+    where ``asyncio.run`` would refuse. The caller blocks until it is done either way."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args, **kwargs)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pluralign") as pool:
+        return pool.submit(fn, *args, **kwargs).result()
 
 
 def choose_llm(bench: Benchmark, judge: str, config: LLMConfig, targets: TargetSet | None = None,
@@ -242,7 +269,8 @@ def _run_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
     tr = _train_split(bench, train) if few_shot_for(judge, config.few_shot) else None
     c = _cache(cache)
     log = None if quiet else STDERR
-    report = run_llm_scoring(bench, tr, judge, config, c, targets=targets, log=log)
+    report = _outside_loop(run_llm_scoring, bench, tr, judge, config, c, targets=targets,
+                           log=log)
     _note_llm(report, config, tr)
     require_complete(report, out, log=log)  # raises IncompleteScoring on missing answers
     return report, c

@@ -68,6 +68,26 @@ def test_api_walkthrough_runs(shared_data: Path, tmp_path: Path, make_fake_serve
     assert second.report.requests == 0 and second.report.cached == second.report.items
     assert (second.predictions == scores.predictions).all()
 
+    # the blocking call and the generic async twin work inside a running loop too
+    async def blocking_and_generic() -> tuple[Any, Any]:
+        blocking = pluralign.score_llm(namespace["small"], "regression", namespace["config"],
+                                       cache="cache", quiet=True)
+        generic = await pluralign.ascore(namespace["small"], "regression",
+                                         config=namespace["config"], cache="cache", quiet=True)
+        return blocking, generic
+
+    blocking, generic = asyncio.run(blocking_and_generic())
+    assert blocking.report.completed == blocking.report.items > 0
+    assert generic.report.requests == 0 and generic.identity == blocking.identity
+    assert (generic.predictions == blocking.predictions).all()
+
+    async def choose() -> Any:
+        return await pluralign.achoose_llm(namespace["small"], "unaligned", namespace["config"],
+                                           cache="cache", quiet=True)
+
+    picks = asyncio.run(choose())
+    assert picks.report.completed == picks.report.items == namespace["small"].n_scenarios
+
 
 def test_import_is_light_and_lazy() -> None:
     code = ("import sys, pluralign; heavy = [m for m in ('numpy', 'pyarrow', 'pandas', 'ray', "
