@@ -257,9 +257,24 @@ class FakeServerConfig:
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
-        for f in fields(self):
-            if f.name.startswith("fault_") and not 0.0 <= getattr(self, f.name) <= 1.0:
-                raise ValueError(f"{f.name} must be a share in [0, 1], got {getattr(self, f.name)}")
+        shares = fault_shares(self)
+        for name, share in shares.items():
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be a share in [0, 1], got {share}")
+        total = sum(shares.values())
+        if total > 1.0 + SHARE_TOLERANCE:
+            given = ", ".join(f"{k}={v:g}" for k, v in shares.items() if v)
+            raise ValueError(f"fault shares add up to {total:g} > 1 ({given}): each request "
+                             "draws at most one fault")
+
+
+SHARE_TOLERANCE = 1e-9
+"""How far above 1 the fault shares may add up (rounding: 0.1 + 0.2 + 0.7 > 1 in floats)."""
+
+
+def fault_shares(config: FakeServerConfig) -> dict[str, float]:
+    """Every ``fault_*`` field of ``config`` and its share, in field order."""
+    return {f.name: getattr(config, f.name) for f in fields(config) if f.name.startswith("fault_")}
 
 
 def check_loopback(host: str) -> None:
@@ -436,15 +451,12 @@ class FakeOpenAIServer:
         return None
 
     def _draw_fault(self) -> str:
-        c, u = self.config, self._rng.random()
-        for name, share in (("429", c.fault_429), ("5xx", c.fault_5xx),
-                            ("timeout", c.fault_timeout), ("malformed", c.fault_malformed),
-                            ("bad_content", c.fault_bad_content),
-                            ("control_chars", c.fault_control_chars),
-                            ("fenced", c.fault_fenced), ("truncated", c.fault_truncated),
-                            ("reset", c.fault_reset)):
+        # One draw per request over every fault_* field in field order, so a new fault field
+        # is drawn (and gets a command-line flag) without being listed anywhere else.
+        u = self._rng.random()
+        for field_name, share in fault_shares(self.config).items():
             if u < share:
-                return name
+                return field_name.removeprefix("fault_")
             u -= share
         return ""
 

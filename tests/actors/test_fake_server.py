@@ -264,4 +264,4 @@ def test_cli_runs_the_server_and_prints_its_url() -> None:
 def test_cli_rejects_a_bad_share() -> None:
     out = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "fake-server", "--fault-5xx", "2"],
                          capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "fault_5xx" in out.stderr
+    assert out.returncode == 2 and "--fault-5xx" in out.stderr
