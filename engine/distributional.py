@@ -19,6 +19,7 @@ from scipy.special import rel_entr
 
 from pluralign.engine.errors import InputError
 from pluralign.engine.files import read_json
+from pluralign.engine.id_lists import parse_id_list
 
 _PROB_TOL = 1e-6
 """How far from 1 given probabilities may sum (they are then renormalised)."""
@@ -84,20 +85,7 @@ def load_distributions(path: str | os.PathLike[str]) -> list[Question]:
 
 def parse_distributions(data: Any, source: str = "distributions") -> list[Question]:
     """Validate parsed JSON: ``{"questions": [{id, question, options, groups, models}]}``."""
-    if not isinstance(data, dict) or not isinstance(data.get("questions"), list) \
-            or not data["questions"]:
-        raise InputError("top level must be an object with a non-empty 'questions' list",
-                         file=source, field="questions")
-    out: list[Question] = []
-    seen: set[str] = set()
-    for i, q in enumerate(data["questions"]):
-        question = _parse_question(q, i, source)
-        if question.id in seen:
-            raise InputError("duplicate question id", file=source,
-                             record=f"questions[{i}] ({question.id!r})", field="id")
-        seen.add(question.id)
-        out.append(question)
-    return out
+    return parse_id_list(data, "questions", "question", _parse_question, source)
 
 
 def _parse_question(q: Any, i: int, source: str) -> Question:

@@ -20,6 +20,7 @@ import numpy as np
 
 from pluralign.engine.errors import InputError
 from pluralign.engine.files import read_json
+from pluralign.engine.id_lists import parse_id_list
 
 
 @dataclass(frozen=True)
@@ -178,19 +179,7 @@ def load_overton(path: str | os.PathLike[str]) -> list[OvertonQuery]:
 def parse_overton(data: Any, source: str = "overton") -> list[OvertonQuery]:
     """``{"queries": [{id, query, window, unreasonable?, responses?}]}``; window entries are
     strings or ``{"id", "text"}`` objects."""
-    if not isinstance(data, dict) or not isinstance(data.get("queries"), list) \
-            or not data["queries"]:
-        raise InputError("top level must be an object with a non-empty 'queries' list",
-                         file=source, field="queries")
-    out, seen = [], set()
-    for i, q in enumerate(data["queries"]):
-        query = _parse_query(q, i, source)
-        if query.id in seen:
-            raise InputError("duplicate query id", file=source,
-                             record=f"queries[{i}] ({query.id!r})", field="id")
-        seen.add(query.id)
-        out.append(query)
-    return out
+    return parse_id_list(data, "queries", "query", _parse_query, source)
 
 
 def _parse_query(q: Any, i: int, source: str) -> OvertonQuery:

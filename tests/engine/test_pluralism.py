@@ -18,7 +18,13 @@ from pluralign.engine import field_data as fd
 from pluralign.engine.annotators import Rating, Ratings, evaluate, juror_utilities, tables
 from pluralign.engine.errors import DataNotFoundError, InputError
 from pluralign.engine.opinions import logprob_distribution, sample_distribution
-from pluralign.engine.overton import coverage_precision, lexical_reflects, pair_scores
+from pluralign.engine.overton import (
+    coverage_precision,
+    lexical_reflects,
+    load_overton,
+    pair_scores,
+    parse_overton,
+)
 
 # ---- Overton -------------------------------------------------------------------------------
 
@@ -62,6 +68,48 @@ def test_lexical_proxy_hand_example() -> None:
                            ["reduces air pollution", "Shops lose customers",
                             "cars air pollution cuts ban"])
     assert got.tolist() == [True, False, False]
+
+
+def _query(**over: Any) -> dict[str, Any]:
+    q: dict[str, Any] = {"id": "q", "query": "Should cities ban cars?",
+                         "window": ["yes, for air", {"id": "no", "text": "no, for shops"}],
+                         "unreasonable": ["cars are alive"], "responses": {"M": "yes"}}
+    q.update(over)
+    return q
+
+
+BAD_OVERTON: dict[str, tuple[Any, str, str]] = {
+    "no-queries": ({}, "non-empty 'queries' list", "field 'queries'"),
+    "empty": ({"queries": []}, "non-empty 'queries' list", "field 'queries'"),
+    "not-an-object": ({"queries": ["x"]}, "a query must be an object", "record queries[0]"),
+    "duplicate": ({"queries": [_query(), _query()]}, "duplicate query id",
+                  "record queries[1] ('q')"),
+    "empty-window": ({"queries": [_query(), _query(id="r", window=[])]}, "non-empty list",
+                     "record queries[1] ('r'), field 'window'"),
+    "id-on-both-sides": ({"queries": [_query(window=["a", {"id": "u0", "text": "b"}])]},
+                         "both in the window", "field 'unreasonable'"),
+    "bad-response": ({"queries": [_query(responses={"M": 3})]}, "map system names",
+                     "field 'responses'"),
+    "unknown-key": ({"queries": [_query(answer=1)]}, "unknown key", "field 'answer'"),
+}
+
+
+@pytest.mark.parametrize(("data", "message", "where"), list(BAD_OVERTON.values()),
+                         ids=list(BAD_OVERTON))
+def test_malformed_overton_files(tmp_path: Path, data: Any, message: str, where: str) -> None:
+    path = tmp_path / "overton.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError) as err:
+        load_overton(path)
+    assert message in str(err.value) and where in str(err.value)
+    assert str(err.value).startswith(str(path))
+
+
+def test_overton_file_keeps_order_ids_and_defaults() -> None:
+    queries = parse_overton({"queries": [_query(), _query(id="r", unreasonable=[])]})
+    assert [q.id for q in queries] == ["q", "r"]
+    assert [p.id for p in queries[0].window] == ["w0", "no"]
+    assert [p.id for p in queries[0].unreasonable] == ["u0"] and queries[1].unreasonable == ()
 
 
 # ---- distributions ------------------------------------------------------------------------
