@@ -105,11 +105,12 @@ def _check_groups_first(args: argparse.Namespace) -> None:
 def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
     """(evaluated split, predictions (N, A), scorer identity): a model-free scorer through the
     score cache, which computes only what it lacks; with ``--scorer-id`` or an LLM judge (the
-    identity sweep computed from the same flags), from the cache alone: nothing is sent."""
+    identity sweep computed from the same flags), from the cache alone: nothing is sent. The
+    reward scorer (``--scorer reward`` with sweep's reward flags) reads the cache alike."""
     from pluralign.engine.errors import InputError
     from pluralign.jobs.common import (
         CHOICE_SCORERS,
-        LLM_SCORERS,
+        MODEL_SCORERS,
         cached_scores_args,
         score_args,
         scorer_splits,
@@ -119,7 +120,7 @@ def predictions(args: argparse.Namespace) -> tuple[Any, np.ndarray, str]:
         raise InputError(f"{args.scorer} picks responses and has no scores to judge "
                          "juries with", field="scorer",
                          hint="use comparative-regression or regression")
-    if args.scorer_id or args.scorer in LLM_SCORERS:
+    if args.scorer_id or args.scorer in MODEL_SCORERS:
         scores = cached_scores_args(args)
     else:
         bench, train, _ = scorer_splits(args)

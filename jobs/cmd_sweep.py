@@ -57,23 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_reward(args: argparse.Namespace, t0: float) -> int:
-    """``--scorer reward``: a reward model's heads as attribute scores, then re-alignment."""
-    from pluralign.engine.cache import ScoreCache
+    """``--scorer reward``: a reward model's heads as attribute scores (``pluralign.score``
+    with the RewardConfig of the flags), then re-alignment."""
+    from pluralign import api
+    from pluralign.config import RewardConfig
     from pluralign.engine.metrics import regression_quality, summarize
-    from pluralign.jobs.reward_scoring import run_reward_scoring
     from pluralign.jobs.sharded import realign_for_args
 
     bench, _ = load_splits(args, need_train=False)
-    if getattr(args, "limit", None) is not None and args.limit < bench.n_scenarios:
-        bench = bench.subset(max(1, args.limit))
     sets = resolve_target_sets(args.targets, bench, args.data)
-    preds, ident, counts = run_reward_scoring(args, bench, ScoreCache(cache_dir(args.cache)))
-    note_manifest(bench, None, scorer=counts.pop("describe"), counts=counts)
-    if np.isnan(preds).any():
-        from pluralign.engine.errors import PluralignError
-
-        raise PluralignError(f"{int(np.isnan(preds).any(axis=1).sum())} responses have no "
-                             "reward score (failed items are retried on the next run)")
+    scores = api.score(bench, "reward", config=RewardConfig.from_args(args), cache=args.cache)
+    preds, ident, counts = scores.predictions, scores.identity, scores.report
     t_score = time.perf_counter() - t0
     summaries, rows = [], []
     for ts in sets:

@@ -18,7 +18,7 @@ from pluralign.engine.results import finite_or_none
 from pluralign.engine.targets import TargetSet
 
 if TYPE_CHECKING:
-    from pluralign.config import LLMConfig
+    from pluralign.config import LLMConfig, RewardConfig
 
 __all__ = ["finite_or_none"]  # re-exported: commands format figures with it
 
@@ -28,6 +28,9 @@ TARGET_SET_NAMES = (*DEFAULT_SETS, "random-sampled")
 LLM_SCORERS = ("comparative-regression", "regression", "prompt-aligned", "unaligned")
 CHOICE_SCORERS = ("prompt-aligned", "unaligned")
 """Judges that pick a response per (scenario, target) instead of scoring attributes."""
+MODEL_SCORERS = (*LLM_SCORERS, "reward")
+"""Scorers that call a model (LLM judges, the reward model): commands that only read scores
+compute their identity from the flags and never send anything."""
 
 
 def add_benchmark_args(p: argparse.ArgumentParser) -> None:
@@ -217,30 +220,39 @@ def _ray_hosts() -> int:
 
 
 def add_llm_scorer_args(p: argparse.ArgumentParser) -> None:
-    """The LLM scorer flags of ``sweep`` (model, backend, sampling, few-shot ...), so a
-    command reading cached LLM scores computes the scorer identity itself."""
+    """The LLM and reward scorer flags of ``sweep`` (model, backend, sampling, few-shot,
+    reward heads ...), so a command reading cached scores of a model computes the scorer
+    identity itself."""
     try:
         from pluralign.jobs.llm_scoring import add_backend_args
     except ImportError:  # the distributed extra is not installed
         return
     add_backend_args(p)
+    from pluralign.jobs.reward_scoring import add_reward_args
+
+    add_reward_args(p)
 
 
 def scorer_splits(args: argparse.Namespace
-                  ) -> tuple[Benchmark, Benchmark | None, LLMConfig | None]:
-    """(evaluated split, training split when ``--scorer`` reads one, the LLMConfig of the LLM
-    flags when it names an LLM judge, else None). With ``--scorer-id`` no training split."""
+                  ) -> tuple[Benchmark, Benchmark | None, LLMConfig | RewardConfig | None]:
+    """(evaluated split, training split when ``--scorer`` reads one, the config of the flags
+    when it names a model: an LLMConfig for an LLM judge, a RewardConfig for ``reward``; else
+    None). With ``--scorer-id`` no training split."""
     from pluralign import api
-    from pluralign.config import LLMConfig
+    from pluralign.config import LLMConfig, RewardConfig
 
-    config = LLMConfig.from_args(args) if args.scorer in LLM_SCORERS else None
+    config: LLMConfig | RewardConfig | None = None
+    if args.scorer in LLM_SCORERS:
+        config = LLMConfig.from_args(args)
+    elif args.scorer == "reward" and not getattr(args, "scorer_id", None):
+        config = RewardConfig.from_args(args)
     need = not getattr(args, "scorer_id", None) and api.needs_train(args.scorer, config)
     bench, train = load_splits(args, need_train=need)
     return bench, train, config
 
 
 def score_args(args: argparse.Namespace, bench: Benchmark, train: Benchmark | None,
-               config: LLMConfig | None) -> Any:
+               config: LLMConfig | RewardConfig | None) -> Any:
     """``pluralign.score`` of ``--scorer`` through the ``--cache`` (a partial summary goes to
     ``--out`` when LLM answers stay missing)."""
     from pluralign import api

@@ -125,6 +125,11 @@ def add_backend_args(parser: argparse.ArgumentParser) -> None:
                            "takes it for the few-shot prompt-aligned ablation)")
     shot.add_argument("--zero-shot", dest="few_shot", action="store_false",
                       help="no in-context examples")
+    g.add_argument("--shots", type=int, default=None, metavar="K",
+                   help="in-context examples of a few-shot judge: K solved scenarios per "
+                        "query for prompt-aligned (default 5), K per label level of the "
+                        "rubric for the regression judges (default 1); part of the identity "
+                        "only when not the default")
     g.add_argument("--similarity", choices=("tfidf", "embedding"), default="tfidf",
                    help="how in-context examples are ranked (default tfidf)")
     g.add_argument("--prompts", default=None, metavar="FILE",
@@ -262,7 +267,8 @@ def build_judge(bench: Benchmark, train: Benchmark | None, scorer_name: str,
     settings = judge_settings(config)
     settings = JudgeSettings(**{**settings.as_dict(),
                                 "few_shot": few_shot_for(scorer_name, config.few_shot),
-                                "prompts": None if prompts is None else prompts.sha256})
+                                "prompts": None if prompts is None else prompts.sha256,
+                                "shots": config.shots})
     return make_judge(scorer_name, bench, settings, train=train, prompts=prompts)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pluralign.config import LLMConfig
 from pluralign.engine.claims import Claims
+from pluralign.engine.errors import InputError
 from pluralign.engine.judges.base import JudgeSettings
 from pluralign.engine.judges.choices import ChoiceCache
 from pluralign.engine.scheduler import Idle, ScheduleReport, plan, run_schedule
@@ -28,7 +29,11 @@ __all__ = ["add_backend_args", "cache_store", "run_judge", "samples_of", "settin
 
 
 def settings(config: LLMConfig) -> JudgeSettings:
-    """Model and sampling settings of the config (few-shot does not apply)."""
+    """Model and sampling settings of the config (few-shot does not apply, so ``--shots`` is
+    refused rather than ignored)."""
+    if config.shots is not None:
+        raise InputError("--shots applies to few-shot judges only", field="shots",
+                         hint="drop --shots")
     s = judge_settings(config)
     return JudgeSettings(**{**s.as_dict(), "few_shot": False})
 

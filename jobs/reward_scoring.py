@@ -5,22 +5,30 @@ Backends: ``--backend openai`` posts to ``--base-url`` + ``--reward-route`` (vLL
 the model in this process (vLLM's pooling runner). ``--reward-attributes ATTR=HEAD,...`` says
 which output head scores which attribute; every attribute a target uses must be mapped (a
 scalar model maps head 0 to each attribute it is taken to measure).
+
+Settings arrive as a typed :class:`~pluralign.config.RewardConfig` (the command line builds it
+with ``RewardConfig.from_args``), so ``pluralign.score(bench, "reward", config=...)`` and
+``pluralign sweep --scorer reward`` run the same code and write the same cache rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pluralign.config import RewardConfig
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import ScoreCache
-from pluralign.engine.errors import PluralignError
+from pluralign.engine.errors import InputError
 from pluralign.engine.judges.reward import (
     RewardScorer,
     RewardSettings,
+    check_reward_heads,
     parse_reward_attributes,
     score_rewards,
 )
@@ -38,43 +46,98 @@ def add_reward_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--reward-batch", type=int, default=32, help="inputs per request (32)")
 
 
-def reward_scorer(args: argparse.Namespace, bench: Benchmark) -> RewardScorer:
-    if not getattr(args, "model", None):
-        raise PluralignError("--scorer reward needs --model")
-    if not args.reward_attributes:
-        raise PluralignError("--scorer reward needs --reward-attributes ATTR=HEAD,...")
-    heads = parse_reward_attributes(args.reward_attributes, bench.attributes)
+@dataclass(frozen=True)
+class RewardReport:
+    """What one reward scoring run leaves: the cached scores and how many inputs were sent."""
+
+    predictions: np.ndarray
+    """float64 (responses, attributes) read back from the cache; NaN where a score failed."""
+    identity: str
+    """The scorer's cache identity."""
+    counts: dict[str, int]
+    """``sent`` (inputs posted or run), ``scored`` and ``failed`` (cache rows written)."""
+    settings: dict[str, Any]
+    """The scorer's decoded settings for the run manifest."""
+
+
+def reward_heads(config: RewardConfig, bench: Benchmark) -> dict[str, int]:
+    """The config's head per attribute, checked against the benchmark: every attribute must be
+    mapped (re-alignment needs a score for each)."""
+    spec = config.attributes
+    if not spec:
+        raise InputError("the reward scorer needs its head per attribute",
+                         field="reward-attributes",
+                         hint="--reward-attributes ATTR=HEAD,... or RewardConfig(attributes=...)")
+    if isinstance(spec, Mapping):
+        heads = check_reward_heads(spec, bench.attributes)
+    else:
+        heads = parse_reward_attributes(str(spec), bench.attributes)
     unmapped = [a for a in bench.attributes if a not in heads]
     if unmapped:
-        raise PluralignError(f"--reward-attributes maps no head to {unmapped}: re-alignment "
-                             "needs a score for every attribute (reuse a head: a=0,b=0)")
-    backend = ("vllm" if args.backend == "vllm"
-               else f"http:{args.reward_route}")
+        raise InputError(f"maps no head to {unmapped}: re-alignment needs a score for every "
+                         "attribute (reuse a head: a=0,b=0)", field="reward-attributes")
+    return heads
+
+
+def reward_scorer(config: RewardConfig, bench: Benchmark) -> RewardScorer:
+    """The scorer the config describes (its identity is the cache identity)."""
+    if not config.model:
+        raise InputError("the reward scorer needs a model", field="model",
+                         hint="--model NAME or RewardConfig(model=...)")
+    if config.backend not in ("openai", "vllm"):
+        raise InputError(f"unknown backend {config.backend!r}", field="backend",
+                         hint="openai (an HTTP endpoint) or vllm (in this process)")
+    heads = reward_heads(config, bench)
+    backend = "vllm" if config.backend == "vllm" else f"http:{config.route}"
     return RewardScorer(bench, RewardSettings(
-        model=args.model, heads=heads, backend=backend, revision=args.revision,
-        squash=args.reward_squash))
+        model=config.model, heads=heads, backend=backend, revision=config.revision,
+        squash=bool(config.squash)))
 
 
-def _backend(args: argparse.Namespace) -> Any:
-    if args.backend == "vllm":
+def vllm_reward_kwargs(config: RewardConfig, vllm: Any) -> dict[str, Any]:
+    """Engine keywords of the in-process pooling model: ``engine_args`` typed by vLLM's own
+    parser (``vllm`` is the imported module) and the tensor-parallel size."""
+    from pluralign.actors.vllm_replica import parse_engine_arg, typed_engine_args
+
+    try:
+        pairs = [parse_engine_arg(text) for text in config.engine_args]
+        kwargs = typed_engine_args(vllm, pairs)
+    except ValueError as e:
+        raise InputError(str(e), field="engine-arg") from None
+    if int(config.tensor_parallel) < 1:
+        raise InputError("--tensor-parallel must be at least 1", field="tensor-parallel")
+    kwargs.setdefault("tensor_parallel_size", int(config.tensor_parallel))
+    return kwargs
+
+
+def _backend(config: RewardConfig) -> Any:
+    if config.backend == "vllm":
+        import vllm
+
         from pluralign.actors.reward_client import VLLMRewardModel
 
-        return VLLMRewardModel(args.model, revision=args.revision)
+        return VLLMRewardModel(config.model, revision=config.revision,
+                               **vllm_reward_kwargs(config, vllm))
     from pluralign.actors.reward_client import HTTPRewardClient
 
-    key_env = None if args.api_key_env == "none" else args.api_key_env
-    return HTTPRewardClient(args.base_url or "https://api.openai.com/v1", args.model,
-                            route=args.reward_route, api_key_env=key_env)
+    env = config.api_key_env
+    key_env = None if env in (None, "", "none") else env
+    return HTTPRewardClient(config.base_url or "https://api.openai.com/v1", config.model,
+                            route=config.route, api_key_env=key_env)
 
 
-def run_reward_scoring(args: argparse.Namespace, bench: Benchmark,
-                       cache: ScoreCache) -> tuple[np.ndarray, str, dict[str, Any]]:
-    """(predictions, identity, counts); only pairs not in the cache are sent."""
-    scorer = reward_scorer(args, bench)
+def run_reward_scoring(config: RewardConfig, bench: Benchmark,
+                       cache: ScoreCache) -> RewardReport:
+    """Score ``bench`` with the reward model through ``cache``: only pairs the cache lacks are
+    sent (a rerun with the same settings sends nothing), failures are written as failed rows
+    and retried on the next run. The predictions are read back from the cache."""
+    if int(config.batch) < 1:
+        raise InputError("--reward-batch must be at least 1", field="reward-batch")
+    scorer = reward_scorer(config, bench)
     todo = scorer.pending(cache.completed_keys(bench.identity, scorer.identity))
     counts = {"sent": 0, "scored": 0, "failed": 0}
     if todo:
-        counts = asyncio.run(score_rewards(scorer, cache, _backend(args),
-                                           batch=args.reward_batch))
+        counts = asyncio.run(score_rewards(scorer, cache, _backend(config),
+                                           batch=int(config.batch)))
     preds = cache.predictions(bench, scorer.identity)
-    return preds, scorer.identity, {**counts, "describe": scorer.describe()}
+    return RewardReport(preds, scorer.identity, counts, scorer.describe())

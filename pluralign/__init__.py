@@ -26,6 +26,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 _LAZY = {
     "LLMConfig": "pluralign.config",
+    "RewardConfig": "pluralign.config",
     "Scores": "pluralign.api",
     "Choices": "pluralign.api",
     "load_benchmark": "pluralign.api",
@@ -33,6 +34,7 @@ _LAZY = {
     "get_scorer": "pluralign.api",
     "score": "pluralign.api",
     "score_llm": "pluralign.api",
+    "score_reward": "pluralign.api",
     "ascore_llm": "pluralign.api",
     "ascore": "pluralign.api",
     "choose_llm": "pluralign.api",
@@ -53,10 +55,11 @@ _LAZY = {
 }
 
 __all__ = [
-    "Benchmark", "Choices", "InputError", "LLMConfig", "PluralignError", "Scores", "TargetSet",
-    "__version__", "achoose_llm", "ascore", "ascore_llm", "cached_scores", "choose_llm", "get_scorer", "jury",
-    "load_benchmark", "load_spica_bank", "realign", "score", "score_llm", "scorer_identity",
-    "scorer_names", "spica_evaluate", "summarize", "targets", "write_report",
+    "Benchmark", "Choices", "InputError", "LLMConfig", "PluralignError", "RewardConfig", "Scores",
+    "TargetSet", "__version__", "achoose_llm", "ascore", "ascore_llm", "cached_scores",
+    "choose_llm", "get_scorer", "jury", "load_benchmark", "load_spica_bank", "realign", "score",
+    "score_llm", "score_reward", "scorer_identity", "scorer_names", "spica_evaluate",
+    "summarize", "targets", "write_report",
 ]
 
 if TYPE_CHECKING:
@@ -75,6 +78,7 @@ if TYPE_CHECKING:
         realign,
         score,
         score_llm,
+        score_reward,
         scorer_identity,
         scorer_names,
         spica_evaluate,
@@ -82,7 +86,7 @@ if TYPE_CHECKING:
         targets,
         write_report,
     )
-    from pluralign.config import LLMConfig
+    from pluralign.config import LLMConfig, RewardConfig
     from pluralign.engine.benchmark import Benchmark
     from pluralign.engine.errors import InputError, PluralignError
     from pluralign.engine.targets import TargetSet

@@ -1,10 +1,11 @@
 """The Python API: load a benchmark, score it through the cache (model-free or LLM judges),
-re-align any targets, evaluate juries and SPICA retrieval. Results are Arrow tables or pandas
+re-align any targets, evaluate juries and SPICA retrieval (the scorers: model-free, LLM judges
+with an :class:`LLMConfig`, a reward model with a :class:`RewardConfig`). Results are Arrow tables or pandas
 DataFrames; every call that may reach the network has an ``async`` twin that works inside a
 running event loop (a notebook).
 
 The command line is a client of these functions: its commands turn flags into typed arguments
-(an :class:`LLMConfig`, loaded splits, target sets) and call them, so a sweep and a notebook
+(an :class:`LLMConfig` or :class:`RewardConfig`, loaded splits, target sets) and call them, so a sweep and a notebook
 score, cache and tabulate the same way.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pluralign.config import LLMConfig
+from pluralign.config import LLMConfig, RewardConfig
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.targets import TargetSet
 
@@ -27,6 +28,9 @@ LLM_SCORERS = ("comparative-regression", "regression")
 """LLM judges that score attributes (:func:`score_llm`)."""
 CHOICE_JUDGES = ("prompt-aligned", "unaligned")
 """LLM judges that pick a response per (scenario, target) instead (:func:`choose_llm`)."""
+REWARD_SCORER = "reward"
+"""A reward (pooling) model's output heads as attribute scores (:func:`score` with a
+:class:`RewardConfig`)."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class Scores:
     identity: str
     """The scorer's cache identity (pass it to ``pluralign align --scorer-id``)."""
     report: Any = None
-    """For LLM judges, the scheduler's counts (items, cached, failed, requests, tokens)."""
+    """For LLM judges, the scheduler's counts (items, cached, failed, requests, tokens); for
+    the reward scorer, a dict of inputs ``sent`` and rows ``scored`` and ``failed``."""
     samples: int | None = 1
     """Samples per item the predictions average (LLM judges with ``samples`` > 1; None: every
     cached sample, as :func:`cached_scores` reads them without a count)."""
@@ -108,10 +113,11 @@ def load_benchmark(name: str = "helpsteer2", split: str = "eval", *,
 
 
 def scorer_names() -> list[str]:
-    """Every scorer name: the model-free registry, then the LLM judges."""
+    """Every scorer name: the model-free registry, then the LLM judges, then the reward
+    scorer."""
     from pluralign.engine.scorers import scorer_names as model_free
 
-    return [*model_free(), *LLM_SCORERS]
+    return [*model_free(), *LLM_SCORERS, REWARD_SCORER]
 
 
 def get_scorer(name: str = "ridge", **options: Any) -> Any:
@@ -122,15 +128,17 @@ def get_scorer(name: str = "ridge", **options: Any) -> Any:
     return get(name, **options)
 
 
-def needs_train(scorer: Any, config: LLMConfig | None = None) -> bool:
+def needs_train(scorer: Any, config: LLMConfig | RewardConfig | None = None) -> bool:
     """Whether scoring with ``scorer`` (a name or a scorer object) reads the training split:
     model-free scorers that are fitted, LLM judges that get in-context examples."""
     if not isinstance(scorer, str):
         return bool(scorer.needs_train)
+    if scorer == REWARD_SCORER:
+        return False
     if scorer in (*LLM_SCORERS, *CHOICE_JUDGES):
         from pluralign.jobs.llm_scoring import few_shot_for
 
-        return few_shot_for(scorer, None if config is None else config.few_shot)
+        return few_shot_for(scorer, config.few_shot if isinstance(config, LLMConfig) else None)
     from pluralign.engine.scorers import scorer_class
 
     return bool(scorer_class(scorer.partition(":")[0].strip()).needs_train)
@@ -142,23 +150,38 @@ def _train_split(bench: Benchmark, train: Benchmark | str | None) -> Benchmark |
     return load_benchmark(bench.name.split("/")[0], train)
 
 
-def _llm_config(judge: str, config: LLMConfig | None) -> LLMConfig:
+def _llm_config(judge: str, config: LLMConfig | RewardConfig | None) -> LLMConfig:
     from pluralign.engine.errors import InputError
 
-    if config is None:
-        raise InputError(f"{judge} is an LLM judge and needs its settings", field="config",
+    if not isinstance(config, LLMConfig):
+        got = "no settings" if config is None else f"a {type(config).__name__}"
+        raise InputError(f"{judge} is an LLM judge and needs its settings, an LLMConfig "
+                         f"(got {got})", field="config",
                          hint="pass config=pluralign.LLMConfig(model=...)")
     return config
 
 
+def _reward_config(config: LLMConfig | RewardConfig | None) -> RewardConfig:
+    from pluralign.engine.errors import InputError
+
+    if not isinstance(config, RewardConfig):
+        got = "no settings" if config is None else f"a {type(config).__name__}"
+        raise InputError(f"the reward scorer needs its settings, a RewardConfig (got {got})",
+                         field="config",
+                         hint="pass config=pluralign.RewardConfig(model=..., attributes=...)")
+    return config
+
+
 def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | None = "train",
-          cache: str | os.PathLike[str] | None = None, config: LLMConfig | None = None,
+          cache: str | os.PathLike[str] | None = None,
+          config: LLMConfig | RewardConfig | None = None,
           out: str | os.PathLike[str] | None = None, quiet: bool = False,
           **options: Any) -> Scores:
     """Scores of any scorer through the cache: only what the cache lacks is computed (a
     model-free scorer, by name with its keyword ``options`` or as an object) or sent (an LLM
-    judge named in :data:`LLM_SCORERS`, with its ``config``; see :func:`score_llm`). ``train``
-    is the split (or a loaded benchmark) scorers learn from, read only when they need one.
+    judge named in :data:`LLM_SCORERS` with its :class:`LLMConfig`, see :func:`score_llm`;
+    ``"reward"`` with its :class:`RewardConfig`, see :func:`score_reward`). ``train`` is the
+    split (or a loaded benchmark) scorers learn from, read only when they need one.
     Progress goes to stderr unless ``quiet``; inside a ``pluralign`` run the scorer and its
     settings are recorded in the run manifest."""
     from pluralign.engine.errors import InputError
@@ -169,6 +192,12 @@ def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | N
     if isinstance(scorer, str) and scorer in LLM_SCORERS:
         return score_llm(bench, scorer, _llm_config(scorer, config), train=train, cache=cache,
                          quiet=quiet, out=out)
+    if isinstance(scorer, str) and scorer == REWARD_SCORER:
+        return score_reward(bench, _reward_config(config), cache=cache, quiet=quiet)
+    if config is not None:
+        raise InputError(f"{scorer if isinstance(scorer, str) else scorer.name} is a "
+                         "model-free scorer and takes no config", field="config",
+                         hint="pass its options as keywords")
     from pluralign.engine.scorers import score_through_cache
     from pluralign.jobs.common import note_manifest, progress
 
@@ -183,6 +212,30 @@ def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | N
     note_manifest(bench, tr, scorer={"identity": ident, "name": name, "kind": "scores",
                                      "settings": dict(options)})
     return Scores(bench, preds, ident)
+
+
+def score_reward(bench: Benchmark, config: RewardConfig, *,
+                 cache: str | os.PathLike[str] | None = None, quiet: bool = False) -> Scores:
+    """A reward model's head values as attribute scores through the cache (the function
+    ``pluralign sweep --scorer reward`` runs): only (scenario, response) pairs the cache lacks
+    are sent, one request per ``config.batch`` inputs. Raises when any response stays without
+    a score (failed inputs are retried on the next call), after recording the settings and
+    counts in the run manifest. Inside a running event loop it works in a worker thread."""
+    from pluralign.engine.errors import PluralignError
+    from pluralign.jobs.common import note_manifest, progress
+    from pluralign.jobs.reward_scoring import reward_scorer, run_reward_scoring
+
+    ident = reward_scorer(config, bench).identity  # bad settings fail before anything runs
+    c = _cache(cache)
+    if not quiet:
+        progress(f"scoring {bench.identity} with {ident} ({config.model}; cache: {c.root})")
+    report = _outside_loop(run_reward_scoring, config, bench, c)
+    note_manifest(bench, None, scorer=report.settings, counts=dict(report.counts))
+    missing = int(np.isnan(report.predictions).any(axis=1).sum())
+    if missing:
+        raise PluralignError(f"{missing} responses have no reward score (failed items are "
+                             "retried on the next run)")
+    return Scores(bench, report.predictions, report.identity, dict(report.counts))
 
 
 def score_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
@@ -304,10 +357,14 @@ def _note_llm(report: Any, config: LLMConfig, train: Benchmark | None) -> None:
 
 
 def scorer_identity(bench: Benchmark, scorer: Any = "ridge", *,
-                    train: Benchmark | str | None = "train", config: LLMConfig | None = None,
-                    **options: Any) -> str:
+                    train: Benchmark | str | None = "train",
+                    config: LLMConfig | RewardConfig | None = None, **options: Any) -> str:
     """The cache identity :func:`score` writes ``scorer``'s scores under, computing and
-    sending nothing (an LLM judge needs its ``config``)."""
+    sending nothing (an LLM judge or the reward scorer needs its ``config``)."""
+    if isinstance(scorer, str) and scorer == REWARD_SCORER:
+        from pluralign.jobs.reward_scoring import reward_scorer
+
+        return reward_scorer(_reward_config(config), bench).identity
     if isinstance(scorer, str) and scorer in (*LLM_SCORERS, *CHOICE_JUDGES):
         from pluralign.jobs.llm_scoring import llm_scorer_identity
 

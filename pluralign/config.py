@@ -1,5 +1,7 @@
-"""Typed settings of an LLM judge: what the Python API takes, and what the command line builds
-from its flags (:meth:`LLMConfig.from_args`) before calling the same functions."""
+"""Typed settings of an LLM judge (:class:`LLMConfig`) and of a reward-model scorer
+(:class:`RewardConfig`): what the Python API takes, and what the command line builds from its
+flags (their ``from_args``, the one place flags become settings) before calling the same
+functions."""
 
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ class LLMConfig:
     """Base seed sent with requests (None: none; identity)."""
     few_shot: bool | None = None
     """In-context examples from the training split (None: the judge's default; identity)."""
+    shots: int | None = None
+    """In-context examples per query of a few-shot judge (None: the judge's default, five for
+    prompt-aligned, one per label level for the regression judges' rubric; identity only when
+    it differs from that default). Refused for a zero-shot run."""
     similarity: Literal["tfidf", "embedding"] = "tfidf"
     """How in-context examples are ranked (identity)."""
     prompts: str | None = None
@@ -102,4 +108,58 @@ class LLMConfig:
         values["engine_args"] = tuple(values["engine_args"] or ())
         if values["samples"] is None:  # align and jury: "--samples N" reads N, default one
             values["samples"] = 1
+        return cls(**values)
+
+
+_REWARD_FLAGS = {"attributes": "reward_attributes", "route": "reward_route",
+                 "squash": "reward_squash", "batch": "reward_batch"}
+"""RewardConfig fields whose command-line flag has another name (``--reward-*``)."""
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How to reach a reward (pooling) model and map its output heads to attributes
+    (``--scorer reward``; engine/judges/reward.py). Unset fields keep the command line's
+    defaults. The fields marked *identity* change the scorer's cache identity; the others only
+    change how scores are fetched."""
+
+    model: str
+    """Model name the endpoint serves, or the weights vLLM loads (identity)."""
+    attributes: str | Mapping[str, int] | None = None
+    """Output head per attribute, ``{"helpfulness": 0, ...}`` or its ``helpfulness=0,...``
+    text; required, and every attribute of the benchmark must be mapped (identity)."""
+    backend: Literal["openai", "vllm"] = "openai"
+    """An HTTP endpoint answering vLLM's pooling shape, or vLLM's pooling runner in this
+    process (identity, with the route for HTTP)."""
+    base_url: str | None = None
+    """Endpoint root ending in /v1 (None: https://api.openai.com/v1)."""
+    api_key_env: str | None = "OPENAI_API_KEY"
+    """Environment variable holding the API key ('none' or None: no key). Keys are never
+    passed in."""
+    route: str = "/pooling"
+    """HTTP route: ``/pooling`` or ``/classify`` from the server root (as vLLM serves them),
+    or a path relative to ``base_url`` (identity)."""
+    squash: bool = False
+    """Map head values through the logistic function onto (0, 1) (identity)."""
+    batch: int = 32
+    """Inputs per request."""
+    revision: str | None = None
+    """Model revision (commit or tag of the weights; identity)."""
+    engine_args: tuple[str, ...] = ()
+    """vLLM engine settings as KEY=VALUE texts, typed by vLLM's own parser (``--backend vllm``
+    only)."""
+    tensor_parallel: int = 1
+    """GPUs the in-process vLLM model is split over (``--backend vllm`` only)."""
+
+    @classmethod
+    def from_args(cls, args: Any) -> RewardConfig:
+        """The config the command line's reward flags (``add_reward_args``, with the model and
+        endpoint flags of ``add_backend_args``) describe; flags a command lacks keep their
+        defaults, and a missing ``--model`` becomes "" (refused once the scorer is built)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else None
+            values[f.name] = getattr(args, _REWARD_FLAGS.get(f.name, f.name), default)
+        values["model"] = values["model"] or ""
+        values["engine_args"] = tuple(values["engine_args"] or ())
         return cls(**values)

@@ -88,13 +88,23 @@ def test_api_walkthrough_runs(shared_data: Path, tmp_path: Path, make_fake_serve
     picks = asyncio.run(choose())
     assert picks.report.completed == picks.report.items == namespace["small"].n_scenarios
 
+    # the reward section scored every response once; a rerun reads the cache
+    reward = namespace["reward_scores"]
+    assert reward.report["sent"] == namespace["small"].n_responses
+    assert reward.identity.startswith("reward#") and reward.predictions.shape == (40, 5)
+    assert ((reward.predictions > 0) & (reward.predictions < 1)).all()  # squashed
+    rerun = pluralign.score(namespace["small"], "reward", config=namespace["reward"],
+                            cache="cache", quiet=True)
+    assert rerun.report["sent"] == 0 and (rerun.predictions == reward.predictions).all()
+
 
 def test_import_is_light_and_lazy() -> None:
     code = ("import sys, pluralign; heavy = [m for m in ('numpy', 'pyarrow', 'pandas', 'ray', "
             "'aiohttp', 'pluralign.api') if m in sys.modules]; print(heavy); "
-            "print(pluralign.LLMConfig.__name__, 'pluralign.api' in sys.modules); "
+            "print(pluralign.LLMConfig.__name__, pluralign.RewardConfig.__name__, "
+            "'pluralign.api' in sys.modules); "
             "print(sorted(set(pluralign.__all__) - set(dir(pluralign))))")
-    assert fresh_python(code) == ["[]", "LLMConfig False", "[]"]
+    assert fresh_python(code) == ["[]", "LLMConfig RewardConfig False", "[]"]
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
@@ -158,6 +168,10 @@ def test_scores_of_llm_names_need_a_config_and_missing_scores_are_an_error(
         pluralign.score(bench, "regression", cache=tmp_path)
     with pytest.raises(pluralign.InputError, match="picks responses"):
         pluralign.score(bench, "unaligned", cache=tmp_path)
+    with pytest.raises(pluralign.InputError, match=r"needs its settings, a RewardConfig"):
+        pluralign.score(bench, "reward", config=pluralign.LLMConfig(model="m"), cache=tmp_path)
+    with pytest.raises(pluralign.InputError, match="takes no config"):
+        pluralign.score(bench, "ridge", config=pluralign.LLMConfig(model="m"), cache=tmp_path)
     with pytest.raises(pluralign.InputError, match="no complete scores"):
         pluralign.cached_scores(bench, "ridge#absent", cache=tmp_path)
 

@@ -57,13 +57,17 @@ class JudgeSettings:
     """Extra request-body fields as canonical JSON (they reach the model, e.g. top_p)."""
     prompts: str | None = None
     """Hash of a user prompts file (templates and definitions); None for our wording."""
+    shots: int | None = None
+    """In-context examples per query of a few-shot judge (per label level for the regression
+    judges' rubric); None is the judge's default (``make_judge`` turns an explicit default
+    into None, so asking for the default keeps the identity)."""
 
     def identity_extra(self) -> dict[str, Any]:
         """Identity settings recorded only when they differ from the default (so older
         identities stay valid)."""
         defaults = {"decoding": None, "revision": None, "backend": "openai",
                     "structured_output": "response_format", "extra_body": "{}",
-                    "prompts": None}
+                    "prompts": None, "shots": None}
         return {k: getattr(self, k) for k, d in defaults.items() if getattr(self, k) != d}
 
     def as_dict(self) -> dict[str, Any]:

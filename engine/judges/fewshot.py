@@ -3,13 +3,15 @@ solved choices per target for the few-shot prompt-aligned judge (end of file).
 
 Training scenarios are ranked by text similarity to the query (TF-IDF cosine by default); walking
 that ranking, each distinct label level of the attribute takes the most similar example that
-shows it, so the examples cover every level. Answers use the training reasonings and true scores.
+shows it (the ``k`` most similar with ``shots=k``), so the examples cover every level. Answers
+use the training reasonings and true scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 
@@ -21,6 +23,17 @@ from pluralign.engine.similarity import TextSimilarity, get_similarity
 
 RULE_VERSION = "rubric-v1"
 """Bump when the selection rule changes (it is part of every few-shot judge identity)."""
+
+RUBRIC_SHOTS = 1
+"""Examples per label level of the regression judges' rubric (seed 003 §4: one solved example
+per level, so every level of the scale is shown once)."""
+
+
+def check_shots(k: int) -> int:
+    """``k`` as a count of in-context examples: an integer of at least one."""
+    if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
+        raise InputError(f"few-shot needs at least one example, got {k!r}", field="shots")
+    return int(k)
 
 
 def attribute_column(train: Benchmark, attribute: str) -> int:
@@ -62,9 +75,12 @@ def example_reasoning(text: str | None, attribute: str, score: int) -> str:
 class FewShotSelector:
     """Picks rubric-covering examples from a training split for any query scenario."""
 
-    def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf") -> None:
+    def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf",
+                 k: int = RUBRIC_SHOTS) -> None:
         self.train = train
         """The training split examples come from."""
+        self.k = check_shots(k)
+        """Examples per label level."""
         self._sim = get_similarity(similarity) if isinstance(similarity, str) else similarity
         self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]
         self._sim.fit(self._texts)
@@ -76,8 +92,11 @@ class FewShotSelector:
 
     @property
     def identity(self) -> str:
-        """Everything that changes which examples are chosen and how they read."""
-        return f"{RULE_VERSION}(train={self.train.identity},similarity={self._sim.identity})"
+        """Everything that changes which examples are chosen and how they read (``k`` only
+        when it is not the default, so the rubric's identities stay as they were)."""
+        per_level = "" if self.k == RUBRIC_SHOTS else f",k={self.k}"
+        return (f"{RULE_VERSION}(train={self.train.identity},similarity={self._sim.identity}"
+                f"{per_level})")
 
     def similarities(self, queries: Sequence[str]) -> np.ndarray:
         """(Q, C) similarity of each query text to every training scenario."""
@@ -99,21 +118,26 @@ class FewShotSelector:
         return levels, shows
 
     def select(self, query_text: str, attribute: str, sims: np.ndarray) -> list[Example]:
-        """Examples for one query: per level (ascending) the most similar scenario showing it.
+        """Examples for one query: per level (ascending) the ``k`` most similar scenarios
+        showing it.
 
         ``sims`` is the query's row of :meth:`similarities`. A training scenario identical to
-        the query is never its own example; one example covering several levels is used once.
+        the query is never its own example; one example covering several levels is used once
+        and counts for each of them.
         """
         _, shows = self.levels_shown(attribute)
         ranking = np.argsort(-np.asarray(sims, dtype=np.float64), kind="stable")
         own = self._by_text.get(query_text)
         chosen: list[int] = []
         for level in range(shows.shape[1]):
+            found = 0
             for c in ranking:
                 if int(c) != own and shows[c, level]:
                     if int(c) not in chosen:
                         chosen.append(int(c))
-                    break
+                    found += 1
+                    if found == self.k:
+                        break
         return [self._example(c, attribute, float(sims[c])) for c in chosen]
 
     def _column(self, attribute: str) -> int:
@@ -168,11 +192,9 @@ class ChoiceExampleSelector:
 
     def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf",
                  k: int = CHOICE_SHOTS) -> None:
-        if k < 1:
-            raise InputError("few-shot needs at least one example", field="k")
         self.train = train
         """The training split examples come from."""
-        self.k = int(k)
+        self.k = check_shots(k)
         """Examples per query."""
         self._sim = get_similarity(similarity) if isinstance(similarity, str) else similarity
         self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]

@@ -56,6 +56,24 @@ def parse_reward_attributes(spec: str, attributes: Sequence[str]) -> dict[str, i
     return out
 
 
+def check_reward_heads(heads: Mapping[str, Any], attributes: Sequence[str]) -> dict[str, int]:
+    """A head mapping given as a mapping (the Python API's form of ``--reward-attributes``),
+    checked as :func:`parse_reward_attributes` checks the text: known attributes, heads that
+    are non-negative integers, at least one pair."""
+    out: dict[str, int] = {}
+    for name, head in heads.items():
+        if name not in attributes:
+            raise InputError(f"unknown attribute {name!r} (benchmark has {list(attributes)})",
+                             record=name, field="reward-attributes")
+        if isinstance(head, bool) or not isinstance(head, int) or head < 0:
+            raise InputError(f"head of {name!r} must be a non-negative integer, got {head!r}",
+                             record=name, field="reward-attributes")
+        out[str(name)] = int(head)
+    if not out:
+        raise InputError("no ATTRIBUTE=HEAD pair given", field="reward-attributes")
+    return out
+
+
 @dataclass(frozen=True)
 class RewardSettings:
     """Everything that changes a reward model's scores (hashed into the identity)."""

@@ -107,6 +107,23 @@ def test_identity_changes_with_k_similarity_and_train_and_zero_shot_is_unchanged
         == zero.identity
 
 
+def test_shots_set_k_and_the_default_keeps_the_identity() -> None:
+    bench, train = _eval(), _train()
+    default = make_judge("prompt-aligned", bench, JudgeSettings(model="m", few_shot=True),
+                         train=train)
+    five = make_judge("prompt-aligned", bench,
+                      JudgeSettings(model="m", few_shot=True, shots=5), train=train)
+    three = make_judge("prompt-aligned", bench,
+                       JudgeSettings(model="m", few_shot=True, shots=3), train=train)
+    assert five.identity == default.identity and five.settings.shots is None
+    assert three.identity != default.identity and "k=3" in three.describe()["few_shot"]
+    assert len(default.examples(0, TARGET)) == 5 and len(three.examples(0, TARGET)) == 3
+    assert [e.train_index for e in three.examples(0, TARGET)] == \
+        [e.train_index for e in default.examples(0, TARGET)][:3]
+    with pytest.raises(InputError, match="zero-shot"):
+        make_judge("prompt-aligned", bench, JudgeSettings(model="m", shots=3), train=train)
+
+
 def test_identity_changes_with_the_similarity() -> None:
     pytest.importorskip("sentence_transformers")
     assert _judge(similarity="tfidf").identity != _judge(similarity="embedding").identity

@@ -14,7 +14,7 @@ import pytest
 
 from pluralign.engine.backend import GenerationResult, Sample
 from pluralign.engine.benchmark import make_benchmark
-from pluralign.engine.errors import CacheSchemaError
+from pluralign.engine.errors import CacheSchemaError, InputError
 from pluralign.engine.judges import (
     AnswerError,
     ComparativeJudge,
@@ -339,6 +339,47 @@ def test_fewshot_examples_cover_every_level_with_the_most_similar_example() -> N
             assert e.reasonings == tuple(f"why {e.train_index}.{r}.{attr}"
                                          for r in range(len(sc.responses)))
         assert col >= 0
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_rubric_shots_take_the_k_most_similar_examples_per_level(k: int) -> None:
+    train, query = fewshot_benches()
+    one, many = FewShotSelector(train, "tfidf"), FewShotSelector(train, "tfidf", k)
+    assert one.identity == FewShotSelector(train, "tfidf", 1).identity
+    assert many.identity != one.identity and f"k={k}" in many.identity
+    sims = many.similarities([f"{sc.prompt}\n\nx\n\ny" for sc in query.scenarios])
+    for s, attr in itertools.product(range(2), train.attributes):
+        chosen = [e.train_index for e in many.select("-", attr, sims[s])]
+        levels_of = [{round(lab[attr] * 100) for lab in sc.labels} for sc in train.scenarios]
+        expected: list[int] = []
+        for level in sorted(set().union(*levels_of)):  # brute force, level by level
+            showing = sorted((c for c in range(train.n_scenarios) if level in levels_of[c]),
+                             key=lambda c: (-sims[s, c], c))
+            expected += [c for c in showing[:k] if c not in expected]
+        assert chosen == expected
+        first = [e.train_index for e in one.select("-", attr, sims[s])]
+        assert set(first) <= set(chosen) and len(chosen) > len(first)
+
+
+def test_shots_settings_follow_the_identity_extra_rule() -> None:
+    bench, train = tiny_bench(), tiny_bench(split="train", seed=5)
+    few = JudgeSettings(model="m1", few_shot=True)
+    default = make_judge("comparative-regression", bench, few, train=train)
+    explicit = make_judge("comparative-regression", bench,
+                          JudgeSettings(model="m1", few_shot=True, shots=1), train=train)
+    assert explicit.identity == default.identity and explicit.settings.shots is None
+    two = make_judge("comparative-regression", bench,
+                     JudgeSettings(model="m1", few_shot=True, shots=2), train=train)
+    assert two.identity != default.identity and two.settings.identity_extra() == {"shots": 2}
+    assert two.fewshot is not None and two.fewshot.k == 2
+    for settings, message in ((JudgeSettings(model="m1", shots=2), "zero-shot"),
+                              (JudgeSettings(model="m1", few_shot=True, shots=0), "at least one"),
+                              (JudgeSettings(model="m1", few_shot=True, shots=True),
+                               "at least one")):
+        with pytest.raises(InputError, match=message):
+            make_judge("comparative-regression", bench, settings, train=train)
+    with pytest.raises(InputError, match="unaligned has no in-context examples"):
+        make_judge("unaligned", bench, JudgeSettings(model="m1", shots=2))
 
 
 def test_fewshot_request_carries_examples_as_user_assistant_pairs() -> None:

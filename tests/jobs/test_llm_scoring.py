@@ -345,3 +345,75 @@ def test_answers_with_raw_control_characters_and_fences_score_at_once(
                              ScoreCache(tmp_path), log=None)
     assert report.schedule.complete and report.schedule.failed == 0
     assert server.stats()["total"] == report.schedule.items  # one send per item, no retries
+
+
+# ---------------------------------------------------------------- --shots
+
+
+def _prompt(judge: Any, target: str | None = None) -> tuple[int, int]:
+    """(in-context examples, user/assistant example pairs) of the first item's request."""
+    item = judge.items([0], 1, None if target is None else [target])[0]
+    messages = judge.request(item).messages
+    assert messages[0].role == "system" and messages[-1].role == "user"
+    key = target if target is not None else item.attribute
+    return len(judge.examples(item.scenario, key)), (len(messages) - 2) // 2
+
+
+@pytest.mark.parametrize(("scorer", "extra", "default_shown"), [
+    ("prompt-aligned", ("--few-shot",), 5),
+    ("comparative-regression", (), None),  # one per label level of the rubric
+    ("regression", ("--few-shot",), None),
+])
+def test_shots_changes_identity_and_examples_only_when_not_the_default(
+        scorer: str, extra: tuple[str, ...], default_shown: int | None) -> None:
+    from pluralign.engine.judges import DEFAULT_SHOTS
+    from pluralign.jobs.llm_scoring import build_judge
+
+    bench, train = bench_pair(4)
+    target = json.dumps({"helpfulness": 1.0}) if scorer == "prompt-aligned" else None
+    url = "http://127.0.0.1:1/v1"
+    base = build_judge(bench, train, scorer, parse(url, *extra))
+    same = build_judge(bench, train, scorer, parse(url, *extra, "--shots",
+                                                   str(DEFAULT_SHOTS[scorer])))
+    three = build_judge(bench, train, scorer, parse(url, *extra, "--shots", "3"))
+    assert parse(url, "--shots", "3").shots == 3 and parse(url).shots is None
+    assert same.identity == base.identity and same.settings == base.settings
+    assert three.identity != base.identity and three.settings.shots == 3
+    assert three.identity == llm_scorer_identity(bench, train, scorer,
+                                                 parse(url, *extra, "--shots", "3"))
+    (shown, pairs), (shown_three, pairs_three) = _prompt(base, target), _prompt(three, target)
+    assert _prompt(same, target) == (shown, pairs)
+    if default_shown is not None:  # prompt-aligned: k solved scenarios per query
+        assert (shown, shown_three) == (default_shown, 3) and (pairs, pairs_three) == (5, 3)
+    else:  # the rubric: k examples per level, each level shown by up to 3 scenarios
+        attr = base.items([0], 1)[0].attribute
+        levels = len(base.fewshot.levels_shown(attr)[0])
+        assert shown <= levels < shown_three <= 3 * levels and pairs < pairs_three
+
+
+@pytest.mark.parametrize(("scorer", "extra", "message"), [
+    ("regression", ("--shots", "3"), "this regression run is zero-shot"),
+    ("comparative-regression", ("--zero-shot", "--shots", "2"), "is zero-shot"),
+    ("prompt-aligned", ("--shots", "2"), "this prompt-aligned run is zero-shot"),
+    ("unaligned", ("--shots", "2"), "unaligned has no in-context examples"),
+    ("comparative-regression", ("--shots", "0"), "at least one example"),
+])
+def test_bad_shots_are_clear_errors(scorer: str, extra: tuple[str, ...], message: str) -> None:
+    from pluralign.engine.errors import InputError
+    from pluralign.jobs.llm_scoring import build_judge
+
+    bench, train = bench_pair(4)
+    with pytest.raises(InputError, match=message) as err:
+        build_judge(bench, train, scorer, parse("http://127.0.0.1:1/v1", *extra))
+    assert err.value.field == "shots"
+
+
+def test_shots_on_the_command_line_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pluralign.jobs.cli import main
+
+    rc = main(["sweep", "--benchmark", "synthetic:S=6,R=2,A=2,L=3,seed=1", "--scorer",
+               "regression", "--model", "m", "--shots", "3", "--no-ray", "--targets", "high", "--cache",
+               str(tmp_path / "c"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "--shots 3" in err[0] and "--few-shot" in err[0]

@@ -219,3 +219,14 @@ def test_opinions_logprobs_endpoint_without(tmp_path: Path, fake_key: str,
     assert _sent(server) == 1 and not (tmp_path / "x" / "summary.json").exists()
     assert main([*args[:4], "--samples", "3", *args[4:-1], str(tmp_path / "y")]) == 2
     assert "drop --samples" in capsys.readouterr().err and _sent(server) == 1
+
+
+def test_shots_is_refused_by_the_pluralism_judges(tmp_path: Path, fake_key: str,
+                                                  make_fake_server: Any, capsys: Any) -> None:
+    server = make_fake_server()
+    f = tmp_path / "ov.json"
+    f.write_text(json.dumps(OVERTON))
+    args = ["overton", "--file", str(f), "--judge", "llm", *_llm(server, tmp_path)]
+    assert main([*args, "--shots", "3", "--out", str(tmp_path / "o")]) == 2
+    assert "--shots applies to few-shot judges only" in capsys.readouterr().err
+    assert _sent(server) == 0 and not (tmp_path / "o").exists()
