@@ -365,19 +365,26 @@ class OpenAIBackend:
                 got.append(sample)
             else:
                 problems.append(problem)
-        failure = None
-        cut = [p for p in problems if p.startswith(TRUNCATED)]
-        if cut:
-            failure = Failure(FailureKind.TRUNCATED,
-                              f"answer {cut[0]} = {req.max_tokens}: raise --max-tokens"[:300],
-                              status=200)
-        elif problems:
-            failure = Failure(FailureKind.BAD_ANSWER, f"answer rejected: {problems[0]}"[:300],
-                              status=200)
-        return _Attempt(got, usage, failure)
+        return _Attempt(got, usage, problems_failure(req, problems, status=200))
 
     def _redact(self, text: str) -> str:
         return self._secret.redact(text) if self._secret else text
+
+
+def problems_failure(req: GenerationRequest, problems: Sequence[str],
+                     status: int | None = None) -> Failure | None:
+    """The verdict on an attempt whose samples had ``problems`` (from :func:`parse_sample`):
+    TRUNCATED when any answer was cut off at ``max_tokens`` (resending buys the same cut),
+    else BAD_ANSWER for the first problem, else None. Every backend words it this way."""
+    cut = [p for p in problems if p.startswith(TRUNCATED)]
+    if cut:
+        return Failure(FailureKind.TRUNCATED,
+                       f"answer {cut[0]} = {req.max_tokens}: raise --max-tokens"[:300],
+                       status=status)
+    if problems:
+        return Failure(FailureKind.BAD_ANSWER, f"answer rejected: {problems[0]}"[:300],
+                       status=status)
+    return None
 
 
 def parse_sample(choice: Any, schema: Mapping[str, Any] | None) -> tuple[Sample | None, str]:

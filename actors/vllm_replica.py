@@ -10,6 +10,12 @@ default grammar (xgrammar) allows raw control characters inside JSON strings and
 whitespace; a weak model fills answers with whitespace until ``max_tokens``. The default here is
 the ``guidance`` backend with ``disable_any_whitespace`` (see :func:`default_structured_outputs`);
 it is recorded in the judge identity, so answers decoded differently never share a cache entry.
+
+Answers are judged as :mod:`pluralign.actors.api_client` judges them, so the scheduler treats
+both backends alike: a schema answer cut off at ``max_tokens`` is ``TRUNCATED`` (not retried),
+one that does not validate is ``BAD_ANSWER`` (regenerated up to ``max_bad_answers`` times,
+within the request's ``max_sends``), and ``top_logprobs`` gives each sample the first generated
+token's most likely alternatives.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ import importlib.metadata
 import inspect
 import json
 import logging
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
-from pluralign.actors.api_client import parse_sample
+from pluralign.actors.api_client import parse_sample, problems_failure
 from pluralign.engine.backend import (
+    NO_LOGPROBS,
     Failure,
     FailureKind,
     GenerationRequest,
@@ -67,7 +75,9 @@ class VLLMConfig:
     seed: int = 0
     """Engine seed."""
     max_bad_answers: int = 2
-    """Retries of samples that do not parse/validate (e.g. cut off at max_tokens)."""
+    """Regenerations of samples that do not parse or validate, before BAD_ANSWER (a schema
+    answer cut off at max_tokens is TRUNCATED instead and not regenerated: the same request
+    buys the same cut)."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra AsyncEngineArgs fields, passed as they are."""
     engine_cli: tuple[tuple[str, str], ...] = ()
@@ -271,7 +281,8 @@ def engine_class(vllm: ModuleType) -> Any:
 def sampling_params(vllm: ModuleType, req: GenerationRequest, *, n: int | None = None,
                     seed_offset: int = 0) -> Any:
     """SamplingParams for ``req``; the schema goes in structured_outputs (vLLM >= 0.10.2) or
-    guided_decoding (older), whichever this vLLM has."""
+    guided_decoding (older), whichever this vLLM has; ``top_logprobs`` = k asks for k
+    log-probabilities per generated token (vLLM's ``logprobs``, the sampled token's added)."""
     kwargs: dict[str, Any] = {
         "n": req.n if n is None else n,
         "temperature": req.temperature,
@@ -279,6 +290,8 @@ def sampling_params(vllm: ModuleType, req: GenerationRequest, *, n: int | None =
     }
     if req.seed is not None:
         kwargs["seed"] = req.seed + seed_offset
+    if req.top_logprobs is not None:
+        kwargs["logprobs"] = req.top_logprobs
     kind = getattr(getattr(vllm.sampling_params, "RequestOutputKind", None), "FINAL_ONLY", None)
     if kind is not None:
         # One output holding all n completions; the default (cumulative) streams each child
@@ -307,23 +320,78 @@ def classify_error(exc: BaseException) -> FailureKind:
     return FailureKind.TRANSIENT
 
 
-def result_from_outputs(req: GenerationRequest, outputs: Sequence[Any]) -> tuple[
-        list[Sample], list[str], Usage]:
-    """Valid samples, reasons for the invalid ones, and token usage from one RequestOutput's
-    completions (``outputs``: objects with ``text`` and ``token_ids``)."""
-    samples, problems = [], []
-    completion = 0
+@dataclass
+class EngineAnswer:
+    """What one engine call gave: valid samples, completion tokens, or why not (the same
+    verdict an HTTP attempt of :class:`~pluralign.actors.api_client.OpenAIBackend` gives)."""
+
+    samples: list[Sample] = field(default_factory=list)
+    completion_tokens: int = 0
+    failure: Failure | None = None
+
+
+LOGPROB_FLOOR = -9999.0
+"""Lowest log-probability reported (vLLM's OpenAI server clamps ``-inf`` to this as well)."""
+
+
+def first_token_logprobs(out: Any, k: int, tokenizer: Any = None) -> dict[str, float] | None:
+    """The first generated token's ``k`` most likely alternatives, token text -> logprob, from
+    a CompletionOutput's ``logprobs`` (one ``{token_id: Logprob}`` per generated token); None
+    when it carries none.
+
+    The shape of :func:`~pluralign.actors.api_client.parse_top_logprobs`: texts are vLLM's
+    ``decoded_token`` (else ``tokenizer.decode``; skipped without one), two ids with one text
+    keep the larger logprob, ``-inf`` becomes :data:`LOGPROB_FLOOR`. vLLM adds the sampled
+    token to the top k (k + 1 entries when it is not among them); it is dropped here, so the
+    entries are the k most likely whatever was sampled (vLLM's server keeps the sampled one
+    and drops the k-th instead; the two agree at temperature 0).
+    """
+    steps = getattr(out, "logprobs", None)
+    if not steps:
+        return None
+    first = steps[0]
+    if not first:
+        return None
+    ranked = sorted(((tid, lp) for tid, lp in first.items() if not math.isnan(lp.logprob)),
+                    key=lambda item: -item[1].logprob)[: max(0, k)]
+    top: dict[str, float] = {}
+    for token_id, lp in ranked:
+        text = lp.decoded_token
+        if text is None:
+            if tokenizer is None:
+                continue
+            text = tokenizer.decode([token_id])
+        value = max(float(lp.logprob), LOGPROB_FLOOR)
+        top[str(text)] = max(value, top.get(str(text), -math.inf))
+    return top or None
+
+
+def result_from_outputs(req: GenerationRequest, outputs: Sequence[Any],
+                        tokenizer: Any = None) -> EngineAnswer:
+    """Judge one RequestOutput's completions (``outputs``: objects with ``text``,
+    ``token_ids``, ``finish_reason`` and, when asked for, ``logprobs``) exactly as the HTTP
+    client judges the choices of one response: a schema answer that does not parse after
+    ``finish_reason == "length"`` makes the attempt TRUNCATED, any other invalid one
+    BAD_ANSWER; a valid sample of a ``top_logprobs`` request without log-probabilities makes
+    it FATAL_ITEM (:data:`~pluralign.engine.backend.NO_LOGPROBS`)."""
+    got: list[Sample] = []
+    problems: list[str] = []
+    completion = sum(len(out.token_ids) for out in outputs)
     for out in outputs:
-        completion += len(out.token_ids)
-        sample, problem = parse_sample({"message": {"content": out.text}}, req.json_schema)
+        choice = {"message": {"content": out.text},
+                  "finish_reason": getattr(out, "finish_reason", None)}
+        sample, problem = parse_sample(choice, req.json_schema)
+        if sample is not None and req.top_logprobs is not None:
+            top = first_token_logprobs(out, req.top_logprobs, tokenizer)
+            if top is None:
+                return EngineAnswer([], completion, Failure(FailureKind.FATAL_ITEM, NO_LOGPROBS))
+            sample = replace(sample, top_logprobs=top)
         if sample is not None:
-            samples.append(sample)
+            got.append(sample)
         else:
-            if getattr(out, "finish_reason", None) == "length":
-                problem = (f"answer cut off at max_tokens={req.max_tokens} ({problem}); "
-                           "raise --max-tokens")
             problems.append(problem)
-    return samples, problems, Usage(0, completion)
+    # the client's verdict and wording, so both backends read alike in failure rows
+    return EngineAnswer(got, completion, problems_failure(req, problems))
 
 
 class VLLMBackend:
@@ -368,6 +436,15 @@ class VLLMBackend:
                                                         add_generation_prompt=True)
         return text
 
+    def prompt_input(self, req: GenerationRequest) -> dict[str, Any]:
+        """The engine's input for ``req``: the templated text tokenized WITHOUT special tokens,
+        as vLLM's own chat server does (its ``add_special_tokens`` defaults to false). The
+        chat template already writes BOS where the model wants one; passing the text and
+        letting the engine tokenize it would add a second BOS (Llama 3 and others)."""
+        text = self.prompt(req)
+        ids = list(self._tokenizer.encode(text, add_special_tokens=False))
+        return {"prompt_token_ids": ids, "prompt": text}
+
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         try:
             await self.start()
@@ -378,40 +455,58 @@ class VLLMBackend:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
     async def _one(self, req: GenerationRequest) -> GenerationResult:
+        """Engine calls until n valid samples, a failure that is not BAD_ANSWER, or a budget
+        runs out (``max_bad_answers``, the request's ``max_sends``).
+
+        Engine errors are not retried here (the scheduler retries them, on this replica or
+        another); the only resends are regenerations of invalid answers, asking only for the
+        missing samples with the seed shifted past those already used. ``attempts`` counts
+        engine calls, the failed one included, as the HTTP client counts its sends."""
+        assert self._vllm is not None
         samples: list[Sample] = []
-        problems: list[str] = []
-        prompt_tokens = completion = attempts = 0
-        while attempts <= self.config.max_bad_answers:
+        prompt_tokens = completion = attempts = bad = 0
+        while True:
+            want, offset = req.n - len(samples), len(samples)
+            try:
+                params = sampling_params(self._vllm, req, n=want, seed_offset=offset)
+            except Exception as e:  # nothing reached the engine: not a send
+                return GenerationResult(req.id, (), Usage(prompt_tokens, completion), Failure(
+                    classify_error(e), f"{type(e).__name__}: {e}"[:300]), attempts)
             attempts += 1
             try:
-                got, problems, p, c = await self._run(req, req.n - len(samples), len(samples))
+                got, p = await self._run(req, params)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                kind = classify_error(e)
                 return GenerationResult(req.id, (), Usage(prompt_tokens, completion), Failure(
-                    kind, f"{type(e).__name__}: {e}"[:300]), attempts)
-            samples += got
-            prompt_tokens, completion = prompt_tokens + p, completion + c
+                    classify_error(e), f"{type(e).__name__}: {e}"[:300]), attempts)
+            samples += got.samples
+            prompt_tokens, completion = prompt_tokens + p, completion + got.completion_tokens
+            usage = Usage(prompt_tokens, completion)
             if len(samples) >= req.n:
-                return GenerationResult(req.id, tuple(samples[: req.n]),
-                                        Usage(prompt_tokens, completion), None, attempts)
-        failure = Failure(FailureKind.BAD_ANSWER, f"answer rejected: {problems[0] if problems else 'too few samples'}"[:300])
-        return GenerationResult(req.id, (), Usage(prompt_tokens, completion), failure, attempts)
+                return GenerationResult(req.id, tuple(samples[: req.n]), usage, None, attempts)
+            failure = got.failure or Failure(FailureKind.BAD_ANSWER,
+                                             "fewer completions than asked")
+            if failure.kind is FailureKind.BAD_ANSWER and not got.samples:
+                bad += 1  # a call that added samples made progress: not counted
+            if req.max_sends is not None and attempts >= req.max_sends:
+                failure = Failure(failure.kind, f"{failure.message} (send budget of "
+                                  f"{req.max_sends} spent)"[:300])
+                return GenerationResult(req.id, (), usage, failure, attempts)
+            if failure.kind is not FailureKind.BAD_ANSWER or bad > self.config.max_bad_answers:
+                return GenerationResult(req.id, (), usage, failure, attempts)
 
-    async def _run(self, req: GenerationRequest, want: int, offset: int) -> tuple[
-            list[Sample], list[str], int, int]:
-        assert self._vllm is not None
-        params = sampling_params(self._vllm, req, n=want, seed_offset=offset)
+    async def _run(self, req: GenerationRequest, params: Any) -> tuple[EngineAnswer, int]:
+        """One engine call: the judged answer and the prompt's token count."""
         self._counter += 1
         final = None
-        async for out in self._engine.generate(self.prompt(req), params,
+        async for out in self._engine.generate(self.prompt_input(req), params,
                                                f"{req.id}-{self._counter}"):
             final = out
         if final is None:
             raise RuntimeError("engine returned no output")
-        samples, problems, usage = result_from_outputs(req, final.outputs)
-        return samples, problems, len(final.prompt_token_ids or ()), usage.completion_tokens
+        answer = result_from_outputs(req, final.outputs, self._tokenizer)
+        return answer, len(final.prompt_token_ids or ())
 
     async def close(self) -> None:
         if self._engine is not None:

@@ -1,10 +1,13 @@
 """The vLLM replica on the real engine (the tiny random-weight model): schema-valid answers,
-n samples per request, seeded sampling reproducible, and a sweep through a Ray actor."""
+n samples per request, seeded sampling reproducible, the first token's log-probabilities,
+answers cut at max_tokens reported as TRUNCATED, and a sweep through a Ray actor."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pluralign.engine.backend import GenerationRequest, Message
+from pluralign.engine.backend import FailureKind, GenerationRequest, Message
 
 SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0,
                                                      "maximum": 100}},
@@ -63,6 +66,38 @@ def test_seeded_sampling_is_reproducible(backend: Any) -> None:
     texts = [[s.text for s in r.samples] for r in first]
     assert texts == [[s.text for s in r.samples] for r in again]
     assert all(r.ok for r in [*first, *again, *other])
+
+
+def letter_request(i: int, k: int, *, temperature: float = 0.0, n: int = 1) -> GenerationRequest:
+    """The survey judge's log-probability request: one unconstrained token, k alternatives."""
+    return GenerationRequest(id=f"l{i}", messages=(
+        Message("system", "Answer with the letter of one option only."),
+        Message("user", f"Question {i}: which is better?\nA. tea\nB. coffee")),
+        n=n, temperature=temperature, seed=5 + i, max_tokens=1, top_logprobs=k)
+
+
+def test_top_logprobs_come_from_the_real_engine(backend: Any) -> None:
+    b, loop = backend
+    reqs = [letter_request(0, 3), letter_request(1, 3), letter_request(2, 3, temperature=1.0, n=2)]
+    results = loop.run_until_complete(b.generate(reqs))
+    for r in results:
+        assert r.ok, r.failure
+        for s in r.samples:
+            top = s.top_logprobs
+            assert top is not None and len(top) == 3, top
+            assert all(math.isfinite(v) and v <= 0 for v in top.values()), top
+            assert sum(math.exp(v) for v in top.values()) <= 1 + 1e-6
+    greedy = results[0].samples[0]
+    assert greedy.text == max(greedy.top_logprobs, key=greedy.top_logprobs.get)
+
+
+def test_an_answer_cut_at_max_tokens_is_truncated_on_the_real_engine(backend: Any) -> None:
+    b, loop = backend
+    cut = dataclasses.replace(request(3, seed=3), n=1, max_tokens=2)
+    [r] = loop.run_until_complete(b.generate([cut]))
+    assert r.failure is not None and r.failure.kind is FailureKind.TRUNCATED, r.failure
+    assert "raise --max-tokens" in r.failure.message and r.attempts == 1
+    assert r.usage.completion_tokens == 2
 
 
 def sweep(out: Path, cache: Path, *extra: str, env: dict[str, str] | None = None,
