@@ -6,9 +6,12 @@ here is skipped cleanly where vLLM is not installed (the main virtual environmen
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +46,20 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model directory; load it with ``load_format="dummy"``."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     return build(tmp_path_factory.mktemp("tiny-model"))
+
+
+ENGINE = {"load_format": "dummy", "max_model_len": 2048, "max_num_seqs": 8}
+"""Engine settings of every in-process replica of the tiny model."""
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model: Path) -> Iterator[Any]:
+    """(started in-process vLLM replica of the tiny model, its event loop), per test module."""
+    from pluralign.actors.vllm_replica import VLLMBackend, VLLMConfig
+
+    loop = asyncio.new_event_loop()
+    b = VLLMBackend(VLLMConfig(model=str(tiny_model), engine_kwargs=dict(ENGINE)))
+    loop.run_until_complete(b.start())
+    yield b, loop
+    loop.run_until_complete(b.close())
+    loop.close()

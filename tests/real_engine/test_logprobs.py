@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pluralign.engine.backend import FailureKind, GenerationRequest, GenerationResult
-from tests.real_engine.test_replica import ENGINE, letter_request, request
+from tests.real_engine.test_replica import letter_request, request
 from tests.real_engine.vllm_server import free_port, start_server, stop
 
 
@@ -28,18 +28,6 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         tiny_model, port, tmp_path_factory.mktemp("server") / "server.log")
     yield f"http://127.0.0.1:{port}/v1"
     stop(proc)
-
-
-@pytest.fixture(scope="module")
-def replica(tiny_model: Path) -> Iterator[Any]:
-    from pluralign.actors.vllm_replica import VLLMBackend, VLLMConfig
-
-    loop = asyncio.new_event_loop()
-    b = VLLMBackend(VLLMConfig(model=str(tiny_model), engine_kwargs=dict(ENGINE)))
-    loop.run_until_complete(b.start())
-    yield b, loop
-    loop.run_until_complete(b.close())
-    loop.close()
 
 
 def through_server(url: str, reqs: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -56,8 +44,8 @@ def through_server(url: str, reqs: Sequence[GenerationRequest]) -> list[Generati
     return asyncio.run(go())
 
 
-def test_first_token_logprobs_match_vllms_server(server: str, replica: Any) -> None:
-    b, loop = replica
+def test_first_token_logprobs_match_vllms_server(server: str, backend: Any) -> None:
+    b, loop = backend
     reqs = [letter_request(i, 3) for i in range(3)]  # greedy: vLLM's server lists the top k
     ours = loop.run_until_complete(b.generate(reqs))
     theirs = through_server(server, reqs)
@@ -71,8 +59,8 @@ def test_first_token_logprobs_match_vllms_server(server: str, replica: Any) -> N
             assert math.isclose(value, c.top_logprobs[token], abs_tol=1e-3), (token, value)
 
 
-def test_a_cut_schema_answer_gets_the_servers_verdict(server: str, replica: Any) -> None:
-    b, loop = replica
+def test_a_cut_schema_answer_gets_the_servers_verdict(server: str, backend: Any) -> None:
+    b, loop = backend
     cut = [dataclasses.replace(request(i, seed=20 + i), n=1, max_tokens=3) for i in range(2)]
     ours = loop.run_until_complete(b.generate(cut))
     theirs = through_server(server, cut)

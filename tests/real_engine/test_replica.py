@@ -4,7 +4,6 @@ answers cut at max_tokens reported as TRUNCATED, and a sweep through a Ray actor
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -13,18 +12,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pluralign.engine.backend import FailureKind, GenerationRequest, Message
+from tests.real_engine.conftest import ENGINE
 
 SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0,
                                                      "maximum": 100}},
           "required": ["score"], "additionalProperties": False}
-ENGINE = {"load_format": "dummy", "max_model_len": 2048, "max_num_seqs": 8}
 
 
 def request(i: int, seed: int | None) -> GenerationRequest:
@@ -32,18 +30,6 @@ def request(i: int, seed: int | None) -> GenerationRequest:
                                                    Message("user", f"Item {i}: is this good?")),
                              json_schema=SCHEMA, n=2, temperature=0.8, seed=seed,
                              max_tokens=24)
-
-
-@pytest.fixture(scope="module")
-def backend(tiny_model: Path) -> Iterator[Any]:
-    from pluralign.actors.vllm_replica import VLLMBackend, VLLMConfig
-
-    loop = asyncio.new_event_loop()
-    b = VLLMBackend(VLLMConfig(model=str(tiny_model), engine_kwargs=dict(ENGINE)))
-    loop.run_until_complete(b.start())
-    yield b, loop
-    loop.run_until_complete(b.close())
-    loop.close()
 
 
 def test_answers_are_schema_valid_with_n_samples(backend: Any) -> None:
