@@ -72,19 +72,34 @@ def example_reasoning(text: str | None, attribute: str, score: int) -> str:
     return f"This response rates {score} out of {SCALE} for {attribute}."
 
 
-class FewShotSelector:
-    """Picks rubric-covering examples from a training split for any query scenario."""
+class _TrainingRanking:
+    """What both selectors share: the training split, ``k``, and the similarity of any query
+    text to every training scenario (fitted once on the training texts)."""
 
-    def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf",
-                 k: int = RUBRIC_SHOTS) -> None:
+    def __init__(self, train: Benchmark, similarity: str | TextSimilarity, k: int) -> None:
         self.train = train
         """The training split examples come from."""
         self.k = check_shots(k)
-        """Examples per label level."""
+        """How many examples (per label level for the rubric, per query for choices)."""
         self._sim = get_similarity(similarity) if isinstance(similarity, str) else similarity
         self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]
         self._sim.fit(self._texts)
         self._by_text = {t: i for i, t in enumerate(self._texts)}
+
+    def similarities(self, queries: Sequence[str]) -> np.ndarray:
+        """(Q, C) similarity of each query text to every training scenario."""
+        return self._sim.similarity(list(queries))
+
+    def _column(self, attribute: str) -> int:
+        return attribute_column(self.train, attribute)
+
+
+class FewShotSelector(_TrainingRanking):
+    """Picks rubric-covering examples from a training split for any query scenario."""
+
+    def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf",
+                 k: int = RUBRIC_SHOTS) -> None:
+        super().__init__(train, similarity, k)
         units = to_units(train.labels, train.scale)
         self._units = units
         self._owner = train.scenario_of
@@ -97,10 +112,6 @@ class FewShotSelector:
         per_level = "" if self.k == RUBRIC_SHOTS else f",k={self.k}"
         return (f"{RULE_VERSION}(train={self.train.identity},similarity={self._sim.identity}"
                 f"{per_level})")
-
-    def similarities(self, queries: Sequence[str]) -> np.ndarray:
-        """(Q, C) similarity of each query text to every training scenario."""
-        return self._sim.similarity(list(queries))
 
     def levels_shown(self, attribute: str) -> tuple[list[int], np.ndarray]:
         """Distinct label levels (grid units) of ``attribute`` in training, and a (C, L) bool
@@ -140,9 +151,6 @@ class FewShotSelector:
                         break
         return [self._example(c, attribute, float(sims[c])) for c in chosen]
 
-    def _column(self, attribute: str) -> int:
-        return attribute_column(self.train, attribute)
-
     def _example(self, c: int, attribute: str, similarity: float) -> Example:
         sc = self.train.scenarios[c]
         scores = tuple(round(float(lab[attribute]) * SCALE) for lab in sc.labels)
@@ -179,7 +187,7 @@ class ChoiceExample:
     """Similarity to the query that selected it."""
 
 
-class ChoiceExampleSelector:
+class ChoiceExampleSelector(_TrainingRanking):
     """Solved examples for the few-shot prompt-aligned judge (seed 003 §5.3, Table 2).
 
     Training scenarios are ranked by the same pluggable similarity as the regression rubric;
@@ -192,24 +200,13 @@ class ChoiceExampleSelector:
 
     def __init__(self, train: Benchmark, similarity: str | TextSimilarity = "tfidf",
                  k: int = CHOICE_SHOTS) -> None:
-        self.train = train
-        """The training split examples come from."""
-        self.k = check_shots(k)
-        """Examples per query."""
-        self._sim = get_similarity(similarity) if isinstance(similarity, str) else similarity
-        self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]
-        self._sim.fit(self._texts)
-        self._by_text = {t: i for i, t in enumerate(self._texts)}
+        super().__init__(train, similarity, k)
 
     @property
     def identity(self) -> str:
         """Everything that changes which examples are chosen."""
         return (f"{CHOICE_RULE_VERSION}(train={self.train.identity},"
                 f"similarity={self._sim.identity},k={self.k})")
-
-    def similarities(self, queries: Sequence[str]) -> np.ndarray:
-        """(Q, C) similarity of each query text to every training scenario."""
-        return self._sim.similarity(list(queries))
 
     def implied_choice(self, c: int, target: Mapping[str, float]) -> int | None:
         """The one label-closest response of training scenario ``c`` for ``target``, or None
@@ -243,6 +240,3 @@ class ChoiceExampleSelector:
             sc = self.train.scenarios[c]
             out.append(ChoiceExample(c, sc.prompt, tuple(sc.responses), choice, float(sims[c])))
         return out
-
-    def _column(self, attribute: str) -> int:
-        return attribute_column(self.train, attribute)
