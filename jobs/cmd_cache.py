@@ -29,21 +29,30 @@ def register(subparsers: Any) -> None:
         "cache", help="inspect, verify and clean a cache (scores, choices, SPICA generations)",
         description="List, show, verify or garbage-collect a cache directory: its score (or "
                     "SPICA generation) parts and its choices/ parts.")
-    p.add_argument("--cache", default=None,
-                   help="cache directory (default $PLURALIGN_CACHE, else ~/.cache/pluralign/scores)")
+    cache_help = "cache directory (default $PLURALIGN_CACHE, else ~/.cache/pluralign/scores)"
+    p.add_argument("--cache", default=None, help=cache_help)
+    # Also after the action (`pluralign cache verify --cache DIR`), where users type it; the
+    # action's copy only overrides the group's when given.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", default=argparse.SUPPRESS, help=cache_help)
     sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    ls = sub.add_parser("ls", help="each benchmark and scorer (or task and model): complete and "
-                                   "failed items")
+
+    def action(name: str, **kw: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], **kw)
+        return parser
+
+    ls = action("ls", help="each benchmark and scorer (or task and model): complete and "
+                           "failed items")
     ls.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ls.set_defaults(func=run_ls)
-    show = sub.add_parser("show", help="one scorer's counts and its stored settings, decoded")
+    show = action("show", help="one scorer's counts and its stored settings, decoded")
     show.add_argument("which", nargs="?", default=None, metavar="SCORER",
                       help="scorer identity or its name (default: every scorer)")
     show.add_argument("--benchmark", default=None, help="only this benchmark identity")
     show.set_defaults(func=run_show)
-    verify = sub.add_parser("verify", help="check every part; rc 3 when any cannot be trusted")
+    verify = action("verify", help="check every part; rc 3 when any cannot be trusted")
     verify.set_defaults(func=run_verify)
-    gc = sub.add_parser("gc", help="remove stale temp files and duplicate rows, compact")
+    gc = action("gc", help="remove stale temp files and duplicate rows, compact")
     gc.add_argument("--min-age", type=float, default=600.0,
                     help="only temp files older than this many seconds (default 600: younger "
                          "ones may belong to a write in progress)")

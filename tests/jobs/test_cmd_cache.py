@@ -239,3 +239,15 @@ def test_a_spica_generation_folder_verifies_lists_and_gcs(tmp_path: Path, capsys
     parts_mod._INDEXES.clear()
     assert GenerationCache(folder).load() == before
     assert main(["cache", "--cache", str(folder), "show"]) == 2  # no scorers in a spica folder
+
+
+def test_the_cache_folder_may_follow_the_action(tmp_path: Path, capsys: Any) -> None:
+    fill(tmp_path / "here")
+    assert main(["cache", "--cache", str(tmp_path / "here"), "ls", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert main(["cache", "ls", "--json", "--cache", str(tmp_path / "here")]) == 0
+    assert json.loads(capsys.readouterr().out) == before != []
+    # given in both places, the one after the action wins
+    assert main(["cache", "--cache", str(tmp_path / "empty"), "verify", "--cache",
+                 str(tmp_path / "here")]) == 0
+    assert "scores: " in capsys.readouterr().out
