@@ -38,6 +38,7 @@ class BackendHost:
         self._backend_name = backend_name
         self._config = config
         self._backend: Any = None
+        self._draining = False
 
     async def start(self) -> None:
         if self._backend is None:
@@ -45,6 +46,8 @@ class BackendHost:
             if hasattr(backend, "start"):
                 await backend.start()
             self._backend = backend
+            if self._draining:
+                self.drain()
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         await self.start()
@@ -55,6 +58,14 @@ class BackendHost:
         if self._backend is not None:
             await self._backend.close()
             self._backend = None
+
+    def drain(self) -> None:
+        """Send nothing more (answers in flight still arrive; a pending retry fails as
+        interrupted): the driver's first Ctrl-C, which this process never sees itself."""
+        self._draining = True
+        drain = getattr(self._backend, "drain", None)
+        if drain is not None:
+            drain()
 
     def ping(self) -> str:
         return self._backend_name
@@ -87,9 +98,14 @@ class _Slot:
         self.ready = asyncio.Event()
         self.retired = False
         self.generation = 0
+        self.draining = False
 
     async def start(self) -> None:
         self.ready.set()
+
+    def drain(self) -> None:
+        """Have the worker send nothing more; answers in flight still arrive."""
+        self.draining = True
 
     async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         raise NotImplementedError
@@ -123,6 +139,12 @@ class _LocalSlot(_Slot):
     async def replace(self) -> None:
         self.ready.set()  # nothing to restart in-process; keep serving, reroutes are bounded
 
+    def drain(self) -> None:
+        super().drain()
+        drain = getattr(self.backend, "drain", None)
+        if drain is not None:
+            drain()
+
     async def close(self) -> None:
         await self.backend.close()
 
@@ -145,7 +167,18 @@ class _RaySlot(_Slot):
                 ray.kill(actor, no_restart=True)
             raise
         self.actor = actor
+        if self.draining:  # a replacement started after the stop
+            actor.drain.remote()
         self.ready.set()
+
+    def drain(self) -> None:
+        super().drain()
+        if self.actor is not None:
+            # Not awaited: the signal handler that calls this cannot; the actor serves its
+            # calls concurrently, so this one is not queued behind the batches in flight. A
+            # dead actor sends nothing anyway, and must not keep the others sending.
+            with contextlib.suppress(Exception):
+                self.actor.drain.remote()
 
     async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         import ray.exceptions as rex
@@ -222,6 +255,13 @@ class BackendPool:
     def actors(self) -> list[Any]:
         """Current Ray actor handles (None where in-process or restarting)."""
         return [getattr(s, "actor", None) for s in self._slots]
+
+    def drain(self) -> None:
+        """Stop every worker sending (the first Ctrl-C): requests not yet sent and pending
+        retries fail as interrupted, answers in flight still arrive; a worker started
+        afterwards starts drained."""
+        for slot in self._slots:
+            slot.drain()
 
     async def start(self) -> None:
         """Start every worker (``generate`` does it on first use if the caller did not).

@@ -423,6 +423,38 @@ def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
             os.environ[env] = saved
 
 
+def stop_started_ray(grace: float = 3.0) -> None:
+    """Shut down the Ray runtime this process started, within ``grace`` seconds, for an exit
+    that skips the ``ray.shutdown`` Ray runs at exit: the second Ctrl-C.
+
+    Ray's own children die with the driver, but the agents the raylet spawned outlive a raylet
+    that was killed rather than shut down, so the orderly ``ray.shutdown`` runs first (in a
+    thread, so a stuck one cannot hold the exit); what still runs after ``grace`` is killed. A
+    cluster the driver only connected to (RAY_ADDRESS) loses only this driver.
+    """
+    import sys
+    import threading
+
+    if "ray" not in sys.modules:
+        return  # this run never started Ray
+    import ray
+
+    try:
+        from ray._private import worker
+
+        node = worker._global_node
+        started = [info.process for infos in (node.all_processes.values() if node else ())
+                   for info in infos]
+    except Exception:  # Ray internals moved: only the orderly shutdown below
+        started = []
+    done = threading.Thread(target=ray.shutdown, daemon=True)
+    done.start()
+    done.join(grace)
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+
+
 def engine_arg_pairs(config: LLMConfig) -> tuple[tuple[str, str], ...]:
     """``--engine-arg KEY=VALUE`` pairs (keys with underscores); bad ones are input errors."""
     from pluralign.actors.vllm_replica import parse_engine_arg
@@ -557,7 +589,7 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
     status = _status(config, judge.name)
     root = getattr(store, "root", None)
     claims = Claims(Path(root)) if root is not None else None
-    interrupts = _Interrupts(log)
+    interrupts = _Interrupts(log, pool)
     try:
         interrupts.install()
         if owned:
@@ -574,11 +606,13 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
 
 
 class _Interrupts:
-    """SIGINT/SIGTERM during scoring: the first stops sending (answers in flight are awaited
-    for --grace-seconds, every finished answer is written); the second exits at once."""
+    """SIGINT/SIGTERM during scoring: the first stops sending, here and on the API-client
+    actors (answers in flight are awaited for --grace-seconds, every finished answer is
+    written); the second exits at once, taking down the Ray runtime this process started."""
 
-    def __init__(self, log: TextIO | None) -> None:
+    def __init__(self, log: TextIO | None, pool: Any = None) -> None:
         self.log = log
+        self.pool = pool
         self.count = 0
         self.stop: Any = None
         self.saved: dict[int, Any] = {}
@@ -614,10 +648,14 @@ class _Interrupts:
         if self.count > 1:
             if self.log is not None:
                 print("interrupted again: exiting now", file=self.log, flush=True)
+            stop_started_ray()
             os._exit(130)
         from pluralign.actors.api_client import stop_sending
 
         stop_sending()  # in-process clients send nothing more, retries included
+        drain = getattr(self.pool, "drain", None)
+        if drain is not None:
+            drain()  # nor do the API-client actors (Ray keeps SIGINT from their processes)
         if self.log is not None:
             print("interrupted: sending stopped; saving the answers already received "
                   "(press Ctrl-C again to quit at once)", file=self.log, flush=True)

@@ -2,12 +2,14 @@
 sweeps on one cache, and a local Ray runtime that must listen on loopback only.
 
 Every sweep here is a real ``pluralign sweep`` subprocess sending real HTTP to the fake server
-on 127.0.0.1 (which counts every request); signals go to that subprocess. Figures are printed
-(``-s`` shows them), never asserted against a clock.
+on 127.0.0.1 (which counts every request); signals go to that subprocess, or to its whole
+process group as a terminal's Ctrl-C does (a Ray sweep's raylet, GCS and actor workers too).
+Figures are printed (``-s`` shows them), never asserted against a clock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -261,3 +263,140 @@ def test_ray_auth_disabled_with_a_network_address_is_refused(tmp_path: Path) -> 
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "RAY_AUTH_MODE=disabled" in last and "192.0.2.10" in last
 
+
+
+def _ray_processes(ray_tmp: str) -> set[int]:
+    """Live processes of the Ray session under ``ray_tmp`` (raylet, GCS, workers, agents: each
+    names its session folder on its command line)."""
+    import psutil
+
+    found = set()
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if (p.info["status"] != psutil.STATUS_ZOMBIE
+                    and any(ray_tmp in arg for arg in p.info["cmdline"] or ())):
+                found.add(p.info["pid"])
+        except psutil.Error:
+            continue
+    return found
+
+
+def _names(pids: set[int]) -> list[str]:
+    import psutil
+
+    names = []
+    for pid in sorted(pids):
+        with contextlib.suppress(psutil.Error):
+            names.append(" ".join(psutil.Process(pid).cmdline())[:160])
+    return names
+
+
+def _alive(pids: set[int]) -> set[int]:
+    import psutil
+
+    alive = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def test_ctrl_c_on_a_ray_actor_sweep_saves_every_answer_and_leaves_no_ray_behind(
+        tmp_path: Path, make_fake_server: Callable[..., FakeOpenAIServer]) -> None:
+    """A terminal's Ctrl-C reaches the whole process group (driver, raylet, GCS, actor
+    workers): the answers in flight on the actors still arrive and are written, and the driver
+    shuts down the Ray it started."""
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    # Some 5xx: at the signal some answers are in flight and some await a retry on the actors.
+    server = make_fake_server(latency=0.4, jitter=0.2, fault_5xx=0.3, seed=6)
+    cache = tmp_path / "cache"
+    ray_tmp = env_of(tmp_path)["RAY_TMPDIR"]
+    proc = start(sweep_cmd(server.url, cache, tmp_path / "out", "--actors", "2",
+                           "--concurrency", "8"), tmp_path, "first")
+    try:
+        answered_before(server, 30, proc, timeout=180)
+        family = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        family |= _ray_processes(ray_tmp)
+        t_signal = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
+        rc = wait(proc, 90)
+        seconds = time.monotonic() - t_signal
+        events = server.stats()["events"]
+        after = [e for e in events if e["t"] > t_signal]
+        first = ok_fingerprints(server)
+        left = _alive(family) | _ray_processes(ray_tmp)
+        names = _names(left)
+        for pid in left:  # never leave them to the next test, whatever the verdict
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert rc == 130, log_of(tmp_path, "first")[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["state"] == "interrupted" and summary["scoring"]["completed"] > 0
+
+    resent = resent_on_rerun(server, cache, tmp_path, first)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    print(f"\nSIGINT to the group of a Ray sweep: exit {rc} after {seconds:.2f} s; requests "
+          f"arriving after the signal: {len(after)}; answered in run 1: {sum(first.values())}; "
+          f"re-sent on rerun: {len(resent)}; Ray processes left: {len(left)} of {len(family)}")
+    assert len(after) == 0
+    assert len(resent) == 0
+    assert sum(first.values()) + sum(ok_fingerprints(server).values()) == ITEMS
+    assert left == set(), names
+
+
+def _gone(pids: set[int], ray_tmp: str, timeout: float = 30) -> set[int]:
+    """The processes of ``pids`` (and of the Ray session) still alive after up to ``timeout``
+    seconds; those that die with their parent need a moment to notice."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = _alive(pids) | _ray_processes(ray_tmp)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def test_a_second_ctrl_c_on_a_ray_actor_sweep_quits_at_once_and_leaves_no_ray_behind(
+        tmp_path: Path, make_fake_server: Callable[..., FakeOpenAIServer]) -> None:
+    """The second Ctrl-C skips the grace period and the orderly shutdown, yet the raylet, GCS
+    and actor workers of the runtime the driver started go with it."""
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    server = make_fake_server(latency=2.0, seed=7)  # answers outlast the grace period
+    ray_tmp = env_of(tmp_path)["RAY_TMPDIR"]
+    proc = start(sweep_cmd(server.url, tmp_path / "cache", tmp_path / "out", "--actors", "2",
+                           "--concurrency", "8", "--grace-seconds", "60"), tmp_path, "first")
+    left: set[int] = set()
+    try:
+        answered_before(server, 8, proc, timeout=180)
+        family = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        family |= _ray_processes(ray_tmp)
+        os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while "sending stopped" not in log_of(tmp_path, "first"):
+            assert proc.poll() is None and time.monotonic() < deadline, log_of(tmp_path, "first")
+            time.sleep(0.05)
+        t_second = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = wait(proc, 30)  # well inside the 60 s of grace it skipped
+        seconds = time.monotonic() - t_second
+        left = _gone(family, ray_tmp)
+        names = _names(left)
+        for pid in left:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    print(f"\nsecond SIGINT to the group of a Ray sweep: exit {rc} after {seconds:.2f} s; Ray "
+          f"processes left: {len(left)} of {len(family)}")
+    assert rc == 130, log_of(tmp_path, "first")[-3000:]
+    assert "interrupted again: exiting now" in log_of(tmp_path, "first")
+    assert left == set(), names
