@@ -127,6 +127,60 @@ def test_backend_host_builds_the_registered_backend(fake_server, fake_key) -> No
     assert host.ping() == "openai"
 
 
+class DrainableBackend(GatedBackend):
+    """A gated backend that refuses to send once drained, as the API client does."""
+
+    drained = False
+
+    def drain(self) -> None:
+        self.drained = True
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if self.drained:
+            return [GenerationResult(r.id, failure=Failure(
+                FailureKind.FATAL_REPLICA, "interrupted: not sent")) for r in requests]
+        return await super().generate(requests)
+
+
+def test_draining_the_pool_stops_every_worker_and_keeps_answers_in_flight() -> None:
+    async def main() -> tuple[list[GenerationResult], list[GenerationResult]]:
+        gate = asyncio.Event()
+        a, b = DrainableBackend(gate), DrainableBackend(gate)
+        pool = BackendPool.of_backends([a, b])
+        in_flight = asyncio.create_task(pool.generate(reqs(2, "early")))
+        await asyncio.sleep(0.05)  # both batches handed out and waiting on the gate
+        pool.drain()
+        assert a.drained and b.drained
+        gate.set()
+        early = await in_flight
+        late = await pool.generate(reqs(2, "late"))
+        await pool.close()
+        return early, late
+
+    early, late = asyncio.run(main())
+    assert [r.ok for r in early] == [True, True]  # sent before the stop: answered
+    assert all(r.failure is not None and "interrupted" in r.failure.message for r in late)
+
+
+def test_a_host_drained_before_it_started_starts_drained(fake_server, fake_key) -> None:  # type: ignore[no-untyped-def]
+    from pluralign.actors.api_client import APIClientConfig
+    from tests.fake_openai import FAKE_KEY_ENV
+
+    host = BackendHost("openai", APIClientConfig(base_url=fake_server.url,
+                                                 api_key_env=FAKE_KEY_ENV))
+    host.drain()
+
+    async def main() -> list[GenerationResult]:
+        try:
+            return await host.generate(reqs(2))
+        finally:
+            await host.close()
+
+    results = asyncio.run(main())
+    assert all(r.failure is not None and "interrupted" in r.failure.message for r in results)
+    assert fake_server.stats()["total"] == 0
+
+
 def test_actors_split_the_budget_unless_redis_shares_it() -> None:
     from pluralign.actors.api_client import APIClientConfig
 
