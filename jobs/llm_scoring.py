@@ -442,9 +442,9 @@ def stop_started_ray(grace: float = 3.0) -> None:
     try:
         from ray._private import worker
 
-        node = worker._global_node
-        started = [info.process for infos in (node.all_processes.values() if node else ())
-                   for info in infos]
+        node: Any = worker._global_node
+        groups: list[Any] = list(node.all_processes.values()) if node else []
+        started: list[Any] = [info.process for infos in groups for info in infos]
     except Exception:  # Ray internals moved: only the orderly shutdown below
         started = []
     done = threading.Thread(target=ray.shutdown, daemon=True)
