@@ -631,12 +631,25 @@ class _Interrupts:
     def uninstall(self) -> None:
         import signal
 
+        from pluralign.engine.manifest import current as current_manifest
+
         loop = asyncio.get_running_loop()
         for sig, handler in self.saved.items():
             loop.remove_signal_handler(sig)
-            if handler is not None:  # None: set outside Python, nothing to restore
+            if self.count and current_manifest() is not None:
+                # A command interrupted once is winding down (summary, shutdown): another
+                # Ctrl-C from here on must still quit at once, not raise a traceback. (Not in
+                # the Python API, whose caller's process goes on: a notebook kernel.)
+                signal.signal(sig, lambda signum, frame: self._exit_now())
+            elif handler is not None:  # None: set outside Python, nothing to restore
                 signal.signal(sig, handler)
         self.saved.clear()
+
+    def _exit_now(self) -> None:
+        if self.log is not None:
+            print("interrupted again: exiting now", file=self.log, flush=True)
+        stop_started_ray()
+        os._exit(130)
 
     def attach(self, stop: Any) -> None:
         self.stop = stop
@@ -646,10 +659,7 @@ class _Interrupts:
     def _on_signal(self, sig: int) -> None:
         self.count += 1
         if self.count > 1:
-            if self.log is not None:
-                print("interrupted again: exiting now", file=self.log, flush=True)
-            stop_started_ray()
-            os._exit(130)
+            self._exit_now()
         from pluralign.actors.api_client import stop_sending
 
         stop_sending()  # in-process clients send nothing more, retries included

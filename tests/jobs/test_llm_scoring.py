@@ -417,3 +417,42 @@ def test_shots_on_the_command_line_is_one_clear_line(
                str(tmp_path / "c"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "--shots 3" in err[0] and "--few-shot" in err[0]
+
+
+@pytest.mark.parametrize("command", [True, False])
+def test_after_a_first_ctrl_c_a_command_keeps_quitting_at_once(
+        command: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once interrupted, a command winding down (summary, Ray shutdown) still exits at the
+    next Ctrl-C instead of raising a traceback; the Python API gives its caller's process
+    (a notebook kernel) its own handler back."""
+    import asyncio
+    import signal
+
+    from pluralign.engine import manifest
+    from pluralign.jobs.llm_scoring import _Interrupts
+
+    exits: list[int] = []
+    monkeypatch.setattr(_Interrupts, "_exit_now", lambda self: exits.append(130))
+    saved = signal.getsignal(signal.SIGINT)
+
+    async def interrupted_once() -> None:
+        interrupts = _Interrupts(None)
+        interrupts.install()
+        interrupts.count = 1
+        interrupts.uninstall()
+
+    if command:
+        manifest.begin("sweep", ["pluralign", "sweep"])
+    try:
+        asyncio.run(interrupted_once())
+        handler = signal.getsignal(signal.SIGINT)
+        if command:
+            assert callable(handler) and handler is not saved
+            handler(signal.SIGINT, None)
+            assert exits == [130]
+        else:
+            assert handler is saved and exits == []
+    finally:
+        if command:
+            manifest.end()
+        signal.signal(signal.SIGINT, saved)
