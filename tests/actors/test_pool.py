@@ -109,20 +109,26 @@ def test_empty_pool_is_refused() -> None:
         BackendPool([])
 
 
-def test_backend_host_builds_the_registered_backend(fake_server, fake_key) -> None:  # type: ignore[no-untyped-def]
+def openai_host(url: str) -> BackendHost:
     from pluralign.actors.api_client import APIClientConfig
     from tests.fake_openai import FAKE_KEY_ENV
 
-    host = BackendHost("openai", APIClientConfig(base_url=fake_server.url,
-                                                 api_key_env=FAKE_KEY_ENV))
+    return BackendHost("openai", APIClientConfig(base_url=url, api_key_env=FAKE_KEY_ENV))
 
+
+def answers(host: BackendHost, k: int = 2) -> list[GenerationResult]:
     async def main() -> list[GenerationResult]:
         try:
-            return await host.generate(reqs(2))
+            return await host.generate(reqs(k))
         finally:
             await host.close()
 
-    results = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_backend_host_builds_the_registered_backend(fake_server, fake_key) -> None:  # type: ignore[no-untyped-def]
+    host = openai_host(fake_server.url)
+    results = answers(host)
     assert all(r.ok for r in results)
     assert host.ping() == "openai"
 
@@ -163,20 +169,9 @@ def test_draining_the_pool_stops_every_worker_and_keeps_answers_in_flight() -> N
 
 
 def test_a_host_drained_before_it_started_starts_drained(fake_server, fake_key) -> None:  # type: ignore[no-untyped-def]
-    from pluralign.actors.api_client import APIClientConfig
-    from tests.fake_openai import FAKE_KEY_ENV
-
-    host = BackendHost("openai", APIClientConfig(base_url=fake_server.url,
-                                                 api_key_env=FAKE_KEY_ENV))
+    host = openai_host(fake_server.url)
     host.drain()
-
-    async def main() -> list[GenerationResult]:
-        try:
-            return await host.generate(reqs(2))
-        finally:
-            await host.close()
-
-    results = asyncio.run(main())
+    results = answers(host)
     assert all(r.failure is not None and "interrupted" in r.failure.message for r in results)
     assert fake_server.stats()["total"] == 0
 
