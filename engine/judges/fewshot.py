@@ -85,10 +85,21 @@ class _TrainingRanking:
         self._texts = [scenario_text(train, i) for i in range(train.n_scenarios)]
         self._sim.fit(self._texts)
         self._by_text = {t: i for i, t in enumerate(self._texts)}
+        self._query_sims: dict[str, tuple[list[str], np.ndarray]] = {}
 
     def similarities(self, queries: Sequence[str]) -> np.ndarray:
         """(Q, C) similarity of each query text to every training scenario."""
         return self._sim.similarity(list(queries))
+
+    def query_row(self, bench: Benchmark, scenario: int) -> tuple[str, np.ndarray]:
+        """(text, similarity row to every training scenario) of one scenario of ``bench``;
+        the whole benchmark is compared once, on the first call for it."""
+        key = bench.content_hash  # not the identity: a limited run shares that with the full one
+        if key not in self._query_sims:
+            texts = [scenario_text(bench, i) for i in range(bench.n_scenarios)]
+            self._query_sims[key] = (texts, self.similarities(texts))
+        texts, sims = self._query_sims[key]
+        return texts[scenario], sims[scenario]
 
     def _column(self, attribute: str) -> int:
         return attribute_column(self.train, attribute)

@@ -28,7 +28,6 @@ from pluralign.engine.judges.base import (
     item_key,
     letters,
     request_seed,
-    scenario_text,
 )
 from pluralign.engine.judges.choices import choice_key
 from pluralign.engine.judges.consistency import order_for_sample
@@ -141,7 +140,6 @@ class ChoiceJudge:
             raise ValueError("few_shot settings need a ChoiceExampleSelector")
         self.fewshot = fewshot if settings.few_shot else None
         """Source of solved examples, or None for zero-shot."""
-        self._sims: Any = None
         self._examples: dict[tuple[int, str], list[ChoiceExample]] = {}
         self.template_overrides: dict[str, str] = dict(templates or {})
         """Templates a user prompts file sets (the rest keep our wording)."""
@@ -198,12 +196,8 @@ class ChoiceJudge:
             return []
         key = (scenario, target)
         if key not in self._examples:
-            if self._sims is None:
-                texts = [scenario_text(self.bench, i) for i in range(self.bench.n_scenarios)]
-                self._sims = self.fewshot.similarities(texts)
-            self._examples[key] = self.fewshot.select(
-                scenario_text(self.bench, scenario), json.loads(target or "{}"),
-                self._sims[scenario])
+            text, sims = self.fewshot.query_row(self.bench, scenario)
+            self._examples[key] = self.fewshot.select(text, json.loads(target or "{}"), sims)
         return self._examples[key]
 
     def example_pair(self, example: ChoiceExample) -> tuple[str, str]:

@@ -10,8 +10,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from pluralign.engine.backend import GenerationResult, Message
 from pluralign.engine.benchmark import Benchmark
 from pluralign.engine.cache import score_key, scorer_identity
@@ -21,7 +19,6 @@ from pluralign.engine.judges.base import (
     SCALE,
     ItemKind,
     JudgeSettings,
-    scenario_text,
     usage_meta,
 )
 from pluralign.engine.judges.fewshot import Example, FewShotSelector
@@ -60,7 +57,6 @@ class ScoringJudge:
             raise ValueError("few_shot settings need a FewShotSelector")
         self.fewshot = fewshot if settings.few_shot else None
         """Source of in-context examples, or None for zero-shot."""
-        self._sims: np.ndarray | None = None
         self._examples: dict[tuple[int, str], list[Example]] = {}
         self.identity = scorer_identity(self.name, self.identity_settings())
         """Name plus a hash of everything that changes the answers."""
@@ -110,12 +106,8 @@ class ScoringJudge:
             return []
         key = (scenario, attribute)
         if key not in self._examples:
-            if self._sims is None:
-                texts = [scenario_text(self.bench, i) for i in range(self.bench.n_scenarios)]
-                self._sims = self.fewshot.similarities(texts)
-            self._examples[key] = self.fewshot.select(
-                scenario_text(self.bench, scenario), attribute, self._sims[scenario]
-            )
+            text, sims = self.fewshot.query_row(self.bench, scenario)
+            self._examples[key] = self.fewshot.select(text, attribute, sims)
         return self._examples[key]
 
     # -- rows ---------------------------------------------------------------------------
