@@ -130,6 +130,23 @@ def test_failures_are_summarised_by_reason_and_nothing_is_realigned(
     assert not (tmp_path / "out" / "per_target.parquet").exists()
 
 
+def check_interrupted_run(server: FakeOpenAIServer, cache: Path, tmp_path: Path,
+                          t_signal: float, label: str) -> str:
+    """After a Ctrl-C'd first run: it wrote an interrupted summary with answers, nothing was
+    sent after the signal, and a rerun re-sends none of what was answered and completes the
+    rest. Returns a line of figures for the log."""
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["state"] == "interrupted" and summary["scoring"]["completed"] > 0
+    after = [e for e in server.stats()["events"] if e["t"] > t_signal]
+    first = ok_fingerprints(server)
+    resent = resent_on_rerun(server, cache, tmp_path, first)
+    assert len(after) == 0
+    assert len(resent) == 0
+    assert sum(first.values()) + sum(ok_fingerprints(server).values()) == ITEMS
+    return (f"{label}: requests arriving after the signal: {len(after)}; answered in run 1: "
+            f"{sum(first.values())}; re-sent on rerun: {len(resent)}")
+
+
 def test_ctrl_c_stops_sending_saves_every_answer_and_a_rerun_resends_none(
         tmp_path: Path, make_fake_server: Callable[..., FakeOpenAIServer]) -> None:
     server = make_fake_server(latency=0.4, jitter=0.2, seed=1)
@@ -141,20 +158,9 @@ def test_ctrl_c_stops_sending_saves_every_answer_and_a_rerun_resends_none(
     proc.send_signal(signal.SIGINT)
     rc = wait(proc, 60)
     seconds = time.monotonic() - t_signal
-    events = server.stats()["events"]
-    after = [e for e in events if e["t"] > t_signal]
-    first = ok_fingerprints(server)
     assert rc == 130, log_of(tmp_path, "first")[-2000:]
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["state"] == "interrupted" and summary["scoring"]["completed"] > 0
-
-    resent = resent_on_rerun(server, cache, tmp_path, first)
-    print(f"\nSIGINT: exit 130 after {seconds:.2f} s; requests arriving after the signal: "
-          f"{len(after)}; answered in run 1: {sum(first.values())}; re-sent on rerun: "
-          f"{len(resent)}")
-    assert len(after) == 0
-    assert len(resent) == 0
-    assert sum(first.values()) + sum(ok_fingerprints(server).values()) == ITEMS
+    print("\n" + check_interrupted_run(server, cache, tmp_path, t_signal,
+                                       f"SIGINT: exit 130 after {seconds:.2f} s"))
 
 
 def test_kill_9_loses_at_most_the_last_flush_interval_of_answers(
@@ -325,9 +331,6 @@ def test_ctrl_c_on_a_ray_actor_sweep_saves_every_answer_and_leaves_no_ray_behind
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
         rc = wait(proc, 90)
         seconds = time.monotonic() - t_signal
-        events = server.stats()["events"]
-        after = [e for e in events if e["t"] > t_signal]
-        first = ok_fingerprints(server)
         left = _alive(family) | _ray_processes(ray_tmp)
         names = _names(left)
         for pid in left:  # never leave them to the next test, whatever the verdict
@@ -337,17 +340,11 @@ def test_ctrl_c_on_a_ray_actor_sweep_saves_every_answer_and_leaves_no_ray_behind
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert rc == 130, log_of(tmp_path, "first")[-3000:]
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["state"] == "interrupted" and summary["scoring"]["completed"] > 0
-
-    resent = resent_on_rerun(server, cache, tmp_path, first)
+    figures = check_interrupted_run(server, cache, tmp_path, t_signal,
+                                    f"SIGINT to the group of a Ray sweep: exit {rc} after "
+                                    f"{seconds:.2f} s")
     shutil.rmtree(ray_tmp, ignore_errors=True)
-    print(f"\nSIGINT to the group of a Ray sweep: exit {rc} after {seconds:.2f} s; requests "
-          f"arriving after the signal: {len(after)}; answered in run 1: {sum(first.values())}; "
-          f"re-sent on rerun: {len(resent)}; Ray processes left: {len(left)} of {len(family)}")
-    assert len(after) == 0
-    assert len(resent) == 0
-    assert sum(first.values()) + sum(ok_fingerprints(server).values()) == ITEMS
+    print(f"\n{figures}; Ray processes left: {len(left)} of {len(family)}")
     assert left == set(), names
 
 
