@@ -154,7 +154,8 @@ def test_draining_the_pool_stops_every_worker_and_keeps_answers_in_flight() -> N
         a, b = DrainableBackend(gate), DrainableBackend(gate)
         pool = BackendPool.of_backends([a, b])
         in_flight = asyncio.create_task(pool.generate(reqs(2, "early")))
-        await asyncio.sleep(0.05)  # both batches handed out and waiting on the gate
+        while not (a.batches or b.batches):  # the batch is handed out, waiting on the gate
+            await asyncio.sleep(0.001)
         pool.drain()
         assert a.drained and b.drained
         gate.set()
