@@ -1,0 +1,254 @@
+"""Print figures of the package's structure: its import graph by layer, import loops, imports
+that run up a layer, function-level imports, explicit ``Any`` annotations, and a traced walk of
+one ``pluralign sweep`` from the command-line entry through the package's functions.
+
+    python benchmarks/structure.py            # the static figures
+    python benchmarks/structure.py --walk     # and the traced walk (runs a tiny sweep)
+
+Layers, lowest first: schemas, engine, actors, jobs, the facade (``pluralign/*.py``). A module
+may import its own layer and those below; an import of a higher layer is counted as "up".
+The walk counts, over the distinct (caller, callee) pairs of functions in the package whose
+modules differ: the modules entered, the moves between modules, and the climbs (a call from a
+lower layer into a higher one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ("schemas", "engine", "actors", "jobs", "facade")
+
+
+def package_files() -> dict[str, Path]:
+    """Module name -> file, for every module of the ``pluralign`` package in this checkout."""
+    out: dict[str, Path] = {}
+    for top in ("engine", "actors", "jobs", "schemas"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = list(rel.parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            out[".".join(["pluralign", *parts])] = path
+    for path in sorted((ROOT / "pluralign").glob("*.py")):
+        name = "pluralign" if path.stem == "__init__" else f"pluralign.{path.stem}"
+        out[name] = path
+    return out
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in LAYERS[:4]:
+        return LAYERS.index(parts[1])
+    return LAYERS.index("facade")
+
+
+def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_pkg else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def imports(module: str, path: Path, known: set[str]) -> Iterator[tuple[str, bool]]:
+    """(imported package module, at function level) for each import in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_pkg = path.name == "__init__.py"
+    parents: dict[ast.AST, ast.AST] = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+
+    def in_function(node: ast.AST) -> bool:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                return True
+        return False
+
+    def type_checking_only(node: ast.AST) -> bool:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                return True
+        return False
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(module, is_pkg, node)
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                     for a in node.names]
+        else:
+            continue
+        if type_checking_only(node):
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                yield name, in_function(node)
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components of more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    sys.setrecursionlimit(10000)
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def explicit_any(path: Path) -> int:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return sum(1 for n in ast.walk(tree)
+               if (isinstance(n, ast.Name) and n.id == "Any")
+               or (isinstance(n, ast.Attribute) and n.attr == "Any"))
+
+
+def static_figures() -> None:
+    files = package_files()
+    known = set(files)
+    graph: dict[str, set[str]] = defaultdict(set)
+    module_level: dict[str, set[str]] = defaultdict(set)
+    up: list[tuple[str, str]] = []
+    facade_fn_imports = 0
+    fn_imports = 0
+    for module, path in files.items():
+        for target, in_fn in imports(module, path, known):
+            graph[module].add(target)
+            if not in_fn:
+                module_level[module].add(target)
+            if in_fn:
+                fn_imports += 1
+                facade_fn_imports += layer(module) == LAYERS.index("facade")
+            if layer(target) > layer(module):
+                up.append((module, target))
+    lines = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in files.items()}
+    per_layer: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for m in files:
+        per_layer[LAYERS[layer(m)]][0] += 1
+        per_layer[LAYERS[layer(m)]][1] += lines[m]
+    loops = strongly_connected(graph)
+    print(f"modules: {len(files)}  lines: {sum(lines.values())}")
+    for name in LAYERS:
+        n, ln = per_layer[name]
+        print(f"  layer {name:8s} modules {n:4d}  lines {ln:6d}")
+    print(f"import edges: {sum(len(v) for v in graph.values())} "
+          f"(module level: {sum(len(v) for v in module_level.values())})")
+    print(f"import loops (strongly connected groups, all imports): {len(loops)} "
+          f"covering {sum(len(c) for c in loops)} modules")
+    print(f"import loops (module-level imports only): {len(strongly_connected(module_level))}")
+    print(f"imports running up a layer: {len(up)} "
+          f"(distinct pairs {len(set(up))})")
+    for a, b in sorted(set(up))[:12]:
+        print(f"    {a} -> {b}")
+    print(f"function-level imports of package modules: {fn_imports} "
+          f"(in the facade: {facade_fn_imports})")
+    print(f"explicit Any: {sum(explicit_any(p) for p in files.values())} "
+          f"({1000 * sum(explicit_any(p) for p in files.values()) / sum(lines.values()):.1f} "
+          "per 1,000 lines)")
+
+
+def walk() -> None:
+    """Trace one small ``pluralign sweep`` from the command-line entry."""
+    files = package_files()
+    by_file = {str(p.resolve()): m for m, p in files.items()}
+    pairs: set[tuple[str, str, str, str]] = set()
+    entered: set[str] = set()
+
+    def module_of(code_file: str) -> str | None:
+        return by_file.get(str(Path(code_file).resolve())) if code_file.endswith(".py") else None
+
+    cache: dict[str, str | None] = {}
+
+    def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+        if event != "call":
+            return
+        f = frame.f_code.co_filename
+        callee = cache[f] if f in cache else cache.setdefault(f, module_of(f))
+        if callee is None:
+            return
+        entered.add(callee)
+        back = frame.f_back
+        while back is not None:
+            bf = back.f_code.co_filename
+            caller = cache[bf] if bf in cache else cache.setdefault(bf, module_of(bf))
+            if caller is not None:
+                break
+            back = back.f_back
+        if back is not None and caller != callee and frame.f_code.co_name != "<module>":
+            pairs.add((caller, back.f_code.co_name, callee, frame.f_code.co_name))
+
+    sys.path.insert(0, str(ROOT))
+    from pluralign.jobs.cli import main as cli_main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["sweep", "--benchmark", "synthetic:S=60,R=3,seed=1", "--scorer", "ridge",
+                "--targets", "all", "--cache", os.path.join(tmp, "cache"),
+                "--out", os.path.join(tmp, "out")]
+        devnull = open(os.devnull, "w")  # noqa: SIM115
+        saved = sys.stdout
+        sys.stdout = devnull
+        sys.setprofile(profile)
+        try:
+            rc = cli_main(argv)
+        finally:
+            sys.setprofile(None)
+            sys.stdout = saved
+            devnull.close()
+    climbs = [p for p in pairs if layer(p[2]) > layer(p[0])]
+    print(f"walk of `pluralign {' '.join(argv[:5])} ...` (exit {rc}): "
+          f"modules entered {len(entered)}, moves between modules {len(pairs)}, "
+          f"climbs back up {len(climbs)}")
+    for c in sorted(climbs)[:10]:
+        print(f"    {c[0]}.{c[1]} -> {c[2]}.{c[3]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--walk", action="store_true", help="also trace a tiny sweep")
+    args = parser.parse_args()
+    static_figures()
+    if args.walk:
+        walk()
+
+
+if __name__ == "__main__":
+    main()
