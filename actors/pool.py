@@ -14,7 +14,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pluralign.engine.backend import (
+from pluralign.engine.errors import PluralignError
+from pluralign.engine.run.backend import (
     Backend,
     Failure,
     FailureKind,
@@ -22,7 +23,6 @@ from pluralign.engine.backend import (
     GenerationResult,
     backend_class,
 )
-from pluralign.engine.errors import PluralignError
 
 log = logging.getLogger(__name__)
 
@@ -444,7 +444,7 @@ def vllm_replica_actors(config: Any, size: int, *, cluster: Mapping[str, float] 
     ``build`` to the driver's installed vLLM build)."""
     import ray
 
-    from pluralign.actors.vllm_replica import vllm_build
+    from pluralign.actors.backends.vllm_replica import vllm_build
 
     if cluster is None:
         cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
@@ -458,6 +458,6 @@ def vllm_replica_actors(config: Any, size: int, *, cluster: Mapping[str, float] 
 
 def vllm_local(config: Any) -> BackendPool:
     """One in-process vLLM replica (``--no-ray``), with the same one-line start failure."""
-    from pluralign.actors.vllm_replica import VLLMBackend
+    from pluralign.actors.backends.vllm_replica import VLLMBackend
 
     return ReplicaPool([_LocalSlot(0, VLLMBackend(config))])

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from pluralign.engine.hashing import text_digest
+from pluralign.engine.store.hashing import text_digest
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.engine.benchmark import MIC_ATTRIBUTES, Benchmark
-from pluralign.engine.juries import load_jury
-from pluralign.engine.jury_eval import JuryConfig, evaluate_jury, select_welfare_optimal
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.benchmark import MIC_ATTRIBUTES, Benchmark
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.pluralism.juries import load_jury
+from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury, select_welfare_optimal
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mic_jury_10k.json"
 
@@ -57,8 +57,8 @@ def _cached_predictions(bench: Benchmark, use_cache: bool) -> tuple[np.ndarray, 
     if not use_cache:
         return scorer.predict(bench), "in memory (--no-cache)"
     try:
-        from pluralign.engine.cache import ScoreCache
         from pluralign.engine.scorers import score_through_cache
+        from pluralign.engine.store.cache import ScoreCache
     except ImportError:
         return scorer.predict(bench), "in memory (engine.cache not available)"
     with tempfile.TemporaryDirectory(prefix="pluralign-jury-bench-") as root:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pluralign.engine.align import LabelIndex, parse_memory_budget, realign
-from pluralign.engine.align_loop import realign_loop
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
-from pluralign.engine.targets import all_targets
+from pluralign.engine.align.align_loop import realign_loop
+from pluralign.engine.align.realign import LabelIndex, parse_memory_budget, realign
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.targets import all_targets
 
 
 def _best_of(fn, repeats: int) -> float:
@@ -39,7 +39,7 @@ def _best_of(fn, repeats: int) -> float:
 
 def _helpsteer2(data: str | None) -> tuple[Benchmark, str]:
     try:
-        from pluralign.engine.data import load_benchmark
+        from pluralign.engine.data.sources import load_benchmark
 
         return load_benchmark("helpsteer2", "eval", data, download=False), "helpsteer2/eval"
     except Exception as e:  # no data here: same shape, synthetic labels

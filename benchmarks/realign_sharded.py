@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 
-from pluralign.engine.align import realign
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
-from pluralign.engine.targets import all_targets
+from pluralign.engine.align.realign import realign
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.targets import all_targets
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
 
     import ray
 
-    from pluralign.engine.align import parse_memory_budget
+    from pluralign.engine.align.realign import parse_memory_budget
     from pluralign.jobs.sharded import realign_sharded
 
     budget = parse_memory_budget(args.memory_budget)

@@ -23,10 +23,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
-from pluralign.actors.fake_server import FakeOpenAIServer
+from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
 from pluralign.actors.ratelimit import Limiter, LocalLimiter
-from pluralign.engine.backend import GenerationRequest, Message
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
+from pluralign.engine.run.backend import GenerationRequest, Message
 
 KEY_ENV = "PLURALIGN_BENCH_KEY"
 

@@ -20,16 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.targets import TargetSet, all_targets, sampled_targets
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.targets import TargetSet, all_targets, sampled_targets
 
 
 def helpsteer2(data: str | None) -> tuple[Benchmark, TargetSet, str]:
     """The HelpSteer2 eval split and its published sampled targets, else same-shaped stand-ins."""
-    from pluralign.engine.benchmark import HELPSTEER2_ATTRIBUTES, HELPSTEER2_LEVELS
-    from pluralign.engine.data import load_benchmark, published_targets
+    from pluralign.engine.data.benchmark import HELPSTEER2_ATTRIBUTES, HELPSTEER2_LEVELS
+    from pluralign.engine.data.sources import load_benchmark, published_targets
+    from pluralign.engine.data.synthetic import synthetic_benchmark
     from pluralign.engine.errors import PluralignError
-    from pluralign.engine.synthetic import synthetic_benchmark
 
     try:
         bench = load_benchmark("helpsteer2", "eval", data, download=False)
@@ -54,7 +54,7 @@ def per_target_generations(bench: Benchmark, targets: TargetSet, samples: int) -
 def our_requests(bench: Benchmark, samples: int, targets: list[TargetSet]) -> int:
     """Distinct work items our planner sends for these target sets (they do not change it)."""
     from pluralign.engine.judges import JudgeSettings, make_judge
-    from pluralign.engine.scheduler import plan
+    from pluralign.engine.run.scheduler import plan
 
     judge = make_judge("comparative-regression", bench, JudgeSettings(model="count-only"))
     items = []

@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.engine.cache import ScoreCache
-from pluralign.engine.data import load_benchmark
+from pluralign.engine.data.sources import load_benchmark
+from pluralign.engine.data.targets import all_targets
 from pluralign.engine.scorers import get_scorer, score_through_cache
-from pluralign.engine.targets import all_targets
+from pluralign.engine.store.cache import ScoreCache
 
 TOKEN = "bench-token"
 
@@ -58,7 +58,7 @@ def _post(url: str, body: bytes) -> float:
 
 
 def _start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "pluralign.jobs.cli", "serve", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--port",
                              str(port), *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 180
@@ -113,7 +113,7 @@ def _cli(name: str, cache: Path, env: dict[str, str], target: dict[str, float], 
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "align", "--benchmark",
+        subprocess.run([sys.executable, "-m", "pluralign", "align", "--benchmark",
                         name, "--scorer", "random", "--cache", str(cache), "--target",
                         json.dumps(target), "--show", "0"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -39,7 +39,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
 
 
 def requests(n: int, max_tokens: int) -> list[Any]:
-    from pluralign.engine.backend import GenerationRequest, Message
+    from pluralign.engine.run.backend import GenerationRequest, Message
 
     return [GenerationRequest(id=f"q{i}", messages=tuple(Message(**m) for m in msgs),
                               max_tokens=max_tokens) for i, msgs in enumerate(prompts(n))]
@@ -74,8 +74,8 @@ async def _drive(backend: Any, reqs: list[Any], batch: int) -> tuple[float, int,
 def run_actor(model: str, n: int, max_tokens: int) -> dict[str, Any]:
     import ray
 
+    from pluralign.actors.backends.vllm_replica import VLLMConfig
     from pluralign.actors.pool import vllm_replica_actors
-    from pluralign.actors.vllm_replica import VLLMConfig
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=200 * 1024**2)
@@ -97,7 +97,7 @@ def run_actor(model: str, n: int, max_tokens: int) -> dict[str, Any]:
 
 
 def run_http(model: str, n: int, max_tokens: int) -> dict[str, Any]:
-    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
     from tests.real_engine.vllm_server import free_port, start_server, stop
 
     port = free_port()

@@ -1,5 +1,5 @@
 """Pieces every command shares: benchmark, scorer and target-set arguments turned into the
-typed arguments of the Python API (:mod:`pluralign.api`), the cache location, the one writer of
+typed arguments of the Python API (:mod:`pluralign.jobs.api`), the cache location, the one writer of
 report files (atomic, with the run manifest) and progress lines on stderr."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.align.results import finite_or_none
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.errors import InputError
-from pluralign.engine.results import finite_or_none
-from pluralign.engine.targets import TargetSet
 
 if TYPE_CHECKING:
-    from pluralign.config import LLMConfig, RewardConfig
+    from pluralign.jobs.configs import LLMConfig, RewardConfig
 
 __all__ = ["finite_or_none"]  # re-exported: commands format figures with it
 
@@ -100,7 +100,7 @@ def cache_dir(arg: str | None) -> Path:
 
 def load_splits(args: argparse.Namespace, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
     """The evaluated split (first --limit scenarios) and, when needed, the training split."""
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     bench = load_benchmark(args.benchmark, args.split, args.data)
     if args.limit is not None:
@@ -120,8 +120,8 @@ def resolve_target_sets(
     specs: Sequence[str], bench: Benchmark, data_dir: str | None
 ) -> list[TargetSet]:
     """Each --targets entry as a named set: published sets where the data has them."""
-    from pluralign.engine.data import published_locations, published_targets
-    from pluralign.engine.targets import (
+    from pluralign.engine.data.sources import published_locations, published_targets
+    from pluralign.engine.data.targets import (
         GENERATED_SAMPLED,
         all_targets,
         high_target,
@@ -161,7 +161,7 @@ def resolve_target_sets(
         else:
             out.append(load_target_files([spec], bench.attributes))
     if inline:
-        from pluralign.engine.targets import concat
+        from pluralign.engine.data.targets import concat
 
         out.append(concat(inline, "inline") if len(inline) > 1 else inline[0])
     return out
@@ -169,8 +169,8 @@ def resolve_target_sets(
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write a JSON report; a report object gets the run manifest under ``manifest``."""
-    from pluralign.engine.files import write_json
-    from pluralign.engine.manifest import current
+    from pluralign.engine.store.files import write_json
+    from pluralign.engine.store.manifest import current
 
     m = current()
     if m is not None and isinstance(data, dict):
@@ -180,8 +180,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def write_parquet_atomic(path: Path, table: Any) -> None:
     """Write a Parquet table with the run manifest in its schema metadata."""
-    from pluralign.engine.files import write_parquet
-    from pluralign.engine.manifest import current, with_manifest
+    from pluralign.engine.store.files import write_parquet
+    from pluralign.engine.store.manifest import current, with_manifest
 
     write_parquet(with_manifest(table, current()), path)
 
@@ -191,7 +191,7 @@ def note_manifest(bench: Benchmark | None = None, train: Benchmark | None = None
                   counts: dict[str, Any] | None = None) -> None:
     """Record the benchmark (with its data files' checksums), the decoded scorer settings and
     the counts in the run manifest that result files carry."""
-    from pluralign.engine.manifest import current
+    from pluralign.engine.store.manifest import current
 
     m = current()
     if m is None:
@@ -238,8 +238,8 @@ def scorer_splits(args: argparse.Namespace
     """(evaluated split, training split when ``--scorer`` reads one, the config of the flags
     when it names a model: an LLMConfig for an LLM judge, a RewardConfig for ``reward``; else
     None). With ``--scorer-id`` no training split."""
-    from pluralign import api
-    from pluralign.config import LLMConfig, RewardConfig
+    from pluralign.jobs import api
+    from pluralign.jobs.configs import LLMConfig, RewardConfig
 
     config: LLMConfig | RewardConfig | None = None
     if args.scorer in LLM_SCORERS:
@@ -255,7 +255,7 @@ def score_args(args: argparse.Namespace, bench: Benchmark, train: Benchmark | No
                config: LLMConfig | RewardConfig | None) -> Any:
     """``pluralign.score`` of ``--scorer`` through the ``--cache`` (a partial summary goes to
     ``--out`` when LLM answers stay missing)."""
-    from pluralign import api
+    from pluralign.jobs import api
 
     return api.score(bench, args.scorer, train=train, cache=args.cache, config=config,
                      out=getattr(args, "out", None), **scorer_options(args))
@@ -264,7 +264,7 @@ def score_args(args: argparse.Namespace, bench: Benchmark, train: Benchmark | No
 def cached_scores_args(args: argparse.Namespace) -> Any:
     """The cached scores of ``--scorer-id``, or of the scorer ``--scorer`` and its flags
     describe (the identity ``sweep`` writes under; nothing is computed or sent)."""
-    from pluralign import api
+    from pluralign.jobs import api
 
     bench, train, config = scorer_splits(args)
     ident = args.scorer_id or api.scorer_identity(bench, args.scorer, train=train,

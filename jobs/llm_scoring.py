@@ -21,15 +21,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from pluralign.config import LLMConfig
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import register_secret
-from pluralign.engine.claims import Claims
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
-from pluralign.engine.judges.choices import ChoiceCache
 from pluralign.engine.judges.unaligned import NO_TARGET
-from pluralign.engine.scheduler import (
+from pluralign.engine.run.scheduler import (
     STDERR,
     Dispatcher,
     Idle,
@@ -37,7 +34,10 @@ from pluralign.engine.scheduler import (
     ScheduleReport,
     run_schedule,
 )
-from pluralign.engine.targets import TargetSet
+from pluralign.engine.store.cache import register_secret
+from pluralign.engine.store.choices import ChoiceCache
+from pluralign.engine.store.claims import Claims
+from pluralign.jobs.configs import LLMConfig
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (seed 003 §4.2)."""
@@ -240,7 +240,7 @@ def _decoding(config: LLMConfig) -> str | None:
     """The structured-output mode a vLLM replica decodes with (part of the judge identity)."""
     if config.backend != "vllm":
         return None
-    from pluralign.actors.vllm_replica import structured_outputs_mode
+    from pluralign.actors.backends.vllm_replica import structured_outputs_mode
 
     return f"vllm:{structured_outputs_mode(vllm_config(config))}"
 
@@ -287,7 +287,7 @@ def api_key_env(config: LLMConfig) -> str | None:
 
 
 def _api_config(config: LLMConfig) -> Any:
-    from pluralign.actors.api_client import APIClientConfig
+    from pluralign.actors.backends.api_client import APIClientConfig
 
     settings = judge_settings(config)
     kwargs: dict[str, Any] = {
@@ -326,7 +326,7 @@ def make_pool(config: LLMConfig) -> Any:
         return vllm_replica_actors(replica, n, fixed=fixed, **_placement("vllm_replica"))
     client = _api_config(config)
     if not config.use_ray:
-        from pluralign.actors.api_client import OpenAIBackend
+        from pluralign.actors.backends.api_client import OpenAIBackend
 
         return BackendPool.of_backends([OpenAIBackend(client) for _ in range(n)])
     _ensure_ray(config.ray_dashboard)
@@ -457,7 +457,7 @@ def stop_started_ray(grace: float = 3.0) -> None:
 
 def engine_arg_pairs(config: LLMConfig) -> tuple[tuple[str, str], ...]:
     """``--engine-arg KEY=VALUE`` pairs (keys with underscores); bad ones are input errors."""
-    from pluralign.actors.vllm_replica import parse_engine_arg
+    from pluralign.actors.backends.vllm_replica import parse_engine_arg
 
     pairs = []
     for text in config.engine_args or ():
@@ -474,7 +474,7 @@ def vllm_config(config: LLMConfig) -> Any:
     ``--engine-arg structured_outputs_config=JSON``)."""
     import json
 
-    from pluralign.actors.vllm_replica import VLLMConfig, default_structured_outputs
+    from pluralign.actors.backends.vllm_replica import VLLMConfig, default_structured_outputs
 
     pairs = engine_arg_pairs(config)
     structured = dict(default_structured_outputs())
@@ -631,7 +631,7 @@ class _Interrupts:
     def uninstall(self) -> None:
         import signal
 
-        from pluralign.engine.manifest import current as current_manifest
+        from pluralign.engine.store.manifest import current as current_manifest
 
         loop = asyncio.get_running_loop()
         for sig, handler in self.saved.items():
@@ -660,7 +660,7 @@ class _Interrupts:
         self.count += 1
         if self.count > 1:
             self._exit_now()
-        from pluralign.actors.api_client import stop_sending
+        from pluralign.actors.backends.api_client import stop_sending
 
         stop_sending()  # in-process clients send nothing more, retries included
         drain = getattr(self.pool, "drain", None)
@@ -718,7 +718,7 @@ def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None =
 
 
 def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], store: Any) -> bool:
-    from pluralign.engine.scheduler import plan
+    from pluralign.engine.run.scheduler import plan
 
     return bool(plan(items, store.completed_keys(bench.identity, judge.identity)).pending)
 

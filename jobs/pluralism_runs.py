@@ -10,13 +10,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from pluralign.config import LLMConfig
-from pluralign.engine.claims import Claims
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.base import JudgeSettings
-from pluralign.engine.judges.choices import ChoiceCache
-from pluralign.engine.scheduler import Idle, ScheduleReport, plan, run_schedule
+from pluralign.engine.run.scheduler import Idle, ScheduleReport, plan, run_schedule
+from pluralign.engine.store.choices import ChoiceCache
+from pluralign.engine.store.claims import Claims
 from pluralign.jobs.common import cache_dir, progress
+from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import (
     add_backend_args,
     judge_settings,
@@ -55,7 +55,7 @@ async def _run(judge: Any, items: list[Any], config: LLMConfig, store: ChoiceCac
                backend: Any) -> ScheduleReport:
     pending = plan(items, store.completed_keys(judge.benchmark, judge.identity)).pending
     owned = backend is None and bool(pending)
-    pool = make_pool(config) if owned else (backend or Idle())
+    pool: Any = make_pool(config) if owned else (backend or Idle())
     progress(f"{judge.name}: {len(items):,} items, {len(pending):,} not cached "
              f"(cache: {store.root})")
     try:

@@ -6,7 +6,7 @@ the model in this process (vLLM's pooling runner). ``--reward-attributes ATTR=HE
 which output head scores which attribute; every attribute a target uses must be mapped (a
 scalar model maps head 0 to each attribute it is taken to measure).
 
-Settings arrive as a typed :class:`~pluralign.config.RewardConfig` (the command line builds it
+Settings arrive as a typed :class:`~pluralign.jobs.configs.RewardConfig` (the command line builds it
 with ``RewardConfig.from_args``), so ``pluralign.score(bench, "reward", config=...)`` and
 ``pluralign sweep --scorer reward`` run the same code and write the same cache rows.
 """
@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.config import RewardConfig
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import ScoreCache
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.reward import (
     RewardScorer,
@@ -32,6 +30,8 @@ from pluralign.engine.judges.reward import (
     parse_reward_attributes,
     score_rewards,
 )
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.jobs.configs import RewardConfig
 
 
 def add_reward_args(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def reward_scorer(config: RewardConfig, bench: Benchmark) -> RewardScorer:
 def vllm_reward_kwargs(config: RewardConfig, vllm: Any) -> dict[str, Any]:
     """Engine keywords of the in-process pooling model: ``engine_args`` typed by vLLM's own
     parser (``vllm`` is the imported module) and the tensor-parallel size."""
-    from pluralign.actors.vllm_replica import parse_engine_arg, typed_engine_args
+    from pluralign.actors.backends.vllm_replica import parse_engine_arg, typed_engine_args
 
     try:
         pairs = [parse_engine_arg(text) for text in config.engine_args]
@@ -114,11 +114,11 @@ def _backend(config: RewardConfig) -> Any:
     if config.backend == "vllm":
         import vllm
 
-        from pluralign.actors.reward_client import VLLMRewardModel
+        from pluralign.actors.backends.reward_client import VLLMRewardModel
 
         return VLLMRewardModel(config.model, revision=config.revision,
                                **vllm_reward_kwargs(config, vllm))
-    from pluralign.actors.reward_client import HTTPRewardClient
+    from pluralign.actors.backends.reward_client import HTTPRewardClient
 
     env = config.api_key_env
     key_env = None if env in (None, "", "none") else env

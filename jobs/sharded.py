@@ -1,6 +1,6 @@
 """Re-alignment sharded over Ray tasks: blocks of targets (first-half rows of the target
 grid), each task returning per-cell counted/correct/weighted sums that the driver joins
-exactly (:func:`pluralign.engine.align.combine`).
+exactly (:func:`pluralign.engine.align.realign.combine`).
 
 Every cell is computed whole by one task, over the scenarios in order, so the result equals
 the local path bit for bit. The benchmark and predictions go to the object store once; each
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.engine.align import AlignResult, CellSums, LabelIndex, combine, realign_cells
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.targets import TargetSet
+from pluralign.engine.align.realign import AlignResult, CellSums, LabelIndex, combine, realign_cells
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.targets import TargetSet
 
 SHARD_THRESHOLD = 2_000_000_000
 """(responses x targets) above which a sweep on Ray shards re-alignment by itself."""
@@ -54,7 +54,7 @@ def budget_arg(text: str) -> int:
     """argparse type of ``--memory-budget``: bad sizes are refused before any work."""
     import argparse
 
-    from pluralign.engine.align import parse_memory_budget
+    from pluralign.engine.align.realign import parse_memory_budget
     from pluralign.engine.errors import InputError
 
     try:
@@ -77,7 +77,7 @@ def realign_for_args(args: Any, bench: Benchmark, predictions: np.ndarray, targe
                      *, weighted: bool = False) -> AlignResult:
     """Local re-alignment within ``--memory-budget``, or sharded over Ray with ``--shards``
     (or by itself above the threshold when Ray is already running)."""
-    from pluralign.engine.align import parse_memory_budget, realign
+    from pluralign.engine.align.realign import parse_memory_budget, realign
     from pluralign.engine.errors import InputError
 
     budget = parse_memory_budget(getattr(args, "memory_budget", None))

@@ -25,31 +25,31 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 _LAZY = {
-    "LLMConfig": "pluralign.config",
-    "RewardConfig": "pluralign.config",
-    "Scores": "pluralign.api",
-    "Choices": "pluralign.api",
-    "load_benchmark": "pluralign.api",
-    "scorer_names": "pluralign.api",
-    "get_scorer": "pluralign.api",
-    "score": "pluralign.api",
-    "score_llm": "pluralign.api",
-    "score_reward": "pluralign.api",
-    "ascore_llm": "pluralign.api",
-    "ascore": "pluralign.api",
-    "choose_llm": "pluralign.api",
-    "achoose_llm": "pluralign.api",
-    "scorer_identity": "pluralign.api",
-    "cached_scores": "pluralign.api",
-    "targets": "pluralign.api",
-    "realign": "pluralign.api",
-    "summarize": "pluralign.api",
-    "jury": "pluralign.api",
-    "spica_evaluate": "pluralign.api",
-    "load_spica_bank": "pluralign.api",
-    "write_report": "pluralign.api",
-    "Benchmark": "pluralign.engine.benchmark",
-    "TargetSet": "pluralign.engine.targets",
+    "LLMConfig": "pluralign.jobs.configs",
+    "RewardConfig": "pluralign.jobs.configs",
+    "Scores": "pluralign.jobs.api",
+    "Choices": "pluralign.jobs.api",
+    "load_benchmark": "pluralign.jobs.api",
+    "scorer_names": "pluralign.jobs.api",
+    "get_scorer": "pluralign.jobs.api",
+    "score": "pluralign.jobs.api",
+    "score_llm": "pluralign.jobs.api",
+    "score_reward": "pluralign.jobs.api",
+    "ascore_llm": "pluralign.jobs.api",
+    "ascore": "pluralign.jobs.api",
+    "choose_llm": "pluralign.jobs.api",
+    "achoose_llm": "pluralign.jobs.api",
+    "scorer_identity": "pluralign.jobs.api",
+    "cached_scores": "pluralign.jobs.api",
+    "targets": "pluralign.jobs.api",
+    "realign": "pluralign.jobs.api",
+    "summarize": "pluralign.jobs.api",
+    "jury": "pluralign.jobs.api",
+    "spica_evaluate": "pluralign.jobs.api",
+    "load_spica_bank": "pluralign.jobs.api",
+    "write_report": "pluralign.jobs.api",
+    "Benchmark": "pluralign.engine.data.benchmark",
+    "TargetSet": "pluralign.engine.data.targets",
     "PluralignError": "pluralign.engine.errors",
     "InputError": "pluralign.engine.errors",
 }
@@ -63,7 +63,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from pluralign.api import (
+    from pluralign.engine.data.benchmark import Benchmark
+    from pluralign.engine.data.targets import TargetSet
+    from pluralign.engine.errors import InputError, PluralignError
+    from pluralign.jobs.api import (
         Choices,
         Scores,
         achoose_llm,
@@ -86,10 +89,7 @@ if TYPE_CHECKING:
         targets,
         write_report,
     )
-    from pluralign.config import LLMConfig, RewardConfig
-    from pluralign.engine.benchmark import Benchmark
-    from pluralign.engine.errors import InputError, PluralignError
-    from pluralign.engine.targets import TargetSet
+    from pluralign.jobs.configs import LLMConfig, RewardConfig
 
 
 def __getattr__(name: str) -> Any:

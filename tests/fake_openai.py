@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pluralign.actors.fake_server import FakeOpenAIServer
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
 
 FAKE_KEY_ENV = "PLURALIGN_TEST_API_KEY"
 FAKE_KEY = "sk-test-0123456789abcdef-planted"

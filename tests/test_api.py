@@ -100,9 +100,9 @@ def test_api_walkthrough_runs(shared_data: Path, tmp_path: Path, make_fake_serve
 
 def test_import_is_light_and_lazy() -> None:
     code = ("import sys, pluralign; heavy = [m for m in ('numpy', 'pyarrow', 'pandas', 'ray', "
-            "'aiohttp', 'pluralign.api') if m in sys.modules]; print(heavy); "
+            "'aiohttp', 'pluralign.jobs.api') if m in sys.modules]; print(heavy); "
             "print(pluralign.LLMConfig.__name__, pluralign.RewardConfig.__name__, "
-            "'pluralign.api' in sys.modules); "
+            "'pluralign.jobs.api' in sys.modules); "
             "print(sorted(set(pluralign.__all__) - set(dir(pluralign))))")
     assert fresh_python(code) == ["[]", "LLMConfig RewardConfig False", "[]"]
 
@@ -143,7 +143,7 @@ def test_summarize_gives_mean_std_standard_error_and_count(tmp_path: Path) -> No
     import numpy as np
 
     import pluralign
-    from pluralign.engine.per_scenario import standard_error
+    from pluralign.engine.align.per_scenario import standard_error
 
     scores = pluralign.score(pluralign.load_benchmark(SYN), "random", cache=tmp_path,
                              quiet=True)

@@ -2,14 +2,14 @@
 per-response regression, prompt-aligned and unaligned, plus few-shot rubric selection.
 
 Judges are pure: they build typed generation requests and parse answers into cache rows;
-:mod:`pluralign.engine.scheduler` sends the requests.
+:mod:`pluralign.engine.run.scheduler` sends the requests.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.base import AnswerError, Judge, JudgeSettings, WorkItem
 from pluralign.engine.judges.comparative import ComparativeJudge

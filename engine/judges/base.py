@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from pluralign.engine.backend import GenerationRequest, GenerationResult
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.hashing import digest
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.run.backend import GenerationRequest, GenerationResult
+from pluralign.engine.store.hashing import digest
 
 SCALE = 100
 """Judges answer integer scores on 0..SCALE; predictions are score / SCALE."""

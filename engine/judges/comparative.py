@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pluralign.engine.backend import GenerationRequest, GenerationResult
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     SCALE,
@@ -23,6 +22,7 @@ from pluralign.engine.judges.base import (
 from pluralign.engine.judges.consistency import order_for_sample
 from pluralign.engine.judges.fewshot import Example
 from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
+from pluralign.engine.run.backend import GenerationRequest, GenerationResult
 
 SYSTEM_TEMPLATE = (
     "You are a careful judge of answers to questions. You will see a question and several "

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pluralign.engine.hashing import seed_of
+from pluralign.engine.store.hashing import seed_of
 
 
 def base_order(k: int, key: str) -> tuple[int, ...]:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.hashing import seed_of
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.base import SCALE, letters
+from pluralign.engine.store.hashing import seed_of
 
 Answerer = Callable[[Mapping[str, Any]], str]
 """Request body (parsed JSON) -> one choice's message content."""

@@ -15,11 +15,11 @@ from numbers import Integral
 
 import numpy as np
 
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.levels import common_scale, grid_scale, to_units
+from pluralign.engine.data.similarity import TextSimilarity, get_similarity
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.base import REASONING_MAX, SCALE, scenario_text
-from pluralign.engine.levels import common_scale, grid_scale, to_units
-from pluralign.engine.similarity import TextSimilarity, get_similarity
 
 RULE_VERSION = "rubric-v1"
 """Bump when the selection rule changes (it is part of every few-shot judge identity)."""

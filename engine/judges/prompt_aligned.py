@@ -13,10 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pluralign.engine.backend import GenerationRequest, GenerationResult
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import scorer_identity
-from pluralign.engine.hashing import digest
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     AnswerError,
@@ -29,7 +26,6 @@ from pluralign.engine.judges.base import (
     letters,
     request_seed,
 )
-from pluralign.engine.judges.choices import choice_key
 from pluralign.engine.judges.consistency import order_for_sample
 from pluralign.engine.judges.fewshot import ChoiceExample, ChoiceExampleSelector
 from pluralign.engine.judges.scoring import (
@@ -39,6 +35,10 @@ from pluralign.engine.judges.scoring import (
     system_then,
     template_record,
 )
+from pluralign.engine.run.backend import GenerationRequest, GenerationResult
+from pluralign.engine.store.cache import scorer_identity
+from pluralign.engine.store.choices import choice_key
+from pluralign.engine.store.hashing import digest
 
 _TOL = 1e-9
 

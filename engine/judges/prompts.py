@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.engine.errors import InputError
-from pluralign.engine.hashing import text_digest
+from pluralign.engine.store.hashing import text_digest
 
 TEMPLATE_FIELDS: Mapping[str, Mapping[str, frozenset[str]]] = {
     "comparative-regression": {

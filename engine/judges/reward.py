@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import ScoreCache, score_key, scorer_identity
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
+from pluralign.engine.store.cache import ScoreCache, score_key, scorer_identity
 
 RENDER_SCHEME = "prompt-response-v1"
 """How (prompt, response) becomes the model input (part of the identity)."""

@@ -10,10 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pluralign.engine.backend import GenerationResult, Message
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import score_key, scorer_identity
-from pluralign.engine.hashing import digest
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.attributes import definitions_for
 from pluralign.engine.judges.base import (
     SCALE,
@@ -22,6 +19,9 @@ from pluralign.engine.judges.base import (
     usage_meta,
 )
 from pluralign.engine.judges.fewshot import Example, FewShotSelector
+from pluralign.engine.run.backend import GenerationResult, Message
+from pluralign.engine.store.cache import score_key, scorer_identity
+from pluralign.engine.store.hashing import digest
 
 ORDER_SCHEME = "rotation-v1"
 """How response orders are balanced across samples (part of the identity)."""

@@ -87,5 +87,5 @@ def get_scorer(spec: str, **options: Any) -> Scorer:
 register_scorer("oracle", "pluralign.engine.scorers.simple:OracleScorer")
 register_scorer("random", "pluralign.engine.scorers.simple:RandomScorer")
 register_scorer("constant", "pluralign.engine.scorers.simple:ConstantScorer")
-register_scorer("predictions", "pluralign.engine.scorers.imported:PredictionsScorer")
+register_scorer("predictions", "pluralign.engine.scorers.predictions_file:PredictionsScorer")
 register_scorer("ridge", "pluralign.engine.scorers.ridge:RidgeScorer")

@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.data.benchmark import Benchmark
 
 
 @runtime_checkable

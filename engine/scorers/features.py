@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.data.benchmark import Benchmark
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _DIGIT = re.compile(r"\d")

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from pluralign.engine.align import realign
-from pluralign.engine.benchmark import Benchmark, make_benchmark
-from pluralign.engine.cache import scorer_identity
+from pluralign.engine.align.realign import realign
+from pluralign.engine.data.benchmark import Benchmark, make_benchmark
+from pluralign.engine.data.targets import TargetSet, all_targets
 from pluralign.engine.errors import InputError
-from pluralign.engine.progress import bar
+from pluralign.engine.run.progress import bar
 from pluralign.engine.scorers import features as ft
 from pluralign.engine.scorers.ridge_model import (
     FittedRidge,
@@ -28,7 +28,7 @@ from pluralign.engine.scorers.ridge_model import (
     responses,
     ridge_path,
 )
-from pluralign.engine.targets import TargetSet, all_targets
+from pluralign.engine.store.cache import scorer_identity
 
 MODEL_VERSION = 1
 """Bump whenever features or fitting change what the scorer predicts (misses old caches)."""

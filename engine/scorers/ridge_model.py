@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.scorers import features as ft
 
 

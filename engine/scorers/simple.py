@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import scorer_identity
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
+from pluralign.engine.store.cache import scorer_identity
 
 
 class _Untrained:

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.engine.benchmark import Benchmark
-from pluralign.engine.cache import ScoreCache
+from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
-from pluralign.engine.progress import bar
+from pluralign.engine.run.progress import bar
 from pluralign.engine.scorers.base import Scorer, checked_predictions
+from pluralign.engine.store.cache import ScoreCache
 
 
 def score_through_cache(

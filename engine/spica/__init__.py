@@ -4,11 +4,16 @@ in-context alignment prompts and their evaluation. Formats and choices: docs/spi
 from pluralign.engine.spica.authors import load_spica_layout
 from pluralign.engine.spica.bank import ALL, ScenarioBank, make_bank
 from pluralign.engine.spica.evaluate import GroupEvaluation, evaluate_retrieval
+from pluralign.engine.spica.group_metrics import (
+    GroupNorms,
+    group_norms,
+    mismatch,
+    pairwise_mismatch,
+)
 from pluralign.engine.spica.io import read_bank, write_bank
-from pluralign.engine.spica.metrics import GroupNorms, group_norms, mismatch, pairwise_mismatch
 from pluralign.engine.spica.prompts import SETUPS, AlignmentPrompt, build_prompt
 from pluralign.engine.spica.retrieval import Retriever, Weights
-from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
+from pluralign.engine.spica.synthetic_bank import SyntheticConfig, synthetic_bank
 
 __all__ = [
     "ALL",

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from pluralign.engine.errors import InputError
-from pluralign.engine.hashing import Hasher
+from pluralign.engine.store.hashing import Hasher
 from pluralign.schemas.spica import BankMeta, BankScenario, ClassRating, RaterRecord, ResponseClass
 
 ALL = "ALL"

@@ -1,7 +1,7 @@
 """Generation jobs through any backend: response-class answers that grow a bank from raw prompts,
 and aligned outputs per (query, group, prompt setup).
 
-Generation is one more task of the scheduler (:mod:`pluralign.engine.scheduler`), which serves
+Generation is one more task of the scheduler (:mod:`pluralign.engine.run.scheduler`), which serves
 every LLM job: items are keyed by content (model + request fingerprint), deduplicated, looked up
 in the generation cache, and only the missing ones are sent, with the scheduler's retries, send
 budget, dead-endpoint abort, interrupts and progress. Every item ends with exactly one outcome
@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-from pluralign.engine.backend import (
+from pluralign.engine.judges.base import AnswerError, ItemKind, WorkItem, usage_meta
+from pluralign.engine.run.backend import (
     Backend,
     Failure,
     FailureKind,
@@ -27,9 +28,7 @@ from pluralign.engine.backend import (
     GenerationResult,
     Message,
 )
-from pluralign.engine.claims import Claims
-from pluralign.engine.judges.base import AnswerError, ItemKind, WorkItem, usage_meta
-from pluralign.engine.scheduler import (
+from pluralign.engine.run.scheduler import (
     STDERR,
     SchedulerConfig,
     ScheduleReport,
@@ -37,9 +36,10 @@ from pluralign.engine.scheduler import (
     run_schedule,
 )
 from pluralign.engine.spica.bank import ScenarioBank, make_bank
-from pluralign.engine.spica.gencache import CachedGeneration, GenerationCache, work_key
 from pluralign.engine.spica.prompts import AlignmentPrompt, build_prompt
 from pluralign.engine.spica.retrieval import Retriever, Weights
+from pluralign.engine.store.claims import Claims
+from pluralign.engine.store.generations import CachedGeneration, GenerationCache, work_key
 from pluralign.schemas.spica import BankMeta, BankScenario, ResponseClass
 
 CLASS_PROMPTS: dict[str, str] = {
@@ -280,9 +280,9 @@ async def run_items_async(
     log: TextIO | None = STDERR, status: StatusSink | None = None, on_start: Any = None,
 ) -> GenerationReport:
     """Answer every item: cached ones from ``cache``, the rest through one backend instance,
-    scheduled by :func:`~pluralign.engine.scheduler.run_schedule` under ``config`` (retries,
+    scheduled by :func:`~pluralign.engine.run.scheduler.run_schedule` under ``config`` (retries,
     budgets, interrupts; ``batch_size`` and ``concurrency`` override its batching). Runs on one
-    cache claim their items (:class:`~pluralign.engine.claims.Claims`), so concurrent runs never
+    cache claim their items (:class:`~pluralign.engine.store.claims.Claims`), so concurrent runs never
     buy the same generation twice. Without a cache, answers live in the report only.
     ``on_start`` is the scheduler's (it receives the function that interrupts the run)."""
     _check_items(items)

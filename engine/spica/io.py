@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pluralign.engine.errors import CacheSchemaError, DataNotFoundError, InputError
-from pluralign.engine.files import write_parquet
 from pluralign.engine.spica.bank import ScenarioBank, make_bank
+from pluralign.engine.store.files import write_parquet
 from pluralign.schemas.arrow import SCHEMA_VERSION, schema_version_of
 from pluralign.schemas.spica import (
     BANK_KIND,

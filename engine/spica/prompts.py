@@ -14,10 +14,10 @@ from typing import Literal
 
 import numpy as np
 
-from pluralign.engine.backend import Message
 from pluralign.engine.errors import InputError
+from pluralign.engine.run.backend import Message
 from pluralign.engine.spica.bank import RatingKind, ScenarioBank, where
-from pluralign.engine.spica.metrics import consensus
+from pluralign.engine.spica.group_metrics import consensus
 
 SETUPS: tuple[str, ...] = ("control", "P-I", "C-I", "P-R", "C-R")
 """Every prompt setup, control first."""

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pluralign.engine.data.similarity import TextSimilarity, get_similarity
 from pluralign.engine.errors import InputError
-from pluralign.engine.similarity import TextSimilarity, get_similarity
 from pluralign.engine.spica.bank import ALL, RatingKind, ScenarioBank
-from pluralign.engine.spica.metrics import GroupNorms, group_norms, pairwise_mismatch
+from pluralign.engine.spica.group_metrics import GroupNorms, group_norms, pairwise_mismatch
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluralign.actors.api_client import (
+from pluralign.actors.backends.api_client import (
     APIClientConfig,
     OpenAIBackend,
     classify_status,
     parse_retry_after,
     schema_errors,
 )
-from pluralign.actors.fake_server import FakeOpenAIServer
 from pluralign.actors.ratelimit import LocalLimiter
-from pluralign.engine.backend import (
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
+from pluralign.engine.run.backend import (
     Backend,
     FailureKind,
     GenerationRequest,
@@ -249,7 +249,7 @@ def test_a_request_send_budget_caps_every_kind_of_retry(make_fake_server: Any,
 
 def test_stop_sending_drains_every_client_of_the_process(make_fake_server: Any,
                                                          fake_key: str) -> None:
-    from pluralign.actors.api_client import stop_sending
+    from pluralign.actors.backends.api_client import stop_sending
 
     server = make_fake_server(latency=0.3)
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluralign.actors.api_client import schema_errors
-from pluralign.actors.fake_server import (
+from pluralign.actors.backends.api_client import schema_errors
+from pluralign.actors.testing.fake_server import (
     FakeOpenAIServer,
     FakeServerConfig,
     label_oracle_answerer,
@@ -247,7 +247,7 @@ def test_forced_status(make_fake_server: Any) -> None:
 
 def test_cli_runs_the_server_and_prints_its_url() -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pluralign.jobs.cli", "fake-server", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "pluralign", "fake-server", "--port", str(port),
                              "--no-auth"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     try:
@@ -262,6 +262,6 @@ def test_cli_runs_the_server_and_prints_its_url() -> None:
 
 
 def test_cli_rejects_a_bad_share() -> None:
-    out = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "fake-server", "--fault-5xx", "2"],
+    out = subprocess.run([sys.executable, "-m", "pluralign", "fake-server", "--fault-5xx", "2"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--fault-5xx" in out.stderr

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from pluralign.actors.pool import BackendHost, BackendPool, one_per_request, split_budget
-from pluralign.engine.backend import (
+from pluralign.engine.run.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -110,7 +110,7 @@ def test_empty_pool_is_refused() -> None:
 
 
 def openai_host(url: str) -> BackendHost:
-    from pluralign.actors.api_client import APIClientConfig
+    from pluralign.actors.backends.api_client import APIClientConfig
     from tests.fake_openai import FAKE_KEY_ENV
 
     return BackendHost("openai", APIClientConfig(base_url=url, api_key_env=FAKE_KEY_ENV))
@@ -178,7 +178,7 @@ def test_a_host_drained_before_it_started_starts_drained(fake_server, fake_key) 
 
 
 def test_actors_split_the_budget_unless_redis_shares_it() -> None:
-    from pluralign.actors.api_client import APIClientConfig
+    from pluralign.actors.backends.api_client import APIClientConfig
 
     cfg = APIClientConfig(rpm=120, tpm=None)
     assert (split_budget(cfg, 4).rpm, split_budget(cfg, 4).tpm) == (30, None)

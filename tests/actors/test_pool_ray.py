@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pluralign.actors.api_client import APIClientConfig
+from pluralign.actors.backends.api_client import APIClientConfig
 from pluralign.actors.pool import BackendPool, api_client_actors
-from pluralign.engine.backend import GenerationRequest, GenerationResult, Message
+from pluralign.engine.run.backend import GenerationRequest, GenerationResult, Message
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

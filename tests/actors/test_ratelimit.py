@@ -224,7 +224,7 @@ def test_redis_killed_mid_run_degrades_and_fails_nothing(
     every request still succeeds, the outage is told in one line and the recovery in one."""
     import logging
 
-    from pluralign.actors.api_client import OpenAIBackend
+    from pluralign.actors.backends.api_client import OpenAIBackend
     from tests.actors.test_api_client import config, requests
     from tests.fake_openai import free_port
 

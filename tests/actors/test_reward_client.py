@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.actors.fake_server import FakeOpenAIServer, fake_reward
-from pluralign.actors.reward_client import HTTPRewardClient, parse_pooling_answer
-from pluralign.engine.cache import ScoreCache
+from pluralign.actors.backends.reward_client import HTTPRewardClient, parse_pooling_answer
+from pluralign.actors.testing.fake_server import FakeOpenAIServer, fake_reward
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.reward import (
     RewardScorer,
@@ -18,7 +18,7 @@ from pluralign.engine.judges.reward import (
     parse_reward_attributes,
     score_rewards,
 )
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.store.cache import ScoreCache
 
 
 def test_scores_cached_and_rerun_sends_nothing(tmp_path: Path) -> None:

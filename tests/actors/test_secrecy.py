@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
+from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
 from pluralign.actors.ratelimit import RedisLimiter, key_id
-from pluralign.engine.backend import GenerationRequest, GenerationResult, Message
+from pluralign.engine.run.backend import GenerationRequest, GenerationResult, Message
 from tests.actors.test_fake_server import JUDGE_SCHEMA
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, free_port
 

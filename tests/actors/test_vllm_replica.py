@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pluralign.actors.vllm_replica import (
+from pluralign.actors.backends.vllm_replica import (
     LOGPROB_FLOOR,
     VLLMBackend,
     VLLMConfig,
@@ -31,7 +31,7 @@ from pluralign.actors.vllm_replica import (
     result_from_outputs,
     sampling_params,
 )
-from pluralign.engine.backend import (
+from pluralign.engine.run.backend import (
     NO_LOGPROBS,
     Backend,
     FailureKind,
@@ -330,7 +330,7 @@ def test_a_truncated_answer_without_a_schema_is_an_answer(install: Any) -> None:
 
 def _client_verdict(req: GenerationRequest, outs: list[SimpleNamespace]) -> Any:
     """What the HTTP client makes of the same completions sent as an OpenAI response."""
-    from pluralign.actors.api_client import OpenAIBackend
+    from pluralign.actors.backends.api_client import OpenAIBackend
 
     choices = [{"message": {"content": o.text}, "finish_reason": o.finish_reason}
                for o in outs]
@@ -442,7 +442,7 @@ def test_replica_resources_follow_the_platform() -> None:
 
 
 def test_engine_args_from_the_command_line() -> None:
-    from pluralign.actors.vllm_replica import parse_engine_arg, typed_engine_args
+    from pluralign.actors.backends.vllm_replica import parse_engine_arg, typed_engine_args
 
     assert parse_engine_arg("--max-model-len=2048") == ("max_model_len", "2048")
     with pytest.raises(ValueError, match="KEY=VALUE"):
@@ -454,8 +454,8 @@ def test_engine_args_from_the_command_line() -> None:
 
 
 def test_structured_output_defaults_per_version_and_identity() -> None:
-    from pluralign.actors.vllm_replica import default_structured_outputs
-    from pluralign.config import LLMConfig
+    from pluralign.actors.backends.vllm_replica import default_structured_outputs
+    from pluralign.jobs.configs import LLMConfig
     from pluralign.jobs.llm_scoring import judge_settings
 
     assert default_structured_outputs("0.32.0") == {"backend": "guidance",

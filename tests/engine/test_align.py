@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pluralign.engine import align as align_mod
-from pluralign.engine.align import LabelIndex, chosen_responses, realign
-from pluralign.engine.align_loop import chosen_loop, realign_loop
-from pluralign.engine.benchmark import make_benchmark
+from pluralign.engine.align import realign as align_mod
+from pluralign.engine.align.align_loop import chosen_loop, realign_loop
+from pluralign.engine.align.realign import LabelIndex, chosen_responses, realign
+from pluralign.engine.data.benchmark import make_benchmark
+from pluralign.engine.data.synthetic import grid_levels, noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.targets import TargetSet, all_targets, from_dicts, load_target_files
 from pluralign.engine.errors import InputError
-from pluralign.engine.synthetic import grid_levels, noisy_predictions, synthetic_benchmark
-from pluralign.engine.targets import TargetSet, all_targets, from_dicts, load_target_files
 from pluralign.schemas.records import Scenario
 
 
@@ -122,7 +122,7 @@ def test_memory_budget_blocks_equal_resident_bit_for_bit() -> None:
 
 
 def test_cell_sums_of_row_ranges_combine_exactly() -> None:
-    from pluralign.engine.align import combine, realign_cells
+    from pluralign.engine.align.realign import combine, realign_cells
 
     bench = synthetic_benchmark(50, (2, 4), 5, 5, seed=4)
     pred = noisy_predictions(bench, 0.3, seed=4)
@@ -163,7 +163,7 @@ def test_published_weighted_score_by_hand() -> None:
 
 
 def test_memory_budget_parsing() -> None:
-    from pluralign.engine.align import parse_memory_budget
+    from pluralign.engine.align.realign import parse_memory_budget
 
     assert parse_memory_budget("512M") == 512 * 2**20
     assert parse_memory_budget("2G") == 2 * 2**30
@@ -223,7 +223,7 @@ def test_missing_prediction_names_scenario_and_attribute() -> None:
 
 
 def test_helpsteer2_equals_loop_and_oracle_is_perfect(shared_data) -> None:
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", str(shared_data))
     targets = all_targets(bench.attributes, bench.levels)
@@ -245,7 +245,7 @@ def test_helpsteer2_equals_loop_and_oracle_is_perfect(shared_data) -> None:
 
 def test_helpsteer2_labels_bit_for_bit_with_float_norm(shared_data) -> None:
     """Quarters are exact in binary: the reference's float norm equality gives the same sets."""
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", str(shared_data))
     targets = load_target_files([shared_data / "alignment_targets" / "sampled_helpsteer2"],
@@ -266,7 +266,7 @@ def test_accuracy_from_choices_equals_realign_of_the_same_choices() -> None:
     bench = synthetic_benchmark(25, (2, 4), 3, 5, seed=5)
     pred = noisy_predictions(bench, 0.3, seed=5)
     targets = all_targets(bench.attributes, bench.levels)
-    from pluralign.engine.align import accuracy_from_choices
+    from pluralign.engine.align.realign import accuracy_from_choices
 
     chosen = chosen_responses(bench, pred, targets)
     direct = realign(bench, pred, targets)
@@ -283,7 +283,7 @@ def test_accuracy_from_choices_equals_realign_of_the_same_choices() -> None:
 
 def test_helpsteer2_weighted_score_as_the_authors_scorer_computes_it(shared_data) -> None:
     """Their score.py: per counted scenario (1 - norm(selected)/max norm) * 100, float norms."""
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", str(shared_data))
     targets = load_target_files([shared_data / "alignment_targets" / "sampled_helpsteer2"],
@@ -309,7 +309,7 @@ def test_helpsteer2_weighted_score_as_the_authors_scorer_computes_it(shared_data
 def test_parallel_and_serial_kernels_keep_separate_caches() -> None:
     """numba keys cache entries by name, line and signature only: the parallel and serial
     builds of a kernel need names of their own, or one can load the other's code."""
-    from pluralign.engine import kernels
+    from pluralign.engine.align import kernels
 
     for parallel, serial in ((kernels.choose_cells, kernels.choose_cells_serial),
                              (kernels.label_cells, kernels.label_cells_serial)):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluralign.engine.backend import GenerationResult, Sample
 from pluralign.engine.judges.base import AnswerError, answer_json, loads_answer
+from pluralign.engine.run.backend import GenerationResult, Sample
 
 VALUE = {"A": {"reasoning": "clear\tand\x15 kind", "score": 70}, "B": {"reasoning": "x",
                                                                       "score": 5}}

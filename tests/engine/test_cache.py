@@ -14,9 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pluralign.engine.cache as cache_mod
-import pluralign.engine.parts as parts_mod
-from pluralign.engine.cache import (
+import pluralign.engine.store.cache as cache_mod
+import pluralign.engine.store.parts as parts_mod
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.engine.store.cache import (
     CacheCorruptError,
     ScoreCache,
     ScoreFailure,
@@ -24,8 +26,6 @@ from pluralign.engine.cache import (
     score_key,
     scorer_identity,
 )
-from pluralign.engine.errors import CacheSchemaError, InputError
-from pluralign.engine.synthetic import synthetic_benchmark
 from pluralign.schemas.arrow import SCHEMA_VERSION, SCORE_SCHEMA
 from pluralign.schemas.records import ScoreRecord
 
@@ -289,8 +289,8 @@ def test_compact_keeps_answers_and_merges_parts(tmp_path, bench):
 
 APPENDER = textwrap.dedent("""
     import sys
-    from pluralign.engine.cache import ScoreCache
-    from pluralign.engine.synthetic import synthetic_benchmark
+    from pluralign.engine.store.cache import ScoreCache
+    from pluralign.engine.data.synthetic import synthetic_benchmark
     from pluralign.schemas.records import ScoreRecord
     bench = synthetic_benchmark(12, (2, 3), 3, 5, seed=1)
     worker = int(sys.argv[2])

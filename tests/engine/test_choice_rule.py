@@ -1,4 +1,4 @@
-"""The choice rule written once (engine/choice_rule.py): its Python run and its compiled runs
+"""The choice rule written once (engine/align/choice_rule.py): its Python run and its compiled runs
 agree exactly, exact ties and NaN (unnamed) target values included."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from numba import njit
 
-from pluralign.engine import choice_rule
-from pluralign.engine.choice_rule import PRED_TIE
-from pluralign.engine.jury_eval import best_within
-from pluralign.engine.kernels import exact_choice
+from pluralign.engine.align import choice_rule
+from pluralign.engine.align.choice_rule import PRED_TIE
+from pluralign.engine.align.kernels import exact_choice
+from pluralign.engine.pluralism.jury_eval import best_within
 
 _verdict = njit(cache=False)(choice_rule.label_verdict)
 _first_within_sqrt = njit(cache=False)(choice_rule.first_within_sqrt)
@@ -138,17 +138,17 @@ def test_best_within_equals_its_numpy_reference(tie: float) -> None:
     assert got.shape == (3, 4, 40) and got[0, 0, 5] == 0
 
 
-@pytest.mark.parametrize("module", ["kernels", "jury_eval"])
+@pytest.mark.parametrize("module", ["align.kernels", "pluralism.jury_eval"])
 def test_compiled_callers_name_the_rule_they_were_compiled_with(module: str) -> None:
     """numba renews a cached kernel only when its own file changes: the files that compile the
     rule in must change with it (update CHOICE_RULE_DIGEST there after editing the rule)."""
     import importlib
     from pathlib import Path
 
-    from pluralign.engine.hashing import text_digest
+    from pluralign.engine.store.hashing import text_digest
 
     want = text_digest(Path(choice_rule.__file__).read_bytes(), 16)
     named = importlib.import_module(f"pluralign.engine.{module}").CHOICE_RULE_DIGEST
-    assert named == want, (f"engine/choice_rule.py changed: set CHOICE_RULE_DIGEST in "
-                           f"engine/{module}.py to {want!r} so its cached kernels are compiled "
+    assert named == want, (f"engine/align/choice_rule.py changed: set CHOICE_RULE_DIGEST in "
+                           f"engine/{module.replace('.', '/')}.py to {want!r} so its cached kernels are compiled "
                            "again")

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pluralign.engine import data
-from pluralign.engine.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES
-from pluralign.engine.data import (
+from pluralign.engine.data import sources as data
+from pluralign.engine.data.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES
+from pluralign.engine.data.loaders import StratificationWarning, load_mic_csv, write_steerable_json
+from pluralign.engine.data.sources import (
     DownloadError,
     download_helpsteer2,
     load_benchmark,
@@ -26,9 +27,8 @@ from pluralign.engine.data import (
     resolve_data_dir,
     user_data_dir,
 )
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import DataNotFoundError, InputError
-from pluralign.engine.loaders import StratificationWarning, load_mic_csv, write_steerable_json
-from pluralign.engine.synthetic import synthetic_benchmark
 from tests.engine.test_loaders import random_mic_rows, write_mic_csv
 
 # ---------------------------------------------------------------- helpers

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy as scipy_entropy
 
-from pluralign.engine.distributional import (
+from pluralign.engine.errors import InputError
+from pluralign.engine.pluralism.distributional import (
     entropy,
     evaluate_distributions,
     js_distance,
@@ -22,7 +23,6 @@ from pluralign.engine.distributional import (
     parse_distributions,
     shuffled_js,
 )
-from pluralign.engine.errors import InputError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 

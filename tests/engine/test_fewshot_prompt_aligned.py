@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pluralign.engine.benchmark import make_benchmark
+from pluralign.engine.data.benchmark import make_benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges import JudgeSettings, PromptAlignedJudge, load_prompts, make_judge
 from pluralign.engine.judges.base import scenario_text
@@ -174,7 +174,7 @@ SYN = "synthetic:S=6,R=2-3,A=3,L=5,seed=4"
 def test_sweep_few_shot_prompt_aligned_scores_every_item_and_a_rerun_sends_nothing(
     tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from pluralign.engine.data import synthetic_split
+    from pluralign.engine.data.sources import synthetic_split
 
     bench = synthetic_split(SYN, "eval")
     server = make_fake_server(answerer=label_answerer(bench, noise=0.0))

@@ -9,9 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from pluralign.engine.backend import GenerationRequest, Message
-from pluralign.engine.cache import scorer_identity
-from pluralign.engine.hashing import (
+from pluralign.engine.run.backend import GenerationRequest, Message
+from pluralign.engine.store.cache import scorer_identity
+from pluralign.engine.store.choices import choice_key
+from pluralign.engine.store.generations import work_key
+from pluralign.engine.store.hashing import (
     Hasher,
     canonical_json,
     digest,
@@ -20,8 +22,6 @@ from pluralign.engine.hashing import (
     settings_digest,
     text_digest,
 )
-from pluralign.engine.judges.choices import choice_key
-from pluralign.engine.spica.gencache import work_key
 
 
 def test_digest_is_sha256_of_compact_sorted_json() -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pluralign.engine.align import accuracy_from_choices
-from pluralign.engine.align_loop import label_correct, predicted_choice, target_scale
+from pluralign.engine.align.align_loop import label_correct, predicted_choice, target_scale
+from pluralign.engine.align.realign import accuracy_from_choices
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.data.targets import from_dicts
 from pluralign.engine.errors import InputError
-from pluralign.engine.judges.choices import ChoiceCache
-from pluralign.engine.scorers.imported_runs import import_runs
-from pluralign.engine.synthetic import synthetic_benchmark
-from pluralign.engine.targets import from_dicts
+from pluralign.engine.scorers.research_runs import import_runs
+from pluralign.engine.store.choices import ChoiceCache
 
 
 def _bench():

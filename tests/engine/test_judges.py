@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pluralign.engine.backend import GenerationResult, Sample
-from pluralign.engine.benchmark import make_benchmark
+from pluralign.engine.data.benchmark import make_benchmark
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import CacheSchemaError, InputError
 from pluralign.engine.judges import (
     AnswerError,
@@ -27,7 +27,6 @@ from pluralign.engine.judges import (
 )
 from pluralign.engine.judges.attributes import ATTRIBUTE_DEFINITIONS
 from pluralign.engine.judges.base import answer_json
-from pluralign.engine.judges.choices import CHOICE_SCHEMA, ChoiceCache
 from pluralign.engine.judges.comparative import comparative_schema, parse_comparative
 from pluralign.engine.judges.consistency import (
     balanced_orders,
@@ -38,7 +37,8 @@ from pluralign.engine.judges.consistency import (
 from pluralign.engine.judges.fake_answerer import label_answerer, split_prompt
 from pluralign.engine.judges.prompt_aligned import describe, parse_choice, target_instructions
 from pluralign.engine.judges.regression import parse_regression
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.run.backend import GenerationResult, Sample
+from pluralign.engine.store.choices import CHOICE_SCHEMA, ChoiceCache
 from pluralign.schemas.arrow import with_version
 from pluralign.schemas.records import Scenario
 

@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pluralign.engine.benchmark import (
+from pluralign.engine.data.benchmark import (
     HELPSTEER2_ATTRIBUTES,
     HELPSTEER2_LEVELS,
     MIC_ATTRIBUTES,
     MIC_LEVELS,
 )
 from pluralign.engine.errors import InputError
-from pluralign.engine.juries import (
+from pluralign.engine.pluralism.juries import (
     ALL,
     Jury,
     load_jury,
@@ -236,7 +236,7 @@ def test_make_jury_checks_its_arrays() -> None:
 def test_the_snippets_in_the_docs_are_valid() -> None:
     import re
 
-    from pluralign.engine.distributional import parse_distributions
+    from pluralign.engine.pluralism.distributional import parse_distributions
 
     text = (EXAMPLES.parent / "juries.md").read_text()
     groups, question = (json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S))

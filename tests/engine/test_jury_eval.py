@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluralign.engine.align import chosen_responses
-from pluralign.engine.align_loop import chosen_loop, realign_loop
-from pluralign.engine.benchmark import Benchmark
+from pluralign.engine.align.align_loop import chosen_loop, realign_loop
+from pluralign.engine.align.realign import chosen_responses
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.targets import TargetSet, all_targets
 from pluralign.engine.errors import InputError
-from pluralign.engine.juries import Jury, make_jury, sample_group_targets
-from pluralign.engine.jury_eval import (
+from pluralign.engine.pluralism.juries import Jury, make_jury, sample_group_targets
+from pluralign.engine.pluralism.jury_eval import (
     JuryConfig,
     best_within,
     bootstrap_ci,
@@ -23,8 +25,6 @@ from pluralign.engine.jury_eval import (
     juror_outcomes,
     select_welfare_optimal,
 )
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
-from pluralign.engine.targets import TargetSet, all_targets
 
 ALPHAS = (0.0, 0.5, 1.0, 2.0, math.inf)
 
@@ -328,7 +328,7 @@ def test_best_within_takes_the_lowest_index_among_near_ties() -> None:
 
 def test_utility_at_the_largest_distance_is_zero_not_below() -> None:
     # Labels at 0 on every attribute, target at 1: d = d_max, where rounding can overshoot.
-    from pluralign.engine.benchmark import make_benchmark
+    from pluralign.engine.data.benchmark import make_benchmark
     from pluralign.schemas.records import Scenario
 
     attrs = ("a", "b", "c", "d", "e", "f")

@@ -15,9 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pluralign.engine.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES, MIC_LEVELS
-from pluralign.engine.errors import InputError
-from pluralign.engine.loaders import (
+from pluralign.engine.data.benchmark import HELPSTEER2_ATTRIBUTES, MIC_ATTRIBUTES, MIC_LEVELS
+from pluralign.engine.data.loaders import (
     StratificationWarning,
     load_helpsteer2_rows,
     load_mic_csv,
@@ -26,7 +25,8 @@ from pluralign.engine.loaders import (
     split_benchmark,
     write_steerable_json,
 )
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.errors import InputError
 
 # ---------------------------------------------------------------- helpers
 
@@ -448,7 +448,7 @@ def test_stratification_beats_its_own_fill_order() -> None:
     rare = [i for i in range(bench.n_scenarios)
             if (labels[2 * i: 2 * i + 2, 0] == 1.0).any()]
     keep = [s for i, s in enumerate(bench.scenarios) if i not in set(rare[10:])]
-    from pluralign.engine.benchmark import make_benchmark
+    from pluralign.engine.data.benchmark import make_benchmark
     thin = make_benchmark("syn", "all", bench.attributes, bench.levels, keep)
     with warnings.catch_warnings():
         warnings.simplefilter("error", StratificationWarning)

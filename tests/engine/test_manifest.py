@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pluralign.engine import manifest
-from pluralign.engine.manifest import (
+from pluralign.engine.store import manifest
+from pluralign.engine.store.manifest import (
     REDACTED,
     Manifest,
     endpoint_host,

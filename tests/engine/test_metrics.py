@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pluralign.engine.metrics import implicit_bias, regression_quality, summarize
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.align.metrics import implicit_bias, regression_quality, summarize
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
 
 
 def test_summary_skips_undefined_and_groups_by_attribute_count() -> None:

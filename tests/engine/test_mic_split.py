@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pluralign.engine.loaders import load_mic_csv
+from pluralign.engine.data.loaders import load_mic_csv
 from tests.engine.test_loaders import random_mic_rows, write_mic_csv
 
 AGREE = {"0": -1.0, "1": 0.0, "2": 1.0}

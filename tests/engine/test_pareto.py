@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pluralign.engine.errors import InputError
-from pluralign.engine.pareto import dominates, linear, pareto_front, tradeoff_steerability
+from pluralign.engine.pluralism.pareto import dominates, linear, pareto_front, tradeoff_steerability
 
 
 @settings(max_examples=200, deadline=None)

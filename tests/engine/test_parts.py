@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pluralign.engine.parts as parts_mod
+import pluralign.engine.store.parts as parts_mod
 from pluralign.engine.errors import CacheSchemaError, InputError
-from pluralign.engine.hashing import digest
-from pluralign.engine.parts import (
+from pluralign.engine.store.hashing import digest
+from pluralign.engine.store.parts import (
     CacheCorruptError,
     PartLayout,
     PartStore,

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluralign.engine import field_data as fd
-from pluralign.engine.annotators import Rating, Ratings, evaluate, juror_utilities, tables
+from pluralign.engine.data import field_data as fd
 from pluralign.engine.errors import DataNotFoundError, InputError
-from pluralign.engine.opinions import logprob_distribution, sample_distribution
-from pluralign.engine.overton import (
+from pluralign.engine.pluralism.annotators import Rating, Ratings, evaluate, juror_utilities, tables
+from pluralign.engine.pluralism.opinions import logprob_distribution, sample_distribution
+from pluralign.engine.pluralism.overton import (
     coverage_precision,
     lexical_reflects,
     load_overton,
@@ -280,9 +280,9 @@ def test_missing_dataset_says_where(tmp_path: Path) -> None:
 
 
 def _survey_judge(logprobs: int | None) -> Any:
-    from pluralign.engine.distributional import Question
     from pluralign.engine.judges.base import JudgeSettings
-    from pluralign.engine.pluralism_judges import SurveyJudge
+    from pluralign.engine.pluralism.distributional import Question
+    from pluralign.engine.pluralism.judges import SurveyJudge
 
     q = Question("s1", "Is it good?", ("Yes", "No", "Maybe"),
                  {"US": np.array([0.5, 0.25, 0.25])}, {})
@@ -290,8 +290,8 @@ def _survey_judge(logprobs: int | None) -> Any:
 
 
 def test_logprob_judge_request_and_rows() -> None:
-    from pluralign.engine.backend import NO_LOGPROBS, GenerationResult, Sample
-    from pluralign.engine.opinions import logprobs_by_question
+    from pluralign.engine.pluralism.opinions import logprobs_by_question
+    from pluralign.engine.run.backend import NO_LOGPROBS, GenerationResult, Sample
 
     sampled, judge = _survey_judge(None), _survey_judge(5)
     assert judge.identity != sampled.identity != _survey_judge(6).identity
@@ -314,7 +314,7 @@ def test_logprob_judge_request_and_rows() -> None:
 
 
 def test_top_logprobs_in_fingerprint_only_when_set() -> None:
-    from pluralign.engine.backend import GenerationRequest, Message
+    from pluralign.engine.run.backend import GenerationRequest, Message
 
     msgs = (Message("user", "hi"),)
     base = GenerationRequest("a", msgs)

@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from pluralign.engine import progress
-from pluralign.engine.align import LabelIndex, realign
-from pluralign.engine.align_loop import realign_loop
-from pluralign.engine.juries import make_jury, sample_group_targets
-from pluralign.engine.jury_eval import JuryConfig, evaluate_jury
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
-from pluralign.engine.targets import all_targets
+from pluralign.engine.align.align_loop import realign_loop
+from pluralign.engine.align.realign import LabelIndex, realign
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.targets import all_targets
+from pluralign.engine.pluralism.juries import make_jury, sample_group_targets
+from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury
+from pluralign.engine.run import progress
 
 
 @pytest.fixture

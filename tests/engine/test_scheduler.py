@@ -20,7 +20,10 @@ from typing import Any
 
 import pytest
 
-from pluralign.engine.backend import (
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.judges import ComparativeJudge, JudgeSettings
+from pluralign.engine.judges.fake_answerer import label_answerer
+from pluralign.engine.run.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -28,11 +31,8 @@ from pluralign.engine.backend import (
     Sample,
     Usage,
 )
-from pluralign.engine.cache import ScoreCache
-from pluralign.engine.judges import ComparativeJudge, JudgeSettings
-from pluralign.engine.judges.fake_answerer import label_answerer
-from pluralign.engine.scheduler import SchedulerConfig, plan, redact, run_schedule
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.run.scheduler import SchedulerConfig, plan, redact, run_schedule
+from pluralign.engine.store.cache import ScoreCache
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, fake_key, make_fake_server
 
 __all__ = ["fake_key", "make_fake_server"]
@@ -319,9 +319,9 @@ def test_a_watched_run_shows_a_bar_with_failures_and_retries_then_the_final_line
 
 DRIVER = """
 import sys, argparse
-from pluralign.engine.cache import ScoreCache
-from pluralign.engine.data import load_benchmark
-from pluralign.config import LLMConfig
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.engine.data.sources import load_benchmark
+from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import add_backend_args, run_llm_scoring
 p = argparse.ArgumentParser(); add_backend_args(p)
 config = LLMConfig.from_args(p.parse_args(sys.argv[3:]))
@@ -339,7 +339,7 @@ def backend_args(url: str, *extra: str) -> list[str]:
 def test_killing_the_driver_then_rerunning_resends_no_completed_item(
     tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
     from pluralign.jobs.llm_scoring import build_judge
 
     spec = "synthetic:S=40,R=2-2,A=3,L=5,seed=4"
@@ -365,7 +365,7 @@ def test_killing_the_driver_then_rerunning_resends_no_completed_item(
                 if set(it.row_keys) <= done}
     assert 0 < len(finished) < bench.n_scenarios * 3
 
-    from pluralign.actors.api_client import OpenAIBackend
+    from pluralign.actors.backends.api_client import OpenAIBackend
 
     sent: list[str] = []
 
@@ -394,7 +394,7 @@ def test_killing_the_driver_then_rerunning_resends_no_completed_item(
 def _parse(argv: list[str]) -> Any:
     import argparse
 
-    from pluralign.config import LLMConfig
+    from pluralign.jobs.configs import LLMConfig
     from pluralign.jobs.llm_scoring import add_backend_args
 
     p = argparse.ArgumentParser()
@@ -442,7 +442,7 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_killing_an_api_client_actor_mid_sweep_loses_nothing(
     ray_local: Any, tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from pluralign.actors.api_client import APIClientConfig
+    from pluralign.actors.backends.api_client import APIClientConfig
     from pluralign.actors.pool import api_client_actors
 
     bench = bench_of(20, seed=2)
@@ -560,7 +560,7 @@ def test_an_interrupt_stops_sending_and_writes_every_answer_received(tmp_path: P
 
 
 def test_two_schedulers_on_one_cache_with_claims_send_each_item_once(tmp_path: Path) -> None:
-    from pluralign.engine.claims import Claims
+    from pluralign.engine.store.claims import Claims
 
     bench = bench_of(30)
     judge = ComparativeJudge(bench, JudgeSettings(model="m"))
@@ -591,7 +591,7 @@ def test_two_schedulers_on_one_cache_with_claims_send_each_item_once(tmp_path: P
 
 
 def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    from pluralign.engine.claims import Claims
+    from pluralign.engine.store.claims import Claims
 
     mine, other = Claims(tmp_path), Claims(tmp_path)
     assert other.try_claim("k") and not mine.try_claim("k") and mine.claimed_elsewhere("k")

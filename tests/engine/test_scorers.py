@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import pluralign.engine.scorers as scorers
-from pluralign.engine.align import realign
-from pluralign.engine.benchmark import Benchmark, make_benchmark
-from pluralign.engine.cache import ScoreCache
+from pluralign.engine.align.realign import realign
+from pluralign.engine.data.benchmark import Benchmark, make_benchmark
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.data.targets import all_targets
 from pluralign.engine.errors import InputError
 from pluralign.engine.scorers import get_scorer, register_scorer, score_through_cache, scorer_class
 from pluralign.engine.scorers.ridge import RidgeScorer, RidgeSettings
-from pluralign.engine.synthetic import synthetic_benchmark
-from pluralign.engine.targets import all_targets
+from pluralign.engine.store.cache import ScoreCache
 from pluralign.schemas.records import Scenario
 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -349,7 +349,7 @@ def test_ridge_settings_are_validated():
 
 @pytest.mark.slow
 def test_ridge_on_helpsteer2_beats_chance(shared_data):
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     train = load_benchmark("helpsteer2", "train", shared_data)
     ev = load_benchmark("helpsteer2", "eval", shared_data)

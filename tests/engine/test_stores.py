@@ -12,14 +12,14 @@ from dataclasses import replace
 import pyarrow as pa
 import pytest
 
-import pluralign.engine.parts as parts_mod
-from pluralign.engine.backend import GenerationRequest, Message
+import pluralign.engine.store.parts as parts_mod
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import InputError
-from pluralign.engine.files import write_parquet
-from pluralign.engine.judges.choices import CHOICE_SCHEMA, ChoiceCache, choice_key
-from pluralign.engine.parts import CacheCorruptError, stamp_of
-from pluralign.engine.spica.gencache import CachedGeneration, GenerationCache, work_key
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.run.backend import GenerationRequest, Message
+from pluralign.engine.store.choices import CHOICE_SCHEMA, ChoiceCache, choice_key
+from pluralign.engine.store.files import write_parquet
+from pluralign.engine.store.generations import CachedGeneration, GenerationCache, work_key
+from pluralign.engine.store.parts import CacheCorruptError, stamp_of
 from pluralign.schemas.spica import GENERATION_SCHEMA
 
 SCORER = "judge#abc"

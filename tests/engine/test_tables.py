@@ -9,16 +9,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pluralign.engine.errors import CacheSchemaError
-from pluralign.engine.synthetic import synthetic_benchmark
-from pluralign.engine.tables import (
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.data.tables import (
     benchmark_table,
     read_benchmark,
     read_targets,
     target_table,
     write_table,
 )
-from pluralign.engine.targets import all_targets
+from pluralign.engine.data.targets import all_targets
+from pluralign.engine.errors import CacheSchemaError
 
 
 def test_benchmark_round_trip(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy.stats import gmean
 
 from pluralign.engine.errors import InputError
-from pluralign.engine.welfare import (
+from pluralign.engine.pluralism.welfare import (
     WelfareState,
     alpha_name,
     parse_alphas,

@@ -89,7 +89,7 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 
 
 def test_console_script_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "pluralign", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "sweep" in out and "align" in out
 
@@ -122,9 +122,9 @@ def test_sweep_second_run_hits_cache(tmp_path: Path, monkeypatch) -> None:
 
 def test_limit_run_shares_cache_with_full_run(tmp_path: Path, monkeypatch) -> None:
     """Scores cached by a --limit run are reused by the full run (same items, same keys)."""
-    from pluralign.engine.cache import ScoreCache
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
     from pluralign.engine.scorers import get_scorer
+    from pluralign.engine.store.cache import ScoreCache
 
     assert _sweep(tmp_path, "--scorer", "random", "--targets", "high", "--limit", "10") == 0
     bench = load_benchmark(SYN, "eval")
@@ -212,7 +212,7 @@ def test_misspelt_scorer_or_set_lists_every_name(tmp_path: Path, capsys) -> None
 def test_align_sends_large_choices_to_parquet_with_a_warning(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    import pluralign.jobs.cmd_align as cmd_align
+    import pluralign.jobs.cli.align as cmd_align
 
     assert _sweep(tmp_path, "--scorer", "oracle", "--targets", "high") == 0
     monkeypatch.setattr(cmd_align, "JSON_LIMIT", 10_000)

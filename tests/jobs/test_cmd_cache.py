@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import pluralign.engine.parts as parts_mod
-from pluralign.engine.cache import ScoreCache, ScoreFailure, scorer_identity
+import pluralign.engine.store.parts as parts_mod
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.judges.fake_answerer import label_answerer
-from pluralign.engine.manifest import begin, end
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.store.cache import ScoreCache, ScoreFailure, scorer_identity
+from pluralign.engine.store.manifest import begin, end
 from pluralign.jobs.cli import main
 from pluralign.schemas.records import ScoreRecord
 from tests.fake_openai import FAKE_KEY, fake_key, make_fake_server
@@ -149,8 +149,8 @@ def _stale(path: Path) -> Path:
 
 def test_verify_gc_and_ls_cover_the_choices_and_leave_claims_alone(
         tmp_path: Path, capsys: Any) -> None:
-    from pluralign.engine.claims import Claims
-    from pluralign.engine.judges.choices import ChoiceCache, choice_key
+    from pluralign.engine.store.choices import ChoiceCache, choice_key
+    from pluralign.engine.store.claims import Claims
 
     bench, _ = fill(tmp_path)
     rows = [{"key": choice_key(bench.identity, s.id, "", SCORER, k), "benchmark": bench.identity,
@@ -192,7 +192,7 @@ def test_verify_gc_and_ls_cover_the_choices_and_leave_claims_alone(
 
 
 def test_a_bad_choice_part_stops_gc_of_every_store(tmp_path: Path, capsys: Any) -> None:
-    from pluralign.engine.judges.choices import ChoiceCache
+    from pluralign.engine.store.choices import ChoiceCache
 
     bench, _ = fill(tmp_path)
     ChoiceCache(tmp_path).append([{"benchmark": bench.identity, "scenario": "s000000",
@@ -213,8 +213,8 @@ def test_a_bad_choice_part_stops_gc_of_every_store(tmp_path: Path, capsys: Any) 
 
 
 def test_a_spica_generation_folder_verifies_lists_and_gcs(tmp_path: Path, capsys: Any) -> None:
-    from pluralign.engine.backend import GenerationRequest, Message
-    from pluralign.engine.spica.gencache import CachedGeneration, GenerationCache, work_key
+    from pluralign.engine.run.backend import GenerationRequest, Message
+    from pluralign.engine.store.generations import CachedGeneration, GenerationCache, work_key
 
     def gen(seed: int, error: str | None = None) -> CachedGeneration:
         req = GenerationRequest("", (Message("user", "hi"),), seed=seed)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from pluralign.actors import fake_server
-from pluralign.actors.fake_server import FakeOpenAIServer, FakeServerConfig
-from pluralign.jobs import cmd_fake_server
+from pluralign.actors.testing import fake_server
+from pluralign.actors.testing.fake_server import FakeOpenAIServer, FakeServerConfig
+from pluralign.jobs.cli import fake_server as cmd_fake_server
 from pluralign.jobs.cli import main, parse
-from pluralign.jobs.cmd_fake_server import NOT_FLAGS, config_flags, field_docs
+from pluralign.jobs.cli.fake_server import NOT_FLAGS, config_flags, field_docs
 
 SCHEMA = {"type": "object", "properties": {"reasoning": {"type": "string", "minLength": 40},
                                            "score": {"type": "integer", "maximum": 100}},
@@ -149,7 +149,7 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_the_command_serves_the_faults_its_flags_ask_for() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pluralign.jobs.cli", "fake-server", "--no-auth",
+        [sys.executable, "-m", "pluralign", "fake-server", "--no-auth",
          "--fault-truncated", "1", "--max-choices", "1", "--no-logprobs"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

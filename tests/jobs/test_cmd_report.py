@@ -172,12 +172,12 @@ def test_report_renders_every_figure_with_the_summary_numbers(
 
 
 def _check_fig8_intervals(parsed: _Page, run: Path, summary: dict) -> None:
-    """Fig. 8's intervals are the standard error of the mean (engine/per_scenario.py's rule),
+    """Fig. 8's intervals are the standard error of the mean (engine/align/per_scenario.py's rule),
     recomputed here from the run's per_target.parquet; the means are summary.json's."""
     import numpy as np
     import pyarrow.parquet as pq
 
-    from pluralign.engine.per_scenario import standard_error
+    from pluralign.engine.align.per_scenario import standard_error
 
     table = pq.read_table(run / "per_target.parquet").to_pandas()
     shown = {k.split(":fig8/", 1)[1]: v for (r, k), v in parsed.cells.items()
@@ -203,7 +203,7 @@ def _check_fig8_intervals(parsed: _Page, run: Path, summary: dict) -> None:
 
 def test_report_degrades_without_tables_and_draws_implicit_bias(tmp_path: Path) -> None:
     """A summary alone still reports (with a note); an unaligned run's implicit bias is drawn."""
-    from pluralign.report import build_report
+    from pluralign.jobs.report import build_report
 
     run = tmp_path / "unaligned"
     run.mkdir()
@@ -221,7 +221,7 @@ def test_report_degrades_without_tables_and_draws_implicit_bias(tmp_path: Path) 
 
 def test_fig8_error_without_a_table_comes_from_the_summary_std(tmp_path: Path) -> None:
     """No per_target.parquet: the standard error is std * sqrt(n / (n - 1)) / sqrt(n)."""
-    from pluralign.report import Run, attribute_points
+    from pluralign.jobs.report import Run, attribute_points
 
     by = {"1": {"mean": 60.0, "std": 3.0, "targets": 4},
           "2": {"mean": 55.0, "std": 0.0, "targets": 1}}

@@ -83,12 +83,12 @@ def test_missing_bank_and_unknown_group(small, capsys):
 
 
 _HAS_FAKE_SERVER = all(importlib.util.find_spec(m) is not None
-                       for m in ("pluralign.actors.fake_server", "pluralign.actors.api_client", "aiohttp"))
+                       for m in ("pluralign.actors.testing.fake_server", "pluralign.actors.backends.api_client", "aiohttp"))
 
 
 @pytest.mark.skipif(not _HAS_FAKE_SERVER, reason="fake server or API client not available")
 def test_generate_classes_through_fake_server(tmp_path, capsys):
-    from pluralign.actors.fake_server import FakeOpenAIServer
+    from pluralign.actors.testing.fake_server import FakeOpenAIServer
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Should I vote?\nIs fasting healthy?\n")
@@ -108,7 +108,7 @@ def test_generate_classes_through_fake_server(tmp_path, capsys):
 
 @pytest.mark.skipif(not _HAS_FAKE_SERVER, reason="fake server or API client not available")
 def test_generate_aligned_writes_one_row_per_item(small, tmp_path, capsys):
-    from pluralign.actors.fake_server import FakeOpenAIServer
+    from pluralign.actors.testing.fake_server import FakeOpenAIServer
 
     _, bank = small
     out = tmp_path / "aligned.parquet"

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pluralign.config import LLMConfig
-from pluralign.engine.align import realign
-from pluralign.engine.cache import ScoreCache
+from pluralign.engine.align.realign import realign
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.data.targets import all_targets, from_dicts
 from pluralign.engine.judges.fake_answerer import label_answerer
-from pluralign.engine.synthetic import synthetic_benchmark
-from pluralign.engine.targets import all_targets, from_dicts
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import (
     add_backend_args,
     llm_choices,
@@ -301,7 +301,7 @@ def test_bad_counts_are_input_errors(flag: str, tmp_path: Path) -> None:
 def test_helpsteer2_limit_scores_each_scenario_attribute_once(
     shared_data: Path, tmp_path: Path, fake_key: str, make_fake_server: Any
 ) -> None:
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     bench = load_benchmark("helpsteer2", "eval", shared_data)
     train = load_benchmark("helpsteer2", "train", shared_data)
@@ -428,7 +428,7 @@ def test_after_a_first_ctrl_c_a_command_keeps_quitting_at_once(
     import asyncio
     import signal
 
-    from pluralign.engine import manifest
+    from pluralign.engine.store import manifest
     from pluralign.jobs.llm_scoring import _Interrupts
 
     exits: list[int] = []

@@ -141,9 +141,9 @@ def test_api_client_parses_top_logprobs(fake_key: str, make_fake_server: Any) ->
     token's alternatives exactly as sent."""
     import asyncio
 
-    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
-    from pluralign.actors.fake_server import option_logprobs
-    from pluralign.engine.backend import NO_LOGPROBS, GenerationRequest, Message
+    from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.testing.fake_server import option_logprobs
+    from pluralign.engine.run.backend import NO_LOGPROBS, GenerationRequest, Message
 
     server = make_fake_server()
     msgs = (Message("user", "Pick one.\nA. yes\nB. no\nC. maybe"),)
@@ -173,11 +173,11 @@ def test_api_client_parses_top_logprobs(fake_key: str, make_fake_server: Any) ->
 def test_opinions_logprobs_cached(tmp_path: Path, fake_key: str, make_fake_server: Any) -> None:
     """``--logprobs``: one request per question; the distribution is logprob_distribution of
     what the server sent; a rerun sends nothing; the sampled mode does not share its rows."""
-    from pluralign.actors.fake_server import option_logprobs
-    from pluralign.engine.distributional import load_distributions
+    from pluralign.actors.testing.fake_server import option_logprobs
     from pluralign.engine.judges.base import JudgeSettings
-    from pluralign.engine.opinions import logprob_distribution
-    from pluralign.engine.pluralism_judges import SurveyJudge
+    from pluralign.engine.pluralism.distributional import load_distributions
+    from pluralign.engine.pluralism.judges import SurveyJudge
+    from pluralign.engine.pluralism.opinions import logprob_distribution
 
     server = make_fake_server()
     survey = {"questions": [*SURVEY["questions"], {

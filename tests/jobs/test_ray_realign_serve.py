@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pluralign.engine.align import realign
-from pluralign.engine.cache import ScoreCache
-from pluralign.engine.data import load_benchmark
+from pluralign.engine.align.realign import realign
+from pluralign.engine.data.sources import load_benchmark
+from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
+from pluralign.engine.data.targets import all_targets
 from pluralign.engine.scorers import get_scorer, score_through_cache
-from pluralign.engine.synthetic import noisy_predictions, synthetic_benchmark
-from pluralign.engine.targets import all_targets
+from pluralign.engine.store.cache import ScoreCache
 from tests.jobs.http_json import call_json
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -76,7 +76,7 @@ def _post(url: str, body: Any, token: str | None) -> tuple[int, dict[str, Any]]:
 
 def test_ray_serve_deployment_answers_like_the_engine(ray_local: Any, tmp_path: Path) -> None:
     serve = pytest.importorskip("ray.serve")
-    from pluralign.actors.serve_app import build
+    from pluralign.jobs.serve.ray_serve import build
 
     cache = tmp_path / "cache"
     bench = load_benchmark(BENCH, "eval")

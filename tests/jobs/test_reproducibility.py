@@ -12,12 +12,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from pluralign.config import LLMConfig
-from pluralign.engine.cache import ScoreCache
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.judges.fake_answerer import label_answerer
-from pluralign.engine.manifest import read_manifest
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.engine.store.manifest import read_manifest
 from pluralign.jobs.cli import main
+from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import add_backend_args, run_llm_scoring
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, fake_key, make_fake_server
 
@@ -198,7 +198,7 @@ def test_prompts_flag_reaches_identity_and_manifest_and_few_shot_is_per_judge(
 
 
 def test_sweep_imports_a_folder_of_per_target_runs(tmp_path: Path) -> None:
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
 
     bench = load_benchmark(SYN, "eval")
     for name, target, pick in (("r1", {"a0": 1.0}, 0), ("r2", {"a1": 0.0, "a2": 0.5}, 1)):

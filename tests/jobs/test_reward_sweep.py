@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pluralign.actors.fake_server import FakeOpenAIServer
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
 from pluralign.jobs.cli import main
 
 HEADS = "helpfulness=0,correctness=0,coherence=1,complexity=1,verbosity=1"
@@ -73,8 +73,8 @@ def _bench(shared_data: Path, limit: int | None = None) -> Any:
 def test_flags_give_the_identity_they_always_had(shared_data: Path, flags: list[str],
                                                  identity: str) -> None:
     import pluralign
-    from pluralign.config import RewardConfig
     from pluralign.jobs.cli import parse
+    from pluralign.jobs.configs import RewardConfig
 
     args = parse(["sweep", "--scorer", "reward", "--out", "x", "--model", *flags])
     config = RewardConfig.from_args(args)
@@ -82,8 +82,8 @@ def test_flags_give_the_identity_they_always_had(shared_data: Path, flags: list[
 
 
 def test_config_from_flags_has_the_api_defaults() -> None:
-    from pluralign.config import RewardConfig
     from pluralign.jobs.cli import parse
+    from pluralign.jobs.configs import RewardConfig
 
     args = parse(["sweep", "--scorer", "reward", "--out", "x", "--model", "m"])
     assert RewardConfig.from_args(args) == RewardConfig(model="m")
@@ -111,7 +111,7 @@ def test_facade_scores_through_the_cache_the_sweep_uses(tmp_path: Path,
     import math
 
     import pluralign
-    from pluralign.actors.fake_server import fake_reward
+    from pluralign.actors.testing.fake_server import fake_reward
 
     bench = _bench(shared_data, limit=12)
     with FakeOpenAIServer() as srv:
@@ -183,8 +183,8 @@ def test_align_and_jury_read_cached_reward_scores(tmp_path: Path, shared_data: P
 def test_vllm_engine_settings_reach_the_pooling_model_typed() -> None:
     import types
 
-    from pluralign.config import RewardConfig
     from pluralign.engine.errors import InputError
+    from pluralign.jobs.configs import RewardConfig
     from pluralign.jobs.reward_scoring import vllm_reward_kwargs
 
     no_parser = types.SimpleNamespace()  # a vLLM without its CLI parser: JSON literals

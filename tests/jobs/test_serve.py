@@ -19,13 +19,13 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from pluralign.engine.align import chosen_responses, realign
-from pluralign.engine.cache import ScoreCache
-from pluralign.engine.data import load_benchmark
+from pluralign.engine.align.realign import chosen_responses, realign
+from pluralign.engine.data.sources import load_benchmark
+from pluralign.engine.data.targets import all_targets, from_dicts
 from pluralign.engine.scorers import get_scorer, score_through_cache
-from pluralign.engine.targets import all_targets, from_dicts
-from pluralign.jobs.query import Limits, QueryService
-from pluralign.jobs.serve import check_bind, make_app
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.jobs.serve.http import check_bind, make_app
+from pluralign.jobs.serve.query import Limits, QueryService
 from tests.jobs.http_json import call_json
 
 BENCH = "synthetic:S=40,R=2-4,A=3,L=5,seed=3"
@@ -185,7 +185,7 @@ def test_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
         check_bind("0.0.0.0", None)
     check_bind("0.0.0.0", "tok")
     env = {"PATH": "/usr/bin:/bin", "PLURALIGN_OFFLINE": "1", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "serve", "--host",
+    proc = subprocess.run([sys.executable, "-m", "pluralign", "serve", "--host",
                            "0.0.0.0", "--cache", str(tmp_path)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
@@ -197,14 +197,14 @@ def test_align_cli_memory_budget_gives_the_same_answer(cache_dir: Path, tmp_path
     outs = []
     for extra in ([], ["--memory-budget", "1M"]):
         out = tmp_path / f"a{len(extra)}.json"
-        proc = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "align", "--benchmark",
+        proc = subprocess.run([sys.executable, "-m", "pluralign", "align", "--benchmark",
                                BENCH, "--scorer", "random", "--seed", "1", "--cache",
                                str(cache_dir), "--targets", "all", "--out", str(out), *extra],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         outs.append(json.loads(out.read_text())["targets"])
     assert outs[0] == outs[1] and len(outs[0]) == 125
-    bad = subprocess.run([sys.executable, "-m", "pluralign.jobs.cli", "align", "--benchmark",
+    bad = subprocess.run([sys.executable, "-m", "pluralign", "align", "--benchmark",
                           BENCH, "--cache", str(cache_dir), "--targets", "all",
                           "--memory-budget", "lots"], capture_output=True, text=True,
                          timeout=300)
@@ -212,7 +212,7 @@ def test_align_cli_memory_budget_gives_the_same_answer(cache_dir: Path, tmp_path
 
 
 def test_lru_bounds_entries_and_bytes() -> None:
-    from pluralign.jobs.query import LRU
+    from pluralign.jobs.serve.query import LRU
 
     lru = LRU(3, weigh=len, max_weight=10)
     for k in "abc":

@@ -160,7 +160,7 @@ def stop_head(temp: Path, gcs_port: int) -> None:
 def test_ray_job_submit_runs_a_sweep_end_to_end(
     ray_head: dict[str, Any], tmp_path: Path, make_fake_server: Any
 ) -> None:
-    from pluralign.engine.data import load_benchmark
+    from pluralign.engine.data.sources import load_benchmark
     from pluralign.engine.judges.fake_answerer import label_answerer
 
     spec = "synthetic:S=6,R=2-2,A=3,L=5,seed=7"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.actors.fake_server import FakeOpenAIServer
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, free_port, make_fake_server
 
 __all__ = ["make_fake_server"]
@@ -35,7 +35,7 @@ ITEMS = 120
 
 
 def sweep_cmd(url: str, cache: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pluralign.jobs.cli", "sweep", "--benchmark", BENCH,
+    return [sys.executable, "-m", "pluralign", "sweep", "--benchmark", BENCH,
             "--scorer", "comparative-regression", "--zero-shot", "--targets", "all",
             "--backend", "openai", "--base-url", url, "--model", "fake",
             "--api-key-env", FAKE_KEY_ENV, "--cache", str(cache), "--out", str(out), *extra]

@@ -55,7 +55,7 @@ ENGINE = {"load_format": "dummy", "max_model_len": 2048, "max_num_seqs": 8}
 @pytest.fixture(scope="module")
 def backend(tiny_model: Path) -> Iterator[Any]:
     """(started in-process vLLM replica of the tiny model, its event loop), per test module."""
-    from pluralign.actors.vllm_replica import VLLMBackend, VLLMConfig
+    from pluralign.actors.backends.vllm_replica import VLLMBackend, VLLMConfig
 
     loop = asyncio.new_event_loop()
     b = VLLMBackend(VLLMConfig(model=str(tiny_model), engine_kwargs=dict(ENGINE)))

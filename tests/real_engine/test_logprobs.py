@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pluralign.engine.backend import FailureKind, GenerationRequest, GenerationResult
+from pluralign.engine.run.backend import FailureKind, GenerationRequest, GenerationResult
 from tests.real_engine.test_replica import letter_request, request
 from tests.real_engine.vllm_server import free_port, start_server, stop
 
@@ -31,7 +31,7 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def through_server(url: str, reqs: Sequence[GenerationRequest]) -> list[GenerationResult]:
-    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
 
     async def go() -> list[GenerationResult]:
         client = OpenAIBackend(APIClientConfig(base_url=url, model="tiny", api_key_env=None,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pluralign.engine.backend import FailureKind, GenerationRequest, Message
+from pluralign.engine.run.backend import FailureKind, GenerationRequest, Message
 from tests.real_engine.conftest import ENGINE
 
 SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 0,
@@ -88,7 +88,7 @@ def test_an_answer_cut_at_max_tokens_is_truncated_on_the_real_engine(backend: An
 
 def sweep(out: Path, cache: Path, *extra: str, env: dict[str, str] | None = None,
           timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "pluralign.jobs.cli", "sweep",
+    cmd = [sys.executable, "-m", "pluralign", "sweep",
            "--benchmark", "synthetic:S=4,R=2,A=2,seed=3", "--scorer", "comparative-regression",
            "--zero-shot", "--max-tokens", "1200", "--targets", "all", "--cache", str(cache), "--out", str(out),
            *extra]

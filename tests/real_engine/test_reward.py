@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.actors.reward_client import HTTPRewardClient, VLLMRewardModel
-from pluralign.engine.cache import ScoreCache
+from pluralign.actors.backends.reward_client import HTTPRewardClient, VLLMRewardModel
+from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.judges.reward import RewardScorer, RewardSettings, score_rewards
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.store.cache import ScoreCache
 from tests.real_engine.tiny_model import build_reward
 from tests.real_engine.vllm_server import free_port, start_server, stop
 

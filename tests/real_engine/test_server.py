@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pluralign.engine.backend import GenerationRequest, Message
+from pluralign.engine.run.backend import GenerationRequest, Message
 from tests.real_engine.test_replica import SCHEMA, completed_and_failed, requests_sent, sweep
 from tests.real_engine.vllm_server import free_port, start_server, stop
 
@@ -31,7 +31,7 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def test_client_gets_schema_valid_answers(server: tuple[str, subprocess.Popen[bytes]]) -> None:
-    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
 
     url, _ = server
     reqs = [GenerationRequest(id=f"r{i}", messages=(Message("user", f"Rate item {i}."),),
@@ -75,7 +75,7 @@ def test_server_killed_mid_sweep_ends_the_sweep(
         server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
     """Runs last in this module: it kills the shared server."""
     url, proc = server
-    cmd = [sys.executable, "-m", "pluralign.jobs.cli", "sweep", "--benchmark",
+    cmd = [sys.executable, "-m", "pluralign", "sweep", "--benchmark",
            "synthetic:S=200,R=2,A=2,seed=4", "--scorer", "comparative-regression",
            "--zero-shot", "--max-tokens", "200", "--targets", "all", "--cache",
            str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--max-retries", "1",

@@ -14,7 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pluralign.engine.backend import (
+from pluralign.engine.data.synthetic import synthetic_benchmark
+from pluralign.engine.errors import CacheSchemaError
+from pluralign.engine.judges import ComparativeJudge, JudgeSettings, WorkItem
+from pluralign.engine.run.backend import (
     Failure,
     FailureKind,
     GenerationRequest,
@@ -23,10 +26,7 @@ from pluralign.engine.backend import (
     Sample,
     Usage,
 )
-from pluralign.engine.errors import CacheSchemaError
-from pluralign.engine.judges import ComparativeJudge, JudgeSettings, WorkItem
-from pluralign.engine.scheduler import SchedulerConfig
-from pluralign.engine.spica.gencache import GenerationCache, work_key
+from pluralign.engine.run.scheduler import SchedulerConfig
 from pluralign.engine.spica.generate import (
     aligned_outputs,
     class_response_items,
@@ -35,7 +35,7 @@ from pluralign.engine.spica.generate import (
     run_items_async,
 )
 from pluralign.engine.spica.retrieval import Retriever
-from pluralign.engine.synthetic import synthetic_benchmark
+from pluralign.engine.store.generations import GenerationCache, work_key
 from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 from tests.engine.spica.helpers import bank, rater, scenario
 
@@ -357,13 +357,13 @@ def test_cache_of_another_version_is_refused(tmp_path):
 
 
 _HAS_FAKE_SERVER = all(importlib.util.find_spec(m) is not None
-                       for m in ("pluralign.actors.fake_server", "pluralign.actors.api_client", "aiohttp"))
+                       for m in ("pluralign.actors.testing.fake_server", "pluralign.actors.backends.api_client", "aiohttp"))
 
 
 @pytest.mark.skipif(not _HAS_FAKE_SERVER, reason="fake server or API client not available")
 def test_end_to_end_through_the_local_fake_server(tmp_path):
-    from pluralign.actors.api_client import APIClientConfig, OpenAIBackend
-    from pluralign.actors.fake_server import FakeOpenAIServer
+    from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
+    from pluralign.actors.testing.fake_server import FakeOpenAIServer
 
     r = Retriever(_rated_bank())
     queries = [("q1", "vote today?"), ("q2", "which ballot?")]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pluralign.engine.spica.bank import ALL, make_bank
-from pluralign.engine.spica.metrics import (
+from pluralign.engine.spica.group_metrics import (
     consensus,
     g_contrast,
     g_stability,
@@ -18,7 +18,7 @@ from pluralign.engine.spica.metrics import (
     mismatch,
     pairwise_mismatch,
 )
-from pluralign.engine.spica.metrics_loop import (
+from pluralign.engine.spica.group_metrics_loop import (
     consensus_loop,
     g_contrast_loop,
     g_stability_loop,

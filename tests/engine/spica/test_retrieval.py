@@ -10,9 +10,9 @@ import pytest
 from pluralign.engine.errors import InputError
 from pluralign.engine.spica.bank import ALL
 from pluralign.engine.spica.evaluate import evaluate_retrieval, query_errors
-from pluralign.engine.spica.metrics import group_norms
+from pluralign.engine.spica.group_metrics import group_norms
 from pluralign.engine.spica.retrieval import Retriever, Weights
-from pluralign.engine.spica.synthetic import SyntheticConfig, synthetic_bank
+from pluralign.engine.spica.synthetic_bank import SyntheticConfig, synthetic_bank
 from tests.engine.spica.helpers import bank, rater, scenario
 
 

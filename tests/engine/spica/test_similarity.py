@@ -7,14 +7,14 @@ import importlib.util
 import numpy as np
 import pytest
 
-from pluralign.engine.errors import InputError, PluralignError
-from pluralign.engine.similarity import (
+from pluralign.engine.data.similarity import (
     EmbeddingSimilarity,
     TextSimilarity,
     TfidfSimilarity,
     get_similarity,
     similarity_names,
 )
+from pluralign.engine.errors import InputError, PluralignError
 
 CORPUS = ["should I vote in the election", "how do I bake sourdough bread",
           "is it wrong to skip church on sunday", "best bread flour for baking"]

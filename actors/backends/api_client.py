@@ -1,0 +1,572 @@
+"""Backend for any OpenAI-compatible chat endpoint (OpenAI, ``vllm serve``, the fake server).
+
+Plain aiohttp rather than the openai SDK: we own retries, Retry-After, timeouts and error text, so
+no hidden SDK retry inflates request counts and no SDK object holding the key lands in an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import re
+import socket
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from pluralign.actors.ratelimit import Limiter, key_id, make_limiter
+from pluralign.engine.errors import PluralignError
+from pluralign.engine.judges.base import loads_answer
+from pluralign.engine.run.backend import (
+    NO_LOGPROBS,
+    Failure,
+    FailureKind,
+    GenerationRequest,
+    GenerationResult,
+    Sample,
+    Usage,
+)
+from pluralign.engine.store.cache import register_secret
+
+log = logging.getLogger(__name__)
+
+StructuredMode = Literal["response_format", "vllm", "vllm_guided", "none"]
+_RETRYABLE = (FailureKind.RATE_LIMITED, FailureKind.TRANSIENT, FailureKind.BAD_ANSWER)
+TRUNCATED = "truncated at max_tokens"
+"""Start of the problem text of a cut-off answer (``finish_reason == "length"``)."""
+_LIVE: weakref.WeakSet[OpenAIBackend] = weakref.WeakSet()
+
+
+def stop_sending() -> int:
+    """Drain every API client of this process: no request is sent from now on (answers in
+    flight still arrive). Called on the first Ctrl-C; returns how many clients were drained."""
+    live = list(_LIVE)
+    for backend in live:
+        backend.drain()
+    return len(live)
+
+
+@dataclass(frozen=True)
+class APIClientConfig:
+    """How to reach an OpenAI-compatible endpoint; holds the key's env var name, never the key."""
+
+    base_url: str = "https://api.openai.com/v1"
+    """Endpoint root, ending in /v1."""
+    model: str = "gpt-4o-mini"
+    """Model name sent with every request."""
+    api_key_env: str | None = "OPENAI_API_KEY"
+    """Name of the environment variable that holds the key; None for servers without auth."""
+    max_concurrency: int = 16
+    """Requests in flight at once (per backend instance)."""
+    rpm: float | None = None
+    """Requests per minute for this key (shared over the cluster when ``redis_url`` is set)."""
+    tpm: float | None = None
+    """Tokens per minute for this key, counted as prompt estimate + max_tokens × n per request."""
+    rate_period: float = 60.0
+    """Window the rpm/tpm budgets refer to, seconds (shorter only to scale benchmarks down)."""
+    redis_url: str | None = None
+    """If set, the budgets live in Redis and are shared by every client of the same key."""
+    timeout: float = 60.0
+    """Seconds before one HTTP attempt counts as timed out (then retried)."""
+    max_retries: int = 6
+    """Retries after the first attempt for 429, 5xx, timeouts and connection errors."""
+    max_bad_answers: int = 2
+    """Retries of a request whose answer does not parse or validate, before BAD_ANSWER."""
+    backoff_base: float = 0.5
+    """First backoff ceiling in seconds; doubles per retry."""
+    backoff_max: float = 30.0
+    """Largest backoff ceiling; a Retry-After longer than this is handed to the caller instead."""
+    jitter: bool = True
+    """Full jitter: sleep uniform(0, ceiling) instead of the ceiling itself."""
+    structured_output: StructuredMode = "response_format"
+    """How the schema is sent: OpenAI ``response_format``; vLLM ``structured_outputs`` (>= 0.10.2);
+    vLLM ``guided_json`` (older); or ``none`` (prompt only, the answer is still validated)."""
+    extra_body: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    """Extra JSON fields merged into every request body (provider-specific options)."""
+
+    def __post_init__(self) -> None:
+        if self.structured_output not in ("response_format", "vllm", "vllm_guided", "none"):
+            raise ValueError(f"structured_output={self.structured_output!r}: use response_format, "
+                             "vllm, vllm_guided or none")
+        for name in ("max_concurrency", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+class _Secret:
+    """Holds the key; shows only its hash and refuses to be pickled."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._value, "***") if self._value else text
+
+    def __repr__(self) -> str:
+        return f"<secret {key_id(self._value)}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an API key is never pickled; pass the env var name instead")
+
+
+@dataclass
+class _Attempt:
+    """What one HTTP round trip gave: valid samples, tokens spent, or why not."""
+
+    samples: list[Sample] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    failure: Failure | None = None
+
+
+class OpenAIBackend:
+    """Async backend over HTTP; one result per request, failures classified, key kept secret."""
+
+    name = "openai"
+
+    def __init__(self, config: APIClientConfig | None = None, *,
+                 limiter: Limiter | None = None) -> None:
+        self.config = config or APIClientConfig()
+        self._limiter = limiter
+        self._secret: _Secret | None = None
+        self._session: Any = None
+        self._sem: asyncio.Semaphore | None = None
+        self._rng = random.Random()
+        self._draining = False
+        _LIVE.add(self)
+
+    def drain(self) -> None:
+        """Send nothing more (in-flight requests finish); pending retries fail as interrupted."""
+        self._draining = True
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(base_url={self.config.base_url!r}, model={self.config.model!r})"
+
+    def __reduce__(self) -> Any:
+        # Ship the config (which names the env var) and rebuild; the key is re-read on start.
+        return (OpenAIBackend, (self.config,))
+
+    async def start(self) -> None:
+        """Read the key from the environment, open the HTTP session and the limiter."""
+        if self._session is not None:
+            return
+        import aiohttp
+
+        env = self.config.api_key_env
+        if env:
+            value = os.environ.get(env, "")
+            if not value:
+                raise PluralignError(f"environment variable {env} is not set: export the API key "
+                                     "there (or set api_key_env to None for servers without auth)")
+            self._secret = _Secret(value)
+            register_secret(value)  # the cache redacts it from every stored text
+        if self._limiter is None:
+            self._limiter = make_limiter(
+                self.config.rpm, self.config.tpm, redis_url=self.config.redis_url,
+                key=key_id(self._secret.reveal() if self._secret else None),
+                period=self.config.rate_period)
+        self._sem = asyncio.Semaphore(self.config.max_concurrency)
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._limiter is not None:
+            await self._limiter.close()
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """One result per request, in order; never raises for one item."""
+        try:
+            await self.start()
+        except Exception as e:  # no key, no aiohttp, no redis: nothing here can be answered
+            text = str(e) if isinstance(e, PluralignError) else f"{type(e).__name__}: {e}"
+            failure = Failure(FailureKind.FATAL_REPLICA, self._redact(text))
+            return [GenerationResult(r.id, failure=failure, attempts=0) for r in requests]
+        results = await asyncio.gather(*(self._guarded(r) for r in requests))
+        return list(results)
+
+    async def _guarded(self, req: GenerationRequest) -> GenerationResult:
+        try:
+            return await self._one(req)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug here must cost one item, not the batch
+            log.exception("request %s: unexpected error", req.id)
+            return GenerationResult(req.id, failure=Failure(
+                FailureKind.TRANSIENT, self._redact(f"{type(e).__name__}: {e}")))
+
+    async def _one(self, req: GenerationRequest) -> GenerationResult:
+        """Attempts until n valid samples, a fatal error, or the retry budgets run out."""
+        samples: list[Sample] = []
+        prompt = completion = attempts = retries = bad = 0
+        while True:
+            attempts += 1
+            got = await self._attempt(req, want=req.n - len(samples), offset=len(samples))
+            samples += got.samples
+            prompt += got.usage.prompt_tokens
+            completion += got.usage.completion_tokens
+            usage = Usage(prompt, completion)
+            if len(samples) >= req.n:
+                return GenerationResult(req.id, tuple(samples[: req.n]), usage, None, attempts)
+            failure = got.failure or Failure(FailureKind.BAD_ANSWER, "fewer choices than asked")
+            if failure.kind is FailureKind.BAD_ANSWER and not got.samples:
+                bad += 1
+            elif failure.kind is not FailureKind.BAD_ANSWER:
+                retries += 1
+            if req.max_sends is not None and attempts >= req.max_sends:
+                failure = Failure(failure.kind, f"{failure.message} (send budget of "
+                                  f"{req.max_sends} spent)"[:300], failure.retry_after,
+                                  failure.status)
+                return GenerationResult(req.id, (), usage, failure, attempts)
+            if not self._may_retry(failure, retries, bad):
+                log.debug("request %s: giving up after %d attempts (%s)", req.id, attempts,
+                          failure.kind.value)
+                return GenerationResult(req.id, (), usage, failure, attempts)
+            await asyncio.sleep(self._backoff(failure, retries + bad))
+
+    def _may_retry(self, failure: Failure, retries: int, bad: int) -> bool:
+        if failure.kind not in _RETRYABLE:
+            return False
+        if failure.kind is FailureKind.BAD_ANSWER:
+            return bad <= self.config.max_bad_answers
+        if failure.retry_after is not None and failure.retry_after > self.config.backoff_max:
+            return False  # a long pause is the scheduler's call, not ours
+        return retries <= self.config.max_retries
+
+    def _backoff(self, failure: Failure, n: int) -> float:
+        ceiling = min(self.config.backoff_max, self.config.backoff_base * 2 ** max(0, n - 1))
+        wait = self._rng.uniform(0.0, ceiling) if self.config.jitter else ceiling
+        return max(wait, failure.retry_after or 0.0)
+
+    async def _attempt(self, req: GenerationRequest, *, want: int, offset: int) -> _Attempt:
+        assert self._limiter is not None and self._sem is not None
+        body = self.request_body(req, want=want, offset=offset)
+        headers = {"Content-Type": "application/json"}
+        if self._secret is not None:
+            headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+        async with self._sem:
+            await self._limiter.acquire(1, estimate_tokens(req, want))
+            if self._draining:
+                return _Attempt(failure=Failure(FailureKind.FATAL_REPLICA,
+                                                "interrupted: not sent"))
+            try:
+                async with self._session.post(f"{self.config.base_url.rstrip('/')}/chat/completions",
+                                              data=json.dumps(body), headers=headers) as resp:
+                    status, text = resp.status, await resp.text()
+                    retry_after = parse_retry_after(resp.headers)
+            except TimeoutError:
+                return _Attempt(failure=Failure(
+                    FailureKind.TRANSIENT, f"timed out after {self.config.timeout:g}s"))
+            except Exception as e:
+                import aiohttp
+
+                if isinstance(e, aiohttp.ClientConnectorError):
+                    # Never delivered (refused, DNS, TLS): the endpoint is not there. Say so at
+                    # once instead of retrying for minutes; a rerun resumes where this stopped.
+                    return _Attempt(failure=Failure(FailureKind.FATAL_REPLICA,
+                                                    self._redact(self._unreachable(e))))
+                if not isinstance(e, aiohttp.ClientError | OSError):
+                    raise
+                # Reset or cut mid-answer, payload errors: transient (it may have been paid).
+                return _Attempt(failure=Failure(
+                    FailureKind.TRANSIENT, self._redact(f"{type(e).__name__}: {e}")))
+        log.debug("request %s: HTTP %d (want %d)", req.id, status, want)
+        if status != 200:
+            return _Attempt(failure=self._http_failure(status, text, retry_after))
+        return self._parse(req, text)
+
+    def request_body(self, req: GenerationRequest, *, want: int | None = None,
+                     offset: int = 0) -> dict[str, Any]:
+        """The JSON body for ``req`` asking ``want`` choices (top-ups shift the seed)."""
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": [{"role": m.role, "content": m.content} for m in req.messages],
+            "n": req.n if want is None else want,
+            "temperature": req.temperature,
+            "max_tokens": req.max_tokens,
+        }
+        if req.seed is not None:
+            body["seed"] = req.seed + offset
+        if req.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = req.top_logprobs
+        schema = req.json_schema
+        mode = self.config.structured_output
+        if schema is not None and mode == "response_format":
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": dict(schema)}}
+        elif schema is not None and mode == "vllm":
+            body["structured_outputs"] = {"json": dict(schema)}
+        elif schema is not None and mode == "vllm_guided":
+            body["guided_json"] = dict(schema)
+        body.update(self.config.extra_body)
+        return body
+
+    def _unreachable(self, e: Exception) -> str:
+        os_error = getattr(e, "os_error", None)
+        if isinstance(os_error, ConnectionRefusedError):
+            reason = "connection refused"
+        elif isinstance(os_error, socket.gaierror) or "DNS" in type(e).__name__:
+            reason = "host name not resolved"
+        elif isinstance(os_error, TimeoutError):
+            reason = "connect timed out"
+        else:
+            reason = str(getattr(os_error, "strerror", None) or type(os_error or e).__name__)
+        return (f"cannot connect to {self.config.base_url} ({reason}): is the server running? "
+                "check --base-url")
+
+    def _http_failure(self, status: int, text: str, retry_after: float | None) -> Failure:
+        kind = classify_status(status)
+        # Auth errors may echo fragments of the key: never repeat their text.
+        detail = "" if status in (401, 403) else self._redact(_error_message(text))[:200]
+        message = f"HTTP {status}" + (f": {detail}" if detail else "")
+        if status in (401, 403):
+            message += (f" from {self.config.base_url}: the key in ${self.config.api_key_env} "
+                        "was refused" if self.config.api_key_env else
+                        f" from {self.config.base_url}: the endpoint wants a key (--api-key-env)")
+        elif status == 404:
+            message += f" (check --base-url {self.config.base_url} and --model)"
+        return Failure(kind, message, retry_after=retry_after, status=status)
+
+    def _parse(self, req: GenerationRequest, text: str) -> _Attempt:
+        try:
+            data = json.loads(text)
+            choices = data["choices"]
+            raw_usage = data.get("usage") or {}
+            usage = Usage(int(raw_usage.get("prompt_tokens", 0)),
+                          int(raw_usage.get("completion_tokens", 0)))
+        except (ValueError, KeyError, TypeError) as e:
+            return _Attempt(failure=Failure(FailureKind.TRANSIENT,
+                                            f"malformed response body ({type(e).__name__})",
+                                            status=200))
+        got, problems = [], []
+        for choice in choices if isinstance(choices, list) else []:
+            sample, problem = parse_sample(choice, req.json_schema)
+            if sample is not None and req.top_logprobs is not None:
+                top = parse_top_logprobs(choice)
+                if top is None:
+                    return _Attempt(usage=usage, failure=Failure(
+                        FailureKind.FATAL_ITEM, NO_LOGPROBS, status=200))
+                sample = replace(sample, top_logprobs=top)
+            if sample is not None:
+                got.append(sample)
+            else:
+                problems.append(problem)
+        return _Attempt(got, usage, problems_failure(req, problems, status=200))
+
+    def _redact(self, text: str) -> str:
+        return self._secret.redact(text) if self._secret else text
+
+
+def problems_failure(req: GenerationRequest, problems: Sequence[str],
+                     status: int | None = None) -> Failure | None:
+    """The verdict on an attempt whose samples had ``problems`` (from :func:`parse_sample`):
+    TRUNCATED when any answer was cut off at ``max_tokens`` (resending buys the same cut),
+    else BAD_ANSWER for the first problem, else None. Every backend words it this way."""
+    cut = [p for p in problems if p.startswith(TRUNCATED)]
+    if cut:
+        return Failure(FailureKind.TRUNCATED,
+                       f"answer {cut[0]} = {req.max_tokens}: raise --max-tokens"[:300],
+                       status=status)
+    if problems:
+        return Failure(FailureKind.BAD_ANSWER, f"answer rejected: {problems[0]}"[:300],
+                       status=status)
+    return None
+
+
+def parse_sample(choice: Any, schema: Mapping[str, Any] | None) -> tuple[Sample | None, str]:
+    """A validated Sample from one choice, or (None, why not)."""
+    try:
+        content = choice["message"]["content"]
+    except (KeyError, TypeError):
+        return None, "choice without message content"
+    if not isinstance(content, str):
+        return None, "choice content is not text"
+    truncated = isinstance(choice, Mapping) and choice.get("finish_reason") == "length"
+    if schema is None:
+        return Sample(content), ""
+    try:
+        value = loads_answer(content)
+    except json.JSONDecodeError as e:
+        if truncated:
+            return None, f"{TRUNCATED} (finish_reason length; cut at character {e.pos})"
+        return None, f"not JSON ({e.msg} at {e.pos})"
+    errors = schema_errors(value, schema)
+    if errors:
+        return None, f"schema: {errors[0]}"
+    return Sample(content, value), ""
+
+
+def parse_top_logprobs(choice: Any) -> dict[str, float] | None:
+    """The first generated token's alternatives (token -> logprob) from a chat choice's
+    ``logprobs.content[0].top_logprobs``; None when the answer carries none."""
+    try:
+        first = choice["logprobs"]["content"][0]
+        alternatives = first["top_logprobs"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    out: dict[str, float] = {}
+    for alt in alternatives if isinstance(alternatives, list) else []:
+        try:
+            token, lp = str(alt["token"]), float(alt["logprob"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out[token] = max(lp, out.get(token, -math.inf))
+    return out or None
+
+
+def classify_status(status: int) -> FailureKind:
+    """What an HTTP status means for the scheduler."""
+    if status == 429:
+        return FailureKind.RATE_LIMITED
+    if status in (401, 403, 404):
+        return FailureKind.FATAL_REPLICA  # bad key, no access, wrong model/url: not the item
+    if status in (408, 409, 425) or status >= 500:
+        return FailureKind.TRANSIENT
+    return FailureKind.FATAL_ITEM  # 400, 413, 422...: this request cannot succeed as sent
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP date), else None."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def estimate_tokens(req: GenerationRequest, want: int) -> int:
+    """What a provider charges a rate limit before answering: ~4 characters per prompt token plus
+    the most the answers may use."""
+    chars = sum(len(m.content) for m in req.messages)
+    return chars // 4 + req.max_tokens * want
+
+
+def _error_message(text: str) -> str:
+    try:
+        data = json.loads(text)
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", "") if isinstance(err, dict) else str(err)
+        return str(msg)
+    except ValueError:
+        return text.strip()
+
+
+# -- answer validation: the JSON Schema subset judges use ----------------------------------
+_TYPES: dict[str, Any] = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+}
+_IGNORED = {"title", "description", "$schema", "$id", "default", "examples", "format",
+            "$comment", "strict", "name"}
+_CHECKED = {"type", "properties", "required", "additionalProperties", "items", "minItems",
+            "maxItems", "enum", "const", "minimum", "maximum", "exclusiveMinimum",
+            "exclusiveMaximum", "minLength", "maxLength", "pattern", "anyOf"}
+
+
+def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "$") -> list[str]:
+    """Why ``value`` is not valid against ``schema`` (empty when valid).
+
+    Covers the subset structured judges use; a keyword outside it is reported as an error rather
+    than silently passed, so a schema we cannot check never lets bad answers through.
+    """
+    unknown = set(schema) - _CHECKED - _IGNORED
+    if unknown:
+        return [f"{path}: unsupported schema keyword(s) {sorted(unknown)}"]
+    if "const" in schema and value != schema["const"]:
+        return [f"{path}: must equal {schema['const']!r}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path}: {value!r} not one of {schema['enum']!r}"]
+    if "anyOf" in schema and all(schema_errors(value, s, path) for s in schema["anyOf"]):
+        return [f"{path}: matches none of anyOf"]
+    if "type" in schema and not _type_ok(value, schema["type"]):
+        return [f"{path}: expected {schema['type']}, got {type(value).__name__}"]
+    if isinstance(value, dict):
+        return _object_errors(value, schema, path)
+    if isinstance(value, list):
+        return _array_errors(value, schema, path)
+    if isinstance(value, str):
+        return _string_errors(value, schema, path)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _number_errors(value, schema, path)
+    return []
+
+
+def _type_ok(value: Any, kind: str | list[str]) -> bool:
+    if isinstance(kind, list):
+        return any(_type_ok(value, k) for k in kind)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _TYPES.get(kind, ()))
+
+
+def _object_errors(value: dict[str, Any], schema: Mapping[str, Any], path: str) -> list[str]:
+    props = schema.get("properties", {})
+    errors = [f"{path}: missing {name!r}" for name in schema.get("required", ())
+              if name not in value]
+    if schema.get("additionalProperties") is False:
+        errors += [f"{path}: unexpected {k!r}" for k in value if k not in props]
+    for name, sub in props.items():
+        if name in value:
+            errors += schema_errors(value[name], sub, f"{path}.{name}")
+    return errors
+
+
+def _array_errors(value: list[Any], schema: Mapping[str, Any], path: str) -> list[str]:
+    errors = []
+    if len(value) < schema.get("minItems", 0):
+        errors.append(f"{path}: fewer than {schema['minItems']} items")
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        errors.append(f"{path}: more than {schema['maxItems']} items")
+    if isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
+    return errors
+
+
+def _string_errors(value: str, schema: Mapping[str, Any], path: str) -> list[str]:
+    errors = []
+    if len(value) < schema.get("minLength", 0):
+        errors.append(f"{path}: shorter than {schema['minLength']} characters")
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        errors.append(f"{path}: longer than {schema['maxLength']} characters")
+    if "pattern" in schema and not re.search(schema["pattern"], value):
+        errors.append(f"{path}: does not match {schema['pattern']!r}")
+    return errors
+
+
+def _number_errors(value: float, schema: Mapping[str, Any], path: str) -> list[str]:
+    checks = (("minimum", value < schema.get("minimum", -math.inf)),
+              ("maximum", value > schema.get("maximum", math.inf)),
+              ("exclusiveMinimum", value <= schema.get("exclusiveMinimum", -math.inf)),
+              ("exclusiveMaximum", value >= schema.get("exclusiveMaximum", math.inf)))
+    return [f"{path}: {value!r} violates {k} {schema[k]!r}" for k, bad in checks if bad]

@@ -1,0 +1,2 @@
+"""A fake OpenAI-compatible server for tests and offline demos (loopback only).
+"""

@@ -1,0 +1,97 @@
+"""Aggregate metrics: accuracy per target set and by number of attributes, weighted score,
+implicit bias of target-free choices, and regression quality (MSE, Pearson r) per attribute."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pluralign.engine.data.benchmark import Benchmark
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """Accuracy over the targets of one set (undefined targets excluded)."""
+
+    name: str
+    """Set name (all, sampled, high, low, a file name...)."""
+    n_targets: int
+    """Targets in the set."""
+    n_defined: int
+    """Targets with a defined accuracy (the empty target has none)."""
+    mean: float | None
+    """Mean accuracy over defined targets, percent."""
+    std: float | None
+    """Population standard deviation (ddof=0) over defined targets, as the paper reports."""
+    weighted_mean: float | None = None
+    """Mean weighted score over defined targets, when computed: the published definition
+    (seed 003), d_max = the largest label distance among each scenario's responses."""
+    by_n_attributes: Mapping[int, tuple[float, float, int]] | None = None
+    """Number of target attributes -> (mean, std, targets)."""
+    weighted_sqrtk_mean: float | None = None
+    """Mean of the variant normalised by sqrt(k), the largest distance in [0, 1]^k."""
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.by_n_attributes is not None:
+            out["by_n_attributes"] = {
+                str(k): {"mean": m, "std": s, "targets": n}
+                for k, (m, s, n) in self.by_n_attributes.items()
+            }
+        return out
+
+
+def _mean_std(x: np.ndarray) -> tuple[float | None, float | None]:
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return None, None
+    return float(x.mean()), float(x.std())
+
+
+def summarize(
+    name: str,
+    accuracy: np.ndarray,
+    n_attributes: np.ndarray,
+    weighted: np.ndarray | None = None,
+    weighted_sqrtk: np.ndarray | None = None,
+) -> SetSummary:
+    """Mean ± std over the defined targets of a set, and the same per number of attributes."""
+    mean, std = _mean_std(accuracy)
+    by: dict[int, tuple[float, float, int]] = {}
+    for k in np.unique(n_attributes):
+        sel = (n_attributes == k) & ~np.isnan(accuracy)
+        if sel.any():
+            m, s = _mean_std(accuracy[sel])
+            assert m is not None and s is not None
+            by[int(k)] = (m, s, int(sel.sum()))
+    wmean = None if weighted is None else _mean_std(weighted)[0]
+    wkmean = None if weighted_sqrtk is None else _mean_std(weighted_sqrtk)[0]
+    return SetSummary(name, int(accuracy.size), int((~np.isnan(accuracy)).sum()), mean, std,
+                      wmean, by, wkmean)
+
+
+def implicit_bias(bench: Benchmark, chosen: np.ndarray) -> dict[str, float]:
+    """Mean label vector of the responses a target-free model selects (one per scenario).
+
+    ``chosen`` is (S,) response indices within each scenario (seed 003 Fig. 7).
+    """
+    chosen = np.asarray(chosen, dtype=np.int64)
+    rows = bench.offsets[:-1] + chosen
+    means = bench.labels[rows].mean(axis=0)
+    return {a: float(v) for a, v in zip(bench.attributes, means, strict=True)}
+
+
+def regression_quality(bench: Benchmark, predictions: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per attribute: MSE and Pearson r of predicted vs true scores (r is NaN when either side
+    is constant)."""
+    out: dict[str, dict[str, float]] = {}
+    for j, a in enumerate(bench.attributes):
+        y, p = bench.labels[:, j], np.asarray(predictions)[:, j]
+        mse = float(np.mean((p - y) ** 2))
+        constant = np.std(y) == 0 or np.std(p) == 0
+        r = float("nan") if constant else float(np.corrcoef(y, p)[0, 1])
+        out[a] = {"mse": mse, "pearson_r": r}
+    return out

@@ -1,0 +1,195 @@
+"""Juries of real annotators (the pluralism roadmap, Sorensen et al. 2024, §4.3): jurors are
+annotator ids with their own ratings of responses, utilities are those ratings rescaled to
+[0, 1], and the welfare functions of ``engine/pluralism/welfare.py`` combine them: per scenario for
+welfare-optimal selection, and over jurors' mean utilities for a system's choices; groups come
+from a demographic field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pluralign.engine.errors import InputError
+from pluralign.engine.pluralism.welfare import alpha_name, threshold_share, welfare_many
+
+TIE = 1e-12
+"""Welfare values within this of the best count as tied (the lowest response index wins)."""
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One annotator's rating of one response."""
+
+    annotator: str
+    scenario: str
+    response: str
+    value: float
+
+
+@dataclass
+class Ratings:
+    """Every rating, on one scale, with optional demographics per annotator."""
+
+    ratings: list[Rating]
+    """The ratings (one per annotator, scenario and response)."""
+    scale: tuple[float, float]
+    """(lowest, highest) rating: utilities are (value − lowest) / (highest − lowest)."""
+    demographics: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Annotator id -> field -> value."""
+    source: str = "ratings"
+    """Where they were read from (for errors)."""
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise InputError(f"scale {self.scale} needs finite lowest < highest",
+                             file=self.source, field="scale")
+        seen: set[tuple[str, str, str]] = set()
+        for i, r in enumerate(self.ratings):
+            if not (isinstance(r.value, (int, float)) and lo <= r.value <= hi):
+                raise InputError(f"rating {r.value!r} outside the scale {lo:g}..{hi:g}",
+                                 file=self.source, record=i, field="rating")
+            key = (r.annotator, r.scenario, r.response)
+            if key in seen:
+                raise InputError(f"annotator {r.annotator!r} rated response {r.response!r} of "
+                                 f"scenario {r.scenario!r} twice", file=self.source, record=i,
+                                 field="rating")
+            seen.add(key)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Ratings as arrays: per scenario a (jurors × responses) utility table, NaN = not rated."""
+
+    jurors: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    responses: tuple[tuple[str, ...], ...]
+    """Response ids per scenario, in first-seen order."""
+    utility: tuple[np.ndarray, ...]
+    """float64 (J, R_s) per scenario."""
+
+
+def tables(r: Ratings) -> Tables:
+    lo, hi = r.scale
+    jurors = tuple(dict.fromkeys(x.annotator for x in r.ratings))
+    jidx = {j: k for k, j in enumerate(jurors)}
+    scen: dict[str, dict[str, int]] = {}
+    for x in r.ratings:
+        scen.setdefault(x.scenario, {}).setdefault(x.response, len(scen[x.scenario]))
+    util = {s: np.full((len(jurors), len(resp)), np.nan) for s, resp in scen.items()}
+    for x in r.ratings:
+        util[x.scenario][jidx[x.annotator], scen[x.scenario][x.response]] = (x.value - lo) / (hi - lo)
+    names = tuple(scen)
+    return Tables(jurors, names, tuple(tuple(scen[s]) for s in names),
+                  tuple(util[s] for s in names))
+
+
+def groups(r: Ratings, jurors: Sequence[str], by: str | None) -> dict[str, np.ndarray]:
+    """Group name -> bool mask over ``jurors``: ``ALL`` and, with ``by``, one group per value of
+    that demographic field (annotators without it form ``by=?``)."""
+    out = {"ALL": np.ones(len(jurors), dtype=bool)}
+    if by is None:
+        return out
+    if not any(by in d for d in r.demographics.values()):
+        fields = sorted({f for d in r.demographics.values() for f in d})
+        raise InputError(f"no annotator has the demographic field {by!r}", file=r.source,
+                         field="group-by", hint=f"fields: {', '.join(fields) or 'none given'}")
+    values = [r.demographics.get(j, {}).get(by, "?") for j in jurors]
+    for v in sorted(set(values)):
+        out[f"{by}={v}"] = np.array([x == v for x in values])
+    return out
+
+
+def select(util: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Welfare-optimal response of one scenario for each α over the jurors who rated every
+    response: (chosen index per α, welfare of each response per α (K, R), juror count).
+    Chosen is -1 when no juror rated every response."""
+    complete = ~np.isnan(util).any(axis=1)
+    n = int(complete.sum())
+    if n == 0:
+        return np.full(len(alphas), -1), np.full((len(alphas), util.shape[1]), np.nan), 0
+    w = welfare_many(util[complete].T, alphas)  # (K, R): jurors on the last axis
+    best = np.nanmax(w, axis=1, keepdims=True)
+    chosen = np.argmax(w >= best - TIE, axis=1)
+    return chosen, w, n
+
+
+def evaluate(r: Ratings, alphas: Sequence[float], group_by: str | None = None,
+             choices: Mapping[str, str] | None = None, tau: float = 0.5) -> dict[str, Any]:
+    """Per group: welfare-optimal selection per α (mean welfare at the optimum, share of
+    scenarios whose optimum differs from the utilitarian one); with ``choices`` (scenario ->
+    chosen response id) each juror's mean utility over the scenarios they rated the chosen
+    response of, and w_α and the share above ``tau`` over those jurors."""
+    t = tables(r)
+    masks = groups(r, t.jurors, group_by)
+    rows: list[dict[str, Any]] = []
+    picks: list[dict[str, Any]] = []
+    for g, mask in masks.items():
+        row: dict[str, Any] = {"group": g, "jurors": int(mask.sum())}
+        row.update(_selection(t, mask, alphas, g, picks))
+        if choices is not None:
+            row.update(_system(t, mask, alphas, choices, tau))
+        rows.append(row)
+    return {"groups": rows, "selection": picks, "scenarios": len(t.scenarios),
+            "jurors": len(t.jurors), "ratings": len(r.ratings)}
+
+
+def _selection(t: Tables, mask: np.ndarray, alphas: Sequence[float], group: str,
+               picks: list[dict[str, Any]]) -> dict[str, Any]:
+    best_w: list[list[float]] = [[] for _ in alphas]
+    differs = [0] * len(alphas)
+    counted = 0
+    utilitarian = list(alphas).index(0.0) if 0.0 in alphas else None
+    for s, util in enumerate(t.utility):
+        chosen, w, n = select(util[mask], alphas)
+        if n == 0:
+            continue
+        counted += 1
+        for k, a in enumerate(alphas):
+            best_w[k].append(float(w[k, chosen[k]]))
+            if utilitarian is not None and chosen[k] != chosen[utilitarian]:
+                differs[k] += 1
+            picks.append({"group": group, "scenario": t.scenarios[s], "alpha": alpha_name(a),
+                          "response": t.responses[s][chosen[k]], "welfare": float(w[k, chosen[k]]),
+                          "jurors": n})
+    out: dict[str, Any] = {"scenarios_selected": counted}
+    for k, a in enumerate(alphas):
+        name = alpha_name(a)
+        out[f"optimal_welfare_a{name}"] = float(np.mean(best_w[k])) if best_w[k] else None
+        if utilitarian is not None:
+            out[f"differs_from_utilitarian_a{name}"] = differs[k] / counted if counted else None
+    return out
+
+
+def juror_utilities(t: Tables, choices: Mapping[str, str]) -> np.ndarray:
+    """float64 (J,): each juror's mean utility of the chosen responses they rated; NaN for a
+    juror who rated none of them."""
+    total = np.zeros(len(t.jurors))
+    count = np.zeros(len(t.jurors))
+    for s, util in enumerate(t.utility):
+        pick = choices.get(t.scenarios[s])
+        if pick is None or pick not in t.responses[s]:
+            continue
+        col = util[:, t.responses[s].index(pick)]
+        seen = ~np.isnan(col)
+        total[seen] += col[seen]
+        count[seen] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def _system(t: Tables, mask: np.ndarray, alphas: Sequence[float], choices: Mapping[str, str],
+            tau: float) -> dict[str, Any]:
+    u = juror_utilities(t, choices)[mask]
+    u = u[~np.isnan(u)]
+    out: dict[str, Any] = {"jurors_served": int(u.size)}
+    w = welfare_many(u, alphas) if u.size else np.full(len(alphas), np.nan)
+    for k, a in enumerate(alphas):
+        out[f"system_welfare_a{alpha_name(a)}"] = float(w[k]) if u.size else None
+    out["system_share_above_tau"] = float(threshold_share(u, tau)) if u.size else None
+    return out

@@ -1,0 +1,3 @@
+"""Running work: the scheduler that sends each uncached item once, the backend protocol and
+its registry, and progress bars.
+"""

@@ -1,0 +1,96 @@
+"""``pluralign annotators``: juries of real annotators (the pluralism roadmap, Sorensen et al.
+2024, §4.3). Jurors are annotator ids with their own ratings of responses; utilities are the
+ratings rescaled to [0, 1]; per group (a demographic field) the welfare-optimal response of
+every scenario for each α, and with ``--choices`` a system's welfare over its jurors.
+Layouts: docs/pluralism.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pluralign.jobs.common import progress, write_json_atomic, write_parquet_atomic
+
+DATASETS = ("ratings", "prism", "community-alignment", "persona", "labels")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("annotators", help="welfare of juries of real annotators",
+                       description=__doc__)
+    p.add_argument("--dataset", choices=DATASETS, default="ratings",
+                   help="layout of --path (default: ratings, pluralign's own)")
+    p.add_argument("--path", required=True, help="the ratings file or dataset folder")
+    p.add_argument("--scale", default="1,5", help="ratings layout: lowest,highest (default 1,5)")
+    p.add_argument("--demographics", default=None, help="ratings layout: annotator demographics")
+    p.add_argument("--item", default="item", help="labels layout: item column")
+    p.add_argument("--annotator", default="annotator", help="labels layout: annotator column")
+    p.add_argument("--label", default="label", help="labels layout: label column")
+    p.add_argument("--group-by", default=None, help="demographic field forming the groups")
+    p.add_argument("--alpha", default="0,1,inf", help="welfare inequality aversions")
+    p.add_argument("--tau", type=float, default=0.5, help="threshold of the share above tau")
+    p.add_argument("--choices", default=None,
+                   help="a system's picks: JSON object scenario id -> response id")
+    p.add_argument("--out", required=True, help="folder for summary.json and the tables")
+    p.set_defaults(func=run)
+
+
+def load(args: argparse.Namespace) -> Any:
+    from pluralign.engine.data import field_data as fd
+    from pluralign.engine.errors import InputError
+
+    if args.dataset == "prism":
+        return fd.load_prism(args.path)
+    if args.dataset == "community-alignment":
+        return fd.load_community_alignment(args.path)
+    if args.dataset == "persona":
+        return fd.load_persona(args.path)
+    if args.dataset == "labels":
+        return fd.load_label_sets(args.path, item=args.item, annotator=args.annotator,
+                                  label=args.label)
+    try:
+        lo, hi = (float(x) for x in args.scale.split(","))
+    except ValueError:
+        raise InputError(f"--scale {args.scale!r} must be lowest,highest", field="scale") from None
+    return fd.load_ratings(args.path, (lo, hi), args.demographics)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pluralign.engine.errors import InputError
+    from pluralign.engine.pluralism.annotators import evaluate
+    from pluralign.engine.pluralism.welfare import parse_alphas
+    from pluralign.engine.store.files import check_output, read_json
+
+    check_output(args.out)
+    alphas = parse_alphas(args.alpha)
+    ratings = load(args)
+    choices = None
+    if args.choices:
+        choices = read_json(args.choices)
+        if not isinstance(choices, dict) or not all(isinstance(v, str) for v in choices.values()):
+            raise InputError("must be a JSON object scenario id -> response id",
+                             file=args.choices)
+    result = evaluate(ratings, alphas, args.group_by, choices, args.tau)
+    print(f"\n{result['jurors']} annotators, {result['scenarios']} scenarios, "
+          f"{result['ratings']} ratings")
+    for row in result["groups"]:
+        print(json.dumps(row, default=str))
+    out = Path(args.out)
+    _write(out / "groups.parquet", result["groups"], "annotator_groups")
+    if result["selection"]:
+        _write(out / "selection.parquet", result["selection"], "annotator_selection")
+    write_json_atomic(out / "summary.json", {
+        "dataset": args.dataset, "path": str(args.path), "group_by": args.group_by,
+        "alphas": [str(a) for a in alphas], "tau": args.tau, "jurors": result["jurors"],
+        "scenarios": result["scenarios"], "ratings": result["ratings"],
+        "groups": result["groups"]})
+    progress(f"wrote {out}/summary.json")
+    return 0
+
+
+def _write(path: Path, rows: list[dict[str, Any]], kind: str) -> None:
+    from pluralign.engine.align.results import rows_table
+
+    write_parquet_atomic(path, rows_table(rows, kind))

@@ -1,0 +1,147 @@
+"""HTTP front of the query service: one request handler, served locally by uvicorn (the
+ASGI server Ray Serve itself ships) or on a cluster by the Ray Serve deployment in
+:mod:`pluralign.jobs.serve.ray_serve`.
+
+Routes: ``POST /v1/align``, ``GET /v1/scorers``, ``GET /healthz``. Answers are JSON; errors
+are ``{"error": "<one line>"}`` with 400 (bad input, naming the field), 401 (missing or wrong
+bearer token), 404 (not cached / unknown route), 413 (body or targets beyond the limits).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pluralign.engine.errors import PluralignError
+from pluralign.jobs.serve.query import QueryService, status_of
+
+TOKEN_ENV = "PLURALIGN_SERVE_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_token(token_file: str | None) -> str | None:
+    """The bearer token: from ``token_file`` when given, else ``$PLURALIGN_SERVE_TOKEN``."""
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise PluralignError(f"{token_file}: cannot read the token file ({e.strerror})"
+                                 ) from None
+        if not token:
+            raise PluralignError(f"{token_file}: the token file is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond loopback without a token."""
+    if not is_loopback(host) and not token:
+        raise PluralignError(
+            f"refusing to serve on {host} (beyond loopback) without a bearer token: set "
+            f"{TOKEN_ENV} or pass --token-file")
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"error": message}
+
+
+def handle(service: QueryService, token: str | None, method: str, path: str,
+           authorization: str | None, body: bytes | None) -> tuple[int, dict[str, Any]]:
+    """(status, JSON object) for one request; never raises."""
+    path = path.rstrip("/") or "/"
+    if path == "/healthz" and method == "GET":
+        return 200, service.health()
+    if path not in ("/v1/align", "/v1/scorers"):
+        return _error(404, f"no route {method} {path}")
+    if token is not None:
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not (authorization or "").startswith("Bearer ") or not hmac.compare_digest(
+                given.encode(), token.encode()):
+            return _error(401, "missing or wrong bearer token (Authorization: Bearer ...)")
+    try:
+        if path == "/v1/scorers":
+            if method != "GET":
+                return _error(405, f"{path} takes GET")
+            return 200, service.scorers()
+        if method != "POST":
+            return _error(405, f"{path} takes POST")
+        if body is None or len(body) > service.limits.max_body:
+            return _error(413, f"request body over {service.limits.max_body} bytes")
+        try:
+            parsed = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return _error(400, f"body: not JSON ({e})")
+        except RecursionError:
+            return _error(400, "body: JSON nested too deeply")
+        return 200, service.align(parsed)
+    except PluralignError as e:
+        return _error(status_of(e), str(e).splitlines()[0])
+    except Exception as e:  # one bad request never stops the service
+        print(f"pluralign serve: internal error {type(e).__name__}: {str(e)[:200]}",
+              file=sys.stderr, flush=True)
+        return _error(500, f"internal error ({type(e).__name__})")
+
+
+async def read_body(request: Any, limit: int) -> bytes | None:
+    """The body of a starlette request, or None once it grows past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def respond(service: QueryService, token: str | None, request: Any) -> Any:
+    """A starlette response to a starlette request (shared by uvicorn and Ray Serve)."""
+    import anyio
+    from starlette.responses import JSONResponse
+
+    body = None
+    if request.method == "POST":
+        body = await read_body(request, service.limits.max_body)
+    status, obj = await anyio.to_thread.run_sync(
+        handle, service, token, request.method, request.url.path,
+        request.headers.get("authorization"), body)
+    return JSONResponse(obj, status_code=status)
+
+
+def make_app(service: QueryService, token: str | None) -> Any:
+    """The ASGI application for a local server."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    async def endpoint(request: Any) -> Any:
+        return await respond(service, token, request)
+
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
+
+
+def serve_local(service: QueryService, token: str | None, host: str, port: int) -> None:
+    """Run the service in this process until interrupted."""
+    import uvicorn
+
+    check_bind(host, token)
+    print(f"pluralign serve: http://{host}:{port} (cache {service.cache.root}, "
+          f"{'token required' if token else 'no token: loopback only'})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(make_app(service, token), host=host, port=port, log_level="warning",
+                access_log=False)

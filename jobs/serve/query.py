@@ -1,0 +1,315 @@
+"""Re-alignment queries answered from the score cache alone: the logic behind ``pluralign
+serve`` (locally and as a Ray Serve deployment), with no HTTP in it.
+
+A query names a benchmark, a scorer (by name and options, as ``pluralign align`` takes them,
+or by its exact identity) and targets (inline objects or the set names ``all``, ``sampled``,
+``high``, ``low``); the answer is computed by the same functions ``pluralign align`` calls
+(:func:`resolve_target_sets`, :meth:`ScoreCache.predictions`, :func:`realign`,
+:func:`chosen_responses`). Benchmarks, scorer identities, predictions and label indexes are
+kept in bounded LRU maps; predictions are keyed by the cache's part listing, so a part a sweep
+adds is picked up by the next query without a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.store.hashing import Hasher
+
+SET_NAMES = ("all", "sampled", "high", "low")
+_FIELDS = {"benchmark", "split", "limit", "scorer", "scorer_id", "seed", "value", "samples",
+           "targets", "per_scenario", "weighted"}
+
+
+class TooLarge(PluralignError):
+    """A request beyond the service's size limits (HTTP 413)."""
+
+
+class NotCached(PluralignError):
+    """The cache holds no complete scores for the query (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Service limits: request body bytes, targets per request, per-scenario cells."""
+
+    max_body: int = 1 << 20
+    max_targets: int = 120_000
+    max_choice_cells: int = 2_000_000
+
+
+class LRU:
+    """A small thread-safe LRU map with a compute-on-miss ``get``: at most ``size`` entries
+    and, with ``weigh``, at most ``max_weight`` in total (the newest entry always stays)."""
+
+    def __init__(self, size: int, *, weigh: Callable[[Any], int] | None = None,
+                 max_weight: int = 0) -> None:
+        self.size = max(1, size)
+        self._d: OrderedDict[Hashable, Any] = OrderedDict()
+        self._w: dict[Hashable, int] = {}
+        self._weigh, self._max_weight = weigh, max_weight
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                self.hits += 1
+                return self._d[key]
+        value = make()
+        with self._lock:
+            self.misses += 1
+            self._d[key] = value
+            self._w[key] = self._weigh(value) if self._weigh else 0
+            while len(self._d) > 1 and (len(self._d) > self.size or (
+                    self._weigh and sum(self._w.values()) > self._max_weight)):
+                old, _ = self._d.popitem(last=False)
+                self._w.pop(old, None)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any
+           ) -> Any:
+    value = body.get(name, default)
+    if value is default:
+        return value
+    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in
+                                          (kind if isinstance(kind, tuple) else (kind,)))
+    if not ok:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InputError(f"must be {names}, got {type(value).__name__}", field=name)
+    return value
+
+
+@dataclass(frozen=True)
+class Query:
+    benchmark: str
+    split: str
+    limit: int | None
+    scorer: str
+    scorer_id: str | None
+    seed: int
+    value: float
+    samples: int | None
+    targets: tuple[str, ...]
+    """Each target spec as ``pluralign align`` takes it: a set name or inline JSON."""
+    per_scenario: bool
+    weighted: bool
+
+
+def parse_query(body: Any, limits: Limits) -> Query:
+    """A validated query, or :class:`InputError` naming the field (or :class:`TooLarge`)."""
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object", field="body")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(unknown)}", field=unknown[0],
+                         hint=f"known: {', '.join(sorted(_FIELDS))}")
+    if "benchmark" not in body:
+        raise InputError("missing", field="benchmark")
+    bench = _field(body, "benchmark", str, None)
+    if bench not in ("helpsteer2", "mic") and not bench.startswith("synthetic"):
+        raise InputError(f"unknown benchmark {bench!r} (the service reads helpsteer2, mic or "
+                         "synthetic[:...], never files)", field="benchmark")
+    limit = _field(body, "limit", int, None)
+    if limit is not None and limit < 1:
+        raise InputError("must be at least 1", field="limit")
+    samples = _field(body, "samples", int, None)
+    if samples is not None and samples < 1:
+        raise InputError("must be at least 1", field="samples")
+    scorer = _field(body, "scorer", str, "ridge")
+    if ":" in scorer:
+        raise InputError("scorers reading files (predictions:PATH) are not served; pass their "
+                         "identity as scorer_id", field="scorer")
+    value = _field(body, "value", (int, float), 0.5)
+    if not math.isfinite(float(value)):
+        raise InputError("must be finite", field="value")
+    raw = body.get("targets")
+    if raw is None:
+        raise InputError("missing", field="targets")
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise InputError("empty target list", field="targets")
+    if len(items) > limits.max_targets:
+        raise TooLarge(f"{len(items)} targets in one request; the limit is {limits.max_targets}")
+    specs: list[str] = []
+    for i, t in enumerate(items):
+        if isinstance(t, dict):
+            specs.append(json.dumps(t))
+        elif isinstance(t, str) and t in SET_NAMES:
+            specs.append(t)
+        else:
+            raise InputError(f"a target is an object of attribute values or one of "
+                             f"{', '.join(SET_NAMES)}; got {str(t)[:40]!r}",
+                             field=f"targets[{i}]")
+    return Query(bench, _field(body, "split", str, "eval"), limit, scorer,
+                 _field(body, "scorer_id", str, None), _field(body, "seed", int, 0),
+                 float(value), samples, tuple(specs),
+                 bool(_field(body, "per_scenario", bool, False)),
+                 bool(_field(body, "weighted", bool, True)))
+
+
+def _index_bytes(index: Any) -> int:
+    held = [index.masks, getattr(index, "l1", None), getattr(index, "l2", None), index.units]
+    return int(sum(a.nbytes for a in held if a is not None))
+
+
+def _finite(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+class QueryService:
+    """Answers queries from one cache folder; safe to call from several threads."""
+
+    def __init__(self, cache: str | Path, data: str | None = None, *, lru: int = 16,
+                 limits: Limits | None = None, memory_budget: int | None = None) -> None:
+        from pluralign.engine.align.realign import parse_memory_budget
+        from pluralign.engine.store.cache import ScoreCache
+
+        self.cache = ScoreCache(cache)
+        self.data = data
+        self.limits = limits or Limits()
+        self.memory_budget = parse_memory_budget(memory_budget)
+        self._benches = LRU(lru)
+        self._idents = LRU(4 * lru)
+        self._preds = LRU(lru)
+        self._targets = LRU(16 * lru)
+        # Label indexes of one target weigh little, of all targets up to the budget: bounded
+        # by entries and by bytes.
+        self._indexes = LRU(16 * lru, weigh=_index_bytes, max_weight=self.memory_budget)
+
+    # -- pieces, each kept in an LRU ------------------------------------------------------
+    def _args(self, q: Query) -> argparse.Namespace:
+        return argparse.Namespace(benchmark=q.benchmark, split=q.split, limit=q.limit,
+                                  data=self.data, scorer=q.scorer, scorer_id=q.scorer_id,
+                                  seed=q.seed, value=q.value, train_split="train")
+
+    def _splits(self, q: Query, need_train: bool) -> tuple[Any, Any]:
+        from pluralign.jobs.common import load_splits
+
+        key = (q.benchmark, q.split, q.limit, need_train)
+        return self._benches.get(key, lambda: load_splits(self._args(q), need_train))  # type: ignore[no-any-return]
+
+    def identity(self, q: Query) -> tuple[Any, str]:
+        """(benchmark, scorer identity) as ``pluralign align`` computes them."""
+        from pluralign.jobs.common import make_scorer
+
+        if q.scorer_id:
+            bench, _ = self._splits(q, False)
+            return bench, q.scorer_id
+        scorer = make_scorer(self._args(q))
+        bench, train = self._splits(q, bool(scorer.needs_train))
+        key = (q.benchmark, q.split, q.limit, q.scorer, q.seed, q.value)
+        return bench, self._idents.get(key, lambda: str(scorer.identity(bench, train)))
+
+    def predictions(self, bench: Any, ident: str, samples: int | None) -> np.ndarray:
+        listing = tuple(p.name for p in self.cache.parts())  # a new part: a new key
+        key = (bench.identity, ident, samples, hash(listing))
+
+        def load() -> np.ndarray:
+            preds = self.cache.predictions(bench, ident, samples)
+            missing = int(np.isnan(preds).any(axis=1).sum())
+            if missing:
+                raise NotCached(f"the cache holds no complete scores of {ident} for "
+                                f"{bench.identity} ({missing} of {bench.n_responses} "
+                                "responses missing); run pluralign sweep first")
+            return preds
+
+        return self._preds.get(key, load)  # type: ignore[no-any-return]
+
+    def target_sets(self, bench: Any, specs: tuple[str, ...]) -> list[Any]:
+        from pluralign.jobs.common import resolve_target_sets
+
+        key = (bench.identity, specs)
+        return self._targets.get(key, lambda: resolve_target_sets(list(specs), bench, self.data))  # type: ignore[no-any-return]
+
+    def index(self, bench: Any, ts: Any) -> Any:
+        from pluralign.engine.align.realign import LabelIndex
+
+        h = Hasher().array(ts.values).hexdigest()
+        return self._indexes.get(
+            (bench.content_hash, h),
+            lambda: LabelIndex(bench, ts, memory_budget=self.memory_budget))
+
+    # -- the query -------------------------------------------------------------------------
+    def align(self, body: Any) -> dict[str, Any]:
+        """The answer to one query (a JSON-ready dict)."""
+        from pluralign.engine.align.realign import chosen_responses, realign
+
+        q = parse_query(body, self.limits)
+        bench, ident = self.identity(q)
+        sets = self.target_sets(bench, q.targets)
+        n_targets = sum(len(ts) for ts in sets)
+        if n_targets > self.limits.max_targets:
+            raise TooLarge(f"the request names {n_targets} targets; the limit is "
+                           f"{self.limits.max_targets}")
+        if q.per_scenario and n_targets * bench.n_scenarios > self.limits.max_choice_cells:
+            raise TooLarge(f"per-scenario output of {n_targets} targets x {bench.n_scenarios} "
+                           f"scenarios exceeds {self.limits.max_choice_cells} cells")
+        preds = self.predictions(bench, ident, q.samples)
+        out: list[dict[str, Any]] = []
+        for ts in sets:
+            index = self.index(bench, ts)
+            res = realign(bench, preds, ts, weighted=q.weighted, index=index)
+            chosen = chosen_responses(bench, preds, ts, index=index) if q.per_scenario else None
+            texts = ts.json_all()
+            acc = res.accuracy
+            for t in range(len(ts)):
+                row: dict[str, Any] = {"set": ts.name, "target": json.loads(texts[t]),
+                                       "accuracy": _finite(float(acc[t])),
+                                       "counted": int(res.counted[t]),
+                                       "correct": int(res.correct[t])}
+                if res.weighted is not None and res.weighted_sqrtk is not None:
+                    row["weighted_score"] = _finite(float(res.weighted[t]))
+                    row["weighted_score_sqrtk"] = _finite(float(res.weighted_sqrtk[t]))
+                if chosen is not None:
+                    row["chosen"] = chosen[:, t].tolist()
+                out.append(row)
+        answer: dict[str, Any] = {"benchmark": bench.identity, "scorer": ident,
+                                  "scenarios": bench.n_scenarios, "targets": out}
+        if q.per_scenario:
+            answer["scenario_ids"] = [s.id for s in bench.scenarios]
+        return answer
+
+    def scorers(self) -> dict[str, Any]:
+        """What the cache holds, per benchmark and scorer identity, decoded (the same summary
+        as ``pluralign cache show``): complete/failed items, scenarios, samples, settings."""
+        from pluralign.engine.store.cache import summarize
+
+        rows = summarize(self.cache.root) if self.cache.root.is_dir() else []
+        return {"cache_parts": len(self.cache.parts()), "scorers": [
+            {"benchmark": r.benchmark, "scorer": r.scorer, "name": r.scorer.split("#")[0],
+             "complete": r.complete, "failed": r.failed, "scenarios": r.scenarios,
+             "attributes": list(r.attributes), "samples": r.samples, "settings": r.settings}
+            for r in rows]}
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "cache": "readable" if self.cache.root.is_dir() else "empty",
+                "lru": {"benchmarks": len(self._benches), "predictions": len(self._preds),
+                        "label_indexes": len(self._indexes)}}
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status of an error raised while answering."""
+    if isinstance(exc, TooLarge):
+        return 413
+    if isinstance(exc, NotCached):
+        return 404
+    if isinstance(exc, InputError):
+        return 400
+    return 500

@@ -1,0 +1,62 @@
+"""The query service as a Ray Serve deployment: replicas and autoscaling by Ray Serve.
+
+Every replica holds its own :class:`~pluralign.jobs.serve.query.QueryService` (its LRU of
+predictions and label indexes) over the shared cache folder and answers with the same handler
+as the local server (:func:`pluralign.jobs.serve.http.respond`). Run it with ``pluralign serve
+--ray``, or with Ray Serve's own tools through :func:`app_builder`::
+
+    serve run pluralign.jobs.serve.ray_serve:app_builder cache=/shared/cache replicas=2
+
+or a ``serve deploy`` config naming ``import_path: pluralign.jobs.serve.ray_serve:app_builder``
+with the same ``args`` (see docs/serve.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+
+from pluralign.jobs.serve.http import load_token, respond
+from pluralign.jobs.serve.query import Limits, QueryService
+
+
+@serve.deployment(name="pluralign-align", max_ongoing_requests=32,
+                  ray_actor_options={"num_cpus": 1})
+class AlignDeployment:
+    """One replica: a query service over the cache, behind the shared request handler."""
+
+    def __init__(self, cache: str, data: str | None, lru: int, limits: dict[str, int],
+                 memory_budget: int | None, token: str | None) -> None:
+        self.service = QueryService(cache, data, lru=lru, limits=Limits(**limits),
+                                    memory_budget=memory_budget)
+        self.token = token
+
+    async def __call__(self, request: Any) -> Any:
+        return await respond(self.service, self.token, request)
+
+
+def build(cache: str, data: str | None = None, *, lru: int = 16, limits: Limits | None = None,
+          memory_budget: int | None = None, token: str | None = None, replicas: int = 1,
+          autoscale: tuple[int, int] | None = None) -> Any:
+    """The Serve application: ``replicas`` fixed, or autoscaled between (min, max)."""
+    lim = limits or Limits()
+    options: dict[str, Any] = {"num_replicas": replicas}
+    if autoscale is not None:
+        lo, hi = autoscale
+        options = {"num_replicas": "auto", "autoscaling_config": {
+            "min_replicas": lo, "max_replicas": hi, "target_ongoing_requests": 4}}
+    return AlignDeployment.options(**options).bind(  # type: ignore[attr-defined]
+        cache, data, lru, {"max_body": lim.max_body, "max_targets": lim.max_targets,
+                           "max_choice_cells": lim.max_choice_cells}, memory_budget, token)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """Entry point for ``serve run``/``serve deploy``: args cache, data, replicas,
+    min_replicas/max_replicas, lru, token_file (the token also from the environment)."""
+    auto = None
+    if "min_replicas" in args or "max_replicas" in args:
+        auto = (int(args.get("min_replicas", 1)), int(args.get("max_replicas", 2)))
+    return build(args["cache"], args.get("data"), lru=int(args.get("lru", 16)),
+                 token=load_token(args.get("token_file")),
+                 replicas=int(args.get("replicas", 1)), autoscale=auto)
