@@ -245,8 +245,3 @@ def scenario_text(bench: Benchmark, index: int) -> str:
     sc = bench.scenarios[index]
     return "\n\n".join([sc.prompt, *sc.responses])
 
-
-def check_definitions(definitions: Mapping[str, str], attributes: Sequence[str]) -> None:
-    missing = [a for a in attributes if a not in definitions]
-    if missing:
-        raise ValueError(f"no definition for attributes {missing}")

@@ -148,7 +148,3 @@ def _checked_row(raw: Mapping[str, Any], pos: int) -> dict[str, Any]:
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-
-def bench_ids(bench: Benchmark) -> frozenset[str]:
-    """Scenario ids of a benchmark."""
-    return frozenset(sc.id for sc in bench.scenarios)
