@@ -123,3 +123,8 @@ def bar(total: int | None, desc: str, *, unit: str = "it",
     finally:
         _untrack(b)
         b.close()
+
+
+def note(message: str) -> None:
+    """One timestamped status line on standard error (standard output stays for results)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

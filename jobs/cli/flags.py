@@ -1,0 +1,161 @@
+"""Command-line flags generated from config dataclasses: one source for each default, type,
+choice and help text.
+
+A config's fields are the flags (``max_tokens`` -> ``--max-tokens``); a field's docstring (the
+string literal under it) is the help; ``Literal`` types are the choices; a default is written
+once, on the field. The command line may rename a flag (``engine_args`` -> ``--engine-arg``,
+repeated) or give a boolean its negative spelling (``few_shot`` -> ``--few-shot`` /
+``--zero-shot``), but never restates a default or a help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal, TypeVar
+
+C = TypeVar("C")
+
+Adder = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> its docstring (the string literal right under the field), whitespace
+    folded."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+    docs: dict[str, str] = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def flag_of(name: str) -> str:
+    """``max_tokens`` -> ``--max-tokens``."""
+    return "--" + name.replace("_", "-")
+
+
+def _plain(tp: Any) -> tuple[Any, bool]:
+    """(the type without ``None``, whether None was allowed)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True  # noqa: UP007
+    return tp, False
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _help(doc: str, default: Any, show_default: bool) -> str:
+    text = doc.replace("%", "%%")
+    if show_default and default not in (None, (), "", False):
+        text += f" (default: {default})"
+    return text
+
+
+def add_config_flags(
+    parser: Adder,
+    cls: type,
+    *,
+    rename: Mapping[str, str] | None = None,
+    negative: Mapping[str, str] | None = None,
+    skip: Collection[str] = (),
+    only: Collection[str] | None = None,
+    required: Collection[str] = (),
+    cli_defaults: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Add a flag for each field of the dataclass ``cls`` (all of them, or ``only``, less
+    ``skip``); a flag the parser already has is left as it is (two configs may share
+    ``--model``). ``rename`` maps a field to its flag; ``negative`` gives a boolean field the
+    flag that sets it False (a field defaulting to True gets only that one). ``cli_defaults``
+    are the few deliberate differences of the command line from the API (a sweep uses Ray
+    unless ``--no-ray``; the API runs in-process unless asked). Returns the fields added."""
+    rename = rename or {}
+    negative = negative or {}
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    existing = _options(parser)
+    added: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        flag = rename.get(f.name, flag_of(f.name))
+        if flag in existing or negative.get(f.name) in existing:
+            continue
+        tp, optional = _plain(hints[f.name])
+        default = (cli_defaults or {}).get(f.name, _default(f))
+        doc = docs.get(f.name, "")
+        kwargs: dict[str, Any] = {"dest": f.name, "metavar": f.name.upper()}
+        if tp is bool:
+            if f.name in negative:
+                group = parser.add_mutually_exclusive_group() if optional else parser
+                if default is not True:
+                    group.add_argument(flag, action="store_true", default=default,
+                                       help=_help(doc, None, False), dest=f.name)
+                group.add_argument(negative[f.name], action="store_false", dest=f.name,
+                                   default=default,
+                                   help=f"the opposite of {flag}" if default is not True
+                                   else _help(doc, None, False))
+            else:
+                parser.add_argument(flag, action="store_true", default=default,
+                                    help=_help(doc, None, False), dest=f.name)
+            added.append(f.name)
+            continue
+        origin = typing.get_origin(tp)
+        if origin is Literal:
+            kwargs["choices"] = typing.get_args(tp)
+            del kwargs["metavar"]
+        elif origin is tuple:
+            kwargs["action"] = "append"
+            default = list(default or ())
+        elif tp in (int, float):
+            kwargs["type"] = tp
+        if f.name in required:
+            kwargs["required"] = True
+        parser.add_argument(flag, default=default, help=_help(doc, default, True), **kwargs)
+        added.append(f.name)
+    return added
+
+
+def _options(parser: Adder) -> set[str]:
+    """Every option string the parser (or the group's parser) has."""
+    return set(parser._option_string_actions)
+
+
+def config_from_args(cls: Callable[..., C], args: argparse.Namespace,
+                     **overrides: Any) -> C:
+    """The config ``cls`` the parsed flags describe: each field from its flag's value, the
+    field's default where the command has no such flag, then ``overrides``."""
+    assert dataclasses.is_dataclass(cls) and isinstance(cls, type)
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in overrides:
+            continue
+        value = getattr(args, f.name, _default(f))
+        tp, _ = _plain(hints[f.name])
+        if typing.get_origin(tp) is tuple and value is not None:
+            value = tuple(value)
+        if value is None and f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING:
+            value = tp() if tp in (str, int, float) else value
+        values[f.name] = value
+    values.update(overrides)
+    return cls(**values)
