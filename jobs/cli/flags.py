@@ -18,7 +18,7 @@ import inspect
 import textwrap
 import types
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal, TypeVar
 
 C = TypeVar("C")
@@ -139,14 +139,12 @@ def _options(parser: Adder) -> set[str]:
     return set(parser._option_string_actions)
 
 
-def config_from_args(cls: Callable[..., C], args: argparse.Namespace,
-                     **overrides: Any) -> C:
+def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
     """The config ``cls`` the parsed flags describe: each field from its flag's value, the
     field's default where the command has no such flag, then ``overrides``."""
-    assert dataclasses.is_dataclass(cls) and isinstance(cls, type)
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in overrides:
             continue
         value = getattr(args, f.name, _default(f))
