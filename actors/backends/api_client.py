@@ -33,7 +33,7 @@ from pluralign.engine.run.backend import (
     Sample,
     Usage,
 )
-from pluralign.engine.store.cache import register_secret
+from pluralign.engine.store.redaction import redact, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class _Secret:
         return self._value
 
     def redact(self, text: str) -> str:
-        return text.replace(self._value, "***") if self._value else text
+        return redact(text, (self._value,))
 
     def __repr__(self) -> str:
         return f"<secret {key_id(self._value)}>"

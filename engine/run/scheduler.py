@@ -26,6 +26,7 @@ from pluralign.engine.judges.base import AnswerError, Task, WorkItem
 from pluralign.engine.run import progress as progress_bars
 from pluralign.engine.run.backend import FailureKind, GenerationRequest, GenerationResult
 from pluralign.engine.store.claims import Claims
+from pluralign.engine.store.redaction import redact as redact
 
 
 class _CurrentStderr:
@@ -203,14 +204,6 @@ def plan(items: Sequence[WorkItem], completed: set[str]) -> Plan:
             unique.append(it)
     pending = [it for it in unique if not all(k in completed for k in it.row_keys)]
     return Plan(pending, len(unique), len(items) - len(unique), len(unique) - len(pending))
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret replaced (API keys must never reach a log or a cache)."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "[redacted]")
-    return text
 
 
 def _fmt_seconds(s: float) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,64 +22,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pluralign.engine.store.hashing import file_digest
 
+# The one redactor (engine/store/redaction.py); these names stay importable from here.
+from pluralign.engine.store.redaction import REDACTED as REDACTED
+from pluralign.engine.store.redaction import environment_secrets as environment_secrets
+from pluralign.engine.store.redaction import redact as redact
+from pluralign.engine.store.redaction import redact_argv as redact_argv
+from pluralign.engine.store.redaction import scrub as scrub
+
 MANIFEST_VERSION = 1
 """Bump when the manifest's layout changes."""
 METADATA_KEY = b"pluralign.manifest"
 """Parquet schema-metadata key holding the manifest JSON."""
-REDACTED = "***"
-
-_SECRET_FLAG = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
-_SAFE_FLAGS = frozenset({"--api-key-env", "--token-budget", "--max-tokens", "--tpm"})
-"""Flags whose names look secret but whose values are names or numbers, never credentials."""
-_SECRET_QUERY = re.compile(r"((?:api[_-]?key|key|token|secret|password)=)[^&\s]+", re.IGNORECASE)
-_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-_MIN_SECRET = 6
-"""Environment values shorter than this are not hunted for in text (too many false hits)."""
-
-
-def environment_secrets(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Values of environment variables whose names say they hold credentials."""
-    env = os.environ if env is None else env
-    return tuple(sorted({v for k, v in env.items()
-                         if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET}, key=len,
-                        reverse=True))
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` without credentials: known secret values, URL user info, ``key=`` query values
-    and bearer tokens become ``***``."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, REDACTED)
-    text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
-    text = _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", text)
-    return re.sub(r"(\w+://)[^/@\s]+@", rf"\g<1>{REDACTED}@", text)
-
-
-def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
-    """The command line with the value of every credential-like flag replaced by ``***``."""
-    secrets = tuple(secrets)
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-            continue
-        flag, eq, _ = arg.partition("=")
-        secret_flag = (flag.startswith("--") and flag not in _SAFE_FLAGS
-                       and bool(_SECRET_FLAG.search(flag)))
-        if secret_flag and eq:
-            out.append(f"{flag}={REDACTED}")
-        elif secret_flag:
-            out.append(arg)
-            hide_next = True
-        else:
-            out.append(redact(arg, secrets))
-    return out
-
-
 def endpoint_host(url: str | None) -> str | None:
     """``scheme://host:port/path`` of an endpoint, without user info or query."""
     if not url:
@@ -196,18 +148,6 @@ class Manifest:
     def metadata(self) -> dict[bytes, bytes]:
         """Parquet schema metadata carrying this manifest."""
         return {METADATA_KEY: json.dumps(self.as_dict(), sort_keys=True).encode()}
-
-
-def scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """``value`` with :func:`redact` applied to every string inside it."""
-    secrets = tuple(secrets)
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, Mapping):
-        return {redact(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [scrub(v, secrets) for v in value]
-    return value
 
 
 def with_manifest(table: Any, manifest: Manifest | None) -> Any:

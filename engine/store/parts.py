@@ -48,8 +48,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.store import redaction
 from pluralign.engine.store.files import require_layout
-from pluralign.engine.store.manifest import environment_secrets
+from pluralign.engine.store.redaction import REDACTED as REDACTED
+from pluralign.engine.store.redaction import known_secrets as known_secrets
+from pluralign.engine.store.redaction import redact_secrets as redact_secrets
+from pluralign.engine.store.redaction import redact_table as redact_table
+from pluralign.engine.store.redaction import register_secret as register_secret
 
 PART_GLOB = "part-*.parquet"
 """Every part file of a store (stamped or of an earlier form)."""
@@ -65,59 +70,8 @@ class CacheCorruptError(PluralignError):
 
 
 # ---------------------------------------------------------------------------- secrets
-
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-REDACTED = "[redacted]"
-"""What a registered secret is replaced by in every stored text."""
-
-
-def register_secret(value: str | None) -> None:
-    """Register a secret (an API key) that must never be stored: every text column of every
-    row written to a cache of this process is redacted of it. Backends register their keys."""
-    if value and len(value) >= 4:  # a 1-3 character "key" would shred ordinary text
-        with _SECRETS_LOCK:
-            _SECRETS.add(value)
-
-
-def known_secrets() -> list[str]:
-    """Registered secrets plus credential-named environment values, longest first."""
-    # The environment too: a driver that never opened a backend itself still knows the key
-    # its actors read. Longest first, so no part of a longer secret is left behind.
-    with _SECRETS_LOCK:
-        found = _SECRETS | set(environment_secrets())
-    return sorted(found, key=len, reverse=True)
-
-
-def redact_secrets(text: str | None, secrets: Sequence[str] | None = None) -> str | None:
-    """``text`` with every registered secret replaced by :data:`REDACTED`."""
-    if not text:
-        return text
-    for s in known_secrets() if secrets is None else secrets:
-        if s in text:
-            text = text.replace(s, REDACTED)
-    return text
-
-
-def redact_table(table: pa.Table, keep: Sequence[str] = ()) -> pa.Table:
-    """Every string (and list-of-string) column except ``keep`` (the key fields) redacted of
-    registered secrets."""
-    secrets = known_secrets()
-    if not secrets:
-        return table
-    for i, f in enumerate(table.schema):
-        is_list = pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type)
-        if f.name in keep or not (is_list or pa.types.is_string(f.type)):
-            continue
-        values = table.column(i).to_pylist()
-        if is_list:
-            cleaned: list[Any] = [None if v is None else [redact_secrets(x, secrets) for x in v]
-                                  for v in values]
-        else:
-            cleaned = [redact_secrets(v, secrets) for v in values]
-        if cleaned != values:
-            table = table.set_column(i, f, pa.array(cleaned, f.type))
-    return table
+# One redactor for the whole engine (engine/store/redaction.py); its names stay importable here.
+_SECRETS = redaction._SECRETS  # the registry itself, for code that still reaches for it here
 
 
 # ---------------------------------------------------------------------------- layouts

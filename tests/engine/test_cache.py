@@ -18,6 +18,7 @@ import pluralign.engine.store.cache as cache_mod
 import pluralign.engine.store.parts as parts_mod
 from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.engine.store import redaction
 from pluralign.engine.store.cache import (
     CacheCorruptError,
     ScoreCache,
@@ -411,7 +412,7 @@ def test_gc_refuses_a_cache_with_a_bad_part_and_changes_nothing(tmp_path, bench)
 
 def test_registered_secret_is_redacted_from_every_stored_text(tmp_path, bench, monkeypatch):
     secret = "sk-planted-0123456789abcdef"
-    monkeypatch.setattr(parts_mod, "_SECRETS", set())
+    monkeypatch.setattr(redaction, "_SECRETS", set())
     cache_mod.register_secret(secret)
     rec = records(bench)[0]
     leaky = dataclasses.replace(rec, reasoning=f"my key is {secret}!",
@@ -430,7 +431,7 @@ def test_registered_secret_is_redacted_from_every_stored_text(tmp_path, bench, m
 def test_credential_environment_values_are_redacted_without_registration(
         tmp_path, bench, monkeypatch):
     secret = "env-secret-value-42"
-    monkeypatch.setattr(parts_mod, "_SECRETS", set())
+    monkeypatch.setattr(redaction, "_SECRETS", set())
     monkeypatch.setenv("SOME_PROVIDER_API_KEY", secret)
     rec = dataclasses.replace(records(bench)[0], reasoning=f"x {secret} y")
     ScoreCache(tmp_path).append([rec])

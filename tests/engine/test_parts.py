@@ -15,6 +15,7 @@ import pytest
 
 import pluralign.engine.store.parts as parts_mod
 from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.engine.store import redaction
 from pluralign.engine.store.hashing import digest
 from pluralign.engine.store.parts import (
     CacheCorruptError,
@@ -187,7 +188,7 @@ def test_kind_version_and_columns_are_checked_naming_the_file(tmp_path):
 
 def test_secrets_are_redacted_from_text_and_list_columns_but_not_keys(tmp_path, monkeypatch):
     secret = "sk-toy-secret-0123456789"
-    monkeypatch.setattr(parts_mod, "_SECRETS", set())
+    monkeypatch.setattr(redaction, "_SECRETS", set())
     parts_mod.register_secret(secret)
     table = pa.Table.from_pylist([{
         "key": toy_key(secret, 0), "name": secret, "n": 0, "value": None,

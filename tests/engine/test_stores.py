@@ -16,6 +16,7 @@ import pluralign.engine.store.parts as parts_mod
 from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.run.backend import GenerationRequest, Message
+from pluralign.engine.store import redaction
 from pluralign.engine.store.choices import CHOICE_SCHEMA, ChoiceCache, choice_key
 from pluralign.engine.store.files import write_parquet
 from pluralign.engine.store.generations import CachedGeneration, GenerationCache, work_key
@@ -175,7 +176,7 @@ def test_generation_cache_is_a_result_store(tmp_path):
 
 def test_generated_texts_are_redacted_of_secrets(tmp_path, monkeypatch):
     secret = "sk-gen-secret-abcdef0123"
-    monkeypatch.setattr(parts_mod, "_SECRETS", set())
+    monkeypatch.setattr(redaction, "_SECRETS", set())
     parts_mod.register_secret(secret)
     rec = replace(generation(), texts=(f"my key is {secret}",), meta=json.dumps({"s": secret}))
     GenerationCache(tmp_path).append([rec, generation(seed=5, error=f"401 {secret}")])

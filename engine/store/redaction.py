@@ -1,0 +1,148 @@
+"""The one redactor: credentials never reach a cache, a log, a failure record or a manifest.
+
+Every place that stores or shows text passes it through here, and every removed credential
+becomes the one marker :data:`REDACTED`. Two strengths: :func:`redact_secrets` replaces only
+known secret values (registered keys, credential-named environment values), for model texts
+that are data and must stay as written otherwise; :func:`redact` also removes what looks like a
+credential by its form (URL passwords, bearer tokens, ``key=`` query values), for messages,
+settings and command lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+REDACTED = "[redacted]"
+"""What every removed credential is replaced by, wherever the text goes."""
+
+_SECRET_FLAG = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
+_SAFE_FLAGS = frozenset({"--api-key-env", "--token-budget", "--max-tokens", "--tpm"})
+"""Flags whose names look secret but whose values are names or numbers, never credentials."""
+_SECRET_QUERY = re.compile(r"((?:api[_-]?key|key|token|secret|password)=)[^&\s]+", re.IGNORECASE)
+_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
+_URL_USER = re.compile(r"(\w+://)[^/@\s]+@")
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+_MIN_SECRET = 6
+"""Environment values shorter than this are not hunted for in text (too many false hits)."""
+_MIN_REGISTERED = 4
+"""A registered 1-3 character "key" would shred ordinary text: it is not registered."""
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+
+
+def register_secret(value: str | None) -> None:
+    """Register a secret (an API key) that must never be stored: every text column of every
+    row written to a cache of this process is redacted of it. Backends register their keys."""
+    if value and len(value) >= _MIN_REGISTERED:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def environment_secrets(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Values of environment variables whose names say they hold credentials, longest first."""
+    env = os.environ if env is None else env
+    return tuple(sorted({v for k, v in env.items()
+                         if _SECRET_ENV.search(k) and len(v) >= _MIN_SECRET}, key=len,
+                        reverse=True))
+
+
+def known_secrets() -> list[str]:
+    """Registered secrets plus credential-named environment values, longest first."""
+    # The environment too: a driver that never opened a backend itself still knows the key
+    # its actors read.
+    with _SECRETS_LOCK:
+        found = _SECRETS | set(environment_secrets())
+    return sorted(found, key=len, reverse=True)
+
+
+def _longest_first(secrets: Iterable[str]) -> list[str]:
+    # Longest first, so no part of a longer secret is left behind by a shorter one.
+    return sorted({s for s in secrets if s}, key=len, reverse=True)
+
+
+def redact_secrets(text: str | None, secrets: Iterable[str] | None = None) -> str | None:
+    """``text`` with every secret value replaced by :data:`REDACTED` (the known secrets when
+    ``secrets`` is None); nothing else in it changes. None and "" come back as they are."""
+    return _replace(text, _longest_first(known_secrets() if secrets is None else secrets))
+
+
+def _replace(text: str | None, ordered: Sequence[str]) -> str | None:
+    if not text:
+        return text
+    for s in ordered:
+        if s in text:
+            text = text.replace(s, REDACTED)
+    return text
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` without credentials: the given secret values, URL user info (passwords),
+    bearer tokens and ``key=``/``token=``/``password=`` query values become :data:`REDACTED`."""
+    text = redact_secrets(text, secrets) or text
+    text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
+    text = _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", text)
+    return _URL_USER.sub(rf"\g<1>{REDACTED}@", text)
+
+
+def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
+    """The command line with the value of every credential-like flag (``--api-key K``,
+    ``--token=K``) replaced by :data:`REDACTED`, and every other argument :func:`redact`-ed."""
+    secrets = tuple(secrets)
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        flag, eq, _ = arg.partition("=")
+        secret_flag = (flag.startswith("--") and flag not in _SAFE_FLAGS
+                       and bool(_SECRET_FLAG.search(flag)))
+        if secret_flag and eq:
+            out.append(f"{flag}={REDACTED}")
+        elif secret_flag:
+            out.append(arg)
+            hide_next = True
+        else:
+            out.append(redact(arg, secrets))
+    return out
+
+
+def scrub(value: Any, secrets: Iterable[str]) -> Any:
+    """``value`` with :func:`redact` applied to every string inside it (keys of mappings too)."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def redact_table(table: pa.Table, keep: Sequence[str] = ()) -> pa.Table:
+    """Every string (and list-of-string) column except ``keep`` (the key fields) redacted of
+    the known secrets with :func:`redact_secrets` (stored model texts keep everything else)."""
+    secrets = _longest_first(known_secrets())
+    if not secrets:
+        return table
+    for i, f in enumerate(table.schema):
+        is_list = pa.types.is_list(f.type) and pa.types.is_string(f.type.value_type)
+        if f.name in keep or not (is_list or pa.types.is_string(f.type)):
+            continue
+        values = table.column(i).to_pylist()
+        if is_list:
+            cleaned: list[Any] = [None if v is None else [_replace(x, secrets) for x in v]
+                                  for v in values]
+        else:
+            cleaned = [_replace(v, secrets) for v in values]
+        if cleaned != values:
+            table = table.set_column(i, f, pa.array(cleaned, f.type))
+    return table
