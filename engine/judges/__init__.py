@@ -24,12 +24,14 @@ from pluralign.engine.judges.prompt_aligned import PromptAlignedJudge
 from pluralign.engine.judges.prompts import PromptFile, load_prompts
 from pluralign.engine.judges.regression import RegressionJudge
 from pluralign.engine.judges.unaligned import UnalignedJudge
+from pluralign.engine.scorers.registry import JUDGE_KINDS, scorer_info, scorer_names
 
-SCORE_JUDGES = ("comparative-regression", "regression")
+SCORE_JUDGES = tuple(scorer_names("llm-score"))
 """Judges whose answers are attribute scores (they serve every target from the cache)."""
-CHOICE_JUDGES = ("prompt-aligned", "unaligned")
+CHOICE_JUDGES = tuple(scorer_names("llm-choice"))
 """Judges whose answers are a chosen response."""
 JUDGE_NAMES = SCORE_JUDGES + CHOICE_JUDGES
+"""Every LLM judge, from the one scorer registry (:mod:`pluralign.engine.scorers.registry`)."""
 
 __all__ = [
     "CHOICE_JUDGES",
@@ -85,29 +87,34 @@ def make_judge(
     """The judge called ``name``; few-shot settings need ``train`` (the training split);
     ``prompts`` overrides templates and definitions (docs/prompts.md); ``settings.shots`` sets
     the number of in-context examples (:data:`DEFAULT_SHOTS` when None)."""
+    info = scorer_info(name)  # an unknown name: the closest one and every scorer
+    if info.kind not in JUDGE_KINDS:
+        raise InputError(f"{name!r} is not an LLM judge ({info.kind})", field="scorer",
+                         hint=f"LLM judges: {', '.join(JUDGE_NAMES)}")
     templates = None if prompts is None else prompts.for_judge(name)
-    if name not in JUDGE_NAMES:
-        raise InputError(f"unknown LLM scorer {name!r}", field="scorer",
-                         hint=f"choose one of {', '.join(JUDGE_NAMES)}")
     settings = judge_shots(name, settings)
-    if settings.few_shot and train is None and name in (*SCORE_JUDGES, "prompt-aligned"):
+    has_examples = name in DEFAULT_SHOTS
+    if settings.few_shot and not has_examples:
+        raise InputError(f"{name} has no in-context examples", field="few-shot",
+                         hint="run it zero-shot")
+    if settings.few_shot and train is None:
         raise InputError("few-shot scoring needs the training split", field="train",
                          hint="pass --zero-shot or provide the benchmark's train split")
     k = settings.shots if settings.shots is not None else DEFAULT_SHOTS.get(name, 1)
-    if name in SCORE_JUDGES:
+    cls = info.factory()
+    judge: Judge
+    if info.kind == "llm-score":
         selector = None
         if settings.few_shot and train is not None:
             selector = FewShotSelector(train, settings.similarity, k)
-        cls = ComparativeJudge if name == "comparative-regression" else RegressionJudge
         definitions = None if prompts is None else dict(prompts.definitions)
-        return cls(bench, settings, fewshot=selector, templates=templates,
-                   definitions=definitions)
-    if name == "prompt-aligned":
-        choice_examples = None
+        judge = cls(bench, settings, fewshot=selector, templates=templates,
+                    definitions=definitions)
+    elif has_examples:
+        examples = None
         if settings.few_shot and train is not None:
-            choice_examples = ChoiceExampleSelector(train, settings.similarity, k)
-        return PromptAlignedJudge(bench, settings, templates=templates, fewshot=choice_examples)
-    if settings.few_shot:
-        raise InputError(f"{name} has no in-context examples", field="few-shot",
-                         hint="run it zero-shot")
-    return UnalignedJudge(bench, settings, templates=templates)
+            examples = ChoiceExampleSelector(train, settings.similarity, k)
+        judge = cls(bench, settings, templates=templates, fewshot=examples)
+    else:
+        judge = cls(bench, settings, templates=templates)
+    return judge

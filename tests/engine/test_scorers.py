@@ -17,8 +17,19 @@ from pluralign.engine.data.benchmark import Benchmark, make_benchmark
 from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.data.targets import all_targets
 from pluralign.engine.errors import InputError
-from pluralign.engine.scorers import get_scorer, register_scorer, score_through_cache, scorer_class
+from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, SCORE_JUDGES
+from pluralign.engine.judges.comparative import ComparativeJudge
+from pluralign.engine.judges.reward import RewardScorer
+from pluralign.engine.judges.unaligned import UnalignedJudge
+from pluralign.engine.scorers import (
+    get_scorer,
+    register_scorer,
+    registry,
+    score_through_cache,
+    scorer_class,
+)
 from pluralign.engine.scorers.ridge import RidgeScorer, RidgeSettings
+from pluralign.engine.scorers.simple import OracleScorer, RandomScorer
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.schemas.records import Scenario
 
@@ -69,7 +80,7 @@ def test_registry_names_and_unknown_scorer():
 
 
 def test_registry_rejects_collisions_and_loads_lazily(monkeypatch):
-    monkeypatch.setattr(scorers, "_REGISTRY", dict(scorers._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     with pytest.raises(ValueError, match="already registered"):
         register_scorer("oracle", "pluralign.engine.scorers.simple:RandomScorer")
     register_scorer("oracle", "pluralign.engine.scorers.simple:OracleScorer")  # the same: a no-op
@@ -78,6 +89,51 @@ def test_registry_rejects_collisions_and_loads_lazily(monkeypatch):
         scorer_class("lazy")
     with pytest.raises(ValueError, match="module:Class"):
         register_scorer("bad", "no-colon")
+    with pytest.raises(ValueError, match="already registered"):  # same class, another kind
+        register_scorer("oracle", "pluralign.engine.scorers.simple:OracleScorer", kind="reward")
+
+
+def test_one_registry_lists_every_scorer_by_kind():
+    assert scorers.scorer_names() == [
+        "constant", "oracle", "predictions", "random", "ridge",
+        "comparative-regression", "regression", "prompt-aligned", "unaligned", "reward"]
+    assert scorers.scorer_names("llm-score") == list(SCORE_JUDGES)
+    assert scorers.scorer_names("llm-choice") == list(CHOICE_JUDGES)
+    assert JUDGE_NAMES == SCORE_JUDGES + CHOICE_JUDGES
+    assert scorers.scorer_names("reward") == ["reward"]
+    with pytest.raises(InputError, match=r"unknown scorer kind 'llm'.*model-free, llm-score"):
+        scorers.scorer_names("llm")
+    for name in scorers.scorer_names():
+        info = scorers.scorer_info(name)
+        assert info.name == name and info.description and "\n" not in info.description
+        assert info.factory().__name__ in str(info.target)
+
+
+def test_scorer_info_says_kind_training_and_class():
+    ridge, judge = scorers.scorer_info("ridge"), scorers.scorer_info("comparative-regression")
+    assert (ridge.kind, ridge.needs_train) == ("model-free", True)
+    assert (judge.kind, judge.needs_train) == ("llm-score", True)  # few-shot by default
+    assert scorers.scorer_info("regression").needs_train is False
+    assert judge.factory() is ComparativeJudge
+    assert scorers.scorer_info("unaligned").factory() is UnalignedJudge
+    assert scorers.scorer_info("reward").factory() is RewardScorer
+    assert scorers.scorer_info("predictions:some/file.parquet").name == "predictions"
+    assert scorers.scorer_info("random").needs_train is RandomScorer.needs_train
+
+
+def test_unknown_scorer_suggests_the_closest_and_lists_all():
+    with pytest.raises(InputError, match=r"did you mean 'regression'\? known: constant, .*reward"):
+        scorers.scorer_info("regresion")
+    with pytest.raises(InputError, match="'regression' is not a model-free scorer"):
+        get_scorer("regression")
+
+
+def test_class_registered_without_needs_train_reads_it_from_the_class(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    register_scorer("ridge-again", "pluralign.engine.scorers.ridge:RidgeScorer")
+    register_scorer("oracle-again", OracleScorer, description="the labels")
+    assert scorers.scorer_info("ridge-again").needs_train is True
+    assert scorers.scorer_info("oracle-again").needs_train is False
 
 
 # ---------------------------------------------------------------------------- simple
