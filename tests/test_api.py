@@ -4,6 +4,9 @@ compute the same tables, and ``import pluralign`` stays light."""
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import inspect
 import re
 import subprocess
 import sys
@@ -28,22 +31,25 @@ def _blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
 
 
-def test_api_walkthrough_runs(shared_data: Path, tmp_path: Path, make_fake_server: Any,
+def test_api_walkthrough_runs(shared_data: Path, tmp_path: Path, request: Any,
                               monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     pytest.importorskip("aiohttp")
     pytest.importorskip("matplotlib")
-    from pluralign.jobs.cli import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PLURALIGN_DATA", str(shared_data))
-    server = make_fake_server(require_auth=False)
-    assert main(["sweep", "--benchmark", "helpsteer2", "--scorer", "ridge", "--targets", "high",
-                 "--cache", "cache", "--out", "runs/hs2-ridge"]) == 0
     blocks = _blocks()
     assert len(blocks) >= 6
-    code = "\n".join(blocks).replace("http://127.0.0.1:8089/v1", f"{server.url}")
+    code = "\n".join(blocks)
     namespace: dict[str, Any] = {}
-    exec(compile(code, str(DOC), "exec"), namespace)  # the doc's own asserts check figures
+    # The doc is a notebook (tests/test_docs.py runs it in a kernel): its cells await at the
+    # top level and start the fake server themselves (stopped at teardown).
+    request.addfinalizer(lambda: namespace["server"].stop_thread() if "server" in namespace
+                         else None)
+    cells = compile(code, str(DOC), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    run = eval(cells, namespace)  # the doc's own asserts check figures
+    if inspect.iscoroutine(run):
+        asyncio.run(run)
 
     scores, per_target = namespace["llm_scores"], namespace["llm_targets"]
     assert scores.report.completed + scores.report.cached == scores.report.items > 0
@@ -54,8 +60,6 @@ def test_api_walkthrough_runs(shared_data: Path, tmp_path: Path, make_fake_serve
     assert (per_group["welfare_ainf"] <= per_group["welfare_a0"] + 1e-12).all()
     assert (tmp_path / "report.html").stat().st_size > 10_000
     # a second LLM run sends nothing: the cache answers every item
-    import asyncio
-
     import pluralign
 
     async def again() -> Any:
