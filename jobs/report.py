@@ -138,8 +138,9 @@ def attribute_points(run: Run) -> dict[str, dict[int, tuple[float, float | None,
 
     The standard error is :func:`engine.per_scenario.standard_error` (sample std, ddof=1,
     over sqrt n; None below 2 targets) of the per-target accuracies in ``per_target.parquet``;
-    without that table it is derived from the summary's population std (std * sqrt(n/(n-1))
-    / sqrt n, the same quantity up to rounding).
+    without that table it is the summary's sample std over sqrt n (the same quantity up to
+    rounding; a summary without ``std_ddof`` holds a population std, converted first by
+    sqrt(n/(n-1))).
     """
     from pluralign.engine.align.per_scenario import standard_error
 
@@ -155,7 +156,10 @@ def attribute_points(run: Run) -> dict[str, dict[int, tuple[float, float | None,
                 sel = table[(table["set"] == s["name"]) & (table["n_attributes"] == k)]
                 se = standard_error(sel["accuracy"].to_numpy(dtype=float, na_value=math.nan))
             elif n >= 2 and row.get("std") is not None:
-                se = float(row["std"]) * math.sqrt(n / (n - 1)) / math.sqrt(n)
+                std = float(row["std"])
+                if int(s.get("std_ddof", 0)) == 0:  # written before the ddof=1 convention
+                    std *= math.sqrt(n / (n - 1))
+                se = std / math.sqrt(n)
             points[k] = (_num(row.get("mean")), se, n)
         out[s["name"]] = dict(sorted(points.items()))
     return out

@@ -1,5 +1,13 @@
 """Aggregate metrics: accuracy per target set and by number of attributes, weighted score,
-implicit bias of target-free choices, and regression quality (MSE, Pearson r) per attribute."""
+implicit bias of target-free choices, and regression quality (MSE, Pearson r) per attribute.
+
+One statistics convention for the whole package: a standard deviation over targets (or over
+samples, jurors, runs) is the *sample* standard deviation, ddof=1 (:data:`STD_DDOF`), and a
+standard error is that std over sqrt(n) (:func:`pluralign.engine.align.per_scenario.
+standard_error`). Summaries written before this convention carry a population std (ddof=0) and
+no ``std_ddof`` field; readers convert with ``std * sqrt(n / (n - 1))``. A single defined value
+has no spread: its std is reported as 0.0 (its standard error as undefined).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,18 @@ from typing import Any
 import numpy as np
 
 from pluralign.engine.data.benchmark import Benchmark
+
+STD_DDOF = 1
+"""Every standard deviation is the sample one (ddof=1): see the module docstring."""
+
+
+def sample_std(x: np.ndarray) -> float:
+    """Sample standard deviation (ddof=1) of the finite-or-not values ``x``; 0.0 for one value
+    (nothing spreads), NaN for none."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2:
+        return 0.0 if x.size == 1 else float("nan")
+    return float(x.std(ddof=STD_DDOF))
 
 
 @dataclass(frozen=True)
@@ -25,14 +45,16 @@ class SetSummary:
     mean: float | None
     """Mean accuracy over defined targets, percent."""
     std: float | None
-    """Population standard deviation (ddof=0) over defined targets, as the paper reports."""
+    """Sample standard deviation (ddof=1) over defined targets (0.0 for a single one)."""
     weighted_mean: float | None = None
     """Mean weighted score over defined targets, when computed: the published definition
     (seed 003), d_max = the largest label distance among each scenario's responses."""
     by_n_attributes: Mapping[int, tuple[float, float, int]] | None = None
-    """Number of target attributes -> (mean, std, targets)."""
+    """Number of target attributes -> (mean, sample std, targets)."""
     weighted_sqrtk_mean: float | None = None
     """Mean of the variant normalised by sqrt(k), the largest distance in [0, 1]^k."""
+    std_ddof: int = 1
+    """Delta degrees of freedom of every std here (summaries without it used ddof=0)."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -48,7 +70,7 @@ def _mean_std(x: np.ndarray) -> tuple[float | None, float | None]:
     x = x[~np.isnan(x)]
     if x.size == 0:
         return None, None
-    return float(x.mean()), float(x.std())
+    return float(x.mean()), sample_std(x)
 
 
 def summarize(

@@ -48,9 +48,10 @@ def position_counts(orders: Sequence[Sequence[int]]) -> np.ndarray:
 
 
 def mean_and_spread(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation over samples (axis 0), ignoring NaN (failed samples).
+    """Mean and sample standard deviation (ddof=1, the package's convention) over samples
+    (axis 0), ignoring NaN (failed samples).
 
-    A column with no finite sample gets NaN for both.
+    A column with one finite sample has spread 0.0; one with no finite sample gets NaN for both.
     """
     arr = np.asarray(scores, dtype=np.float64)
     finite = np.isfinite(arr)
@@ -59,7 +60,7 @@ def mean_and_spread(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         dev = np.where(finite, arr - mean, 0.0)
-        var = np.where(count > 0, (dev**2).sum(axis=0) / np.maximum(count, 1), np.nan)
+        var = np.where(count > 0, (dev**2).sum(axis=0) / np.maximum(count - 1, 1), np.nan)
     return mean, np.sqrt(var)
 
 

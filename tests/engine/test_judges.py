@@ -461,7 +461,7 @@ def test_unaligned_has_one_item_per_scenario_and_no_target() -> None:
 def test_mean_spread_and_majority() -> None:
     scores = np.array([[0.2, np.nan], [0.4, np.nan], [0.6, 0.5]])
     mean, spread = mean_and_spread(scores)
-    assert mean[0] == pytest.approx(0.4) and spread[0] == pytest.approx(np.std([0.2, 0.4, 0.6]))
+    assert mean[0] == pytest.approx(0.4) and spread[0] == pytest.approx(np.std([0.2, 0.4, 0.6], ddof=1))
     assert mean[1] == pytest.approx(0.5) and spread[1] == 0.0
     m, s = mean_and_spread(np.array([[np.nan], [np.nan]]))
     assert np.isnan(m[0]) and np.isnan(s[0])

@@ -16,8 +16,14 @@ def test_summary_skips_undefined_and_groups_by_attribute_count() -> None:
     s = summarize("x", acc, n_attr)
     assert (s.n_targets, s.n_defined) == (5, 4)
     assert s.mean == pytest.approx(65.0)
-    assert s.std == pytest.approx(np.std([50, 70, 100, 40]))
-    assert s.by_n_attributes == {1: (60.0, 10.0, 2), 2: (70.0, 30.0, 2)}
+    assert s.std == pytest.approx(np.std([50, 70, 100, 40], ddof=1))  # the sample std
+    assert s.by_n_attributes == {1: (60.0, 10.0 * np.sqrt(2), 2), 2: (70.0, 30.0 * np.sqrt(2), 2)}
+    assert s.to_json()["std_ddof"] == 1
+
+
+def test_a_single_target_has_no_spread() -> None:
+    s = summarize("high", np.array([61.5]), np.array([3]))
+    assert (s.mean, s.std, s.by_n_attributes) == (61.5, 0.0, {3: (61.5, 0.0, 1)})
     assert 0 not in s.by_n_attributes
 
 
