@@ -283,8 +283,9 @@ def polar_targets(run: Run, attributes: Sequence[str], k: int = 3) -> str | None
                       "worst-served targets of the set, with their accuracy.")
 
 
-def implicit_bias(run: Run) -> str | None:
-    """Seed 003 Fig. 7: mean labels of the responses a target-free selection picks."""
+def implicit_bias_figure(run: Run) -> str | None:
+    """Seed 003 Fig. 7: mean labels of the responses a target-free selection picks, as
+    :func:`pluralign.engine.align.metrics.implicit_bias` computed them into the summary."""
     bias = run.summary.get("implicit_bias")
     if not isinstance(bias, dict) or not bias:
         return None
@@ -471,7 +472,7 @@ def _run_section(run: Run) -> str:
                                for k, v in facts.items()) + "</p>"]
     if run.kind == "sweep":
         parts += [sets_table(run), regression_table(run)]
-        for block in (polar_targets(run, _attributes(run)), implicit_bias(run)):
+        for block in (polar_targets(run, _attributes(run)), implicit_bias_figure(run)):
             if block:
                 parts.append(block)
         if "implicit_bias" not in s:

@@ -95,13 +95,18 @@ def summarize(
                       wmean, by, wkmean)
 
 
-def implicit_bias(bench: Benchmark, chosen: np.ndarray) -> dict[str, float]:
-    """Mean label vector of the responses a target-free model selects (one per scenario).
+def implicit_bias(bench: Benchmark, chosen: np.ndarray) -> dict[str, float] | None:
+    """Mean label vector of the responses a target-free model selects (one per scenario), over
+    the answered scenarios; None when none was answered.
 
-    ``chosen`` is (S,) response indices within each scenario (seed 003 Fig. 7).
+    ``chosen`` is (S,) response indices within each scenario, -1 (any negative) where the
+    model gave no answer (seed 003 Fig. 7).
     """
     chosen = np.asarray(chosen, dtype=np.int64)
-    rows = bench.offsets[:-1] + chosen
+    answered = np.flatnonzero(chosen >= 0)
+    if answered.size == 0:
+        return None
+    rows = bench.offsets[:-1][answered] + chosen[answered]
     means = bench.labels[rows].mean(axis=0)
     return {a: float(v) for a, v in zip(bench.attributes, means, strict=True)}
 

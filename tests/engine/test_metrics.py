@@ -32,7 +32,18 @@ def test_implicit_bias_is_mean_label_of_chosen() -> None:
     chosen = np.array([1, 0, 1, 0, 1, 1])
     bias = implicit_bias(bench, chosen)
     rows = [bench.offsets[s] + c for s, c in enumerate(chosen)]
+    assert bias is not None
     assert list(bias.values()) == pytest.approx(bench.labels[rows].mean(axis=0).tolist())
+
+
+def test_implicit_bias_leaves_out_unanswered_scenarios() -> None:
+    bench = synthetic_benchmark(4, (2, 3), 3, 5, seed=2)
+    chosen = np.array([1, -1, 0, -1])
+    rows = [bench.offsets[0] + 1, bench.offsets[2] + 0]
+    bias = implicit_bias(bench, chosen)
+    assert bias is not None and set(bias) == set(bench.attributes)
+    assert list(bias.values()) == pytest.approx(bench.labels[rows].mean(axis=0).tolist())
+    assert implicit_bias(bench, np.full(4, -1)) is None
 
 
 def test_regression_quality_matches_scipy() -> None:
