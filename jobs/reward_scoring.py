@@ -7,13 +7,12 @@ which output head scores which attribute; every attribute a target uses must be 
 scalar model maps head 0 to each attribute it is taken to measure).
 
 Settings arrive as a typed :class:`~pluralign.jobs.configs.RewardConfig` (the command line builds it
-with ``RewardConfig.from_args``), so ``pluralign.score(bench, "reward", config=...)`` and
+with ``jobs/cli/args.py``), so ``pluralign.score(bench, "reward", config=...)`` and
 ``pluralign sweep --scorer reward`` run the same code and write the same cache rows.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,18 +31,6 @@ from pluralign.engine.judges.reward import (
 )
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.configs import RewardConfig
-
-
-def add_reward_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("reward-model scorer (--scorer reward)")
-    g.add_argument("--reward-attributes", default=None, metavar="ATTR=HEAD,...",
-                   help="output head per attribute, e.g. helpfulness=0,verbosity=1")
-    g.add_argument("--reward-route", default="/pooling",
-                   help="HTTP route: /pooling (default) or /classify from the server root (as "
-                        "vLLM serves them), or a path relative to --base-url")
-    g.add_argument("--reward-squash", action="store_true",
-                   help="map head values through the logistic function onto (0, 1)")
-    g.add_argument("--reward-batch", type=int, default=32, help="inputs per request (32)")
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,9 @@ def check_names(args: argparse.Namespace) -> None:
     """A misspelt scorer or target-set name fails at once, listing every valid name."""
     from pathlib import Path
 
+    from pluralign.engine.data.target_sets import TARGET_SET_NAMES
     from pluralign.engine.errors import InputError
-    from pluralign.jobs.common import LLM_SCORERS, TARGET_SET_NAMES
+    from pluralign.jobs.cli.args import LLM_SCORERS
 
     scorer = getattr(args, "scorer", None)
     if isinstance(scorer, str) and not scorer.startswith("predictions:"):

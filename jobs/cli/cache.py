@@ -98,7 +98,7 @@ def stores(root: Path) -> list[Store]:
 
 def _root(args: argparse.Namespace) -> Path:
     from pluralign.engine.errors import InputError
-    from pluralign.jobs.common import cache_dir
+    from pluralign.jobs.runtime import cache_dir
 
     root = cache_dir(args.cache)
     if not root.is_dir():

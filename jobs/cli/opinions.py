@@ -18,7 +18,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from pluralign.jobs.common import progress, write_json_atomic, write_parquet_atomic
+from pluralign.jobs.cli.args import llm_config
+from pluralign.jobs.runtime import progress, write_json_atomic, write_parquet_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,9 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffles")
     p.add_argument("--cache", default=None, help="cache folder (default: $PLURALIGN_CACHE ...)")
     p.add_argument("--out", required=True, help="folder for summary.json and opinions.parquet")
-    from pluralign.jobs.pluralism_runs import add_backend_args
+    from pluralign.jobs.cli.args import add_llm_args
 
-    add_backend_args(p)
+    add_llm_args(p)
     p.set_defaults(func=run)
 
 
@@ -72,7 +73,6 @@ def run(args: argparse.Namespace, backend: Any = None) -> int:
     )
     from pluralign.engine.run.backend import NO_LOGPROBS
     from pluralign.engine.store.files import check_output
-    from pluralign.jobs.configs import LLMConfig
     from pluralign.jobs.pluralism_runs import cache_store, run_judge, samples_of, settings
 
     check_output(args.out)
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, backend: Any = None) -> int:
         raise InputError("--logprobs asks once per question: drop --samples and "
                          "--rotate-options", field="logprobs")
     questions = _questions(args)
-    config = LLMConfig.from_args(args)
+    config = llm_config(args)
     judge = SurveyJudge(questions, settings(config), rotate=args.rotate_options, logprobs=k)
     samples = samples_of(config)
     schedule = run_judge(judge, judge.items(samples), config, args.cache, backend)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pluralign.jobs.common import progress, write_json_atomic, write_parquet_atomic
+from pluralign.jobs.runtime import progress, write_json_atomic, write_parquet_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from pluralign.engine.errors import InputError
     from pluralign.engine.store.files import write_bytes
-    from pluralign.jobs.common import progress
+    from pluralign.jobs.runtime import progress
 
     try:
         from pluralign.jobs.report import build_report

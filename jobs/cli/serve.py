@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from pluralign.engine.align.realign import parse_memory_budget
-    from pluralign.jobs.common import cache_dir
+    from pluralign.jobs.runtime import cache_dir
     from pluralign.jobs.serve.http import check_bind, load_token, serve_local
     from pluralign.jobs.serve.query import Limits, QueryService
 
@@ -85,7 +85,7 @@ def _run_ray(args: argparse.Namespace, cache: str, data: str | None, limits: obj
     import ray
     from ray import serve
 
-    from pluralign.jobs.common import progress
+    from pluralign.jobs.runtime import progress
     from pluralign.jobs.serve.ray_serve import build
 
     if args.address:

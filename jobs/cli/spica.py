@@ -226,7 +226,7 @@ def _weight_rows(weights: dict[str, Any]) -> list[list[Any]]:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from pluralign.jobs.common import write_json_atomic
+    from pluralign.jobs.runtime import write_json_atomic
 
     bank = load_bank_arg(args)
     retriever = _retriever(args, bank)
@@ -278,7 +278,7 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from pluralign.jobs.api import spica_results
-    from pluralign.jobs.common import write_json_atomic
+    from pluralign.jobs.runtime import write_json_atomic
 
     bank = load_bank_arg(args)
     weights, head = _load_weights(args.weights)  # the rating they were fitted on wins
@@ -336,7 +336,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from pluralign.engine.spica.generate import aligned_outputs, grow_bank
     from pluralign.engine.spica.io import write_bank
     from pluralign.engine.store.generations import GenerationCache
-    from pluralign.jobs.common import write_parquet_atomic
+    from pluralign.jobs.runtime import write_parquet_atomic
     from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 
     cache = GenerationCache(args.cache) if args.cache else None

@@ -13,20 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from pluralign.jobs.common import (
+from pluralign.engine.data.target_sets import DEFAULT_SETS, resolve_target_sets
+from pluralign.jobs.cli.args import (
     CHOICE_SCORERS,
-    DEFAULT_SETS,
     LLM_SCORERS,
+    add_llm_scorer_args,
     add_scorer_args,
     add_target_args,
-    cache_dir,
     finite_or_none,
     load_splits,
-    note_manifest,
-    progress,
-    resolve_target_sets,
+    reward_config,
     score_args,
     scorer_splits,
+)
+from pluralign.jobs.runtime import (
+    cache_dir,
+    note_manifest,
+    progress,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -44,15 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from pluralign.jobs.sharded import add_realign_args
 
     add_realign_args(p)
-    try:
-        from pluralign.jobs.llm_scoring import add_backend_args
-    except ImportError:  # the distributed extra is not installed
-        pass
-    else:
-        add_backend_args(p)
-        from pluralign.jobs.reward_scoring import add_reward_args
-
-        add_reward_args(p)
+    add_llm_scorer_args(p)
     p.set_defaults(func=run)
 
 
@@ -61,12 +56,11 @@ def run_reward(args: argparse.Namespace, t0: float) -> int:
     with the RewardConfig of the flags), then re-alignment."""
     from pluralign.engine.align.metrics import regression_quality, summarize
     from pluralign.jobs import api
-    from pluralign.jobs.configs import RewardConfig
     from pluralign.jobs.sharded import realign_for_args
 
     bench, _ = load_splits(args, need_train=False)
     sets = resolve_target_sets(args.targets, bench, args.data)
-    scores = api.score(bench, "reward", config=RewardConfig.from_args(args), cache=args.cache)
+    scores = api.score(bench, "reward", config=reward_config(args), cache=args.cache)
     preds, ident, counts = scores.predictions, scores.identity, scores.report
     t_score = time.perf_counter() - t0
     summaries, rows = [], []

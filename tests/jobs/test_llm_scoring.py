@@ -19,9 +19,10 @@ from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.data.targets import all_targets, from_dicts
 from pluralign.engine.judges.fake_answerer import label_answerer
 from pluralign.engine.store.cache import ScoreCache
+from pluralign.jobs.cli.args import add_llm_args as add_backend_args
+from pluralign.jobs.cli.args import llm_config
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import (
-    add_backend_args,
     llm_choices,
     llm_scorer_identity,
     run_llm_scoring,
@@ -44,7 +45,7 @@ def parse(url: str, *extra: str) -> LLMConfig:
     """The LLMConfig of these LLM flags, as the command line builds it."""
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    return LLMConfig.from_args(p.parse_args([
+    return llm_config(p.parse_args([
         "--model", "fake-model", "--base-url", url, "--api-key-env", FAKE_KEY_ENV, "--no-ray",
         "--concurrency", "4", *extra]))
 
@@ -252,7 +253,7 @@ def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
     assert args.limit == 5 and args.samples == 5 and args.few_shot is False and args.rpm == 60
     from pluralign.jobs.llm_scoring import judge_settings
 
-    config = LLMConfig.from_args(args)
+    config = llm_config(args)
     assert (config.limit, config.samples, config.few_shot, config.rpm) == (5, 5, False, 60)
     assert config.use_ray  # no --no-ray
     assert judge_settings(config).temperature == 0.7
@@ -263,9 +264,9 @@ def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
 def test_the_typed_config_defaults_are_the_command_line_defaults() -> None:
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    parsed = LLMConfig.from_args(p.parse_args(["--model", "m", "--no-ray"]))
+    parsed = llm_config(p.parse_args(["--model", "m", "--no-ray"]))
     assert parsed == LLMConfig(model="m")
-    flags = LLMConfig.from_args(p.parse_args([
+    flags = llm_config(p.parse_args([
         "--model", "m", "--engine-arg", "max_model_len=2048", "--engine-arg", "enforce_eager=1",
         "--extra-body", '{"top_p": 0.5}', "--max-in-flight", "3", "--grace-seconds", "1"]))
     assert flags.engine_args == ("max_model_len=2048", "enforce_eager=1") and flags.use_ray

@@ -17,8 +17,10 @@ from pluralign.engine.judges.fake_answerer import label_answerer
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.engine.store.manifest import read_manifest
 from pluralign.jobs.cli import main
+from pluralign.jobs.cli.args import add_llm_args as add_backend_args
+from pluralign.jobs.cli.args import llm_config
 from pluralign.jobs.configs import LLMConfig
-from pluralign.jobs.llm_scoring import add_backend_args, run_llm_scoring
+from pluralign.jobs.llm_scoring import run_llm_scoring
 from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, fake_key, make_fake_server
 
 __all__ = ["fake_key", "make_fake_server"]
@@ -71,7 +73,7 @@ def test_llm_sweep_manifest_has_every_field_and_no_key_anywhere(
 def _parse(url: str, *extra: str) -> LLMConfig:
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    return LLMConfig.from_args(p.parse_args([
+    return llm_config(p.parse_args([
         "--model", "fake-model", "--base-url", url, "--api-key-env", FAKE_KEY_ENV, "--no-ray",
         "--concurrency", "4", "--zero-shot", *extra]))
 
@@ -135,7 +137,7 @@ def test_named_sampled_set_that_is_absent_is_an_error_saying_where(
 def test_helpsteer2_sampled_without_alignment_targets_says_where_it_looked(
     tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pluralign.jobs.common import resolve_target_sets
+    from pluralign.engine.data.target_sets import resolve_target_sets
 
     bench = synthetic_benchmark(n_scenarios=3, responses=(2, 2), n_attributes=2, n_levels=5,
                                 seed=1, name="helpsteer2")

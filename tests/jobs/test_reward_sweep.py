@@ -13,6 +13,7 @@ import pytest
 
 from pluralign.actors.testing.fake_server import FakeOpenAIServer
 from pluralign.jobs.cli import main
+from pluralign.jobs.cli.args import reward_config
 
 HEADS = "helpfulness=0,correctness=0,coherence=1,complexity=1,verbosity=1"
 
@@ -74,10 +75,9 @@ def test_flags_give_the_identity_they_always_had(shared_data: Path, flags: list[
                                                  identity: str) -> None:
     import pluralign
     from pluralign.jobs.cli import parse
-    from pluralign.jobs.configs import RewardConfig
 
     args = parse(["sweep", "--scorer", "reward", "--out", "x", "--model", *flags])
-    config = RewardConfig.from_args(args)
+    config = reward_config(args)
     assert pluralign.scorer_identity(_bench(shared_data), "reward", config=config) == identity
 
 
@@ -86,11 +86,11 @@ def test_config_from_flags_has_the_api_defaults() -> None:
     from pluralign.jobs.configs import RewardConfig
 
     args = parse(["sweep", "--scorer", "reward", "--out", "x", "--model", "m"])
-    assert RewardConfig.from_args(args) == RewardConfig(model="m")
+    assert reward_config(args) == RewardConfig(model="m")
     args = parse(["sweep", "--scorer", "reward", "--out", "x", "--model", "m", "--reward-batch",
                   "4", "--reward-attributes", "helpfulness=0", "--engine-arg", "dtype=half",
                   "--tensor-parallel", "2", "--reward-route", "/classify"])
-    assert RewardConfig.from_args(args) == RewardConfig(
+    assert reward_config(args) == RewardConfig(
         model="m", batch=4, attributes="helpfulness=0", engine_args=("dtype=half",),
         tensor_parallel=2, route="/classify")
 
