@@ -8,11 +8,12 @@ Layouts: docs/pluralism.md.
 from __future__ import annotations
 
 import argparse
-import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pluralign.jobs.common import progress, write_json_atomic, write_parquet_atomic
+from pluralign.jobs.runtime import progress, write_json_atomic, write_parquet_atomic
 
 DATASETS = ("ratings", "prism", "community-alignment", "persona", "labels")
 
@@ -73,10 +74,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("must be a JSON object scenario id -> response id",
                              file=args.choices)
     result = evaluate(ratings, alphas, args.group_by, choices, args.tau)
+    lo, hi = ratings.scale
     print(f"\n{result['jurors']} annotators, {result['scenarios']} scenarios, "
-          f"{result['ratings']} ratings")
-    for row in result["groups"]:
-        print(json.dumps(row, default=str))
+          f"{result['ratings']} ratings from {args.path}\n(utility: the rating on "
+          f"{lo:g}..{hi:g} rescaled to [0, 1])")
+    print_selection(result["groups"], alphas)
+    if choices is not None:
+        print_system(result["groups"], alphas, args.tau, args.choices)
+    print()
     out = Path(args.out)
     _write(out / "groups.parquet", result["groups"], "annotator_groups")
     if result["selection"]:
@@ -89,6 +94,70 @@ def run(args: argparse.Namespace) -> int:
     progress(f"wrote {out}/summary.json")
     return 0
 
+
+# ---- printing ------------------------------------------------------------------------------
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _group_width(rows: list[dict[str, Any]]) -> int:
+    return max(14, *(len(str(r["group"])) + 2 for r in rows))
+
+
+def _rule(rows: list[dict[str, Any]], g: int, width: int) -> None:
+    """A line under ``ALL`` (the first row) when groups follow it."""
+    if g == 0 and len(rows) > 1:
+        print("-" * width)
+
+
+def print_selection(rows: list[dict[str, Any]], alphas: Sequence[float]) -> None:
+    """Per group: the mean welfare at each scenario's welfare-optimal response for every α,
+    with the share of scenarios whose optimum differs from the utilitarian (α = 0) one."""
+    from pluralign.engine.pluralism.welfare import alpha_name
+
+    names = [alpha_name(a) for a in alphas]
+    shares = 0.0 in alphas
+    print("\nwelfare-optimal response per scenario (over the jurors who rated all its responses):"
+          "\nmean welfare at the optimum"
+          + (" (share of scenarios whose optimum differs from the a=0 one)" if shares else ""))
+    gw = _group_width(rows)
+    cell = 16 if shares else 10
+    head = (f"{'group':<{gw}}{'jurors':>7}{'scenarios':>11}"
+            + "".join(f"{'w(a=' + n + ')':>{cell}}" for n in names))
+    print(head)
+    for g, row in enumerate(rows):
+        line = f"{row['group']:<{gw}}{row['jurors']:>7,}{row['scenarios_selected']:>11,}"
+        for n, a in zip(names, alphas, strict=True):
+            text = _f(row[f"optimal_welfare_a{n}"])
+            if shares and a != 0.0:
+                text += f" ({_f(row[f'differs_from_utilitarian_a{n}'], 2)})"
+            line += f"{text:>{cell}}"
+        print(line)
+        _rule(rows, g, len(head))
+
+
+def print_system(rows: list[dict[str, Any]], alphas: Sequence[float], tau: float,
+                 choices: str) -> None:
+    """Per group: w_α over the jurors' mean utilities of the system's chosen responses, and the
+    share of those jurors above tau."""
+    from pluralign.engine.pluralism.welfare import alpha_name
+
+    names = [alpha_name(a) for a in alphas]
+    print(f"\nthe system's picks ({choices}): welfare over each juror's mean utility of the"
+          f"\npicks they rated; >{tau:g}: share of those jurors above tau")
+    gw = _group_width(rows)
+    head = (f"{'group':<{gw}}{'served':>7}" + "".join(f"{'w(a=' + n + ')':>10}" for n in names)
+            + f"{'>' + format(tau, 'g'):>8}")
+    print(head)
+    for g, row in enumerate(rows):
+        line = f"{row['group']:<{gw}}{row['jurors_served']:>7,}"
+        line += "".join(f"{_f(row[f'system_welfare_a{n}']):>10}" for n in names)
+        print(line + f"{_f(row['system_share_above_tau']):>8}")
+        _rule(rows, g, len(head))
+
+
+# ---- files ---------------------------------------------------------------------------------
 
 def _write(path: Path, rows: list[dict[str, Any]], kind: str) -> None:
     from pluralign.engine.align.results import rows_table
