@@ -42,3 +42,20 @@ class DataNotFoundError(PluralignError, FileNotFoundError):
 
 class CacheSchemaError(PluralignError):
     """A cache or result file was written by another schema version."""
+
+
+class TooLarge(PluralignError):
+    """A request beyond the query service's size limits (HTTP 413)."""
+
+
+class NotCached(PluralignError):
+    """The score cache holds no complete scores for a query (HTTP 404)."""
+
+
+class IncompleteScoring(PluralignError):
+    """Scores are missing after a scoring run: nothing is re-aligned on incomplete scores (a
+    rerun sends only the missing items)."""
+
+
+class ScoringInterrupted(KeyboardInterrupt):
+    """A scoring run was interrupted (Ctrl-C or SIGTERM); the answers received are stored."""

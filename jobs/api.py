@@ -13,16 +13,55 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
+import pyarrow as pa
 
+from pluralign.engine.align.per_scenario import standard_error
+from pluralign.engine.align.realign import realign as run_realign
+from pluralign.engine.align.results import per_target_table, rows_table
 from pluralign.engine.data.benchmark import Benchmark
-from pluralign.engine.data.targets import TargetSet
+from pluralign.engine.data.sources import load_benchmark as load
+from pluralign.engine.data.target_sets import resolve_target_sets
+from pluralign.engine.data.targets import TargetSet, concat
+from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.pluralism.juries import load_jury, parse_jury
+from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury
+from pluralign.engine.run.scheduler import STDERR, ScheduleReport
+from pluralign.engine.scorers import get_scorer as get
+from pluralign.engine.scorers import score_through_cache, scorer_class
+from pluralign.engine.scorers import scorer_names as model_free
+from pluralign.engine.scorers.base import Scorer
+from pluralign.engine.spica.authors import load_spica_layout
+from pluralign.engine.spica.bank import ALL, ScenarioBank
+from pluralign.engine.spica.evaluate import GroupEvaluation, evaluate_retrieval
+from pluralign.engine.spica.io import read_bank
+from pluralign.engine.spica.retrieval import Retriever, Weights
+from pluralign.engine.spica.synthetic_bank import SyntheticConfig, synthetic_bank
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.engine.store.files import write_bytes
+from pluralign.engine.store.manifest import current, endpoint_host
 from pluralign.jobs.configs import LLMConfig, RewardConfig
+from pluralign.jobs.llm_scoring import (
+    ScoringReport,
+    few_shot_for,
+    llm_choices,
+    llm_scorer_identity,
+    require_complete,
+    run_llm_scoring,
+)
+from pluralign.jobs.report import build_report
+from pluralign.jobs.reward_scoring import reward_scorer, run_reward_scoring
+from pluralign.jobs.runtime import cache_dir, note_manifest, progress
+
+if TYPE_CHECKING:  # pandas is imported when a table is asked for (it takes a while to load)
+    import pandas as pd
+
+T = TypeVar("T")
 
 LLM_SCORERS = ("comparative-regression", "regression")
 """LLM judges that score attributes (:func:`score_llm`)."""
@@ -43,17 +82,15 @@ class Scores:
     """float64 (responses, attributes), rows in benchmark order."""
     identity: str
     """The scorer's cache identity (pass it to ``pluralign align --scorer-id``)."""
-    report: Any = None
+    report: ScheduleReport | dict[str, int] | None = None
     """For LLM judges, the scheduler's counts (items, cached, failed, requests, tokens); for
     the reward scorer, a dict of inputs ``sent`` and rows ``scored`` and ``failed``."""
     samples: int | None = 1
     """Samples per item the predictions average (LLM judges with ``samples`` > 1; None: every
     cached sample, as :func:`cached_scores` reads them without a count)."""
 
-    def to_arrow(self) -> Any:
+    def to_arrow(self) -> pa.Table:
         """One row per (scenario, response) with a column per attribute."""
-        import pyarrow as pa
-
         b = self.bench
         ids = [s.id for s in b.scenarios]
         cols: dict[str, Any] = {
@@ -64,7 +101,8 @@ class Scores:
             cols[a] = self.predictions[:, j]
         return pa.table(cols)
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self) -> pd.DataFrame:
+        """:meth:`to_arrow` as a pandas DataFrame."""
         return self.to_arrow().to_pandas()
 
 
@@ -80,24 +118,42 @@ class Choices:
     """The judge's cache identity."""
     samples: int
     """Samples per (scenario, target); :meth:`chosen` takes their majority."""
-    report: Any
+    report: ScheduleReport
     """The scheduler's counts."""
-    cache: Any
+    cache: ScoreCache
     """The score cache whose choice cache holds the answers."""
 
-    def chosen(self, targets: TargetSet) -> np.ndarray:
-        """int64 (scenarios, targets): the picked response per scenario and target; -1 where
-        no answer is cached. The unaligned judge's one pick per scenario serves every target."""
-        from pluralign.jobs.llm_scoring import llm_choices
-
+    def chosen_indices(self, targets: TargetSet) -> np.ndarray:
+        """int64 (scenarios, targets): the picked response per scenario and target (its index
+        within the scenario); -1 where no answer is cached. The unaligned judge's one pick per
+        scenario serves every target."""
         return llm_choices(self.bench, self.judge, self.identity, targets, self.samples,
                            self.cache)
 
+    def chosen(self, targets: TargetSet | Sequence[TargetSet]) -> pd.DataFrame:
+        """The picked response per scenario and target, labelled: one row per scenario (index
+        ``scenario``, its id), one column per target (its JSON, as in ``per_target``'s
+        ``target`` column); the response's index within the scenario, or -1 where no answer is
+        cached."""
+        import pandas as pd
 
-def _cache(cache: str | os.PathLike[str] | None) -> Any:
-    from pluralign.engine.store.cache import ScoreCache
-    from pluralign.jobs.runtime import cache_dir
+        ts = _one_set(targets)
+        return pd.DataFrame(self.chosen_indices(ts), columns=ts.json_all(),
+                            index=pd.Index([s.id for s in self.bench.scenarios],
+                                           name="scenario"))
 
+
+def _one_set(targets: TargetSet | Sequence[TargetSet]) -> TargetSet:
+    """One target set from one or several (as :func:`targets` returns them)."""
+    if isinstance(targets, TargetSet):
+        return targets
+    sets = list(targets)
+    if not sets:
+        raise InputError("no targets given", field="targets")
+    return sets[0] if len(sets) == 1 else concat(sets, "requested")
+
+
+def _cache(cache: str | os.PathLike[str] | None) -> ScoreCache:
     return ScoreCache(cache_dir(None if cache is None else str(cache)))
 
 
@@ -106,7 +162,6 @@ def load_benchmark(name: str = "helpsteer2", split: str = "eval", *,
                    limit: int | None = None) -> Benchmark:
     """A benchmark split: ``helpsteer2``, ``mic``, ``synthetic:S=..,R=..`` or a JSON file;
     ``limit`` keeps the first scenarios (a limited run shares its cache entries)."""
-    from pluralign.engine.data.sources import load_benchmark as load
 
     bench = load(name, split, data)
     return bench.subset(limit) if limit is not None and limit < bench.n_scenarios else bench
@@ -115,20 +170,18 @@ def load_benchmark(name: str = "helpsteer2", split: str = "eval", *,
 def scorer_names() -> list[str]:
     """Every scorer name: the model-free registry, then the LLM judges, then the reward
     scorer."""
-    from pluralign.engine.scorers import scorer_names as model_free
 
     return [*model_free(), *LLM_SCORERS, REWARD_SCORER]
 
 
-def get_scorer(name: str = "ridge", **options: Any) -> Any:
+def get_scorer(name: str = "ridge", **options: Any) -> Scorer:
     """A model-free scorer by name (``ridge``, ``oracle``, ``random``, ``constant``,
     ``predictions:PATH``) with its keyword options, e.g. ``get_scorer("random", seed=1)``."""
-    from pluralign.engine.scorers import get_scorer as get
 
     return get(name, **options)
 
 
-def needs_train(scorer: Any, config: LLMConfig | RewardConfig | None = None) -> bool:
+def needs_train(scorer: str | Scorer, config: LLMConfig | RewardConfig | None = None) -> bool:
     """Whether scoring with ``scorer`` (a name or a scorer object) reads the training split:
     model-free scorers that are fitted, LLM judges that get in-context examples."""
     if not isinstance(scorer, str):
@@ -136,10 +189,8 @@ def needs_train(scorer: Any, config: LLMConfig | RewardConfig | None = None) -> 
     if scorer == REWARD_SCORER:
         return False
     if scorer in (*LLM_SCORERS, *CHOICE_JUDGES):
-        from pluralign.jobs.llm_scoring import few_shot_for
 
         return few_shot_for(scorer, config.few_shot if isinstance(config, LLMConfig) else None)
-    from pluralign.engine.scorers import scorer_class
 
     return bool(scorer_class(scorer.partition(":")[0].strip()).needs_train)
 
@@ -151,7 +202,6 @@ def _train_split(bench: Benchmark, train: Benchmark | str | None) -> Benchmark |
 
 
 def _llm_config(judge: str, config: LLMConfig | RewardConfig | None) -> LLMConfig:
-    from pluralign.engine.errors import InputError
 
     if not isinstance(config, LLMConfig):
         got = "no settings" if config is None else f"a {type(config).__name__}"
@@ -162,7 +212,6 @@ def _llm_config(judge: str, config: LLMConfig | RewardConfig | None) -> LLMConfi
 
 
 def _reward_config(config: LLMConfig | RewardConfig | None) -> RewardConfig:
-    from pluralign.engine.errors import InputError
 
     if not isinstance(config, RewardConfig):
         got = "no settings" if config is None else f"a {type(config).__name__}"
@@ -172,7 +221,7 @@ def _reward_config(config: LLMConfig | RewardConfig | None) -> RewardConfig:
     return config
 
 
-def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | None = "train",
+def score(bench: Benchmark, scorer: str | Scorer = "ridge", *, train: Benchmark | str | None = "train",
           cache: str | os.PathLike[str] | None = None,
           config: LLMConfig | RewardConfig | None = None,
           out: str | os.PathLike[str] | None = None, quiet: bool = False,
@@ -184,7 +233,6 @@ def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | N
     split (or a loaded benchmark) scorers learn from, read only when they need one.
     Progress goes to stderr unless ``quiet``; inside a ``pluralign`` run the scorer and its
     settings are recorded in the run manifest."""
-    from pluralign.engine.errors import InputError
 
     if isinstance(scorer, str) and scorer in CHOICE_JUDGES:
         raise InputError(f"{scorer} picks responses and has no scores", field="scorer",
@@ -198,8 +246,6 @@ def score(bench: Benchmark, scorer: Any = "ridge", *, train: Benchmark | str | N
         raise InputError(f"{scorer if isinstance(scorer, str) else scorer.name} is a "
                          "model-free scorer and takes no config", field="config",
                          hint="pass its options as keywords")
-    from pluralign.engine.scorers import score_through_cache
-    from pluralign.jobs.runtime import note_manifest, progress
 
     s = get_scorer(scorer, **options) if isinstance(scorer, str) else scorer
     name = scorer if isinstance(scorer, str) else s.name
@@ -221,9 +267,6 @@ def score_reward(bench: Benchmark, config: RewardConfig, *,
     are sent, one request per ``config.batch`` inputs. Raises when any response stays without
     a score (failed inputs are retried on the next call), after recording the settings and
     counts in the run manifest. Inside a running event loop it works in a worker thread."""
-    from pluralign.engine.errors import PluralignError
-    from pluralign.jobs.reward_scoring import reward_scorer, run_reward_scoring
-    from pluralign.jobs.runtime import note_manifest, progress
 
     ident = reward_scorer(config, bench).identity  # bad settings fail before anything runs
     c = _cache(cache)
@@ -248,7 +291,6 @@ def score_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
     ``summary.json`` into the folder ``out`` when given. Inside a running event loop it still
     works (it blocks that loop until done); ``await`` :func:`ascore_llm` there instead to keep
     the loop responsive."""
-    from pluralign.engine.errors import InputError
 
     if judge not in LLM_SCORERS:
         raise InputError(f"{judge!r} is not a scoring LLM judge", field="judge",
@@ -268,18 +310,19 @@ async def ascore_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
                                    quiet=quiet, out=out)
 
 
-async def ascore(bench: Benchmark, scorer: Any = "ridge", **kwargs: Any) -> Scores:
+async def ascore(bench: Benchmark, scorer: str | Scorer = "ridge", **kwargs: Any) -> Scores:
     """:func:`score` for a running event loop (same arguments), in a worker thread."""
     return await asyncio.to_thread(score, bench, scorer, **kwargs)
 
 
 async def achoose_llm(bench: Benchmark, judge: str, config: LLMConfig,
-                      targets: TargetSet | None = None, **kwargs: Any) -> Choices:
+                      targets: TargetSet | Sequence[TargetSet] | None = None,
+                      **kwargs: Any) -> Choices:
     """:func:`choose_llm` for a running event loop (same arguments), in a worker thread."""
     return await asyncio.to_thread(choose_llm, bench, judge, config, targets, **kwargs)
 
 
-def _outside_loop(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _outside_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)``, which runs an event loop of its own: directly, or in a worker
     thread when this thread already runs one (a notebook cell calling a blocking function),
     where ``asyncio.run`` would refuse. The caller blocks until it is done either way."""
@@ -293,31 +336,29 @@ def _outside_loop(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return pool.submit(fn, *args, **kwargs).result()
 
 
-def choose_llm(bench: Benchmark, judge: str, config: LLMConfig, targets: TargetSet | None = None,
-               *, train: Benchmark | str | None = "train",
+def choose_llm(bench: Benchmark, judge: str, config: LLMConfig,
+               targets: TargetSet | Sequence[TargetSet] | None = None, *, train: Benchmark | str | None = "train",
                cache: str | os.PathLike[str] | None = None, quiet: bool = False,
                out: str | os.PathLike[str] | None = None) -> Choices:
     """An LLM choice judge's picks through the cache: ``prompt-aligned`` asks once per
-    (scenario, target) of ``targets``, ``unaligned`` once per scenario (no targets). Raises on
-    unanswered items like :func:`score_llm`."""
-    from pluralign.engine.errors import InputError
+    (scenario, target) of ``targets`` (a set, or the list :func:`targets` returns),
+    ``unaligned`` once per scenario (no targets). Raises on unanswered items like
+    :func:`score_llm`."""
 
     if judge not in CHOICE_JUDGES:
         raise InputError(f"{judge!r} is not a choice judge", field="judge",
                          hint=f"one of {', '.join(CHOICE_JUDGES)}")
     report, c = _run_llm(bench, judge, config, train=train, cache=cache, quiet=quiet, out=out,
-                         targets=targets)
+                         targets=None if targets is None else _one_set(targets))
     return Choices(report.bench, judge, report.identity, report.samples, report.schedule, c)
 
 
 def _run_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
              train: Benchmark | str | None, cache: str | os.PathLike[str] | None, quiet: bool,
              out: str | os.PathLike[str] | None,
-             targets: TargetSet | None = None) -> tuple[Any, Any]:
+             targets: TargetSet | None = None) -> tuple[ScoringReport, ScoreCache]:
     """(scoring report, cache) of one LLM judge run, recorded in the run manifest; raises
     unless every item is answered."""
-    from pluralign.engine.run.scheduler import STDERR
-    from pluralign.jobs.llm_scoring import few_shot_for, require_complete, run_llm_scoring
 
     tr = _train_split(bench, train) if few_shot_for(judge, config.few_shot) else None
     c = _cache(cache)
@@ -329,11 +370,9 @@ def _run_llm(bench: Benchmark, judge: str, config: LLMConfig, *,
     return report, c
 
 
-def _note_llm(report: Any, config: LLMConfig, train: Benchmark | None) -> None:
+def _note_llm(report: ScoringReport, config: LLMConfig, train: Benchmark | None) -> None:
     """Decoded judge settings (with backend and endpoint host, never the key) and the
     scheduler's counts into the run manifest, when one is being written."""
-    from pluralign.engine.store.manifest import current, endpoint_host
-    from pluralign.jobs.runtime import note_manifest
 
     m = current()
     if m is None:
@@ -356,17 +395,15 @@ def _note_llm(report: Any, config: LLMConfig, train: Benchmark | None) -> None:
     })
 
 
-def scorer_identity(bench: Benchmark, scorer: Any = "ridge", *,
+def scorer_identity(bench: Benchmark, scorer: str | Scorer = "ridge", *,
                     train: Benchmark | str | None = "train",
                     config: LLMConfig | RewardConfig | None = None, **options: Any) -> str:
     """The cache identity :func:`score` writes ``scorer``'s scores under, computing and
     sending nothing (an LLM judge or the reward scorer needs its ``config``)."""
     if isinstance(scorer, str) and scorer == REWARD_SCORER:
-        from pluralign.jobs.reward_scoring import reward_scorer
 
         return reward_scorer(_reward_config(config), bench).identity
     if isinstance(scorer, str) and scorer in (*LLM_SCORERS, *CHOICE_JUDGES):
-        from pluralign.jobs.llm_scoring import llm_scorer_identity
 
         cfg = _llm_config(scorer, config)
         tr = _train_split(bench, train) if needs_train(scorer, cfg) else None
@@ -380,7 +417,6 @@ def cached_scores(bench: Benchmark, identity: str, *, samples: int | None = None
     """The scores the cache holds under ``identity`` (as :func:`score` wrote them; the mean of
     the first ``samples`` samples, all when None), computing nothing. Raises an input error
     when any response lacks a score."""
-    from pluralign.engine.errors import InputError
 
     c = _cache(cache)
     preds = c.predictions(bench, identity, samples)
@@ -397,7 +433,6 @@ def targets(bench: Benchmark, *specs: str, data: str | os.PathLike[str] | None =
             ) -> list[TargetSet]:
     """Target sets as the command line names them: ``all``, ``sampled``, ``high``, ``low``,
     JSON files or folders, inline ``{"helpfulness": 1}`` or ``helpfulness=1,verbosity=0``."""
-    from pluralign.engine.data.target_sets import resolve_target_sets
 
     sets: list[TargetSet] = resolve_target_sets(list(specs) or ["all"], bench,
                                                 None if data is None else str(data))
@@ -405,11 +440,9 @@ def targets(bench: Benchmark, *specs: str, data: str | os.PathLike[str] | None =
 
 
 def realign(scores: Scores, sets: Sequence[TargetSet | str] = ("all",), *,
-            data: str | os.PathLike[str] | None = None) -> Any:
+            data: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Accuracy, counts and weighted score per target (seed 003 §5.1) from cached scores
     alone, as a pandas DataFrame (the columns of per_target.parquet)."""
-    from pluralign.engine.align.realign import realign as run_realign
-    from pluralign.engine.align.results import per_target_table
 
     named = [s for s in sets if isinstance(s, str)]
     resolved = targets(scores.bench, *named, data=data) if named else []
@@ -418,11 +451,10 @@ def realign(scores: Scores, sets: Sequence[TargetSet | str] = ("all",), *,
     return per_target_table(rows).to_pandas()
 
 
-def summarize(per_target: Any) -> Any:
+def summarize(per_target: pd.DataFrame) -> pd.DataFrame:
     """Accuracy over the defined targets per set and number of target attributes (seed 003
     Fig. 8), from :func:`realign`'s table: ``mean``, ``std`` (sample, ddof 1), ``standard_error``
     (that std over sqrt(count); NaN below two targets) and ``count``."""
-    from pluralign.engine.align.per_scenario import standard_error
 
     defined = per_target[per_target["accuracy"].notna()]
     groups = defined.groupby(["set", "n_attributes"])["accuracy"]
@@ -434,14 +466,11 @@ def summarize(per_target: Any) -> Any:
 
 def jury(scores: Scores, groups: str | os.PathLike[str] | dict[str, Any], *,
          alphas: Sequence[float] = (0.0, 1.0, float("inf")), tau: float = 0.5,
-         bootstrap: int = 1000, seed: int = 0) -> Any:
+         bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per-group accuracy, utility and welfare w_α with bootstrap intervals (the pluralism
     roadmap, Sorensen et al. 2024, §4.3), one DataFrame row per group and ``ALL`` (the rows of
     ``pluralign jury``'s groups.parquet). ``groups`` is a group file (docs/juries.md) or the
     same content as a dict."""
-    from pluralign.engine.align.results import rows_table
-    from pluralign.engine.pluralism.juries import load_jury, parse_jury
-    from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury
 
     b = scores.bench
     if isinstance(groups, dict):
@@ -459,18 +488,16 @@ def jury(scores: Scores, groups: str | os.PathLike[str] | dict[str, Any], *,
 
 def load_spica_bank(bank: str | os.PathLike[str] | None = None, *,
                     annotations: Sequence[str] | None = None,
-                    scenarios: Sequence[str] | None = None) -> Any:
+                    scenarios: Sequence[str] | None = None) -> ScenarioBank:
     """A SPICA scenario bank: ``synthetic[:SEED]``, a bank Parquet file, or the authors'
     layout (``annotations``: JSON files, each ``SPLIT=FILE`` or ``FILE`` for train, with their
     ``scenarios`` JSON files)."""
-    from pluralign.engine.errors import InputError
 
     if annotations or scenarios:
-        from pluralign.engine.spica.authors import load_spica_layout
 
         if not (annotations and scenarios):
-            raise InputError("the authors' layout needs both --spica-annotations and "
-                             "--spica-scenarios", field="spica-annotations")
+            raise InputError("the authors' layout needs both `annotations` and `scenarios`",
+                             field="annotations")
         by_split: dict[str, list[str]] = {}
         for spec in annotations:
             split, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
@@ -478,10 +505,10 @@ def load_spica_bank(bank: str | os.PathLike[str] | None = None, *,
         return load_spica_layout(by_split, list(scenarios))
     if not bank:
         raise InputError("no bank given", field="bank",
-                         hint="use --bank FILE.parquet, --bank synthetic:0 or --spica-* files")
+                         hint="pass `bank` (FILE.parquet or synthetic:SEED), or `annotations` "
+                              "and `scenarios` (the authors' layout)")
     text = str(bank)
     if text.startswith("synthetic"):
-        from pluralign.engine.spica.synthetic_bank import SyntheticConfig, synthetic_bank
 
         _, _, seed = text.partition(":")
         try:
@@ -490,14 +517,12 @@ def load_spica_bank(bank: str | os.PathLike[str] | None = None, *,
             raise InputError(f"bad synthetic seed {seed!r}", field="bank",
                              hint="synthetic or synthetic:SEED") from None
         return synthetic_bank(cfg).bank
-    from pluralign.engine.spica.io import read_bank
 
     return read_bank(text)
 
 
-def spica_groups(bank: Any, groups: Sequence[str] | None = None) -> list[str]:
+def spica_groups(bank: ScenarioBank, groups: Sequence[str] | None = None) -> list[str]:
     """``groups`` checked against the bank (None: every group, then ``ALL``)."""
-    from pluralign.engine.spica.bank import ALL
 
     names = [g.strip() for g in groups if g.strip()] if groups else [*bank.groups, ALL]
     for g in names:
@@ -505,24 +530,24 @@ def spica_groups(bank: Any, groups: Sequence[str] | None = None) -> list[str]:
     return names
 
 
-def spica_retriever(bank: Any, *, train_split: str = "train", similarity: str = "tfidf",
-                    rating: Literal["response", "strategy"] = "response") -> Any:
+def spica_retriever(bank: ScenarioBank, *, train_split: str = "train",
+                    similarity: str = "tfidf",
+                    rating: Literal["response", "strategy"] = "response") -> Retriever:
     """The retriever over the bank's ``train_split``, by ``similarity`` (tfidf, embedding)
     with the norms and mismatch of the ``rating`` kind (response, strategy)."""
-    from pluralign.engine.spica.retrieval import Retriever
 
     return Retriever(bank.select(train_split), similarity, rating)
 
 
-def spica_results(bank: Any, *, k: int = 5, bootstrap: int = 2000, seed: int = 0,
-                  groups: Sequence[str] | None = None, weights: dict[str, Any] | None = None,
+def spica_results(bank: ScenarioBank, *, k: int = 5, bootstrap: int = 2000, seed: int = 0,
+                  groups: Sequence[str] | None = None, weights: dict[str, Weights] | None = None,
                   train_split: str = "train", dev_split: str = "dev", test_split: str = "test",
                   similarity: str = "tfidf",
-                  rating: Literal["response", "strategy"] = "response") -> list[Any]:
+                  rating: Literal["response", "strategy"] = "response"
+                  ) -> list[GroupEvaluation]:
     """SPICA's retrieval error per group on a loaded bank, one result per group (``ALL``
     last): the given ``weights`` by group, or weights fitted on ``dev_split``; similarity-only
     vs group-informed top-``k`` retrieval on ``test_split`` with ``bootstrap`` resamples."""
-    from pluralign.engine.spica.evaluate import evaluate_retrieval
 
     names = spica_groups(bank, groups)
     retriever = spica_retriever(bank, train_split=train_split, similarity=similarity,
@@ -532,8 +557,9 @@ def spica_results(bank: Any, *, k: int = 5, bootstrap: int = 2000, seed: int = 0
                                    bootstrap, seed))
 
 
-def spica_evaluate(bank: Any = "synthetic:0", *, k: int = 5, bootstrap: int = 2000,
-                   seed: int = 0, groups: Sequence[str] | None = None, **options: Any) -> Any:
+def spica_evaluate(bank: str | os.PathLike[str] | ScenarioBank = "synthetic:0", *, k: int = 5,
+                   bootstrap: int = 2000, seed: int = 0, groups: Sequence[str] | None = None,
+                   **options: Any) -> pd.DataFrame:
     """SPICA's retrieval error per group (Chen et al., SPICA, §3.2 and Fig. 3): weights fitted
     on the bank's dev split, similarity-only vs group-informed retrieval on its test split,
     with bootstrap intervals; one DataFrame row per group (``ALL`` last). ``bank`` is
@@ -554,8 +580,6 @@ def spica_evaluate(bank: Any = "synthetic:0", *, k: int = 5, bootstrap: int = 20
 def write_report(runs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str],
                  title: str = "pluralign report") -> Path:
     """Write one self-contained HTML report over run folders (needs the ``report`` extra)."""
-    from pluralign.engine.store.files import write_bytes
-    from pluralign.jobs.report import build_report
 
     written: Path = write_bytes(out, build_report([Path(r) for r in runs], title).encode())
     return written

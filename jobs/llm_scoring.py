@@ -22,7 +22,7 @@ import numpy as np
 
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
-from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.errors import IncompleteScoring, InputError, ScoringInterrupted
 from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
 from pluralign.engine.judges.unaligned import NO_TARGET
 from pluralign.engine.run.scheduler import (
@@ -576,14 +576,6 @@ class _Interrupts:
                   "(press Ctrl-C again to quit at once)", file=self.log, flush=True)
         if self.stop is not None:
             self.stop("interrupted")
-
-
-class IncompleteScoring(PluralignError):
-    """Scores are missing: the sweep stops before re-aligning anything."""
-
-
-class ScoringInterrupted(KeyboardInterrupt):
-    """The sweep was interrupted; the partial summary is written."""
 
 
 def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None = None,

@@ -8,64 +8,77 @@ The public surface (docs/api.md walks through it)::
     per_target = pa.realign(scores, ["all", "sampled"])  # a pandas DataFrame
     scores = await pa.ascore_llm(bench, "comparative-regression", pa.LLMConfig(model="m"))
 
-Names are imported on first use, so ``import pluralign`` (and ``pluralign --help``) stays
-light. The repository's folders install as ``pluralign.engine``, ``pluralign.actors``,
-``pluralign.jobs`` and ``pluralign.schemas``.
+This module is the facade: it re-exports the jobs (:mod:`pluralign.jobs`) and the engine's
+public types and errors, and nothing in the package imports it. Names load on first use, so
+``import pluralign`` (and ``pluralign --help``) stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
-try:
-    __version__ = version("pluralign")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+from pluralign.engine.version import __version__
 
+_API = "pluralign.jobs.api"
+_ERRORS = "pluralign.engine.errors"
 _LAZY = {
     "LLMConfig": "pluralign.jobs.configs",
     "RewardConfig": "pluralign.jobs.configs",
-    "Scores": "pluralign.jobs.api",
-    "Choices": "pluralign.jobs.api",
-    "load_benchmark": "pluralign.jobs.api",
-    "scorer_names": "pluralign.jobs.api",
-    "get_scorer": "pluralign.jobs.api",
-    "score": "pluralign.jobs.api",
-    "score_llm": "pluralign.jobs.api",
-    "score_reward": "pluralign.jobs.api",
-    "ascore_llm": "pluralign.jobs.api",
-    "ascore": "pluralign.jobs.api",
-    "choose_llm": "pluralign.jobs.api",
-    "achoose_llm": "pluralign.jobs.api",
-    "scorer_identity": "pluralign.jobs.api",
-    "cached_scores": "pluralign.jobs.api",
-    "targets": "pluralign.jobs.api",
-    "realign": "pluralign.jobs.api",
-    "summarize": "pluralign.jobs.api",
-    "jury": "pluralign.jobs.api",
-    "spica_evaluate": "pluralign.jobs.api",
-    "load_spica_bank": "pluralign.jobs.api",
-    "write_report": "pluralign.jobs.api",
+    "Scores": _API,
+    "Choices": _API,
+    "load_benchmark": _API,
+    "scorer_names": _API,
+    "get_scorer": _API,
+    "score": _API,
+    "score_llm": _API,
+    "score_reward": _API,
+    "ascore_llm": _API,
+    "ascore": _API,
+    "choose_llm": _API,
+    "achoose_llm": _API,
+    "scorer_identity": _API,
+    "cached_scores": _API,
+    "targets": _API,
+    "realign": _API,
+    "summarize": _API,
+    "jury": _API,
+    "spica_evaluate": _API,
+    "load_spica_bank": _API,
+    "write_report": _API,
     "Benchmark": "pluralign.engine.data.benchmark",
     "TargetSet": "pluralign.engine.data.targets",
-    "PluralignError": "pluralign.engine.errors",
-    "InputError": "pluralign.engine.errors",
+    "ScoreCache": "pluralign.engine.store.cache",
+    "PluralignError": _ERRORS,
+    "InputError": _ERRORS,
+    "DataNotFoundError": _ERRORS,
+    "CacheSchemaError": _ERRORS,
+    "IncompleteScoring": _ERRORS,
+    "ScoringInterrupted": _ERRORS,
 }
 
 __all__ = [
-    "Benchmark", "Choices", "InputError", "LLMConfig", "PluralignError", "RewardConfig", "Scores",
-    "TargetSet", "__version__", "achoose_llm", "ascore", "ascore_llm", "cached_scores",
-    "choose_llm", "get_scorer", "jury", "load_benchmark", "load_spica_bank", "realign", "score",
-    "score_llm", "score_reward", "scorer_identity", "scorer_names", "spica_evaluate",
-    "summarize", "targets", "write_report",
+    "Benchmark", "CacheSchemaError", "Choices", "DataNotFoundError", "IncompleteScoring",
+    "InputError", "LLMConfig", "PluralignError", "RewardConfig", "ScoreCache", "Scores",
+    "ScoringInterrupted", "TargetSet", "__version__", "achoose_llm", "ascore", "ascore_llm",
+    "cached_scores", "choose_llm", "get_scorer", "jury", "load_benchmark", "load_spica_bank",
+    "realign", "score", "score_llm", "score_reward", "scorer_identity", "scorer_names",
+    "spica_evaluate", "summarize", "targets", "write_report",
 ]
+assert sorted([*_LAZY, "__version__"]) == __all__  # one list of the public names
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from pluralign.engine.data.benchmark import Benchmark
     from pluralign.engine.data.targets import TargetSet
-    from pluralign.engine.errors import InputError, PluralignError
+    from pluralign.engine.errors import (
+        CacheSchemaError,
+        DataNotFoundError,
+        IncompleteScoring,
+        InputError,
+        PluralignError,
+        ScoringInterrupted,
+    )
+    from pluralign.engine.store.cache import ScoreCache
     from pluralign.jobs.api import (
         Choices,
         Scores,
@@ -92,14 +105,15 @@ if TYPE_CHECKING:
     from pluralign.jobs.configs import LLMConfig, RewardConfig
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pluralign' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    """The public surface only (what ``from pluralign import *`` gives)."""
+    return list(__all__)

@@ -83,7 +83,7 @@ def _registered(path: Path) -> list[tuple[str, str]]:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that command's module is imported and registered (the
     others appear as names with their help, enough for --help and for errors)."""
-    from pluralign import __version__
+    from pluralign.engine.version import __version__
 
     parser = Parser(prog="pluralign", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"pluralign {__version__}")

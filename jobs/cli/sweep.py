@@ -189,7 +189,7 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, config: Any, s
                            cache=args.cache, out=args.out)  # never on incomplete answers
     summaries, rows = [], []
     for ts in sets:
-        chosen = picks.chosen(ts)
+        chosen = picks.chosen_indices(ts)
         missing = int((chosen < 0).sum())
         if missing:
             progress(f"{ts.name}: {missing} (scenario, target) answers missing; left out")
@@ -198,7 +198,7 @@ def run_choices(args: argparse.Namespace, bench: Any, train: Any, config: Any, s
         rows.append((ts, res))
     extra: dict[str, Any] = {"seconds": {"total": round(time.perf_counter() - t0, 3)}}
     if args.scorer == "unaligned" and sets:
-        extra["implicit_bias"] = _implicit_bias(picks.bench, picks.chosen(sets[0])[:, 0])
+        extra["implicit_bias"] = _implicit_bias(picks.bench, picks.chosen_indices(sets[0])[:, 0])
     _report(args, picks.bench, picks.identity, summaries, rows, extra)
     return 0
 
