@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pluralign.engine.align.results import current_names
 from pluralign.engine.errors import InputError
 from pluralign.engine.store.files import read_json
 
@@ -53,6 +54,11 @@ def load_run(path: Path, label: str | None = None) -> Run:
     if kind is None:
         raise InputError("neither a sweep, a jury nor a SPICA evaluation (no 'sets', 'gaps' "
                          "or 'bank' field)", file=summary_path)
+    if kind in ("sweep", "jury"):  # files written before a column was renamed read the same
+        for key in ("sets", "groups"):
+            if isinstance(summary.get(key), list):
+                summary[key] = [current_names(r) if isinstance(r, dict) else r
+                                for r in summary[key]]
     run = Run(label or (path.name if path.is_dir() else path.stem), kind, summary)
     manifest = path / "manifest.json" if path.is_dir() else None
     if manifest is not None and manifest.is_file():
@@ -323,25 +329,26 @@ def _attributes(run: Run) -> list[str]:
 # -- juries -------------------------------------------------------------------------------
 
 def jury_bars(run: Run) -> str:
-    """Per-group accuracy and utility with their intervals (pluralism roadmap §4.3)."""
+    """Per-group accuracy and mean closeness with their intervals (pluralism roadmap §4.3)."""
     from matplotlib.figure import Figure
 
     groups = run.summary["groups"]
     names = [g["group"] for g in groups]
     fig = Figure(figsize=(7.5, 3.2))
-    ax_acc, ax_util = fig.subplots(1, 2)
+    ax_acc, ax_close = fig.subplots(1, 2)
     ax_acc.bar(names, [_num(g.get("accuracy")) for g in groups], color=_COLORS[0])
     ax_acc.set_ylabel("accuracy (%)")
-    util = [_num(g.get("utility")) for g in groups]
-    err = [[u - _num(g.get("utility_lo", u)) for u, g in zip(util, groups, strict=True)],
-           [_num(g.get("utility_hi", u)) - u for u, g in zip(util, groups, strict=True)]]
-    ax_util.bar(names, util, yerr=err, capsize=3, color=_COLORS[1])
-    ax_util.set_ylabel("mean utility")
-    for ax in (ax_acc, ax_util):
+    close = [_num(g.get("closeness")) for g in groups]
+    err = [[c - _num(g.get("closeness_lo", c)) for c, g in zip(close, groups, strict=True)],
+           [_num(g.get("closeness_hi", c)) - c for c, g in zip(close, groups, strict=True)]]
+    ax_close.bar(names, close, yerr=err, capsize=3, color=_COLORS[1])
+    ax_close.set_ylabel("mean closeness")
+    for ax in (ax_acc, ax_close):
         ax.tick_params(axis="x", labelsize=7, rotation=20)
-    return _fig_block(f"{run.label}: accuracy and utility per group", _svg(fig),
-                      "Bars: per-group accuracy and mean utility; error bars: bootstrap "
-                      "interval over scenarios.")
+    return _fig_block(f"{run.label}: accuracy and closeness per group", _svg(fig),
+                      "Bars: per-group accuracy and mean closeness 1 − d/√k of the chosen "
+                      "response to each juror's target (d its label distance, k the target's "
+                      "attributes); error bars: bootstrap interval over scenarios.")
 
 
 def _alphas(run: Run) -> list[tuple[str, float]]:
@@ -389,11 +396,11 @@ def jury_table(run: Run) -> str:
         row = [f"<td>{html.escape(name)}</td>",
                _cell(g.get("n_jurors"), f"groups/{name}/n_jurors"),
                _cell(g.get("accuracy"), f"groups/{name}/accuracy"),
-               _cell(g.get("utility"), f"groups/{name}/utility", 3)]
+               _cell(g.get("closeness"), f"groups/{name}/closeness", 3)]
         row += [_cell(g.get(f"welfare_a{k}"), f"groups/{name}/welfare_a{k}", 3)
                 for k, _ in alphas]
         rows.append(row)
-    return _table(["group", "jurors", "accuracy", "utility", *[f"w_{k}" for k, _ in alphas]],
+    return _table(["group", "jurors", "accuracy", "closeness", *[f"w_{k}" for k, _ in alphas]],
                   rows)
 
 
@@ -508,7 +515,7 @@ s.parentNode.setAttribute('data-rect',[r.left+scrollX,r.top+scrollY,r.width,r.he
 
 def build_report(paths: Sequence[Path], title: str = "pluralign report") -> str:
     """The whole report as one HTML string: a comparison of the runs, then one section each."""
-    from pluralign import __version__
+    from pluralign.engine.version import __version__
 
     runs = _unique([load_run(p) for p in paths])
     sweeps = [r for r in runs if r.kind == "sweep"]

@@ -11,8 +11,10 @@ can check the rules against the spec line by line:
   (:func:`engine.choice_rule.label_verdict`);
 * weighted score (seed 003, the authors' ``score.py``): per counted scenario
   (1 - d(selected) / d_max) * 100, d_max the largest label distance among the scenario's
-  responses (never 0 there: a scenario whose responses all tie is not counted); the variant
-  normalised by the largest distance possible in [0, 1]^k uses d_max = sqrt(k) instead.
+  responses (never 0 there: a scenario whose responses all tie is not counted);
+* closeness (not a weighted score): per counted scenario (1 - d(selected) / sqrt(k)) * 100,
+  sqrt(k) the largest distance possible in [0, 1]^k for a target of k attributes; the jury's
+  closeness is the same quantity as a fraction.
 """
 
 from __future__ import annotations
@@ -88,14 +90,15 @@ def chosen_loop(bench: Benchmark, predictions: np.ndarray, targets: TargetSet) -
 
 
 def realign_loop(
-    bench: Benchmark, predictions: np.ndarray, targets: TargetSet, *, sqrt_k: bool = False
+    bench: Benchmark, predictions: np.ndarray, targets: TargetSet, *, closeness: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(counted, correct, weighted) per target, one target and one scenario at a time.
 
     ``weighted`` is the mean over counted scenarios of (1 - d(selected)/d_max) * 100 with d the
     selected response's label distance and d_max the largest label distance among that
-    scenario's responses (``sqrt_k``: d_max = sqrt(number of target attributes)); NaN when
-    nothing is counted.
+    scenario's responses; with ``closeness`` it is the closeness instead, the mean of
+    (1 - d(selected)/sqrt(k)) * 100, k the number of target attributes. NaN when nothing is
+    counted.
     """
     scale = target_scale(bench, targets)
     units = np.round(bench.labels * scale).astype(np.int64)
@@ -118,7 +121,7 @@ def realign_loop(
             counted[t] += 1
             correct[t] += label_verdict(sq, len(sq), chosen)
             d_sel = math.sqrt(float(sq[chosen]))
-            if sqrt_k:
+            if closeness:
                 total_w += 1.0 - d_sel / scale / math.sqrt(len(items))
             else:
                 total_w += 1.0 - d_sel / math.sqrt(float(max(sq)))

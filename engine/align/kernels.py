@@ -74,15 +74,16 @@ exact_choice = njit(cache=True)(choice_rule.choose)
 
 def _choose_cells(  # type: ignore[no-untyped-def]
     p1, p2, offsets, masks, margin, pred, h1, v1, h2, v2,
-    hits, l1, l2, k1, k2, scale, wsum, wsum_k, want_weighted, chosen_out, keep_chosen,
+    hits, l1, l2, k1, k2, scale, wsum, csum, want_weighted, chosen_out, keep_chosen,
 ):
     """For every scenario and cell pick the response; count hits against the label masks.
 
     Pass 1 decides in squared-distance space and flags near-ties (gap <= margin[s]); pass 2
     re-decides flagged cells with the exact rule; pass 3 accumulates. With ``want_weighted``,
     ``wsum`` gets 1 - d(selected)/d_max per counted scenario, d_max the largest label distance
-    among the scenario's responses (the published weighted score), and ``wsum_k`` the same with
-    d_max = sqrt(k) (the [0, 1]^k-normalised variant); both in scenario order, as the oracle.
+    among the scenario's responses (the published weighted score), and ``csum`` the closeness
+    1 - d(selected)/sqrt(k), sqrt(k) the largest distance possible in [0, 1]^k (not a weighted
+    score: no scenario's responses enter it); both in scenario order, as the oracle.
     """
     n1, n2 = p1.shape[1], p2.shape[1]
     n_s = offsets.size - 1
@@ -156,7 +157,7 @@ def _choose_cells(  # type: ignore[no-untyped-def]
                         r = r0 + ch[c]
                         d_sel = math.sqrt(float(l1[r, a] + l2[r, c]))
                         wsum[base + c] += 1.0 - d_sel / math.sqrt(float(l_max[c]))
-                        wsum_k[base + c] += 1.0 - d_sel / scale / sqrt_k[c]
+                        csum[base + c] += 1.0 - d_sel / scale / sqrt_k[c]
             if keep_chosen:
                 for c in range(n2):
                     chosen_out[s, base + c] = ch[c]

@@ -51,8 +51,10 @@ class SetSummary:
     (seed 003), d_max = the largest label distance among each scenario's responses."""
     by_n_attributes: Mapping[int, tuple[float, float, int]] | None = None
     """Number of target attributes -> (mean, sample std, targets)."""
-    weighted_sqrtk_mean: float | None = None
-    """Mean of the variant normalised by sqrt(k), the largest distance in [0, 1]^k."""
+    closeness_mean: float | None = None
+    """Mean closeness over defined targets, when computed: (1 - d(selected)/sqrt(k)) * 100,
+    sqrt(k) the largest distance possible in [0, 1]^k (written as ``weighted_sqrtk_mean``
+    before it had its own name; :func:`set_summary_json` reads both)."""
     std_ddof: int = 1
     """Delta degrees of freedom of every std here (summaries without it used ddof=0)."""
 
@@ -78,7 +80,7 @@ def summarize(
     accuracy: np.ndarray,
     n_attributes: np.ndarray,
     weighted: np.ndarray | None = None,
-    weighted_sqrtk: np.ndarray | None = None,
+    closeness: np.ndarray | None = None,
 ) -> SetSummary:
     """Mean ± std over the defined targets of a set, and the same per number of attributes."""
     mean, std = _mean_std(accuracy)
@@ -90,9 +92,9 @@ def summarize(
             assert m is not None and s is not None
             by[int(k)] = (m, s, int(sel.sum()))
     wmean = None if weighted is None else _mean_std(weighted)[0]
-    wkmean = None if weighted_sqrtk is None else _mean_std(weighted_sqrtk)[0]
+    cmean = None if closeness is None else _mean_std(closeness)[0]
     return SetSummary(name, int(accuracy.size), int((~np.isnan(accuracy)).sum()), mean, std,
-                      wmean, by, wkmean)
+                      wmean, by, cmean)
 
 
 def implicit_bias(bench: Benchmark, chosen: np.ndarray) -> dict[str, float] | None:

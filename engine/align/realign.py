@@ -95,9 +95,16 @@ class AlignResult:
     """float64 (T,): the weighted score as published (seed 003; the authors' ``score.py``):
     mean over counted scenarios of (1 - d(selected)/d_max) * 100, d_max the largest label
     distance among the scenario's responses; NaN where nothing is counted. Only when asked."""
-    weighted_sqrtk: np.ndarray | None = None
-    """float64 (T,): the same with d_max = sqrt(number of target attributes), the largest
-    distance possible in [0, 1]^k (higher than the published score; kept for comparison)."""
+    closeness: np.ndarray | None = None
+    """float64 (T,): the closeness, mean over counted scenarios of (1 - d(selected)/sqrt(k))
+    * 100 with k the number of target attributes, sqrt(k) the largest distance possible in
+    [0, 1]^k: the jury's closeness, in percent. Not a weighted score (no scenario's own
+    largest distance enters it; it is higher than the published score). Only when asked."""
+
+    @property
+    def weighted_sqrtk(self) -> np.ndarray | None:
+        """The former name of :attr:`closeness` (kept while callers move)."""
+        return self.closeness
 
     @property
     def accuracy(self) -> np.ndarray:
@@ -360,7 +367,7 @@ class CellSums:
     counted: np.ndarray
     hits: np.ndarray
     wsum: np.ndarray
-    wsum_k: np.ndarray
+    closeness_sum: np.ndarray
 
 
 def realign_cells(
@@ -386,18 +393,18 @@ def realign_cells(
     hits = np.zeros(n_cells, dtype=np.int64)
     counted = np.zeros(n_cells, dtype=np.int64)
     wsum = np.zeros(n_cells if weighted else 0, dtype=np.float64)
-    wsum_k = np.zeros(n_cells if weighted else 0, dtype=np.float64)
+    csum = np.zeros(n_cells if weighted else 0, dtype=np.float64)
     p2_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     blocks = index.blocks(a0, a1, keep_chosen=chosen is not None)
     with bar(_bar_total(blocks, f.n2), "re-align", unit="block") as b:
         for blk in blocks:
-            _realign_block(index, pred, blk, c0, p2_cache, hits, counted, wsum, wsum_k,
+            _realign_block(index, pred, blk, c0, p2_cache, hits, counted, wsum, csum,
                            weighted, chosen)
             b.update(1)
     if index.resident:
         assert index.counted_cells is not None
         counted = index.counted_cells[c0:c1].copy()
-    return CellSums(a0, a1, counted, hits, wsum, wsum_k)
+    return CellSums(a0, a1, counted, hits, wsum, csum)
 
 
 def _bar_total(blocks: list[_Block], n2: int) -> int:
@@ -410,7 +417,7 @@ def _bar_total(blocks: list[_Block], n2: int) -> int:
 
 def _realign_block(index: LabelIndex, pred: np.ndarray, blk: _Block, c0: int,
                    p2_cache: dict[int, tuple[np.ndarray, np.ndarray]], hits: np.ndarray,
-                   counted: np.ndarray, wsum: np.ndarray, wsum_k: np.ndarray, weighted: bool,
+                   counted: np.ndarray, wsum: np.ndarray, csum: np.ndarray, weighted: bool,
                    chosen: np.ndarray | None) -> None:
     """One block of :func:`realign_cells`: its tables, then the compiled kernels."""
     bench, f = index.bench, index.factor
@@ -443,7 +450,7 @@ def _realign_block(index: LabelIndex, pred: np.ndarray, blk: _Block, c0: int,
         f.h1, f.v1[blk.a0:blk.a1], f.h2, f.v2,
         hits[cells],
         l1, l2, index.k1[blk.a0:blk.a1], index.k2, float(index.scale),
-        wsum[cells] if weighted else wsum, wsum_k[cells] if weighted else wsum_k,
+        wsum[cells] if weighted else wsum, csum[cells] if weighted else csum,
         weighted, out, keep,
     )
 
@@ -461,12 +468,12 @@ def combine(index: LabelIndex, parts: list[CellSums], *, weighted: bool) -> Alig
         raise InputError(f"cell sums stop at row {expected} of {f.n1}", field="rows")
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
     counted, hits = cat("counted")[f.cell], cat("hits")[f.cell]
-    w = wk = None
+    w = close = None
     if weighted:
         with np.errstate(invalid="ignore", divide="ignore"):
             w = np.where(counted > 0, 100.0 * cat("wsum")[f.cell] / counted, np.nan)
-            wk = np.where(counted > 0, 100.0 * cat("wsum_k")[f.cell] / counted, np.nan)
-    return AlignResult(counted=counted, correct=hits, weighted=w, weighted_sqrtk=wk)
+            close = np.where(counted > 0, 100.0 * cat("closeness_sum")[f.cell] / counted, np.nan)
+    return AlignResult(counted=counted, correct=hits, weighted=w, closeness=close)
 
 
 def realign(
@@ -548,7 +555,8 @@ def label_distances(bench: Benchmark, targets: TargetSet) -> np.ndarray:
 
 
 def max_distance(targets: TargetSet) -> np.ndarray:
-    """float64 (T,): d_max = sqrt(number of target attributes) (0 for the empty target)."""
+    """float64 (T,): sqrt(number of target attributes), the largest distance possible in
+    [0, 1]^k that the closeness divides by (0 for the empty target)."""
     return np.sqrt(targets.n_attributes.astype(np.float64))
 
 

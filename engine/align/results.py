@@ -21,6 +21,27 @@ def finite_or_none(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
 
+RENAMED_COLUMNS: Mapping[str, str] = {
+    # set summaries (summary.json "sets"): the sqrt(k)-normalised figure was called a weighted
+    # score variant before it had its own name
+    "weighted_sqrtk_mean": "closeness_mean",
+    # jury groups (summary.json "groups", groups.parquet) and jurors (jurors.parquet): the mean
+    # closeness was called "utility" whatever utility the welfare used
+    "utility": "closeness", "utility_lo": "closeness_lo", "utility_hi": "closeness_hi",
+}
+"""Former result column names -> current ones, for reading files written before a rename."""
+
+
+def current_names(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` (a result row read back from a file) with former column names renamed to the
+    current ones (:data:`RENAMED_COLUMNS`); a current name present wins over a former one."""
+    out = {RENAMED_COLUMNS.get(k, k): v for k, v in row.items() if k not in RENAMED_COLUMNS}
+    for old, new in RENAMED_COLUMNS.items():
+        if old in row and new not in row:
+            out[new] = row[old]
+    return out
+
+
 def per_target_table(rows: Iterable[tuple[TargetSet, AlignResult]]) -> pa.Table:
     """One row per target of each (target set, its re-alignment outcome): set, label, target
     JSON, number of attributes, accuracy (null where undefined), counted, correct and the

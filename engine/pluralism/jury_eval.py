@@ -4,10 +4,13 @@ threshold shares and bootstrap intervals per group, and welfare-optimal response
 Jurors sharing a target are aligned once, and scenarios are taken in blocks so the working
 tables (block × distinct targets) stay within a memory budget. Per juror and scenario the
 chosen response follows SPEC §4 exactly (:mod:`engine.choice_rule`, the loop oracle's own
-functions, compiled here), and its utility is 1 − d/d_max with d its label distance to the
-juror's target and d_max = sqrt(number of target attributes), or the correct/incorrect
-indicator. Jurors with the empty target have no defined utility: they are left out of every
-figure and counted in ``n_excluded``.
+functions, compiled here), and its *closeness* is 1 − d/√k with d its label distance to the
+juror's target and √k the largest distance possible in [0, 1]^k for a target of k attributes.
+The utility the welfare and threshold use is that closeness (``utility="distance"``) or the
+correct/incorrect indicator. The closeness is not the published weighted score, which divides
+by the largest distance among each scenario's own responses
+(:attr:`pluralign.engine.align.realign.AlignResult.weighted`). Jurors with the empty target
+have no defined closeness: they are left out of every figure and counted in ``n_excluded``.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class JuryConfig:
     tau: float = 0.5
     """Threshold τ of the threshold share: the weighted share of jurors with utility > τ."""
     utility: Utility = "distance"
-    """Utility the welfare and threshold use: ``distance`` (1 − d/d_max) or ``indicator``
+    """Utility the welfare and threshold use: ``distance`` (the closeness 1 − d/√k) or ``indicator``
     (1 when the chosen response is label-closest for the juror, else 0; a scenario where every
     response ties on labels counts 1, as every response is then label-closest)."""
     n_bootstrap: int = 1000
@@ -85,10 +88,10 @@ class JuryConfig:
 
 @njit(parallel=True, cache=True)
 def _juror_outcomes(pred, units, offsets, s0, tv, tu, div, k, scale, tie,  # type: ignore[no-untyped-def]
-                    chosen, correct, util):
+                    chosen, correct, close):
     """For scenarios s0 + i (rows i of the outputs) and every target t: chosen response,
     correct (1, 0, or -1 when every response ties on labels) and the chosen response's
-    utility max(0, 1 - d/d_max) with d its label distance (NaN for the empty target).
+    closeness max(0, 1 - d/sqrt(k)) with d its label distance (NaN for the empty target).
 
     Sums run over attributes in ascending order, skipping those a target does not name, as
     :func:`engine.choice_rule.add_squares` does, so they are bit-identical to it; the choice
@@ -122,14 +125,14 @@ def _juror_outcomes(pred, units, offsets, s0, tv, tu, div, k, scale, tie,  # typ
             chosen[i, t] = ch
             correct[i, t] = label_verdict(lab[n_a], n_r, ch)
             # At the largest distance, sqrt(k * scale^2) / scale / sqrt(k) may round above 1.
-            util[i, t] = max(0.0, 1.0 - math.sqrt(sel) / scale / math.sqrt(k[t])) if k[t] > 0 \
+            close[i, t] = max(0.0, 1.0 - math.sqrt(sel) / scale / math.sqrt(k[t])) if k[t] > 0 \
                 else math.nan
 
 
 @njit(parallel=True, cache=True)
 def _response_utilities(scores, r0, tv, k, scale, out):  # type: ignore[no-untyped-def]
-    """out[i, t] = max(0, 1 - (d / scale) / d_max) for flat response r0 + i and every target t
-    (scores outside [0, 1] or rounding at the largest distance would go below 0)."""
+    """out[i, t] = max(0, 1 - (d / scale) / sqrt(k)): the closeness of flat response r0 + i to
+    every target t (scores outside [0, 1] or rounding at the largest distance would go below 0)."""
     for i in prange(out.shape[0]):
         for t in range(k.size):
             total = 0.0
@@ -228,7 +231,7 @@ def _scale(bench: Benchmark, targets: np.ndarray, source: str = "") -> int:
 def juror_outcomes(bench: Benchmark, predictions: np.ndarray, targets: np.ndarray,
                    tie: float = PRED_TIE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For targets (T, A): chosen response (S, T) int8, correct (S, T) int8 (−1 where every
-    response ties on labels) and the chosen response's utility 1 − d/d_max (S, T)."""
+    response ties on labels) and the chosen response's closeness 1 − d/√k (S, T)."""
     tv = np.asarray(targets, dtype=np.float64).reshape(-1, len(bench.attributes))
     scale = _scale(bench, tv)
     units = np.round(bench.labels * scale).astype(np.int64)
@@ -252,10 +255,10 @@ def _outcomes(pred: np.ndarray, units: np.ndarray, offsets: np.ndarray, targets:
     n_s, n_t = rows.stop - rows.start, targets.k.size
     chosen = np.zeros((n_s, n_t), dtype=np.int8)
     correct = np.zeros((n_s, n_t), dtype=np.int8)
-    util = np.zeros((n_s, n_t), dtype=np.float64)
+    close = np.zeros((n_s, n_t), dtype=np.float64)
     _juror_outcomes(pred, units, offsets, rows.start, targets.values, targets.units,
-                    targets.div, targets.k, float(scale), tie, chosen, correct, util)
-    return chosen, correct, util
+                    targets.div, targets.k, float(scale), tie, chosen, correct, close)
+    return chosen, correct, close
 
 
 # ---- evaluation -------------------------------------------------------------------------------
@@ -268,9 +271,9 @@ class JuryResult:
     names: tuple[str, ...]
     """Group names, then ``ALL``."""
     n_jurors: np.ndarray
-    """int64 (G+1,): jurors with a defined utility."""
+    """int64 (G+1,): jurors with a defined closeness."""
     n_excluded: np.ndarray
-    """int64 (G+1,): jurors with the empty target (utility undefined, left out)."""
+    """int64 (G+1,): jurors with the empty target (closeness undefined, left out)."""
     weight: np.ndarray
     """float64 (G+1,): total weight of the counted jurors."""
     accuracy: np.ndarray
@@ -281,15 +284,22 @@ class JuryResult:
     """float64 (G+1, M): their means over scenarios."""
     ci: np.ndarray
     """float64 (G+1, M, 2): percentile bootstrap interval of the means over scenarios."""
-    juror_utility: np.ndarray
-    """float64 (J,): each juror's mean distance utility over scenarios (NaN when empty)."""
+    juror_closeness: np.ndarray
+    """float64 (J,): each juror's mean closeness over scenarios (NaN when empty)."""
     juror_accuracy: np.ndarray
     """float64 (J,): each juror's accuracy (%; NaN when undefined)."""
     metrics: tuple[str, ...] = field(default=())
-    """``utility`` (mean distance utility), ``threshold`` (share above τ), ``welfare_a{α}``."""
+    """``closeness`` (mean closeness over jurors), ``threshold`` (share of jurors whose
+    utility is above τ), ``welfare_a{α}`` (w_α of the utilities)."""
+
+    @property
+    def juror_utility(self) -> np.ndarray:
+        """The former name of :attr:`juror_closeness` (kept while callers move)."""
+        return self.juror_closeness
 
     def gaps(self) -> dict[str, dict[str, Any]]:
-        """Per metric, the best- and worst-served group (ALL left out) and their difference."""
+        """Per metric, the best- and worst-served group (ALL left out) and their difference
+        (``utility`` repeats ``closeness`` under its former name while callers move)."""
         out: dict[str, dict[str, Any]] = {}
         table = np.column_stack([self.accuracy, self.means])[:-1]
         for m, name in enumerate(("accuracy", *self.metrics)):
@@ -299,10 +309,14 @@ class JuryResult:
             hi, lo = int(np.nanargmax(col)), int(np.nanargmin(col))
             out[name] = {"best": self.names[hi], "worst": self.names[lo],
                          "gap": float(col[hi] - col[lo])}
+        if "closeness" in out:
+            out[_FORMER_CLOSENESS] = out["closeness"]
         return out
 
     def rows(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per group (then ALL); NaN becomes None."""
+        """One JSON-ready dict per group (then ALL); NaN becomes None. The closeness columns
+        are repeated under their former name ``utility`` (``utility_lo``, ``utility_hi``) while
+        callers move."""
         rows = []
         for g, name in enumerate(self.names):
             row: dict[str, Any] = {
@@ -314,8 +328,15 @@ class JuryResult:
                 row[metric] = _num(self.means[g, m])
                 row[f"{metric}_lo"] = _num(self.ci[g, m, 0])
                 row[f"{metric}_hi"] = _num(self.ci[g, m, 1])
+            if "closeness" in self.metrics:
+                for end in ("", "_lo", "_hi"):
+                    row[_FORMER_CLOSENESS + end] = row["closeness" + end]
             rows.append(row)
         return rows
+
+
+_FORMER_CLOSENESS = "utility"
+"""What the ``closeness`` metric was called (it is the mean closeness whatever the utility)."""
 
 
 def _num(x: float) -> float | None:
@@ -324,7 +345,7 @@ def _num(x: float) -> float | None:
 
 def metric_names(alphas: tuple[float, ...]) -> tuple[str, ...]:
     """Names of the per-scenario metrics, in the order of ``JuryResult.means``' last axis."""
-    return ("utility", "threshold", *(f"welfare_a{alpha_name(a)}" for a in alphas))
+    return ("closeness", "threshold", *(f"welfare_a{alpha_name(a)}" for a in alphas))
 
 
 def _group_welfare(u: np.ndarray, prep: _Prepared, alphas: tuple[float, ...]) -> np.ndarray:
@@ -343,20 +364,21 @@ def _group_welfare(u: np.ndarray, prep: _Prepared, alphas: tuple[float, ...]) ->
 
 def _block_figures(wu: np.ndarray, du: np.ndarray, prep: _Prepared,
                    cfg: JuryConfig) -> np.ndarray:
-    """(R, G+1, M) per row: mean distance utility, threshold share, w_α per α."""
+    """(R, G+1, M) per row: mean closeness ``du``, share of utilities ``wu`` above τ, w_α of
+    ``wu`` per α."""
     w = np.column_stack([prep.weights, prep.weights.sum(axis=1)])
     with np.errstate(invalid="ignore", divide="ignore"):
         total = w.sum(axis=0)
-        util = du @ w / total
+        closeness = du @ w / total
         above = (wu > cfg.tau).astype(np.float64) @ w / total
     welfare = _group_welfare(wu, prep, cfg.alphas)
-    return np.concatenate([util[:, :, None], above[:, :, None],
+    return np.concatenate([closeness[:, :, None], above[:, :, None],
                            np.moveaxis(welfare, 0, -1)], axis=-1)
 
 
 def evaluate_jury(bench: Benchmark, predictions: np.ndarray, jury: Jury,
                   config: JuryConfig | None = None) -> JuryResult:
-    """Accuracy, utility, threshold share and w_α per group and for the whole jury.
+    """Accuracy, closeness, threshold share and w_α per group and for the whole jury.
 
     Welfare is taken per scenario over the jurors (w(x, y) in seed 002 §4.3), then averaged
     over scenarios; intervals resample scenarios.
@@ -365,29 +387,29 @@ def evaluate_jury(bench: Benchmark, predictions: np.ndarray, jury: Jury,
     prep = _prepare(bench, predictions, jury)
     n_s, n_t = bench.n_scenarios, prep.n_targets
     per_scenario = np.full((n_s, len(prep.names), 2 + len(cfg.alphas)), np.nan)
-    counted, correct_n, util_sum = np.zeros(n_t), np.zeros(n_t), np.zeros(n_t)
+    counted, correct_n, close_sum = np.zeros(n_t), np.zeros(n_t), np.zeros(n_t)
     blocks = list(prep.blocks(n_s, 26, cfg.memory_mb))
     # One step per scenario block, and the bootstrap (resampling all figures) as the last.
     with bar(len(blocks) + 1, "jury", unit="step") as b:
         for rows in blocks:
-            _, correct, util = _outcomes(prep.pred, prep.units, bench.offsets, prep.targets,
-                                         prep.scale, PRED_TIE, rows)
+            _, correct, close = _outcomes(prep.pred, prep.units, bench.offsets, prep.targets,
+                                          prep.scale, PRED_TIE, rows)
             counted += (correct >= 0).sum(axis=0)
             correct_n += (correct == 1).sum(axis=0)
-            util_sum += util.sum(axis=0)
-            wu = util if cfg.utility == "distance" else (correct != 0).astype(np.float64)
-            per_scenario[rows] = _block_figures(wu, util, prep, cfg)
+            close_sum += close.sum(axis=0)
+            wu = close if cfg.utility == "distance" else (correct != 0).astype(np.float64)
+            per_scenario[rows] = _block_figures(wu, close, prep, cfg)
             b.update(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             t_acc = np.where(counted > 0, 100.0 * correct_n / counted, np.nan)
         b.set_postfix_str("bootstrap")
-        result = _result(cfg, prep, jury, per_scenario, util_sum / n_s, t_acc)
+        result = _result(cfg, prep, jury, per_scenario, close_sum / n_s, t_acc)
         b.update(1)
     return result
 
 
 def _result(cfg: JuryConfig, prep: _Prepared, jury: Jury, per_scenario: np.ndarray,
-            t_util: np.ndarray, t_acc: np.ndarray) -> JuryResult:
+            t_close: np.ndarray, t_acc: np.ndarray) -> JuryResult:
     empty = jury.empty
     member = [jury.group_of == g for g in range(jury.n_groups)] + [np.ones_like(empty)]
     n_jurors = np.array([int((~empty & m).sum()) for m in member], dtype=np.int64)
@@ -398,11 +420,11 @@ def _result(cfg: JuryConfig, prep: _Prepared, jury: Jury, per_scenario: np.ndarr
         accuracy = (np.nan_to_num(t_acc)[ok] @ w[ok]) / w[ok].sum(axis=0)
         means = per_scenario.mean(axis=0)
     # inverse is -1 for empty-target jurors: it then picks the appended NaN.
-    j_util = np.append(t_util, np.nan)[prep.inverse]
+    j_close = np.append(t_close, np.nan)[prep.inverse]
     j_acc = np.append(t_acc, np.nan)[prep.inverse]
     ci = bootstrap_ci(per_scenario, cfg.n_bootstrap, cfg.confidence, cfg.seed)
     return JuryResult(cfg, prep.names, n_jurors, n_excl, w.sum(axis=0), accuracy,
-                      per_scenario, means, ci, j_util, j_acc, metric_names(cfg.alphas))
+                      per_scenario, means, ci, j_close, j_acc, metric_names(cfg.alphas))
 
 
 def bootstrap_ci(per_scenario: np.ndarray, n_boot: int, confidence: float,
@@ -520,9 +542,9 @@ def response_welfare(bench: Benchmark, predictions: np.ndarray, jury: Jury,
 def select_welfare_optimal(bench: Benchmark, predictions: np.ndarray, jury: Jury,
                            alphas: tuple[float, ...] = DEFAULT_ALPHAS, memory_mb: float = 64.0,
                            tie: float = PRED_TIE) -> SelectionResult:
-    """Per group and scenario, the response maximising w_α of the jurors' predicted distance
-    utilities, against the true optimum and the collective choice (the response chosen for
-    the group's mean target)."""
+    """Per group and scenario, the response maximising w_α of the jurors' predicted closeness
+    (their distance utilities), against the true optimum and the collective choice (the
+    response chosen for the group's mean target)."""
     wp, wt = response_welfare(bench, predictions, jury, alphas, memory_mb)
     starts = bench.offsets[:-1]
     optimal = best_within(wp, bench.offsets, tie)

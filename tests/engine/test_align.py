@@ -25,11 +25,12 @@ def _assert_same(bench, pred, targets) -> None:
     counted, correct, weighted = realign_loop(bench, pred, targets)
     np.testing.assert_array_equal(fast.counted, counted)
     np.testing.assert_array_equal(fast.correct, correct)
-    assert fast.weighted is not None and fast.weighted_sqrtk is not None
-    # Bit-for-bit, NaN where nothing is counted: the published score and the sqrt(k) variant.
+    assert fast.weighted is not None and fast.closeness is not None
+    # Bit-for-bit, NaN where nothing is counted: the published score and the closeness.
     assert np.array_equal(fast.weighted, weighted, equal_nan=True)
-    _, _, weighted_k = realign_loop(bench, pred, targets, sqrt_k=True)
-    assert np.array_equal(fast.weighted_sqrtk, weighted_k, equal_nan=True)
+    _, _, closeness = realign_loop(bench, pred, targets, closeness=True)
+    assert np.array_equal(fast.closeness, closeness, equal_nan=True)
+    assert fast.weighted_sqrtk is fast.closeness  # the former name, while callers move
     np.testing.assert_array_equal(chosen_responses(bench, pred, targets),
                                   chosen_loop(bench, pred, targets))
     # The streaming layout (nothing of size scenarios x targets kept) gives the same bits.
@@ -113,7 +114,7 @@ def test_memory_budget_blocks_equal_resident_bit_for_bit() -> None:
     np.testing.assert_array_equal(whole.counted, part.counted)
     np.testing.assert_array_equal(whole.correct, part.correct)
     assert np.array_equal(whole.weighted, part.weighted, equal_nan=True)
-    assert np.array_equal(whole.weighted_sqrtk, part.weighted_sqrtk, equal_nan=True)
+    assert np.array_equal(whole.closeness, part.closeness, equal_nan=True)
     pick = np.random.default_rng(1).choice(len(targets), size=12, replace=False)
     counted, correct, weighted = realign_loop(bench, pred, targets.take(pick))
     np.testing.assert_array_equal(part.counted[pick], counted)
@@ -148,18 +149,18 @@ def test_published_weighted_score_by_hand() -> None:
     target = from_dicts("t", ("x",), [{"x": 0.0}])
     pred = np.array([[0.9], [0.05], [0.6]])  # picks the middle response
     res = realign(bench, pred, target, weighted=True)
-    assert res.weighted is not None and res.weighted_sqrtk is not None
+    assert res.weighted is not None and res.closeness is not None
     assert res.weighted[0] == pytest.approx(50.0)
-    assert res.weighted_sqrtk[0] == pytest.approx(50.0)
+    assert res.closeness[0] == pytest.approx(50.0)
     # Two attributes: labels (0, 0) and (.5, .5), target (0, 0); picking the far one gives 0
     # by the published rule (it is the farthest) but 1 - .707/1.414 = 50 by sqrt(k).
     sc2 = Scenario("q", "p", ("a", "b"), ({"x": 0.0, "y": 0.0}, {"x": 0.5, "y": 0.5}))
     bench2 = make_benchmark("hand", "t", ("x", "y"), grid_levels(3), [sc2])
     t2 = from_dicts("t", ("x", "y"), [{"x": 0.0, "y": 0.0}])
     res2 = realign(bench2, np.array([[1.0, 1.0], [0.5, 0.5]]), t2, weighted=True)
-    assert res2.weighted is not None and res2.weighted_sqrtk is not None
+    assert res2.weighted is not None and res2.closeness is not None
     assert res2.weighted[0] == 0.0
-    assert res2.weighted_sqrtk[0] == pytest.approx(50.0)
+    assert res2.closeness[0] == pytest.approx(50.0)
 
 
 def test_memory_budget_parsing() -> None:

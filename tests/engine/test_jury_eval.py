@@ -76,13 +76,13 @@ def test_outcomes_equal_the_loop_oracle_exactly(seed: int, n_levels: int) -> Non
     chosen, correct, util = juror_outcomes(bench, pred, targets.values)
     np.testing.assert_array_equal(chosen, chosen_loop(bench, pred, targets))
     np.testing.assert_array_equal(chosen, chosen_responses(bench, pred, targets))
-    # The juror utility is 1 - d/sqrt(k): the oracle's sqrt(k)-normalised weighted score.
-    counted, n_correct, weighted = realign_loop(bench, pred, targets, sqrt_k=True)
+    # The juror's closeness 1 - d/sqrt(k) is the oracle's closeness (not its weighted score).
+    counted, n_correct, closeness = realign_loop(bench, pred, targets, closeness=True)
     np.testing.assert_array_equal((correct >= 0).sum(axis=0), counted)
     np.testing.assert_array_equal((correct == 1).sum(axis=0), n_correct)
     mine = np.where(correct >= 0, util, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore"):
-        np.testing.assert_allclose(100 * mine / counted, weighted, rtol=1e-12)
+        np.testing.assert_allclose(100 * mine / counted, closeness, rtol=1e-12)
 
 
 def test_outcome_utility_is_the_label_distance_utility() -> None:
@@ -167,8 +167,9 @@ def test_per_juror_figures_map_back_through_shared_targets() -> None:
     jury = make_jury(bench.attributes, [("g", vals, np.ones(4), list("abcd"))])
     r = evaluate_jury(bench, pred, jury, JuryConfig(n_bootstrap=0))
     _, correct, util = juror_outcomes(bench, pred, vals[[0, 3]])
-    assert r.juror_utility[0] == r.juror_utility[2] == pytest.approx(util[:, 0].mean())
-    assert np.isnan(r.juror_utility[1]) and np.isnan(r.juror_accuracy[1])
+    assert r.juror_closeness[0] == r.juror_closeness[2] == pytest.approx(util[:, 0].mean())
+    assert np.isnan(r.juror_closeness[1]) and np.isnan(r.juror_accuracy[1])
+    assert r.juror_utility is r.juror_closeness  # the former name, while callers move
     counted = (correct[:, 1] >= 0).sum()
     assert r.juror_accuracy[3] == pytest.approx(100 * (correct[:, 1] == 1).sum() / counted)
 
@@ -216,10 +217,13 @@ def test_a_group_of_empty_targets_is_reported_undefined() -> None:
     r = evaluate_jury(bench, pred, jury, JuryConfig(n_bootstrap=10))
     rows = r.rows()
     assert rows[0]["n_excluded"] == 2 and rows[0]["n_jurors"] == 0
-    assert all(rows[0][k] is None for k in ("accuracy", "utility", "welfare_a1", "threshold"))
+    assert all(rows[0][k] is None for k in ("accuracy", "closeness", "welfare_a1", "threshold"))
     # The whole jury is the one defined juror.
-    assert rows[2]["utility"] == rows[1]["utility"] is not None
-    assert r.gaps()["utility"]["best"] == "f"
+    assert rows[2]["closeness"] == rows[1]["closeness"] is not None
+    assert r.gaps()["closeness"]["best"] == "f"
+    # the former column name repeats the closeness while callers move
+    assert all(row["utility" + e] == row["closeness" + e] for row in rows for e in ("", "_lo", "_hi"))
+    assert r.gaps()["utility"] == r.gaps()["closeness"]
     sel = select_welfare_optimal(bench, pred, jury, (0.0,)).rows()
     assert sel[0]["oracle"] is None and sel[0]["optimal_hit"] is None
     alone = make_jury(bench.attributes, [("e", empty, np.ones(2), ["a", "b"])])

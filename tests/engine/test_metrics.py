@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from pluralign.engine.align.metrics import implicit_bias, regression_quality, summarize
+from pluralign.engine.align.results import current_names
 from pluralign.engine.data.synthetic import noisy_predictions, synthetic_benchmark
 
 
@@ -58,10 +59,18 @@ def test_regression_quality_matches_scipy() -> None:
     assert np.isnan(const[bench.attributes[0]]["pearson_r"])
 
 
-def test_summary_carries_both_weighted_scores() -> None:
+def test_summary_carries_the_weighted_score_and_the_closeness() -> None:
     acc = np.array([50.0, np.nan, 70.0])
     s = summarize("x", acc, np.array([1, 0, 2]), np.array([40.0, np.nan, 60.0]),
                   np.array([70.0, np.nan, 90.0]))
     assert s.weighted_mean == pytest.approx(50.0)
-    assert s.weighted_sqrtk_mean == pytest.approx(80.0)
-    assert s.to_json()["weighted_sqrtk_mean"] == pytest.approx(80.0)
+    assert s.closeness_mean == pytest.approx(80.0)
+    assert s.to_json()["closeness_mean"] == pytest.approx(80.0)
+
+
+def test_former_column_names_read_as_the_current_ones() -> None:
+    old = {"name": "all", "weighted_sqrtk_mean": 80.0, "utility": 0.5, "utility_lo": 0.4}
+    assert current_names(old) == {"name": "all", "closeness_mean": 80.0, "closeness": 0.5,
+                                  "closeness_lo": 0.4}
+    both = {"closeness": 0.7, "utility": 0.7}
+    assert current_names(both) == {"closeness": 0.7}
