@@ -59,7 +59,7 @@ def main() -> None:
     rows = []
     workers = [int(w) for w in args.workers.split(",")]
     tmp = tempfile.mkdtemp(prefix="plshard", dir="/tmp")
-    from pluralign.jobs.llm_scoring import init_local_ray
+    from pluralign.jobs.ray_runtime import init_local_ray
 
     init_local_ray(num_cpus=max(workers), object_store_memory=200 * 2**20, _temp_dir=tmp,
                    runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})

@@ -13,30 +13,46 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from pluralign.actors.backends.api_client import APIClientConfig
+from pluralign.actors.backends.vllm_replica import (
+    VLLMConfig,
+    default_structured_outputs,
+    parse_engine_arg,
+    structured_outputs_mode,
+)
+from pluralign.actors.pool import BackendPool, api_client_actors, vllm_local, vllm_replica_actors
+from pluralign.actors.ratelimit import RedisStatus
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.errors import IncompleteScoring, InputError, ScoringInterrupted
 from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
+from pluralign.engine.judges.consistency import mean_and_spread
+from pluralign.engine.judges.prompts import load_prompts
 from pluralign.engine.judges.unaligned import NO_TARGET
+from pluralign.engine.run.backend import backend_class, registered_backends
 from pluralign.engine.run.scheduler import (
     STDERR,
     Dispatcher,
     Idle,
     SchedulerConfig,
     ScheduleReport,
+    plan,
     run_schedule,
 )
 from pluralign.engine.store.cache import register_secret
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.claims import Claims
 from pluralign.jobs.configs import LLMConfig
+from pluralign.jobs.interrupts import Interrupts
+from pluralign.jobs.ray_runtime import ensure_ray, placement
+from pluralign.jobs.runtime import write_json_atomic
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (seed 003 §4.2)."""
@@ -145,7 +161,6 @@ def _decoding(config: LLMConfig) -> str | None:
     """The structured-output mode a vLLM replica decodes with (part of the judge identity)."""
     if config.backend != "vllm":
         return None
-    from pluralign.actors.backends.vllm_replica import structured_outputs_mode
 
     return f"vllm:{structured_outputs_mode(vllm_config(config))}"
 
@@ -166,7 +181,6 @@ def build_judge(bench: Benchmark, train: Benchmark | None, scorer_name: str,
                          hint=f"LLM scorers: {', '.join(JUDGE_NAMES)}")
     prompts = None
     if config.prompts:
-        from pluralign.engine.judges.prompts import load_prompts
 
         prompts = load_prompts(config.prompts)
     settings = judge_settings(config)
@@ -192,7 +206,6 @@ def api_key_env(config: LLMConfig) -> str | None:
 
 
 def _api_config(config: LLMConfig) -> Any:
-    from pluralign.actors.backends.api_client import APIClientConfig
 
     settings = judge_settings(config)
     kwargs: dict[str, Any] = {
@@ -210,159 +223,47 @@ def _api_config(config: LLMConfig) -> Any:
     return APIClientConfig(**kwargs)
 
 
-def make_pool(config: LLMConfig) -> Any:
-    """A BackendPool: in-process API clients (``use_ray`` off), API-client actors, or vLLM
-    replicas."""
-    from pluralign.actors.pool import BackendPool, api_client_actors, vllm_replica_actors
-
-    n = int(config.actors)
-    if n < 1:
-        raise InputError("--actors must be at least 1", field="actors")
-    if config.backend == "vllm":
-        from pluralign.actors.pool import vllm_local
-
-        replica = vllm_config(config)
-        if not config.use_ray:
-            if n != 1:
-                raise InputError("--no-ray runs one in-process vLLM replica", field="actors",
-                                 hint="drop --actors, or use Ray for more replicas")
-            return vllm_local(replica)
-        fixed = _ensure_ray(config.ray_dashboard)
-        return vllm_replica_actors(replica, n, fixed=fixed, **_placement("vllm_replica"))
+def _openai_pool(config: LLMConfig, n: int) -> BackendPool:
+    """API clients of an OpenAI-compatible endpoint: in this process, or as Ray actors."""
     client = _api_config(config)
     if not config.use_ray:
-        from pluralign.actors.backends.api_client import OpenAIBackend
-
-        return BackendPool.of_backends([OpenAIBackend(client) for _ in range(n)])
-    _ensure_ray(config.ray_dashboard)
-    return api_client_actors(client, n, **_placement("api_client"))
-
-
-def _placement(resource: str) -> dict[str, Any]:
-    """Pin actors to the node type that advertises ``resource`` (see ray_cluster.yaml), when
-    the cluster has one; a plain local cluster has none and places them anywhere."""
-    import ray
-
-    if ray.cluster_resources().get(resource, 0) > 0:  # type: ignore[no-untyped-call]
-        return {"resources": {resource: 1}}
-    return {}
+        backend = backend_class("openai")
+        return BackendPool.of_backends([backend(client) for _ in range(n)])
+    ensure_ray(config.ray_dashboard)
+    return api_client_actors(client, n, **placement("api_client"))
 
 
-def _ensure_ray(dashboard: bool = False) -> bool:
-    """Connect to (or start, with its dashboard when asked) Ray; True when the cluster cannot
-    grow (no RAY_ADDRESS: a local one), so missing resources are an error at once rather than a
-    wait for an autoscaler."""
-    import ray
-
-    address = os.environ.get("RAY_ADDRESS") or None
-    if not ray.is_initialized():
-        # Inside `ray job submit` RAY_ADDRESS names the cluster; otherwise start a local one.
-        if address is None:
-            init_local_ray(dashboard=dashboard)
-        else:
-            refuse_open_cluster(address)
-            ray.init(address=address, log_to_driver=False)
-    return address is None
+def _vllm_pool(config: LLMConfig, n: int) -> BackendPool:
+    """vLLM replicas: one in this process, or ``n`` as Ray actors on GPU nodes."""
+    replica = vllm_config(config)
+    if not config.use_ray:
+        if n != 1:
+            raise InputError("without Ray there is one in-process vLLM replica",
+                             field="actors", hint="drop `actors`, or set `use_ray=True`")
+        return vllm_local(replica)
+    fixed = ensure_ray(config.ray_dashboard)
+    return vllm_replica_actors(replica, n, fixed=fixed, **placement("vllm_replica"))
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-    import socket
-
-    if host in ("localhost", ""):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None)
-        return all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
-    except (OSError, ValueError):
-        return False
+POOLS: dict[str, Callable[[LLMConfig, int], BackendPool]] = {
+    "openai": _openai_pool, "vllm": _vllm_pool}
+"""How to build a pool of each registered backend (:mod:`pluralign.engine.run.backend`)."""
 
 
-def address_host(address: str) -> str:
-    """The host of a Ray address (``ray://h:10001``, ``http://h:8265``, ``h:6379``)."""
-    from urllib.parse import urlsplit
-
-    text = address if "://" in address else f"ray://{address}"
-    return urlsplit(text).hostname or ""
-
-
-def refuse_open_cluster(address: str) -> None:
-    """With RAY_AUTH_MODE=disabled only a loopback address is acceptable: anyone who can reach
-    an unauthenticated Ray cluster runs code on it (and reads the API key of its actors)."""
-    if address in ("auto", "local"):
-        return  # resolved by Ray to a runtime on this host; checked after connecting
-    auth = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
-    host = address_host(address)
-    if auth == "disabled" and not _loopback(host):
-        raise InputError(f"RAY_AUTH_MODE=disabled with the non-loopback Ray address {address}: "
-                         "anyone on that network could run code on the cluster",
-                         field="RAY_ADDRESS",
-                         hint="export RAY_AUTH_MODE=token on every node and client, or use a "
-                              "head bound to 127.0.0.1")
-
-
-def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
-    """Start a single-node Ray runtime that listens on 127.0.0.1 only (GCS, raylet, object
-    manager, workers; the dashboard only when asked, also on 127.0.0.1).
-
-    Ray binds its servers to the node IP; it turns a loopback ``_node_ip_address`` into the
-    host's LAN address unless multi-node clusters are off for this process, which a runtime we
-    start for ourselves never needs. The switch is set only while the runtime starts (its
-    processes inherit it) and restored afterwards.
-    """
-    import ray
-    from ray._private import ray_constants
-
-    env, flag = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, ray_constants.ENABLE_RAY_CLUSTER
-    saved = os.environ.get(env)
-    os.environ[env] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard,
-                 dashboard_host="127.0.0.1", log_to_driver=False, **options)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = flag
-        if saved is None:
-            os.environ.pop(env, None)
-        else:
-            os.environ[env] = saved
-
-
-def stop_started_ray(grace: float = 3.0) -> None:
-    """Shut down the Ray runtime this process started, within ``grace`` seconds, for an exit
-    that skips the ``ray.shutdown`` Ray runs at exit: the second Ctrl-C.
-
-    Ray's own children die with the driver, but the agents the raylet spawned outlive a raylet
-    that was killed rather than shut down, so the orderly ``ray.shutdown`` runs first (in a
-    thread, so a stuck one cannot hold the exit); what still runs after ``grace`` is killed. A
-    cluster the driver only connected to (RAY_ADDRESS) loses only this driver.
-    """
-    import sys
-    import threading
-
-    if "ray" not in sys.modules:
-        return  # this run never started Ray
-    import ray
-
-    try:
-        from ray._private import worker
-
-        node: Any = worker._global_node
-        groups: list[Any] = list(node.all_processes.values()) if node else []
-        started: list[Any] = [info.process for infos in groups for info in infos]
-    except Exception:  # Ray internals moved: only the orderly shutdown below
-        started = []
-    done = threading.Thread(target=ray.shutdown, daemon=True)
-    done.start()
-    done.join(grace)
-    for process in started:
-        if process.poll() is None:
-            process.kill()
+def make_pool(config: LLMConfig) -> BackendPool:
+    """A BackendPool of the registered backend ``config.backend``: in-process clients or one
+    replica (``use_ray`` off), or API-client actors or vLLM replicas on Ray."""
+    n = int(config.actors)
+    if n < 1:
+        raise InputError("`actors` must be at least 1", field="actors")
+    if config.backend not in registered_backends() or config.backend not in POOLS:
+        raise InputError(f"unknown backend {config.backend!r}", field="backend",
+                         hint=f"one of {', '.join(registered_backends())}")
+    return POOLS[config.backend](config, n)
 
 
 def engine_arg_pairs(config: LLMConfig) -> tuple[tuple[str, str], ...]:
     """``--engine-arg KEY=VALUE`` pairs (keys with underscores); bad ones are input errors."""
-    from pluralign.actors.backends.vllm_replica import parse_engine_arg
 
     pairs = []
     for text in config.engine_args or ():
@@ -379,7 +280,6 @@ def vllm_config(config: LLMConfig) -> Any:
     ``--engine-arg structured_outputs_config=JSON``)."""
     import json
 
-    from pluralign.actors.backends.vllm_replica import VLLMConfig, default_structured_outputs
 
     pairs = engine_arg_pairs(config)
     structured = dict(default_structured_outputs())
@@ -407,7 +307,6 @@ def vllm_config(config: LLMConfig) -> Any:
 def _status(config: LLMConfig, scorer: str) -> Any:
     if not config.redis_url:
         return None
-    from pluralign.actors.ratelimit import RedisStatus
 
     job = config.job_id or f"{scorer}-{uuid.uuid4().hex[:8]}"
     return RedisStatus(config.redis_url, job)
@@ -494,7 +393,7 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
     status = _status(config, judge.name)
     root = getattr(store, "root", None)
     claims = Claims(Path(root)) if root is not None else None
-    interrupts = _Interrupts(log, pool)
+    interrupts = Interrupts(log, pool)
     try:
         interrupts.install()
         if owned:
@@ -510,74 +409,6 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
             await status.close()
 
 
-class _Interrupts:
-    """SIGINT/SIGTERM during scoring: the first stops sending, here and on the API-client
-    actors (answers in flight are awaited for --grace-seconds, every finished answer is
-    written); the second exits at once, taking down the Ray runtime this process started."""
-
-    def __init__(self, log: TextIO | None, pool: Any = None) -> None:
-        self.log = log
-        self.pool = pool
-        self.count = 0
-        self.stop: Any = None
-        self.saved: dict[int, Any] = {}
-
-    def install(self) -> None:
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.saved[sig] = signal.getsignal(sig)
-            loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def uninstall(self) -> None:
-        import signal
-
-        from pluralign.engine.store.manifest import current as current_manifest
-
-        loop = asyncio.get_running_loop()
-        for sig, handler in self.saved.items():
-            loop.remove_signal_handler(sig)
-            if self.count and current_manifest() is not None:
-                # A command interrupted once is winding down (summary, shutdown): another
-                # Ctrl-C from here on must still quit at once, not raise a traceback. (Not in
-                # the Python API, whose caller's process goes on: a notebook kernel.)
-                signal.signal(sig, lambda signum, frame: self._exit_now())
-            elif handler is not None:  # None: set outside Python, nothing to restore
-                signal.signal(sig, handler)
-        self.saved.clear()
-
-    def _exit_now(self) -> None:
-        if self.log is not None:
-            print("interrupted again: exiting now", file=self.log, flush=True)
-        stop_started_ray()
-        os._exit(130)
-
-    def attach(self, stop: Any) -> None:
-        self.stop = stop
-        if self.count:
-            stop("interrupted")
-
-    def _on_signal(self, sig: int) -> None:
-        self.count += 1
-        if self.count > 1:
-            self._exit_now()
-        from pluralign.actors.backends.api_client import stop_sending
-
-        stop_sending()  # in-process clients send nothing more, retries included
-        drain = getattr(self.pool, "drain", None)
-        if drain is not None:
-            drain()  # nor do the API-client actors (Ray keeps SIGINT from their processes)
-        if self.log is not None:
-            print("interrupted: sending stopped; saving the answers already received "
-                  "(press Ctrl-C again to quit at once)", file=self.log, flush=True)
-        if self.stop is not None:
-            self.stop("interrupted")
-
-
 def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None = None,
                      log: TextIO | None = STDERR) -> None:
     """Re-align only on complete scores. Otherwise write a partial summary to ``out`` (a folder,
@@ -591,7 +422,6 @@ def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None =
     state = "interrupted" if s.stop_kind == "interrupted" else "incomplete"
     missing = s.items - s.cached - s.completed - s.elsewhere
     if out:
-        from pluralign.jobs.runtime import write_json_atomic
 
         write_json_atomic(Path(out) / "summary.json", {
             "state": state, "complete": False, "benchmark": report.bench.identity,
@@ -615,7 +445,6 @@ def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None =
 
 
 def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], store: Any) -> bool:
-    from pluralign.engine.run.scheduler import plan
 
     return bool(plan(items, store.completed_keys(bench.identity, judge.identity)).pending)
 
@@ -630,7 +459,6 @@ def sample_spread(cache: Any, bench: Benchmark, identity: str,
     its samples (self-consistency; NaN where a sample is missing); None with one sample."""
     if samples < 2:
         return None
-    from pluralign.engine.judges.consistency import mean_and_spread
 
     per_sample = np.stack([
         np.asarray(cache.predictions(bench, identity, [i]), dtype=np.float64)

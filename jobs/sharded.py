@@ -104,7 +104,7 @@ def realign_for_args(args: Any, bench: Benchmark, predictions: np.ndarray, targe
         raise InputError("--shards needs Ray: pip install 'pluralign[distributed]'",
                          field="shards") from None
     if not ray.is_initialized():
-        from pluralign.jobs.llm_scoring import init_local_ray
+        from pluralign.jobs.ray_runtime import init_local_ray
 
         init_local_ray()
     return realign_sharded(bench, predictions, targets, shards=shards, weighted=weighted,

@@ -37,7 +37,7 @@ def connect(address: str) -> None:
     """
     import ray
 
-    from pluralign.jobs.llm_scoring import refuse_open_cluster
+    from pluralign.jobs.ray_runtime import refuse_open_cluster
 
     if not ray.is_initialized():
         refuse_open_cluster(os.environ.get("RAY_ADDRESS") or address)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
@@ -35,6 +34,7 @@ from pluralign.engine.run.scheduler import (
     StatusSink,
     run_schedule,
 )
+from pluralign.engine.run.signals import may_handle_signals
 from pluralign.engine.spica.bank import ScenarioBank, make_bank
 from pluralign.engine.spica.prompts import AlignmentPrompt, build_prompt
 from pluralign.engine.spica.retrieval import Retriever, Weights
@@ -328,8 +328,8 @@ def _interrupts(loop: asyncio.AbstractEventLoop, stops: list[Callable[[str], Non
                 log: TextIO | None) -> Iterator[None]:
     """Ctrl-C during generation: the first stops sending (answers in flight are awaited, every
     answer received is stored); the second raises KeyboardInterrupt at once. Installed only
-    on the main thread, where signals arrive."""
-    if threading.current_thread() is not threading.main_thread():
+    inside a command of the command line, on the main thread (never by a library call)."""
+    if not may_handle_signals():
         yield
         return
     count = 0

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pluralign.engine.run.signals import handled_by_command
+
 DESCRIPTION = "Evaluate how well models can be steered to the values of people and groups."
 
 
@@ -142,15 +144,13 @@ def check_names(args: argparse.Namespace) -> None:
 
     from pluralign.engine.data.target_sets import TARGET_SET_NAMES
     from pluralign.engine.errors import InputError
-    from pluralign.jobs.cli.args import LLM_SCORERS
+    from pluralign.engine.scorers import scorer_names
 
     scorer = getattr(args, "scorer", None)
     if isinstance(scorer, str) and not scorer.startswith("predictions:"):
-        from pluralign.engine.scorers import scorer_names
-
-        names = [*scorer_names(), *LLM_SCORERS]
-        if hasattr(args, "reward_attributes"):  # commands that can run the reward scorer
-            names.append("reward")
+        names = scorer_names()  # the one registry: model-free, LLM judges, reward
+        if not hasattr(args, "reward_attributes"):  # commands that cannot run the reward scorer
+            names = [n for n in names if n != "reward"]
         if scorer not in names:
             listed = ", ".join(n if n != "predictions" else "predictions:FILE" for n in names)
             raise InputError(f"unknown scorer {scorer!r}", field="scorer",
@@ -172,10 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pluralign.engine.errors import PluralignError
     from pluralign.engine.store import manifest
 
+
     manifest.begin(str(args.command), ["pluralign", *args_list])
     try:
         check_names(args)
-        rc = args.func(args)
+        with handled_by_command():
+            rc = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

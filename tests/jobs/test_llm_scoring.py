@@ -424,28 +424,28 @@ def test_shots_on_the_command_line_is_one_clear_line(
 def test_after_a_first_ctrl_c_a_command_keeps_quitting_at_once(
         command: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Once interrupted, a command winding down (summary, Ray shutdown) still exits at the
-    next Ctrl-C instead of raising a traceback; the Python API gives its caller's process
-    (a notebook kernel) its own handler back."""
+    next Ctrl-C instead of raising a traceback; a library call (the Python API, a notebook
+    kernel) never takes the signals over, so its caller's handler stays in place."""
     import asyncio
+    import contextlib
     import signal
 
-    from pluralign.engine.store import manifest
-    from pluralign.jobs.llm_scoring import _Interrupts
+    from pluralign.jobs.interrupts import Interrupts, handled_by_command
 
     exits: list[int] = []
-    monkeypatch.setattr(_Interrupts, "_exit_now", lambda self: exits.append(130))
+    monkeypatch.setattr(Interrupts, "_exit_now", lambda self: exits.append(130))
     saved = signal.getsignal(signal.SIGINT)
 
     async def interrupted_once() -> None:
-        interrupts = _Interrupts(None)
+        interrupts = Interrupts(None)
         interrupts.install()
+        assert bool(interrupts.saved) == command  # handlers only for a command
         interrupts.count = 1
         interrupts.uninstall()
 
-    if command:
-        manifest.begin("sweep", ["pluralign", "sweep"])
     try:
-        asyncio.run(interrupted_once())
+        with handled_by_command() if command else contextlib.nullcontext():
+            asyncio.run(interrupted_once())
         handler = signal.getsignal(signal.SIGINT)
         if command:
             assert callable(handler) and handler is not saved
@@ -454,6 +454,4 @@ def test_after_a_first_ctrl_c_a_command_keeps_quitting_at_once(
         else:
             assert handler is saved and exits == []
     finally:
-        if command:
-            manifest.end()
         signal.signal(signal.SIGINT, saved)

@@ -1,0 +1,136 @@
+"""The Ray runtime around a job: connect to a cluster (refusing an unauthenticated one beyond
+loopback) or start a local one that listens on 127.0.0.1 only, place actors on the node type
+that advertises their resource, and take down on the way out what this process started.
+
+Ray is imported on first use: commands that never reach a cluster never load it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+import threading
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from pluralign.engine.errors import InputError
+
+
+def _ray() -> ModuleType:
+    import ray  # heavy and optional (the distributed extra): loaded only when a job needs it
+
+    return ray
+
+
+def placement(resource: str) -> dict[str, Any]:
+    """Pin actors to the node type that advertises ``resource`` (see ray_cluster.yaml), when
+    the cluster has one; a plain local cluster has none and places them anywhere."""
+    ray = _ray()
+    if ray.cluster_resources().get(resource, 0) > 0:  # type: ignore[no-untyped-call]
+        return {"resources": {resource: 1}}
+    return {}
+
+
+def ensure_ray(dashboard: bool = False) -> bool:
+    """Connect to (or start, with its dashboard when asked) Ray; True when the cluster cannot
+    grow (no RAY_ADDRESS: a local one), so missing resources are an error at once rather than a
+    wait for an autoscaler."""
+    ray = _ray()
+    address = os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized():
+        # Inside `ray job submit` RAY_ADDRESS names the cluster; otherwise start a local one.
+        if address is None:
+            init_local_ray(dashboard=dashboard)
+        else:
+            refuse_open_cluster(address)
+            ray.init(address=address, log_to_driver=False)
+    return address is None
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+        return all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+    except (OSError, ValueError):
+        return False
+
+
+def address_host(address: str) -> str:
+    """The host of a Ray address (``ray://h:10001``, ``http://h:8265``, ``h:6379``)."""
+    text = address if "://" in address else f"ray://{address}"
+    return urlsplit(text).hostname or ""
+
+
+def refuse_open_cluster(address: str) -> None:
+    """With RAY_AUTH_MODE=disabled only a loopback address is acceptable: anyone who can reach
+    an unauthenticated Ray cluster runs code on it (and reads the API key of its actors)."""
+    if address in ("auto", "local"):
+        return  # resolved by Ray to a runtime on this host; checked after connecting
+    auth = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
+    host = address_host(address)
+    if auth == "disabled" and not is_loopback(host):
+        raise InputError(f"RAY_AUTH_MODE=disabled with the non-loopback Ray address {address}: "
+                         "anyone on that network could run code on the cluster",
+                         field="RAY_ADDRESS",
+                         hint="export RAY_AUTH_MODE=token on every node and client, or use a "
+                              "head bound to 127.0.0.1")
+
+
+def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
+    """Start a single-node Ray runtime that listens on 127.0.0.1 only (GCS, raylet, object
+    manager, workers; the dashboard only when asked, also on 127.0.0.1).
+
+    Ray binds its servers to the node IP; it turns a loopback ``_node_ip_address`` into the
+    host's LAN address unless multi-node clusters are off for this process, which a runtime we
+    start for ourselves never needs. The switch is set only while the runtime starts (its
+    processes inherit it) and restored afterwards.
+    """
+    ray = _ray()
+    from ray._private import ray_constants
+
+    env, flag = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, ray_constants.ENABLE_RAY_CLUSTER
+    saved = os.environ.get(env)
+    os.environ[env] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard,
+                 dashboard_host="127.0.0.1", log_to_driver=False, **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = flag
+        if saved is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = saved
+
+
+def stop_started_ray(grace: float = 3.0) -> None:
+    """Shut down the Ray runtime this process started, within ``grace`` seconds, for an exit
+    that skips the ``ray.shutdown`` Ray runs at exit: the second Ctrl-C.
+
+    Ray's own children die with the driver, but the agents the raylet spawned outlive a raylet
+    that was killed rather than shut down, so the orderly ``ray.shutdown`` runs first (in a
+    thread, so a stuck one cannot hold the exit); what still runs after ``grace`` is killed. A
+    cluster the driver only connected to (RAY_ADDRESS) loses only this driver.
+    """
+    if "ray" not in sys.modules:
+        return  # this run never started Ray
+    ray = _ray()
+    try:
+        from ray._private import worker
+
+        node: Any = worker._global_node
+        groups: list[Any] = list(node.all_processes.values()) if node else []
+        started: list[Any] = [info.process for infos in groups for info in infos]
+    except Exception:  # Ray internals moved: only the orderly shutdown below
+        started = []
+    done = threading.Thread(target=ray.shutdown, daemon=True)
+    done.start()
+    done.join(grace)
+    for process in started:
+        if process.poll() is None:
+            process.kill()
