@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import random
-import re
 import socket
 import time
 import weakref
@@ -479,94 +478,46 @@ def _error_message(text: str) -> str:
         return text.strip()
 
 
-# -- answer validation: the JSON Schema subset judges use ----------------------------------
-_TYPES: dict[str, Any] = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
-}
-_IGNORED = {"title", "description", "$schema", "$id", "default", "examples", "format",
-            "$comment", "strict", "name"}
-_CHECKED = {"type", "properties", "required", "additionalProperties", "items", "minItems",
-            "maxItems", "enum", "const", "minimum", "maximum", "exclusiveMinimum",
-            "exclusiveMaximum", "minLength", "maxLength", "pattern", "anyOf"}
+# -- answer validation: JSON Schema (draft 2020-12) by the jsonschema library -------------------
+_VALIDATORS: dict[str, Any] = {}
+"""One compiled validator per schema (keyed by its canonical JSON): judges reuse a handful."""
 
 
-def schema_errors(value: Any, schema: Mapping[str, Any], path: str = "$") -> list[str]:
-    """Why ``value`` is not valid against ``schema`` (empty when valid).
+def _jsonschema() -> Any:
+    try:
+        import jsonschema
+    except ImportError as e:
+        raise PluralignError("checking answers against their schema needs jsonschema: "
+                             "pip install 'pluralign[distributed]'") from e
+    return jsonschema
 
-    Covers the subset structured judges use; a keyword outside it is reported as an error rather
-    than silently passed, so a schema we cannot check never lets bad answers through.
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """The draft 2020-12 validator of ``schema`` (SchemaError when the schema is malformed)."""
+    key = json.dumps(schema, sort_keys=True, default=str)
+    found = _VALIDATORS.get(key)
+    if found is None:
+        cls = _jsonschema().Draft202012Validator
+        cls.check_schema(schema)
+        found = _VALIDATORS[key] = cls(schema)
+    return found
+
+
+def schema_errors(value: Any, schema: Mapping[str, Any]) -> list[str]:
+    """Why ``value`` is not valid against ``schema`` (JSON Schema draft 2020-12; empty when
+    valid), the most telling first, each as ``<JSON path>: <what is wrong>``.
+
+    A schema that cannot be checked (malformed, or a reference that does not resolve) gives an
+    error too, never a pass: a schema we cannot check must not let bad answers through.
     """
-    unknown = set(schema) - _CHECKED - _IGNORED
-    if unknown:
-        return [f"{path}: unsupported schema keyword(s) {sorted(unknown)}"]
-    if "const" in schema and value != schema["const"]:
-        return [f"{path}: must equal {schema['const']!r}"]
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{path}: {value!r} not one of {schema['enum']!r}"]
-    if "anyOf" in schema and all(schema_errors(value, s, path) for s in schema["anyOf"]):
-        return [f"{path}: matches none of anyOf"]
-    if "type" in schema and not _type_ok(value, schema["type"]):
-        return [f"{path}: expected {schema['type']}, got {type(value).__name__}"]
-    if isinstance(value, dict):
-        return _object_errors(value, schema, path)
-    if isinstance(value, list):
-        return _array_errors(value, schema, path)
-    if isinstance(value, str):
-        return _string_errors(value, schema, path)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _number_errors(value, schema, path)
-    return []
-
-
-def _type_ok(value: Any, kind: str | list[str]) -> bool:
-    if isinstance(kind, list):
-        return any(_type_ok(value, k) for k in kind)
-    if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, _TYPES.get(kind, ()))
-
-
-def _object_errors(value: dict[str, Any], schema: Mapping[str, Any], path: str) -> list[str]:
-    props = schema.get("properties", {})
-    errors = [f"{path}: missing {name!r}" for name in schema.get("required", ())
-              if name not in value]
-    if schema.get("additionalProperties") is False:
-        errors += [f"{path}: unexpected {k!r}" for k in value if k not in props]
-    for name, sub in props.items():
-        if name in value:
-            errors += schema_errors(value[name], sub, f"{path}.{name}")
-    return errors
-
-
-def _array_errors(value: list[Any], schema: Mapping[str, Any], path: str) -> list[str]:
-    errors = []
-    if len(value) < schema.get("minItems", 0):
-        errors.append(f"{path}: fewer than {schema['minItems']} items")
-    if "maxItems" in schema and len(value) > schema["maxItems"]:
-        errors.append(f"{path}: more than {schema['maxItems']} items")
-    if isinstance(schema.get("items"), Mapping):
-        for i, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
-    return errors
-
-
-def _string_errors(value: str, schema: Mapping[str, Any], path: str) -> list[str]:
-    errors = []
-    if len(value) < schema.get("minLength", 0):
-        errors.append(f"{path}: shorter than {schema['minLength']} characters")
-    if "maxLength" in schema and len(value) > schema["maxLength"]:
-        errors.append(f"{path}: longer than {schema['maxLength']} characters")
-    if "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{path}: does not match {schema['pattern']!r}")
-    return errors
-
-
-def _number_errors(value: float, schema: Mapping[str, Any], path: str) -> list[str]:
-    checks = (("minimum", value < schema.get("minimum", -math.inf)),
-              ("maximum", value > schema.get("maximum", math.inf)),
-              ("exclusiveMinimum", value <= schema.get("exclusiveMinimum", -math.inf)),
-              ("exclusiveMaximum", value >= schema.get("exclusiveMaximum", math.inf)))
-    return [f"{path}: {value!r} violates {k} {schema[k]!r}" for k, bad in checks if bad]
+    exceptions = _jsonschema().exceptions
+    try:
+        errors = list(_validator(schema).iter_errors(value))
+    except Exception as e:  # SchemaError, or an unresolvable $ref raised while validating
+        why = getattr(e, "message", None) or str(e) or type(e).__name__
+        return [f"$: schema cannot be checked: {why}"]
+    if not errors:
+        return []
+    best = exceptions.best_match(errors)
+    rest = sorted((e for e in errors if e is not best), key=exceptions.relevance, reverse=True)
+    return [f"{e.json_path}: {e.message}" for e in (best, *rest)]

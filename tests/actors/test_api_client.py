@@ -318,9 +318,22 @@ def test_validator_agrees_with_jsonschema(value: Any, which: int) -> None:
     assert ours == theirs
 
 
-def test_validator_refuses_keywords_it_cannot_check() -> None:
+def test_validator_refuses_schemas_it_cannot_check() -> None:
     errors = schema_errors({"a": 1}, {"type": "object", "$ref": "#/defs/x"})
-    assert errors and "unsupported" in errors[0]
+    assert errors and errors[0].startswith("$: schema cannot be checked") and "/defs/x" in errors[0]
+    errors = schema_errors({"a": 1}, {"type": "objekt"})
+    assert errors and errors[0].startswith("$: schema cannot be checked")
+
+
+def test_validator_says_where_and_what_most_telling_first() -> None:
+    value = {"A": {"score": 101}, "B": {"reasoning": "ok", "score": 50}}
+    errors = schema_errors(value, JUDGE_SCHEMA)
+    assert errors and all(e.startswith("$.A") for e in errors)
+    assert any("'reasoning' is a required property" in e for e in errors)
+    assert any(e == "$.A.score: 101 is greater than the maximum of 100" for e in errors)
+    assert schema_errors({"A": {"reasoning": "r", "score": 5.0}, "B": {"reasoning": "r",
+                                                                       "score": 1}},
+                         JUDGE_SCHEMA) == []  # 5.0 is an integer, as JSON Schema says
 
 
 @pytest.mark.parametrize("shared_by", ["process", pytest.param("redis", marks=pytest.mark.redis)])
