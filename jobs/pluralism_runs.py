@@ -11,21 +11,24 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.engine.errors import InputError
-from pluralign.engine.judges.base import JudgeSettings
-from pluralign.engine.run.scheduler import Idle, ScheduleReport, plan, run_schedule
+from pluralign.engine.judges.base import JudgeSettings, WorkItem
+from pluralign.engine.pluralism.judges import EntailmentJudge, SurveyJudge
+from pluralign.engine.run.scheduler import Dispatcher, Idle, ScheduleReport, plan, run_schedule
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.claims import Claims
-from pluralign.jobs.common import cache_dir, progress
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import (
-    add_backend_args,
     judge_settings,
     make_pool,
     samples_of,
     scheduler_config,
 )
+from pluralign.jobs.runtime import cache_dir, progress
 
-__all__ = ["add_backend_args", "cache_store", "run_judge", "samples_of", "settings"]
+__all__ = ["PluralismJudge", "cache_store", "run_judge", "samples_of", "settings"]
+
+PluralismJudge = EntailmentJudge | SurveyJudge
+"""The judges of ``overton`` and ``opinions``: their answers land in the choice cache."""
 
 
 def settings(config: LLMConfig) -> JudgeSettings:
@@ -43,16 +46,16 @@ def cache_store(cache: str | None) -> ChoiceCache:
     return ChoiceCache(cache_dir(cache))
 
 
-def run_judge(judge: Any, items: list[Any], config: LLMConfig, cache: str | None,
-              backend: Any = None) -> ScheduleReport:
+def run_judge(judge: PluralismJudge, items: list[WorkItem], config: LLMConfig,
+              cache: str | None, backend: Dispatcher | None = None) -> ScheduleReport:
     """Send the items the cache lacks; no backend is started when nothing is missing.
     ``backend`` overrides the pool built from ``config`` (tests)."""
     store = cache_store(cache)
     return asyncio.run(_run(judge, items, config, store, backend))
 
 
-async def _run(judge: Any, items: list[Any], config: LLMConfig, store: ChoiceCache,
-               backend: Any) -> ScheduleReport:
+async def _run(judge: PluralismJudge, items: list[WorkItem], config: LLMConfig,
+               store: ChoiceCache, backend: Dispatcher | None) -> ScheduleReport:
     pending = plan(items, store.completed_keys(judge.benchmark, judge.identity)).pending
     owned = backend is None and bool(pending)
     pool: Any = make_pool(config) if owned else (backend or Idle())
