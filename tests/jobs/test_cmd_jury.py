@@ -11,9 +11,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import pluralign.jobs.cli.jury
+from pluralign.engine.data.sources import load_benchmark
 from pluralign.engine.data.synthetic import noisy_predictions
 from pluralign.engine.pluralism.juries import load_jury
 from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury
+from pluralign.jobs.api import Scores
 from pluralign.jobs.cli import main
 from pluralign.schemas.arrow import schema_version_of
 
@@ -31,13 +34,9 @@ GROUPS = {"groups": [
 @pytest.fixture
 def stub_scores(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Scores without a scorer: the synthetic benchmark's labels plus seeded noise."""
-    import pluralign.jobs.cli.jury
-
-    def scored(args: Any) -> tuple[Any, np.ndarray, str]:
-        from pluralign.engine.data.sources import load_benchmark
-
+    def scored(args: Any) -> Scores:
         bench = load_benchmark(args.benchmark, args.split, args.data)
-        return bench, noisy_predictions(bench, 0.2, 0), "stub"
+        return Scores(bench, noisy_predictions(bench, 0.2, 0), "stub")
 
     monkeypatch.setattr(pluralign.jobs.cli.jury, "predictions", scored)
     return scored
@@ -62,8 +61,6 @@ def test_jury_writes_tables_and_summary(tmp_path: Path, capsys: Any, stub_scores
     names = [r["group"] for r in summary["groups"]]
     assert names == ["high", "low", "ALL"]
     # The files agree with the engine run directly on the same inputs.
-    from pluralign.engine.data.sources import load_benchmark
-
     bench = load_benchmark(SYN, "eval", None)
     jury = load_jury(_groups(tmp_path), bench.attributes, bench.levels)
     direct = evaluate_jury(bench, noisy_predictions(bench, 0.2, 0), jury,
