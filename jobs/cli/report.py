@@ -7,30 +7,22 @@ the papers' figures as inline SVG; the page needs no network and opens from disk
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from pluralign.jobs.cli.flags import add_config_flags, config_from_args, field_docs
+from pluralign.jobs.report_job import ReportConfig, run_report
+from pluralign.jobs.runtime import progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("report", help="one static HTML report over run folders",
                        description=__doc__)
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                   help="sweep or jury output folders, or SPICA evaluation JSON files")
-    p.add_argument("--out", required=True, help="HTML file to write")
-    p.add_argument("--title", default="pluralign report", help="page title")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=field_docs(ReportConfig)["runs"])
+    add_config_flags(p, ReportConfig, skip=("runs",), required=("out",))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pluralign.engine.errors import InputError
-    from pluralign.engine.store.files import write_bytes
-    from pluralign.jobs.runtime import progress
-
-    try:
-        from pluralign.jobs.report import build_report
-    except ImportError as e:  # matplotlib is the optional `report` extra
-        raise InputError(f"the report needs matplotlib ({e})",
-                         hint="pip install 'pluralign[report]'") from None
-    page = build_report([Path(r) for r in args.runs], title=args.title)
-    write_bytes(args.out, page.encode())
-    progress(f"wrote {args.out} ({len(page) / 1e6:.2f} MB, {len(args.runs)} run(s))")
+    config = config_from_args(ReportConfig, args)
+    result = run_report(config)
+    progress(f"wrote {config.out} ({result.size / 1e6:.2f} MB, {result.runs} run(s))")
     return 0
