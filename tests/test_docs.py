@@ -53,6 +53,7 @@ def _cell_outputs(cell: Any) -> str:
     return "".join(parts)
 
 
+@pytest.mark.slow
 def test_api_md_runs_as_a_notebook(shared_data: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     nbformat = pytest.importorskip(
