@@ -11,6 +11,25 @@ from typing import Any, Literal
 
 
 @dataclass(frozen=True)
+class SplitConfig:
+    """Which benchmark split a job evaluates, which one scorers learn from, and where the data
+    and the score cache live."""
+
+    benchmark: str = "helpsteer2"
+    """helpsteer2, mic, synthetic[:S=..,R=..,A=..,L=..,seed=..] or a JSON file."""
+    data: str | None = None
+    """Data folder (None: $PLURALIGN_DATA, then the user data dir)."""
+    split: str = "eval"
+    """Split to evaluate."""
+    train_split: str = "train"
+    """Split scorers learn or draw examples from (evaluation splits are never for tuning)."""
+    limit: int | None = None
+    """Only the first N scenarios (a limited run shares its cache entries with a full one)."""
+    cache: str | None = None
+    """Score cache folder (None: $PLURALIGN_CACHE or the user cache dir)."""
+
+
+@dataclass(frozen=True)
 class LLMConfig:
     """How to reach and sample an LLM judge, and how hard to push the endpoint. Every field not
     set keeps the command line's default (``pluralign sweep --help``), except ``use_ray``: the

@@ -10,13 +10,23 @@ task builds the label side of its own rows only (its memory follows ``memory_bud
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from pluralign.engine.align.realign import AlignResult, CellSums, LabelIndex, combine, realign_cells
+from pluralign.engine.align.realign import (
+    AlignResult,
+    CellSums,
+    LabelIndex,
+    combine,
+    parse_memory_budget,
+    realign,
+    realign_cells,
+)
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
+from pluralign.engine.errors import InputError
+from pluralign.jobs.ray_runtime import init_local_ray
 
 SHARD_THRESHOLD = 2_000_000_000
 """(responses x targets) above which a sweep on Ray shards re-alignment by itself."""
@@ -50,40 +60,26 @@ def realign_sharded(bench: Benchmark, predictions: np.ndarray, targets: TargetSe
     return combine(index, parts, weighted=weighted)
 
 
-def budget_arg(text: str) -> int:
-    """argparse type of ``--memory-budget``: bad sizes are refused before any work."""
-    import argparse
+class RealignOptions(Protocol):
+    """How a command re-aligns: a job's config, or parsed flags."""
 
-    from pluralign.engine.align.realign import parse_memory_budget
-    from pluralign.engine.errors import InputError
+    @property
+    def shards(self) -> int | None:
+        """Ray tasks over blocks of targets (None: automatic above the threshold on Ray)."""
 
-    try:
-        return parse_memory_budget(text)
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e).splitlines()[0]) from None
-
-
-def add_realign_args(p: Any) -> None:
-    """``--shards`` and ``--memory-budget`` for the commands that re-align."""
-    p.add_argument("--shards", type=int, default=None,
-                   help="re-align as N Ray tasks over blocks of targets (on a sweep already "
-                        f"on Ray, automatic above {SHARD_THRESHOLD:,} responses x targets)")
-    p.add_argument("--memory-budget", default=None, type=budget_arg,
-                   help="memory one re-alignment may hold (512M, 2G, 25%%; default 1/8 of "
-                        "RAM); beyond it targets and scenarios are processed in blocks")
+    @property
+    def memory_budget(self) -> int | str | None:
+        """Memory one re-alignment may hold (bytes, or 512M, 2G, 25%); None: 1/8 of RAM."""
 
 
-def realign_for_args(args: Any, bench: Benchmark, predictions: np.ndarray, targets: TargetSet,
-                     *, weighted: bool = False) -> AlignResult:
-    """Local re-alignment within ``--memory-budget``, or sharded over Ray with ``--shards``
-    (or by itself above the threshold when Ray is already running)."""
-    from pluralign.engine.align.realign import parse_memory_budget, realign
-    from pluralign.engine.errors import InputError
-
+def realign_for_args(args: RealignOptions, bench: Benchmark, predictions: np.ndarray,
+                     targets: TargetSet, *, weighted: bool = False) -> AlignResult:
+    """Local re-alignment within ``memory_budget``, or sharded over Ray with ``shards`` (or by
+    itself above the threshold when Ray is already running)."""
     budget = parse_memory_budget(getattr(args, "memory_budget", None))
     shards = getattr(args, "shards", None)
     if shards is not None and shards < 1:
-        raise InputError("--shards must be at least 1", field="shards")
+        raise InputError("`shards` must be at least 1", field="shards")
     big = bench.n_responses * len(targets) > SHARD_THRESHOLD
     ray_up = False
     if shards is None and big:
@@ -101,11 +97,9 @@ def realign_for_args(args: Any, bench: Benchmark, predictions: np.ndarray, targe
     try:
         import ray
     except ImportError:
-        raise InputError("--shards needs Ray: pip install 'pluralign[distributed]'",
+        raise InputError("`shards` needs Ray: pip install 'pluralign[distributed]'",
                          field="shards") from None
     if not ray.is_initialized():
-        from pluralign.jobs.ray_runtime import init_local_ray
-
         init_local_ray()
     return realign_sharded(bench, predictions, targets, shards=shards, weighted=weighted,
                            memory_budget=budget)

@@ -9,17 +9,20 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from pluralign.engine.align.realign import parse_memory_budget
 from pluralign.engine.align.results import finite_or_none
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.target_sets import DEFAULT_SETS, TARGET_SET_NAMES
+from pluralign.engine.errors import InputError
 from pluralign.engine.judges import CHOICE_JUDGES, SCORE_JUDGES
 from pluralign.engine.scorers import get_scorer
 from pluralign.engine.scorers.base import Scorer
 from pluralign.jobs import api
 from pluralign.jobs.cli.flags import add_config_flags, config_from_args
-from pluralign.jobs.configs import LLMConfig, RewardConfig
+from pluralign.jobs.configs import LLMConfig, RewardConfig, SplitConfig
 from pluralign.jobs.runtime import load_splits as load_typed_splits
 from pluralign.jobs.runtime import note_manifest
+from pluralign.jobs.sharded import SHARD_THRESHOLD
 
 __all__ = ["DEFAULT_SETS", "TARGET_SET_NAMES", "finite_or_none"]
 
@@ -41,16 +44,8 @@ REWARD_RENAME = {"attributes": "--reward-attributes", "route": "--reward-route",
 
 
 def add_benchmark_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--benchmark", default="helpsteer2",
-                   help="helpsteer2, mic, synthetic[:S=..,R=..,A=..,L=..,seed=..] or a JSON file")
-    p.add_argument("--data", default=None,
-                   help="data folder (default: $PLURALIGN_DATA, then the user data dir)")
-    p.add_argument("--split", default="eval", help="split to evaluate (default: eval)")
-    p.add_argument("--train-split", default="train",
-                   help="split scorers learn or draw examples from (default: train)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N scenarios")
-    p.add_argument("--cache", default=None,
-                   help="score cache folder (default: $PLURALIGN_CACHE or the user cache dir)")
+    """The flags of :class:`SplitConfig`: benchmark, data, split, train split, limit, cache."""
+    add_config_flags(p, SplitConfig)
 
 
 def add_scorer_args(p: argparse.ArgumentParser, scorer_help: str, *,
@@ -121,15 +116,15 @@ def llm_config(args: argparse.Namespace) -> LLMConfig:
     """The LLM judge settings the flags describe (a missing ``--model`` becomes "", refused
     with a clear error once a judge is built)."""
     samples = getattr(args, "samples", None)  # align and jury: --samples N reads N, default 1
-    return config_from_args(LLMConfig, args, model=getattr(args, "model", None) or "",
+    return config_from_args(LLMConfig, args, rename=LLM_RENAME,
+                            model=getattr(args, "model", None) or "",
                             samples=1 if samples is None else samples)
 
 
 def reward_config(args: argparse.Namespace) -> RewardConfig:
-    """The reward scorer settings the flags describe (flags named ``--reward-*`` map to the
-    config's fields)."""
-    values = {f: getattr(args, f) for f in REWARD_RENAME if hasattr(args, f)}
-    return config_from_args(RewardConfig, argparse.Namespace(**{**vars(args), **values}),
+    """The reward scorer settings the flags describe (``--reward-attributes`` is the config's
+    ``attributes``, and so on)."""
+    return config_from_args(RewardConfig, args, rename=REWARD_RENAME,
                             model=getattr(args, "model", None) or "")
 
 
@@ -164,3 +159,21 @@ def cached_scores_args(args: argparse.Namespace) -> api.Scores:
                                                   config=config, **scorer_options(args))
     note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer_id or args.scorer})
     return api.cached_scores(bench, ident, samples=args.samples, cache=args.cache)
+
+
+def budget_arg(text: str) -> int:
+    """argparse type of ``--memory-budget``: bad sizes are refused before any work."""
+    try:
+        return parse_memory_budget(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e).splitlines()[0]) from None
+
+
+def add_realign_args(p: Any) -> None:
+    """``--shards`` and ``--memory-budget`` for the commands that re-align."""
+    p.add_argument("--shards", type=int, default=None,
+                   help="re-align as N Ray tasks over blocks of targets (on a sweep already "
+                        f"on Ray, automatic above {SHARD_THRESHOLD:,} responses x targets)")
+    p.add_argument("--memory-budget", default=None, type=budget_arg,
+                   help="memory one re-alignment may hold (512M, 2G, 25%%; default 1/8 of "
+                        "RAM); beyond it targets and scenarios are processed in blocks")

@@ -19,7 +19,7 @@ import itertools
 import textwrap
 import types
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar
 
 C = TypeVar("C")
@@ -45,6 +45,14 @@ def field_docs(cls: type) -> dict[str, str]:
 def flag_of(name: str) -> str:
     """``max_tokens`` -> ``--max-tokens``."""
     return "--" + name.replace("_", "-")
+
+
+def dest_of(name: str, rename: Mapping[str, str] | None = None) -> str:
+    """Where the parsed value of field ``name`` lands: the field's name, or for a renamed flag
+    the flag's own name (``--reward-attributes`` -> ``reward_attributes``), so two configs'
+    fields of one name never share a value by accident."""
+    flag = (rename or {}).get(name)
+    return flag.lstrip("-").replace("-", "_") if flag else name
 
 
 def _plain(tp: Any) -> tuple[Any, bool]:
@@ -81,13 +89,21 @@ def add_config_flags(
     only: Collection[str] | None = None,
     required: Collection[str] = (),
     cli_defaults: Mapping[str, Any] | None = None,
+    nargs: Collection[str] = (),
+    types: Mapping[str, Callable[[str], Any]] | None = None,
+    extra_help: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Add a flag for each field of the dataclass ``cls`` (all of them, or ``only``, less
     ``skip``); a flag the parser already has is left as it is (two configs may share
     ``--model``). ``rename`` maps a field to its flag; ``negative`` gives a boolean field the
     flag that sets it False (a field defaulting to True gets only that one). ``cli_defaults``
     are the few deliberate differences of the command line from the API (a sweep uses Ray
-    unless ``--no-ray``; the API runs in-process unless asked). Returns the fields added."""
+    unless ``--no-ray``; the API runs in-process unless asked). A tuple field named in ``nargs``
+    takes its values after one flag (``--targets all high``; other tuples repeat the flag);
+    ``types`` parses a field's text (a size, say) so bad input fails while parsing;
+    ``extra_help`` adds what only the command line can say (the names a flag accepts). A field
+    whose type is itself a config dataclass adds that config's flags. Returns the fields
+    added."""
     rename = rename or {}
     negative = negative or {}
     hints = typing.get_type_hints(cls)
@@ -101,22 +117,30 @@ def add_config_flags(
         if flag in existing or negative.get(f.name) in existing:
             continue
         tp, optional = _plain(hints[f.name])
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type) and not optional:
+            added += add_config_flags(parser, tp, rename=rename, negative=negative, skip=skip,
+                                      required=required, cli_defaults=cli_defaults,
+                                      nargs=nargs, types=types, extra_help=extra_help)
+            continue
         default = (cli_defaults or {}).get(f.name, _default(f))
         doc = docs.get(f.name, "")
-        kwargs: dict[str, Any] = {"dest": f.name, "metavar": f.name.upper()}
+        dest = dest_of(f.name, rename)
+        if extra_help and f.name in extra_help:
+            doc = f"{doc} {extra_help[f.name]}".strip()
+        kwargs: dict[str, Any] = {"dest": dest, "metavar": f.name.upper()}
         if tp is bool:
             if f.name in negative:
                 group = parser.add_mutually_exclusive_group() if optional else parser
                 if default is not True:
                     group.add_argument(flag, action="store_true", default=default,
-                                       help=_help(doc, None, False), dest=f.name)
-                group.add_argument(negative[f.name], action="store_false", dest=f.name,
+                                       help=_help(doc, None, False), dest=dest)
+                group.add_argument(negative[f.name], action="store_false", dest=dest,
                                    default=default,
                                    help=f"the opposite of {flag}" if default is not True
                                    else _help(doc, None, False))
             else:
                 parser.add_argument(flag, action="store_true", default=default,
-                                    help=_help(doc, None, False), dest=f.name)
+                                    help=_help(doc, None, False), dest=dest)
             added.append(f.name)
             continue
         origin = typing.get_origin(tp)
@@ -124,10 +148,15 @@ def add_config_flags(
             kwargs["choices"] = typing.get_args(tp)
             del kwargs["metavar"]
         elif origin is tuple:
-            kwargs["action"] = "append"
+            if f.name in nargs:
+                kwargs["nargs"] = "+"
+            else:
+                kwargs["action"] = "append"
             default = list(default or ())
         elif tp in (int, float):
             kwargs["type"] = tp
+        if types and f.name in types:
+            kwargs["type"] = types[f.name]
         if f.name in required:
             kwargs["required"] = True
         parser.add_argument(flag, default=default, help=_help(doc, default, True), **kwargs)
@@ -140,16 +169,21 @@ def _options(parser: Adder) -> set[str]:
     return set(parser._option_string_actions)
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace, **overrides: Any) -> C:
-    """The config ``cls`` the parsed flags describe: each field from its flag's value, the
-    field's default where the command has no such flag, then ``overrides``."""
+def config_from_args(cls: type[C], args: argparse.Namespace, *,
+                     rename: Mapping[str, str] | None = None, **overrides: Any) -> C:
+    """The config ``cls`` the parsed flags describe: each field from its flag's value (read
+    where :func:`add_config_flags` with the same ``rename`` put it), the field's default where
+    the command has no such flag, then ``overrides``."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in overrides:
             continue
-        value = getattr(args, f.name, _default(f))
-        tp, _ = _plain(hints[f.name])
+        value = getattr(args, dest_of(f.name, rename), _default(f))
+        tp, optional = _plain(hints[f.name])
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type) and not optional:
+            values[f.name] = config_from_args(tp, args, rename=rename)
+            continue
         if typing.get_origin(tp) is tuple and value is not None:
             value = tuple(value)
         if value is None and f.default is dataclasses.MISSING and \
