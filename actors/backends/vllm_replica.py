@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import Any
 
 from pluralign.actors.backends.api_client import parse_sample, problems_failure
-from pluralign.engine.errors import PluralignError
+from pluralign.engine.errors import VLLMUnavailable as VLLMUnavailable
 from pluralign.engine.run.backend import (
     NO_LOGPROBS,
     Failure,
@@ -44,10 +44,6 @@ from pluralign.engine.run.backend import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class VLLMUnavailable(PluralignError):
-    """vLLM cannot be imported where the replica runs."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ class VLLMConfig:
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra AsyncEngineArgs fields, passed as they are."""
     engine_cli: tuple[tuple[str, str], ...] = ()
-    """``--engine-arg KEY=VALUE`` pairs as typed on the command line; typed by vLLM's own
+    """``engine_args`` ``KEY=VALUE`` pairs as the user wrote them; typed by vLLM's own
     argument parser inside the replica (where vLLM is installed), then applied over
     ``engine_kwargs``."""
     structured_outputs: dict[str, Any] | None = None
@@ -148,7 +144,8 @@ def parse_engine_arg(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     key = key.strip().lstrip("-").replace("-", "_")
     if not sep or not key:
-        raise ValueError(f"--engine-arg {text!r}: expected KEY=VALUE, e.g. max_model_len=2048")
+        raise ValueError(f"`engine_args` entry {text!r}: expected KEY=VALUE, "
+                         "e.g. max_model_len=2048")
     return key, value
 
 
@@ -196,12 +193,12 @@ def _engine_parser(vllm: ModuleType) -> Any:
 def _parse_one(parser: Any, key: str, value: str) -> Any:
     action = next((a for a in parser._actions if a.dest == key), None)
     if action is None:
-        raise ValueError(f"--engine-arg {key}: not a vLLM engine argument")
+        raise ValueError(f"`engine_args` entry {key}: not a vLLM engine argument")
     flag = next((o for o in action.option_strings if o.startswith("--")), f"--{key}")
     if action.nargs == 0:  # store_true / BooleanOptionalAction: the value says which
         on = _literal(value)
         if not isinstance(on, bool):
-            raise ValueError(f"--engine-arg {key}={value}: expected true or false")
+            raise ValueError(f"`engine_args` entry {key}={value}: expected true or false")
         argv = [flag] if on or not flag.startswith("--no-") else []
         if not on:
             neg = next((o for o in action.option_strings if o.startswith("--no-")), None)
@@ -213,7 +210,7 @@ def _parse_one(parser: Any, key: str, value: str) -> Any:
     try:
         ns, _ = parser.parse_known_args(argv)
     except SystemExit:
-        raise ValueError(f"--engine-arg {key}={value}: vLLM rejects this value") from None
+        raise ValueError(f"`engine_args` entry {key}={value}: vLLM rejects this value") from None
     return getattr(ns, key)
 
 

@@ -70,10 +70,10 @@ def parse_memory_budget(text: str | int | None) -> int:
             mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
             value = int(float(t[:-1] if mult > 1 else t) * mult)
         except ValueError:
-            raise InputError(f"not a memory size: {text!r}", field="memory-budget",
+            raise InputError(f"not a memory size: {text!r}", field="memory_budget",
                              hint="e.g. 512M, 2G or 25%") from None
     if value < 2**20:
-        raise InputError(f"memory budget {value} bytes is below 1 MiB", field="memory-budget")
+        raise InputError(f"memory budget {value} bytes is below 1 MiB", field="memory_budget")
     return value
 _BAR_PAIRS = 1 << 20
 """Runs over fewer (response, target cell) pairs than this, in one block, take milliseconds

@@ -105,7 +105,8 @@ class Benchmark:
         """Name used in cache keys: ``name/split@hash``.
 
         A subset keeps the identity of the benchmark it was cut from: its scenarios are the same
-        items, so scores cached by a ``--limit`` run serve the full run and the other way round.
+        items, so scores cached by a run with a ``limit`` serve the full run and the other way
+        round.
         """
         return self.origin or f"{self.name}/{self.split}@{self.content_hash}"
 

@@ -1,6 +1,6 @@
 """Where benchmark data lives, loading benchmarks by name, and the HelpSteer2 first-use download.
 
-Data folder: ``--data DIR``, else ``$PLURALIGN_DATA``, else the user data dir
+Data folder: the ``data`` argument, else ``$PLURALIGN_DATA``, else the user data dir
 (``$XDG_DATA_HOME`` or ``~/.local/share``) ``/pluralign``.
 """
 
@@ -26,6 +26,7 @@ from pluralign.engine.data.loaders import (
 from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.data.targets import TargetSet, load_target_files
 from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.errors import DownloadError as DownloadError
 from pluralign.engine.store.files import require_memory
 from pluralign.engine.store.hashing import Hasher
 
@@ -52,10 +53,6 @@ SYNTHETIC_DEFAULTS: dict[str, int] = {"S": 336, "R_min": 2, "R_max": 4, "A": 6, 
 _SPLIT_NAMES = {"train", "eval", "test", "dev", "val", "validation"}
 
 
-class DownloadError(DataNotFoundError):
-    """A first-use download failed (network, HTTP status or checksum); nothing was kept."""
-
-
 def user_data_dir() -> Path | None:
     """``$XDG_DATA_HOME/pluralign``, else ``~/.local/share/pluralign``; None without a home."""
     xdg = os.environ.get("XDG_DATA_HOME")
@@ -68,7 +65,7 @@ def user_data_dir() -> Path | None:
 
 
 def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path | None:
-    """The data folder: ``arg`` (``--data``), else ``$PLURALIGN_DATA``, else the user data dir."""
+    """The data folder: ``arg`` (the ``data`` argument), else ``$PLURALIGN_DATA``, else the user data dir."""
     if arg:
         return Path(arg).expanduser()
     env = os.environ.get("PLURALIGN_DATA")
@@ -197,7 +194,7 @@ def _load_mic(split: str, data_dir: str | os.PathLike[str] | None) -> Benchmark:
         raise DataNotFoundError(
             f"MIC data not found (looked for {where}): MIC is gated by a data-use agreement, "
             "so get MIC.csv from https://github.com/SALT-NLP/mic and put it at DIR/mic/MIC.csv, "
-            "then pass --data DIR or set PLURALIGN_DATA=DIR"
+            "then pass `data=DIR` or set PLURALIGN_DATA=DIR"
         )
     splits = load_mic_csv(csv_path, procedure="published")  # the authors' eval/train
     if split not in splits:
@@ -222,7 +219,7 @@ def _helpsteer2_file(split: str, data_dir: str | os.PathLike[str] | None,
     if found is not None:
         return found
     looked = ", ".join(str(d / relative) for d in _search_dirs(data_dir)) or "nowhere"
-    how = ("pass --data DIR or set PLURALIGN_DATA=DIR for a folder holding "
+    how = ("pass `data=DIR` or set PLURALIGN_DATA=DIR for a folder holding "
            f"{relative}, or put the files in {_user_dir_text()}/helpsteer2/")
     dest = user_data_dir()
     if f"{split}.json" not in HELPSTEER2_SHA256:

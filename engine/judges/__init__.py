@@ -68,11 +68,11 @@ def judge_shots(name: str, settings: JudgeSettings) -> JudgeSettings:
         return settings
     shots = check_shots(settings.shots)
     if name not in DEFAULT_SHOTS:
-        raise InputError(f"{name} has no in-context examples; --shots does not apply",
-                         field="shots", hint="drop --shots")
+        raise InputError(f"{name} has no in-context examples; `shots` does not apply",
+                         field="shots", hint="drop `shots`")
     if not settings.few_shot:
-        raise InputError(f"--shots {shots} sets in-context examples, but this {name} run is "
-                         "zero-shot", field="shots", hint="add --few-shot, or drop --shots")
+        raise InputError(f"`shots={shots}` sets in-context examples, but this {name} run is "
+                         "zero-shot", field="shots", hint="set `few_shot=True`, or drop `shots`")
     return replace(settings, shots=None if shots == DEFAULT_SHOTS[name] else shots)
 
 
@@ -95,11 +95,12 @@ def make_judge(
     settings = judge_shots(name, settings)
     has_examples = name in DEFAULT_SHOTS
     if settings.few_shot and not has_examples:
-        raise InputError(f"{name} has no in-context examples", field="few-shot",
-                         hint="run it zero-shot")
+        raise InputError(f"{name} has no in-context examples", field="few_shot",
+                         hint="run it zero-shot: `few_shot=False`")
     if settings.few_shot and train is None:
         raise InputError("few-shot scoring needs the training split", field="train",
-                         hint="pass --zero-shot or provide the benchmark's train split")
+                         hint="set `few_shot=False` or pass the benchmark's training split "
+                              "as `train`")
     k = settings.shots if settings.shots is not None else DEFAULT_SHOTS.get(name, 1)
     cls = info.factory()
     judge: Judge

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.errors import AnswerError as AnswerError
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult
 from pluralign.engine.store.hashing import digest
 
@@ -106,10 +107,6 @@ class WorkItem:
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     """What a generation's answer belongs to (scenario/class/sample, or query/group/setup);
     empty for judges. Left out of the hash, so items stay hashable."""
-
-
-class AnswerError(ValueError):
-    """A model answer that does not fit the judge's schema (the scheduler retries it)."""
 
 
 class Task(Protocol):

@@ -5,7 +5,7 @@ Adams et al., "Steerable Pluralism: Pluralistic Alignment via Few-Shot Comparati
 and pick the highest-scoring response, whatever the target. A reward model reads the
 conversation (prompt, then one response) and returns one value per output head; nothing is
 generated. How heads map to attributes is stated by the user as ``ATTRIBUTE=HEAD`` pairs
-(``--reward-attributes helpfulness=0,verbosity=1``); a scalar reward model has one head, 0,
+(``attributes="helpfulness=0,verbosity=1"`` or ``{"helpfulness": 0, "verbosity": 1}``); a scalar reward model has one head, 0,
 mapped to the attribute it is taken to measure. A head's value is written as the attribute's
 score unchanged, unless ``squash`` is set, which maps it through the logistic function onto
 (0, 1) (re-alignment compares predicted scores with targets on [0, 1]).
@@ -43,34 +43,34 @@ def parse_reward_attributes(spec: str, attributes: Sequence[str]) -> dict[str, i
         name = name.strip()
         if not sep or not head.strip().isdigit():
             raise InputError(f"expected ATTRIBUTE=HEAD, got {part!r}", record=pos,
-                             field="reward-attributes")
+                             field="attributes")
         if name not in attributes:
             raise InputError(f"unknown attribute {name!r} (benchmark has {list(attributes)})",
-                             record=pos, field="reward-attributes")
+                             record=pos, field="attributes")
         if name in out:
             raise InputError(f"attribute {name!r} mapped twice", record=pos,
-                             field="reward-attributes")
+                             field="attributes")
         out[name] = int(head)
     if not out:
-        raise InputError("no ATTRIBUTE=HEAD pair given", field="reward-attributes")
+        raise InputError("no ATTRIBUTE=HEAD pair given", field="attributes")
     return out
 
 
 def check_reward_heads(heads: Mapping[str, Any], attributes: Sequence[str]) -> dict[str, int]:
-    """A head mapping given as a mapping (the Python API's form of ``--reward-attributes``),
+    """A head mapping given as a mapping (``attributes`` as a dict rather than its text),
     checked as :func:`parse_reward_attributes` checks the text: known attributes, heads that
     are non-negative integers, at least one pair."""
     out: dict[str, int] = {}
     for name, head in heads.items():
         if name not in attributes:
             raise InputError(f"unknown attribute {name!r} (benchmark has {list(attributes)})",
-                             record=name, field="reward-attributes")
+                             record=name, field="attributes")
         if isinstance(head, bool) or not isinstance(head, int) or head < 0:
             raise InputError(f"head of {name!r} must be a non-negative integer, got {head!r}",
-                             record=name, field="reward-attributes")
+                             record=name, field="attributes")
         out[str(name)] = int(head)
     if not out:
-        raise InputError("no ATTRIBUTE=HEAD pair given", field="reward-attributes")
+        raise InputError("no ATTRIBUTE=HEAD pair given", field="attributes")
     return out
 
 
@@ -98,7 +98,7 @@ class RewardScorer:
     def __init__(self, bench: Benchmark, settings: RewardSettings) -> None:
         for attr in settings.heads:
             if attr not in bench.attributes:
-                raise InputError(f"unknown attribute {attr!r}", field="reward-attributes")
+                raise InputError(f"unknown attribute {attr!r}", field="attributes")
         self.bench = bench
         self.settings = settings
         self.identity = scorer_identity(self.name, self.identity_settings())

@@ -98,7 +98,7 @@ def groups(r: Ratings, jurors: Sequence[str], by: str | None) -> dict[str, np.nd
     if not any(by in d for d in r.demographics.values()):
         fields = sorted({f for d in r.demographics.values() for f in d})
         raise InputError(f"no annotator has the demographic field {by!r}", file=r.source,
-                         field="group-by", hint=f"fields: {', '.join(fields) or 'none given'}")
+                         field="group_by", hint=f"fields: {', '.join(fields) or 'none given'}")
     values = [r.demographics.get(j, {}).get(by, "?") for j in jurors]
     for v in sorted(set(values)):
         out[f"{by}={v}"] = np.array([x == v for x in values])

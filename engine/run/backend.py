@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pluralign.engine.store.hashing import digest
 
-NO_LOGPROBS = "this endpoint returns no log-probabilities: use --samples instead"
+NO_LOGPROBS = "this endpoint returns no log-probabilities: use `samples` instead"
 """Failure message when log-probabilities were asked for and the answer has none."""
 
 

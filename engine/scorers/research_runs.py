@@ -75,7 +75,7 @@ def run_target(file: Path, targets_dir: str | Path | None) -> dict[str, float]:
         if m:
             raise InputError(f"the run names target {m.group(1)!r}; say where targets live",
                              file=hydra, field="alignment_target",
-                             hint="pass the folder holding alignment_targets/ (--targets-dir)")
+                             hint="pass the folder holding alignment_targets/ as `targets_dir`")
     raise InputError("the run's target is unknown (looked for target.json and "
                      ".hydra/config.yaml beside it)", file=file)
 

@@ -107,7 +107,8 @@ class RidgeScorer:
 
     def identity(self, bench: Benchmark, train: Benchmark | None) -> str:
         if train is None:
-            raise InputError("the ridge scorer needs a training split", field="train-split")
+            raise InputError("the ridge scorer needs a training split", field="train",
+                             hint="pass the benchmark's training split as `train`")
         return scorer_identity(self.name, {
             "version": MODEL_VERSION, "grid": asdict(self.settings), "train": train.identity,
         })

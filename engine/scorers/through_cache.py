@@ -27,7 +27,8 @@ def score_through_cache(
     if not missing.any():
         return cached
     if scorer.needs_train and train is None:
-        raise InputError(f"scorer {scorer.name} needs a training split", field="train-split")
+        raise InputError(f"scorer {scorer.name} needs a training split", field="train",
+                         hint="pass the benchmark's training split as `train`")
     # Steps: fit (when trained), predict, write the missing scores to the cache.
     with bar(2 + bool(scorer.needs_train), f"scoring with {scorer.name}", unit="step") as b:
         if scorer.needs_train:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
+from pluralign.engine.errors import GenerationInterrupted as GenerationInterrupted
 from pluralign.engine.judges.base import AnswerError, ItemKind, WorkItem, usage_meta
 from pluralign.engine.run.backend import (
     Backend,
@@ -242,14 +243,6 @@ class GenerationReport:
     def texts(self, item: WorkItem) -> tuple[str, ...] | None:
         out = self.outcomes.get(item.key)
         return out.texts if out is not None and out.ok else None
-
-
-class GenerationInterrupted(KeyboardInterrupt):
-    """Generation was interrupted; the answers received are stored and a rerun resumes."""
-
-    def __init__(self, report: GenerationReport) -> None:
-        super().__init__(f"interrupted: {report.not_sent} generations not sent")
-        self.report = report
 
 
 def _check_items(items: Sequence[WorkItem]) -> None:

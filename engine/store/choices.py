@@ -56,7 +56,7 @@ CHOICE_LAYOUT = PartLayout(
     kind=CHOICE_KIND, schema=CHOICE_SCHEMA, key_fields=_KEY_FIELDS, key_of=choice_key,
     index_columns=("key", *_KEY_FIELDS, "choice", "error"), filters=("benchmark", "scorer"),
     what="choice-cache part",
-    fix="move the old cache aside or rescore into a new --cache directory")
+    fix="move the old cache aside or rescore into a new `cache` folder")
 """Choice parts: keys re-hashed from their five fields; reasoning and meta read on demand."""
 
 

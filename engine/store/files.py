@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pluralign.engine.errors import CacheSchemaError, InputError
+from pluralign.engine.errors import DuplicateKeyError as DuplicateKeyError
 from pluralign.schemas.arrow import SCHEMA_VERSION, schema_version_of
 
 
@@ -66,14 +67,6 @@ def write_parquet(table: Any, dest: str | os.PathLike[str]) -> Path:
     return Path(dest)
 
 
-class DuplicateKeyError(ValueError):
-    """A JSON object names one key twice (``json`` would keep the last value silently)."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        super().__init__(f"key {key!r} appears twice in one object")
-
-
 def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` that refuses a repeated key instead of keeping the last value."""
     out: dict[str, Any] = {}
@@ -115,29 +108,29 @@ def read_json(path: str | os.PathLike[str], *, unique_keys: bool = False) -> Any
                          "few levels)", file=p) from None
 
 
-def check_output(path: str | os.PathLike[str] | None, *, flag: str = "--out",
+def check_output(path: str | os.PathLike[str] | None, *, field: str = "out",
                  folder: bool = True) -> Path:
     """Refuse, before any work, an output path that cannot be written: empty, a file where a
     folder is wanted (or a folder where a file is), under a file, or not writable."""
     text = "" if path is None else os.fspath(path)
     if not text.strip():
         raise InputError(f"empty path: name the {'folder' if folder else 'file'} to write",
-                         field=flag)
+                         field=field)
     p = Path(text).expanduser()
     if p.exists() and folder and not p.is_dir():
-        raise InputError("exists and is a file, not a folder", file=p, field=flag,
+        raise InputError("exists and is a file, not a folder", file=p, field=field,
                          hint="remove it or name another folder")
     if p.exists() and not folder and p.is_dir():
-        raise InputError("exists and is a folder, not a file", file=p, field=flag)
+        raise InputError("exists and is a folder, not a file", file=p, field=field)
     probe = p if p.is_dir() else p.parent
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise InputError(f"cannot be created: {probe} is a file", file=p, field=flag)
+        raise InputError(f"cannot be created: {probe} is a file", file=p, field=field)
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"not writable: no permission to write in {probe}", file=p, field=flag)
+        raise InputError(f"not writable: no permission to write in {probe}", file=p, field=field)
     if p.is_file() and not os.access(p, os.W_OK):
-        raise InputError("not writable: the file is read-only", file=p, field=flag)
+        raise InputError("not writable: the file is read-only", file=p, field=field)
     return p
 
 

@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pluralign.engine.errors import CacheCorruptError as CacheCorruptError
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.store import redaction
 from pluralign.engine.store.files import require_layout
@@ -62,11 +63,6 @@ TMP_PREFIX = ".tmp-"
 """Prefix of a part being written; ``gc`` removes stale ones."""
 _LEGACY_TMP_GLOB = ".part-*.parquet.*.tmp"  # temporary names of earlier choice/generation writes
 _STAMPED = re.compile(r"part-(\d{20})-\d{7,}-[0-9a-f]+\.parquet")
-
-
-class CacheCorruptError(PluralignError):
-    """A cache part cannot be read, or is not what it claims (another schema, keys that do not
-    match their fields); the message names the file and what is wrong."""
 
 
 # ---------------------------------------------------------------------------- secrets

@@ -220,7 +220,7 @@ def test_a_truncated_answer_is_its_own_kind_with_a_hint_and_not_retried(
     server = make_fake_server(fault_truncated=1.0)
     [r] = run(config(server, max_bad_answers=3), requests(1))
     assert r.failure is not None and r.failure.kind is FailureKind.TRUNCATED
-    assert "raise --max-tokens" in r.failure.message and "= 64" in r.failure.message
+    assert "raise `max_tokens`" in r.failure.message and "= 64" in r.failure.message
     assert server.stats()["total"] == 1
 
 
@@ -362,7 +362,7 @@ def test_clients_of_one_key_share_one_budget(
 
 
 @pytest.mark.parametrize("status, says", [(401, "was refused"), (403, "was refused"),
-                                          (404, "check --base-url")])
+                                          (404, "check `base_url`")])
 def test_auth_and_url_failures_say_what_to_check(make_fake_server: Any, fake_key: str,
                                                  status: int, says: str) -> None:
     server = make_fake_server(force_status=status)

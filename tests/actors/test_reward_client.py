@@ -82,5 +82,5 @@ def test_one_bad_item_does_not_stop_others() -> None:
 
 @pytest.mark.parametrize("spec", ["", "nope=0", "x", "a0=z"])
 def test_bad_mapping_is_refused(spec: str) -> None:
-    with pytest.raises(InputError, match="reward-attributes"):
+    with pytest.raises(InputError, match="field 'attributes'"):
         parse_reward_attributes(spec, ("a0", "a1"))

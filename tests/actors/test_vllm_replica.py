@@ -317,7 +317,7 @@ def test_a_truncated_schema_answer_is_truncated_and_not_regenerated(install: Any
     engines = install(lambda prompt, params, i: [completion('{"sco', "length")])
     [r] = run(VLLMBackend(VLLMConfig(model="m", max_bad_answers=3)), request())
     assert r.failure is not None and r.failure.kind is FailureKind.TRUNCATED
-    assert "raise --max-tokens" in r.failure.message and "= 50" in r.failure.message
+    assert "raise `max_tokens`" in r.failure.message and "= 50" in r.failure.message
     assert r.attempts == 1 and len(engines[0].prompts) == 1
 
 

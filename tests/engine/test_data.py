@@ -147,7 +147,7 @@ def test_offline_without_data_says_how_to_provide_it(
         load_benchmark("helpsteer2", "eval", str(tmp_path / "nothing"))
     msg = str(info.value)
     assert "\n" not in msg
-    assert "--data DIR" in msg and "PLURALIGN_DATA" in msg
+    assert "`data=DIR`" in msg and "PLURALIGN_DATA" in msg
     assert str(clean_env / "helpsteer2") in msg
     assert str(tmp_path / "nothing" / "helpsteer2" / "eval.json") in msg
     assert not clean_env.exists()
@@ -169,7 +169,7 @@ def test_no_network_gives_the_same_advice(
         load_benchmark("helpsteer2", "eval", None)
     msg = str(info.value)
     assert isinstance(info.value, DataNotFoundError)
-    assert "\n" not in msg and "failed" in msg and "--data DIR" in msg
+    assert "\n" not in msg and "failed" in msg and "`data=DIR`" in msg
     assert _files_under(clean_env) == []
 
 
@@ -295,7 +295,7 @@ def test_missing_mic_says_it_is_gated(clean_env: Path, tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError) as info:
         load_benchmark("mic", "eval", str(tmp_path))
     msg = str(info.value)
-    assert "data-use agreement" in msg and "mic/MIC.csv" in msg and "--data DIR" in msg
+    assert "data-use agreement" in msg and "mic/MIC.csv" in msg and "`data=DIR`" in msg
     assert "\n" not in msg
 
 

@@ -215,7 +215,8 @@ def test_opinions_logprobs_endpoint_without(tmp_path: Path, fake_key: str,
             "--out", str(tmp_path / "x")]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "returns no log-probabilities: use --samples instead" in err
+    assert ("returns no log-probabilities: use --samples instead" in err
+            or "returns no log-probabilities: use `samples` instead" in err)
     assert _sent(server) == 1 and not (tmp_path / "x" / "summary.json").exists()
     assert main([*args[:4], "--samples", "3", *args[4:-1], str(tmp_path / "y")]) == 2
     assert "drop --samples" in capsys.readouterr().err and _sent(server) == 1

@@ -119,7 +119,7 @@ def test_failures_are_summarised_by_reason_and_nothing_is_realigned(
                           env=env_of(tmp_path), capture_output=True, text=True, timeout=240)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "x truncated: e.g. truncated: answer truncated at max_tokens" in proc.stderr
-    assert "raise --max-tokens" in proc.stderr
+    assert "raise --max-tokens" in proc.stderr or "raise `max_tokens`" in proc.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     failed = summary["scoring"]["failures"]["truncated"]
     assert failed == summary["missing_items"] > 0

@@ -82,7 +82,7 @@ def test_an_answer_cut_at_max_tokens_is_truncated_on_the_real_engine(backend: An
     cut = dataclasses.replace(request(3, seed=3), n=1, max_tokens=2)
     [r] = loop.run_until_complete(b.generate([cut]))
     assert r.failure is not None and r.failure.kind is FailureKind.TRUNCATED, r.failure
-    assert "raise --max-tokens" in r.failure.message and r.attempts == 1
+    assert "raise `max_tokens`" in r.failure.message and r.attempts == 1
     assert r.usage.completion_tokens == 2
 
 
