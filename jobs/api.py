@@ -34,8 +34,9 @@ from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury
 from pluralign.engine.run.scheduler import STDERR, ScheduleReport
 from pluralign.engine.scorers import get_scorer as get
 from pluralign.engine.scorers import score_through_cache, scorer_class
-from pluralign.engine.scorers import scorer_names as model_free
+from pluralign.engine.scorers import scorer_names as registered
 from pluralign.engine.scorers.base import Scorer
+from pluralign.engine.scorers.registry import ScorerKind
 from pluralign.engine.spica.authors import load_spica_layout
 from pluralign.engine.spica.bank import ALL, ScenarioBank
 from pluralign.engine.spica.evaluate import GroupEvaluation, evaluate_retrieval
@@ -63,11 +64,11 @@ if TYPE_CHECKING:  # pandas is imported when a table is asked for (it takes a wh
 
 T = TypeVar("T")
 
-LLM_SCORERS = ("comparative-regression", "regression")
+LLM_SCORERS = tuple(registered("llm-score"))
 """LLM judges that score attributes (:func:`score_llm`)."""
-CHOICE_JUDGES = ("prompt-aligned", "unaligned")
+CHOICE_JUDGES = tuple(registered("llm-choice"))
 """LLM judges that pick a response per (scenario, target) instead (:func:`choose_llm`)."""
-REWARD_SCORER = "reward"
+REWARD_SCORER = registered("reward")[0]
 """A reward (pooling) model's output heads as attribute scores (:func:`score` with a
 :class:`RewardConfig`)."""
 
@@ -167,11 +168,11 @@ def load_benchmark(name: str = "helpsteer2", split: str = "eval", *,
     return bench.subset(limit) if limit is not None and limit < bench.n_scenarios else bench
 
 
-def scorer_names() -> list[str]:
-    """Every scorer name: the model-free registry, then the LLM judges, then the reward
-    scorer."""
-
-    return [*model_free(), *LLM_SCORERS, REWARD_SCORER]
+def scorer_names(kind: ScorerKind | None = None) -> list[str]:
+    """Every scorer name of the one registry, or those of one ``kind``: ``model-free``,
+    ``llm-score`` (:func:`score_llm`), ``llm-choice`` (:func:`choose_llm`), ``reward``
+    (:func:`score_reward`)."""
+    return registered(kind)
 
 
 def get_scorer(name: str = "ridge", **options: Any) -> Scorer:

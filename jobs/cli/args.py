@@ -27,6 +27,7 @@ from pluralign.jobs.sharded import SHARD_THRESHOLD
 __all__ = ["DEFAULT_SETS", "TARGET_SET_NAMES", "finite_or_none"]
 
 LLM_SCORERS = (*SCORE_JUDGES, *CHOICE_JUDGES)
+"""The LLM judges of the registry (scores, then choices)."""
 CHOICE_SCORERS = CHOICE_JUDGES
 """Judges that pick a response per (scenario, target) instead of scoring attributes."""
 MODEL_SCORERS = (*LLM_SCORERS, "reward")
@@ -116,7 +117,7 @@ def llm_config(args: argparse.Namespace) -> LLMConfig:
     """The LLM judge settings the flags describe (a missing ``--model`` becomes "", refused
     with a clear error once a judge is built)."""
     samples = getattr(args, "samples", None)  # align and jury: --samples N reads N, default 1
-    return config_from_args(LLMConfig, args, rename=LLM_RENAME,
+    return config_from_args(LLMConfig, args, LLM_RENAME,
                             model=getattr(args, "model", None) or "",
                             samples=1 if samples is None else samples)
 
@@ -124,7 +125,7 @@ def llm_config(args: argparse.Namespace) -> LLMConfig:
 def reward_config(args: argparse.Namespace) -> RewardConfig:
     """The reward scorer settings the flags describe (``--reward-attributes`` is the config's
     ``attributes``, and so on)."""
-    return config_from_args(RewardConfig, args, rename=REWARD_RENAME,
+    return config_from_args(RewardConfig, args, REWARD_RENAME,
                             model=getattr(args, "model", None) or "")
 
 

@@ -169,8 +169,8 @@ def _options(parser: Adder) -> set[str]:
     return set(parser._option_string_actions)
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace, *,
-                     rename: Mapping[str, str] | None = None, **overrides: Any) -> C:
+def config_from_args(cls: type[C], args: argparse.Namespace,
+                     rename: Mapping[str, str] | None = None, /, **overrides: Any) -> C:
     """The config ``cls`` the parsed flags describe: each field from its flag's value (read
     where :func:`add_config_flags` with the same ``rename`` put it), the field's default where
     the command has no such flag, then ``overrides``."""
@@ -182,7 +182,7 @@ def config_from_args(cls: type[C], args: argparse.Namespace, *,
         value = getattr(args, dest_of(f.name, rename), _default(f))
         tp, optional = _plain(hints[f.name])
         if dataclasses.is_dataclass(tp) and isinstance(tp, type) and not optional:
-            values[f.name] = config_from_args(tp, args, rename=rename)
+            values[f.name] = config_from_args(tp, args, rename)
             continue
         if typing.get_origin(tp) is tuple and value is not None:
             value = tuple(value)
