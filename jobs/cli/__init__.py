@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = parse(args_list)
-    from pluralign.engine.errors import PluralignError
+    from pluralign.engine.errors import PluralignError, cli_text
     from pluralign.engine.store import manifest
 
 
@@ -184,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PluralignError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        from pluralign.jobs.cli.args import CLI_ALIASES  # after parsing: --help stays light
+
+        print(f"error: {cli_text(str(e), CLI_ALIASES)}", file=sys.stderr)
         return 2
     except Exception as e:  # one clear line for anything unexpected, traceback on --debug
         if args.debug:

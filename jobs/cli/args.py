@@ -39,9 +39,22 @@ LLM_NEGATIVE = {"few_shot": "--zero-shot", "use_ray": "--no-ray"}
 LLM_CLI_DEFAULTS = {"use_ray": True}
 """A command runs API clients and replicas as Ray actors unless ``--no-ray``; the API runs
 them in this process unless asked."""
+def _aliases() -> dict[str, str]:
+    out = {f"{name}=False": flag for name, flag in LLM_NEGATIVE.items()}
+    out.update({f"{name}=True": "--" + name.replace("_", "-") for name in LLM_NEGATIVE})
+    out.update(LLM_RENAME)
+    out.update(REWARD_RENAME)
+    return out
+
+
 REWARD_RENAME = {"attributes": "--reward-attributes", "route": "--reward-route",
                  "squash": "--reward-squash", "batch": "--reward-batch",
                  "engine_args": "--engine-arg"}
+
+
+CLI_ALIASES = _aliases()
+"""API argument texts whose flag is not their plain spelling (``few_shot=False`` is
+``--zero-shot``; ``engine_args`` is ``--engine-arg``), for :func:`engine.errors.cli_text`."""
 
 
 def add_benchmark_args(p: argparse.ArgumentParser) -> None:
