@@ -32,7 +32,14 @@ from pluralign.actors.ratelimit import RedisStatus
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.errors import IncompleteScoring, InputError, ScoringInterrupted
-from pluralign.engine.judges import CHOICE_JUDGES, JUDGE_NAMES, Judge, JudgeSettings, make_judge
+from pluralign.engine.judges import (
+    CHOICE_JUDGES,
+    JUDGE_NAMES,
+    Judge,
+    JudgeSettings,
+    WorkItem,
+    make_judge,
+)
 from pluralign.engine.judges.consistency import mean_and_spread
 from pluralign.engine.judges.prompts import load_prompts
 from pluralign.engine.judges.unaligned import NO_TARGET
@@ -46,7 +53,7 @@ from pluralign.engine.run.scheduler import (
     plan,
     run_schedule,
 )
-from pluralign.engine.store.cache import register_secret
+from pluralign.engine.store.cache import ScoreCache, register_secret
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.claims import Claims
 from pluralign.jobs.configs import LLMConfig
@@ -205,7 +212,7 @@ def api_key_env(config: LLMConfig) -> str | None:
     return None if env in (None, "", "none") else str(env)
 
 
-def _api_config(config: LLMConfig) -> Any:
+def _api_config(config: LLMConfig) -> APIClientConfig:
 
     settings = judge_settings(config)
     kwargs: dict[str, Any] = {
@@ -274,7 +281,7 @@ def engine_arg_pairs(config: LLMConfig) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def vllm_config(config: LLMConfig) -> Any:
+def vllm_config(config: LLMConfig) -> VLLMConfig:
     """The VLLMConfig of ``--backend vllm``: model, tensor parallel size, ``--engine-arg``s and
     the structured-output settings (the default of the installed vLLM, or the one given as
     ``--engine-arg structured_outputs_config=JSON``)."""
@@ -304,7 +311,7 @@ def vllm_config(config: LLMConfig) -> Any:
                       engine_cli=tuple(rest), structured_outputs=structured)
 
 
-def _status(config: LLMConfig, scorer: str) -> Any:
+def _status(config: LLMConfig, scorer: str) -> RedisStatus | None:
     if not config.redis_url:
         return None
 
@@ -333,11 +340,11 @@ def scheduler_config(config: LLMConfig) -> SchedulerConfig:
 # ---------------------------------------------------------------- running
 
 
-def _store(judge: Judge, cache: Any) -> Any:
+def _store(judge: Judge, cache: ScoreCache) -> ScoreCache | ChoiceCache:
     return ChoiceCache(cache_root(cache)) if judge.kind == "choice" else cache
 
 
-def cache_root(cache: Any) -> Path:
+def cache_root(cache: ScoreCache | ChoiceCache) -> Path:
     """The directory of a score cache (the choice cache lives inside it)."""
     root = getattr(cache, "root", None)
     if root is None:
@@ -360,7 +367,7 @@ def run_llm_scoring(
     train: Benchmark | None,
     scorer_name: str,
     config: LLMConfig,
-    cache: Any,
+    cache: ScoreCache,
     *,
     targets: TargetSet | None = None,
     backend: Dispatcher | None = None,
@@ -383,28 +390,33 @@ def run_llm_scoring(
                          settings=judge.describe())
 
 
-async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[Any],
-                    config: LLMConfig, store: Any, backend: Dispatcher | None,
+async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[WorkItem],
+                    config: LLMConfig, store: ScoreCache | ChoiceCache,
+                    backend: Dispatcher | None,
                     log: TextIO | None) -> ScheduleReport:
     if backend is None and not _anything_to_send(judge, bench, items, store):
         backend = Idle()  # a finished sweep starts no actors (and no Ray)
-    owned = backend is None
-    pool: Any = make_pool(config) if backend is None else backend
+    owned: BackendPool | None = None
+    pool: Dispatcher
+    if backend is None:
+        pool = owned = make_pool(config)
+    else:
+        pool = backend
     status = _status(config, judge.name)
     root = getattr(store, "root", None)
     claims = Claims(Path(root)) if root is not None else None
     interrupts = Interrupts(log, pool)
     try:
         interrupts.install()
-        if owned:
-            await pool.start()
+        if owned is not None:
+            await owned.start()
         return await run_schedule(judge, items, pool, store, scheduler_config(config),
                                   benchmark=bench.identity, status=status, log=log,
                                   claims=claims, on_start=interrupts.attach)
     finally:
         interrupts.uninstall()
-        if owned:
-            await pool.close()
+        if owned is not None:
+            await owned.close()
         if status is not None:
             await status.close()
 
@@ -444,7 +456,8 @@ def require_complete(report: ScoringReport, out: str | os.PathLike[str] | None =
                             "re-aligned; a rerun sends only the missing items")
 
 
-def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], store: Any) -> bool:
+def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[WorkItem],
+                      store: ScoreCache | ChoiceCache) -> bool:
 
     return bool(plan(items, store.completed_keys(bench.identity, judge.identity)).pending)
 
@@ -453,7 +466,7 @@ def _anything_to_send(judge: Judge, bench: Benchmark, items: Sequence[Any], stor
 # ---------------------------------------------------------------- reading back
 
 
-def sample_spread(cache: Any, bench: Benchmark, identity: str,
+def sample_spread(cache: ScoreCache, bench: Benchmark, identity: str,
                   samples: int) -> np.ndarray | None:
     """float64 (responses, attributes): the standard deviation of each cached score across
     its samples (self-consistency; NaN where a sample is missing); None with one sample."""
@@ -468,7 +481,7 @@ def sample_spread(cache: Any, bench: Benchmark, identity: str,
     return np.asarray(spread, dtype=np.float64)
 
 
-def score_spread(cache: Any, bench: Benchmark, identity: str, samples: int) -> float | None:
+def score_spread(cache: ScoreCache, bench: Benchmark, identity: str, samples: int) -> float | None:
     """Mean over (response, attribute) of the standard deviation of scores across samples."""
     spread = sample_spread(cache, bench, identity, samples)
     if spread is None:
@@ -483,7 +496,7 @@ def llm_choices(
     identity: str,
     targets: TargetSet,
     samples: int,
-    cache: Any,
+    cache: ScoreCache,
 ) -> np.ndarray:
     """int64 (S, T): chosen response per scenario and target (majority over samples); -1 where
     no answer is cached. The unaligned judge's one choice per scenario serves every target."""
