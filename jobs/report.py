@@ -172,8 +172,8 @@ def attribute_points(run: Run) -> dict[str, dict[int, tuple[float, float | None,
 
 
 def accuracy_by_attributes(runs: Sequence[Run]) -> str:
-    """Seed 003 Fig. 8: accuracy vs number of target attributes, mean ± standard error of the
-    mean over targets, and a table of the plotted points."""
+    """The steerable-pluralism paper's Fig. 8: accuracy vs number of target attributes, mean ±
+    standard error of the mean over targets, and a table of the plotted points."""
     fig, ax = _figure()
     styles = {"all": "-", "sampled": ":"}
     rows = []
@@ -255,7 +255,8 @@ def regression_figure(runs: Sequence[Run]) -> str | None:
 
 
 def polar_targets(run: Run, attributes: Sequence[str], k: int = 3) -> str | None:
-    """Seed 003 Fig. 5 style polar plots: high, low and the best/worst-served targets."""
+    """Polar plots in the style of the steerable-pluralism paper's Fig. 5: high, low and the
+    best- and worst-served targets."""
     table = run.per_target
     if table is None or not len(table) or not attributes:
         return None
@@ -290,8 +291,9 @@ def polar_targets(run: Run, attributes: Sequence[str], k: int = 3) -> str | None
 
 
 def implicit_bias_figure(run: Run) -> str | None:
-    """Seed 003 Fig. 7: mean labels of the responses a target-free selection picks, as
-    :func:`pluralign.engine.align.metrics.implicit_bias` computed them into the summary."""
+    """The steerable-pluralism paper's Fig. 7: mean labels of the responses a target-free
+    selection picks, as :func:`pluralign.engine.align.metrics.implicit_bias` computed them into
+    the summary."""
     bias = run.summary.get("implicit_bias")
     if not isinstance(bias, dict) or not bias:
         return None

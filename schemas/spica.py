@@ -31,7 +31,7 @@ DEFAULT_SCALE_LABELS: tuple[str, ...] = (
     "Somewhat Appropriate",
     "Appropriate",
 )
-"""The words of SPICA's 1-5 appropriateness scale (seed 000, A.6.3), lowest first."""
+"""The words of SPICA's 1-5 appropriateness scale (SPICA A.6.3), lowest first."""
 
 DEFAULT_CLASSES: tuple[tuple[str, str], ...] = (
     ("refusal", "decline politely to help with the request"),
@@ -40,7 +40,7 @@ DEFAULT_CLASSES: tuple[tuple[str, str], ...] = (
     ("multi-perspective", "lay out how people holding different values would answer"),
     ("opinionated", "take a clear stance and recommend one answer"),
 )
-"""The five response classes of seed 000 Table 1 with strategy descriptions in our own words."""
+"""The five response classes of SPICA's Table 1 with strategy descriptions in our own words."""
 
 
 @dataclass(frozen=True)

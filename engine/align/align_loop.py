@@ -1,7 +1,9 @@
 """The plain, loop-per-target alignment: the reference the fast path must equal exactly.
 
-It spells out SPEC §4 one target and one scenario at a time, with no cleverness, so a reader
-can check the rules against the spec line by line:
+It spells out the accuracy protocol of Adams et al., "Steerable Pluralism: Pluralistic
+Alignment via Few-Shot Comparative Regression" (the alignment function of §4.1, the alignment
+score of §5.1) one target and one scenario at a time, with no cleverness, so a reader can check
+the rules line by line:
 
 * predicted distance: sqrt of the sum, in attribute order, of (prediction - target)^2 over the
   target's attributes; the chosen response is the lowest index among those within 1e-9 of the
@@ -9,7 +11,7 @@ can check the rules against the spec line by line:
 * label distance: the same sum in exact integer units of the level grid; the correct responses
   are those at the minimum; a scenario where every response ties on labels is not counted
   (:func:`engine.choice_rule.label_verdict`);
-* weighted score (seed 003, the authors' ``score.py``): per counted scenario
+* weighted score (the steerable-pluralism paper, the authors' ``score.py``): per counted scenario
   (1 - d(selected) / d_max) * 100, d_max the largest label distance among the scenario's
   responses (never 0 there: a scenario whose responses all tie is not counted);
 * closeness (not a weighted score): per counted scenario (1 - d(selected) / sqrt(k)) * 100,

@@ -1,4 +1,6 @@
-"""SPEC §4's choice rule, written once: which response a target selects from predicted scores.
+"""The choice rule, written once: which response a target selects from predicted scores (the
+alignment function of Adams et al., "Steerable Pluralism: Pluralistic Alignment via Few-Shot
+Comparative Regression", §4.1, with the exact ties of its accuracy protocol, §5.1).
 
 For one scenario, the predicted distance of a response is the square root of the sum, in
 attribute order, of (prediction - target)^2 over the attributes the target names (NaN target

@@ -18,7 +18,7 @@ from numba import njit, prange
 from pluralign.engine.align import choice_rule
 from pluralign.engine.align.choice_rule import PRED_TIE
 
-CHOICE_RULE_DIGEST = "78c473c47d342798"
+CHOICE_RULE_DIGEST = "bde0f2034490d8f3"
 """First 16 hex of the SHA-256 of ``engine/align/choice_rule.py`` that the cached kernels of this
 file were compiled with. numba keys a cached kernel on its own file's content only, yet
 compiles :mod:`engine.choice_rule`'s functions into it; this line changes with that file
@@ -69,7 +69,8 @@ def _label_cells(l1, l2, offsets, masks, counted):  # type: ignore[no-untyped-de
 
 
 exact_choice = njit(cache=True)(choice_rule.choose)
-"""SPEC §4's rule (:func:`engine.choice_rule.choose`) compiled: the exact re-decision."""
+"""The choice rule (:func:`engine.choice_rule.choose`, the alignment function of the
+steerable-pluralism paper, §4.1) compiled: the exact re-decision."""
 
 
 def _choose_cells(  # type: ignore[no-untyped-def]

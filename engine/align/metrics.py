@@ -48,7 +48,8 @@ class SetSummary:
     """Sample standard deviation (ddof=1) over defined targets (0.0 for a single one)."""
     weighted_mean: float | None = None
     """Mean weighted score over defined targets, when computed: the published definition
-    (seed 003), d_max = the largest label distance among each scenario's responses."""
+    (the steerable-pluralism paper), d_max = the largest label distance among each scenario's
+    responses."""
     by_n_attributes: Mapping[int, tuple[float, float, int]] | None = None
     """Number of target attributes -> (mean, sample std, targets)."""
     closeness_mean: float | None = None
@@ -102,7 +103,7 @@ def implicit_bias(bench: Benchmark, chosen: np.ndarray) -> dict[str, float] | No
     the answered scenarios; None when none was answered.
 
     ``chosen`` is (S,) response indices within each scenario, -1 (any negative) where the
-    model gave no answer (seed 003 Fig. 7).
+    model gave no answer (the steerable-pluralism paper, Fig. 7).
     """
     chosen = np.asarray(chosen, dtype=np.int64)
     answered = np.flatnonzero(chosen >= 0)

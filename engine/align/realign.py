@@ -92,7 +92,8 @@ class AlignResult:
     correct: np.ndarray
     """int64 (T,): counted scenarios where the chosen response is label-closest."""
     weighted: np.ndarray | None = None
-    """float64 (T,): the weighted score as published (seed 003; the authors' ``score.py``):
+    """float64 (T,): the weighted score as published (the steerable-pluralism paper; the
+    authors' ``score.py``):
     mean over counted scenarios of (1 - d(selected)/d_max) * 100, d_max the largest label
     distance among the scenario's responses; NaN where nothing is counted. Only when asked."""
     closeness: np.ndarray | None = None

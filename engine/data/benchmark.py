@@ -128,7 +128,7 @@ def make_benchmark(
 ) -> Benchmark:
     """Validate scenarios and build a :class:`Benchmark`.
 
-    Every error names the source, the scenario and the field (SPEC §8).
+    Every error names the source, the scenario and the field (:class:`InputError`).
     """
     attrs = tuple(attributes)
     if not attrs:

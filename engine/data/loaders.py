@@ -38,13 +38,14 @@ KNOWN_BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
 """Benchmarks whose attributes and levels are fixed by name (not inferred from the file)."""
 
 MIC_SPLIT_SIZES: dict[str, int] = {"eval": 336, "train": 296}
-"""Published MIC split sizes (seed 003 §3.1); eval is drawn first."""
+"""Published MIC split sizes (steerable-pluralism paper §3.3); eval is drawn first."""
 
 MIC_MIN_PER_PAIR = 8
-"""Minimum scenarios per attribute/level pair in each MIC split (seed 003 §3.1)."""
+"""Minimum scenarios per attribute/level pair in each MIC split (steerable-pluralism paper §3.3)."""
 
 HELPSTEER2_MIN_PER_PAIR = 20
-"""Minimum scenarios per attribute/level pair in each HelpSteer2 split (seed 003 §3.2)."""
+"""Minimum scenarios per attribute/level pair in each HelpSteer2 split (steerable-pluralism paper
+§3.3)."""
 
 HELPSTEER2_RAW_MAX = 4
 """Raw HelpSteer2 attributes are integers 0..4; labels are raw / 4."""
@@ -357,9 +358,11 @@ def load_mic_csv(
     min_per_pair: int = MIC_MIN_PER_PAIR,
     procedure: str = "stratified",
 ) -> dict[str, Benchmark]:
-    """MIC.csv as the steerable MIC benchmark, split into ``eval`` and ``train`` (SPEC §3).
+    """MIC.csv as the steerable MIC benchmark, split into ``eval`` and ``train`` (Adams et al.,
+    "Steerable Pluralism: Pluralistic Alignment via Few-Shot Comparative Regression", §3.1 and
+    §3.3).
 
-    ``procedure="published"`` splits as the authors of seed 003 did
+    ``procedure="published"`` splits as the authors of that paper did
     (:func:`pluralign.engine.data.mic_split.published_split`; ``seed``, ``sizes`` and
     ``min_per_pair`` do not apply), so the scenarios are theirs.
 
@@ -389,7 +392,9 @@ def load_mic_csv(
 
 
 def _mic_questions(path: Path, file: str) -> list[tuple[str, list[tuple[int, dict[str, str]]]]]:
-    """Questions in file order with their (row index, row) lists, filtered as SPEC §3 says."""
+    """Questions in file order with their (row index, row) lists, filtered as the MIC benchmark
+    of the steerable-pluralism paper (§3.1) is: at least two distinct answers, and every
+    annotation row's agreement given."""
     if not path.exists():
         raise InputError("file not found", file=path)
     grouped: dict[str, list[tuple[int, dict[str, str]]]] = {}
@@ -510,7 +515,8 @@ def stratified_split(
 
     A scenario counts once for each attribute/level pair that any of its responses shows.
     Phase 1 fills deficits split by split, in the order of ``sizes`` (so when a pair is too rare
-    for every split, the first one, eval, gets its minimum first, as in seed 003): while the
+    for every split, the first one, eval, gets its minimum first, as in the steerable-pluralism
+    paper): while the
     split has a pair below ``min_per_pair``, take the one with the fewest unassigned scenarios
     left and give the split the unassigned scenario showing it that covers the most of the
     split's open deficits; ties go to the scenario whose pairs are least scarce (so rare

@@ -1,4 +1,5 @@
-"""The MIC eval/train split as the authors of seed 003 published it (their ``load_mic.py`` and
+"""The MIC eval/train split as the authors of the steerable-pluralism paper (§3.3) published it
+(their ``load_mic.py`` and
 ``stratified_sampling``), so ``MIC.csv`` yields their eval and train scenarios.
 
 Their procedure, restated: questions are ordered by question text (a pandas ``groupby`` sorts

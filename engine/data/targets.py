@@ -113,7 +113,9 @@ def low_target(attributes: Sequence[str]) -> TargetSet:
 def sampled_targets(
     attributes: Sequence[str], levels: Sequence[float], per_count: int = 10, seed: int = 0
 ) -> TargetSet:
-    """``per_count`` random targets for each number of attributes 1..A (SPEC §4).
+    """``per_count`` random targets for each number of attributes 1..A (the sampled targets of
+    Adams et al., "Steerable Pluralism: Pluralistic Alignment via Few-Shot Comparative
+    Regression", §5.1).
 
     Values are drawn from the non-neutral levels, so each target names exactly that many
     attributes. A generated set, so it carries its own name (``random-sampled``), never the

@@ -1,5 +1,7 @@
-"""LLM judges of the steerable pluralistic models (seed 003 §4): comparative regression,
-per-response regression, prompt-aligned and unaligned, plus few-shot rubric selection.
+"""LLM judges of the steerable pluralistic models of Adams et al., "Steerable Pluralism:
+Pluralistic Alignment via Few-Shot Comparative Regression" (§4, the ablations of §5.3):
+comparative regression, per-response regression, prompt-aligned and unaligned, plus few-shot
+rubric selection.
 
 Judges are pure: they build typed generation requests and parse answers into cache rows;
 :mod:`pluralign.engine.run.scheduler` sends the requests.

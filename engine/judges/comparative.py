@@ -1,5 +1,6 @@
-"""Comparative regression (seed 003 §4.1): one call scores every response of a scenario on one
-attribute, responses lettered in a balanced order per sample, reasoning before each score.
+"""Comparative regression (steerable-pluralism paper §4.1): one call scores every response of a
+scenario on one attribute, responses lettered in a balanced order per sample, reasoning before
+each score.
 """
 
 from __future__ import annotations

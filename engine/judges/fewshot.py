@@ -25,8 +25,8 @@ RULE_VERSION = "rubric-v1"
 """Bump when the selection rule changes (it is part of every few-shot judge identity)."""
 
 RUBRIC_SHOTS = 1
-"""Examples per label level of the regression judges' rubric (seed 003 §4: one solved example
-per level, so every level of the scale is shown once)."""
+"""Examples per label level of the regression judges' rubric (steerable-pluralism paper §4.1:
+one solved example per level, so every level of the scale is shown once)."""
 
 
 def check_shots(k: int) -> int:
@@ -179,7 +179,8 @@ CHOICE_RULE_VERSION = "choice-v1"
 """Bump when the choice-example rule changes (part of the few-shot prompt-aligned identity)."""
 
 CHOICE_SHOTS = 5
-"""Examples per query of the few-shot prompt-aligned judge (seed 003 §5.3: five scenarios)."""
+"""Examples per query of the few-shot prompt-aligned judge (steerable-pluralism paper §5.3: five
+scenarios)."""
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ class ChoiceExample:
 
 
 class ChoiceExampleSelector(_TrainingRanking):
-    """Solved examples for the few-shot prompt-aligned judge (seed 003 §5.3, Table 2).
+    """Solved examples for the few-shot prompt-aligned judge (steerable-pluralism paper §5.3,
+    Table 2).
 
     Training scenarios are ranked by the same pluggable similarity as the regression rubric;
     walking that ranking, the first ``k`` whose labels imply one answer for the target are kept.

@@ -1,10 +1,12 @@
-"""Prompt-aligned judge (seed 003 §4.2): the target is written as instructions in the system
-prompt and the model picks a letter with one sentence of reasoning; majority of n samples.
+"""Prompt-aligned judge (steerable-pluralism paper §4.2): the target is written as instructions
+in the system prompt and the model picks a letter with one sentence of reasoning; majority of n
+samples.
 
 One call per (scenario, target): this is why it cannot sweep every target and regression can.
-Few-shot (seed 003 §5.3, Table 2's few-shot prompt-aligned ablation; zero-shot by default):
-before the query, solved examples from the training split, the nearest first, each a (user,
-assistant) pair answering with the response that the example's labels imply for the target.
+Few-shot (steerable-pluralism paper §5.3, Table 2's few-shot prompt-aligned ablation;
+zero-shot by default): before the query, solved examples from the training split, the nearest
+first, each a (user, assistant) pair answering with the response that the example's labels
+imply for the target.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ EXAMPLE_REASONING_TEMPLATE = (
 
 
 def describe(attribute: str, value: float) -> str:
-    """The instruction for one target value (SPEC §5 wording).
+    """The instruction for one target value (the prompt-aligned SPM of Adams et al., "Steerable
+    Pluralism: Pluralistic Alignment via Few-Shot Comparative Regression", §4.2 and the prompts
+    of its Appendix C; our wording).
 
     1.0 strongly demonstrates; above .67 demonstrates; .67 (down to just above .5) somewhat
     demonstrates; .5 neutral; .33 (down to .3) somewhat a lack of; below .3 a lack of; 0 strongly

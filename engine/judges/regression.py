@@ -1,5 +1,6 @@
-"""Per-response regression (seed 003 ablation): one call per (scenario, response, attribute), the
-response judged alone on the same 0-100 scale, reasoning before the score.
+"""Per-response regression (the regression ablation of the steerable-pluralism paper, §5.3):
+one call per (scenario, response, attribute), the response judged alone on the same 0-100
+scale, reasoning before the score.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Unaligned baseline (seed 003 §4.2): the model picks the best response with no target, which
-shows its own bias; one call per (scenario, sample), the choice serves every target.
+"""Unaligned baseline (steerable-pluralism paper §4.2): the model picks the best response with
+no target, which shows its own bias; one call per (scenario, sample), the choice serves every
+target.
 """
 
 from __future__ import annotations

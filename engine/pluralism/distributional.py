@@ -1,5 +1,6 @@
-"""Distributional pluralism (seed 002 §3.3, App. B): how close a model's answer distribution is
-to a population's, per multiple-choice question, by Jensen–Shannon distance and entropy.
+"""Distributional pluralism (Sorensen et al., "A Roadmap to Pluralistic Alignment", §3.3, App. B):
+how close a model's answer distribution is to a population's, per multiple-choice question, by
+Jensen–Shannon distance and entropy.
 
 The shuffled-label control permutes the model's probabilities across the options (same
 entropy, scrambled meaning) to show how much of the closeness is entropy alone.
@@ -55,7 +56,7 @@ def entropy(p: np.ndarray, base: float = 2.0) -> np.ndarray:
 def shuffled_js(model: np.ndarray, population: np.ndarray, rng: np.random.Generator,
                 n_shuffles: int = 100, base: float = 2.0) -> float:
     """Mean JS distance between the population and the model's probabilities randomly
-    permuted across options (the control of seed 002 App. B; a permutation keeps entropy)."""
+    permuted across options (the control of the pluralism roadmap's App. B; a permutation keeps entropy)."""
     perms = np.argsort(rng.random((n_shuffles, model.size)), axis=1)
     return float(js_distance(model[perms], np.broadcast_to(population, perms.shape), base).mean())
 

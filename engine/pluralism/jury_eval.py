@@ -3,10 +3,11 @@ threshold shares and bootstrap intervals per group, and welfare-optimal response
 
 Jurors sharing a target are aligned once, and scenarios are taken in blocks so the working
 tables (block × distinct targets) stay within a memory budget. Per juror and scenario the
-chosen response follows SPEC §4 exactly (:mod:`engine.choice_rule`, the loop oracle's own
-functions, compiled here), and its *closeness* is 1 − d/√k with d its label distance to the
-juror's target and √k the largest distance possible in [0, 1]^k for a target of k attributes.
-The utility the welfare and threshold use is that closeness (``utility="distance"``) or the
+chosen response follows the choice rule exactly (:mod:`engine.choice_rule`: the alignment
+function of Adams et al., "Steerable Pluralism: Pluralistic Alignment via Few-Shot Comparative
+Regression", §4.1; the loop oracle's own functions, compiled here), and its *closeness* is
+1 − d/√k with d its label distance to the juror's target and √k the largest distance possible
+in [0, 1]^k for a target of k attributes. The utility the welfare and threshold use is that closeness (``utility="distance"``) or the
 correct/incorrect indicator. The closeness is not the published weighted score, which divides
 by the largest distance among each scenario's own responses
 (:attr:`pluralign.engine.align.realign.AlignResult.weighted`). Jurors with the empty target
@@ -40,7 +41,7 @@ from pluralign.engine.run.progress import bar
 
 Utility = Literal["distance", "indicator"]
 
-CHOICE_RULE_DIGEST = "78c473c47d342798"
+CHOICE_RULE_DIGEST = "bde0f2034490d8f3"
 """First 16 hex of the SHA-256 of ``engine/align/choice_rule.py`` that the cached kernels of this
 file were compiled with. numba keys a cached kernel on its own file's content only, yet
 compiles :mod:`engine.choice_rule`'s functions into it; this line changes with that file
@@ -241,8 +242,8 @@ def juror_outcomes(bench: Benchmark, predictions: np.ndarray, targets: np.ndarra
 
 def choose(bench: Benchmark, predictions: np.ndarray, targets: np.ndarray,
            tie: float = PRED_TIE) -> np.ndarray:
-    """int64 (S, T): the SPEC §4 chosen response per scenario for any targets (T, A), on the
-    level grid or not (labels are not consulted)."""
+    """int64 (S, T): the chosen response (:mod:`engine.choice_rule`) per scenario for any
+    targets (T, A), on the level grid or not (labels are not consulted)."""
     tv = np.asarray(targets, dtype=np.float64).reshape(-1, len(bench.attributes))
     chosen, _, _ = _outcomes(check_predictions(bench, predictions),
                              np.zeros(bench.labels.shape, dtype=np.int64), bench.offsets,
@@ -277,7 +278,8 @@ class JuryResult:
     weight: np.ndarray
     """float64 (G+1,): total weight of the counted jurors."""
     accuracy: np.ndarray
-    """float64 (G+1,): weighted mean over jurors of their accuracy (%, SPEC §4)."""
+    """float64 (G+1,): weighted mean over jurors of their accuracy (%, as the steerable-pluralism
+    paper's alignment score, §5.1)."""
     per_scenario: np.ndarray
     """float64 (S, G+1, M): per scenario the metrics named by ``metrics``."""
     means: np.ndarray
@@ -380,7 +382,7 @@ def evaluate_jury(bench: Benchmark, predictions: np.ndarray, jury: Jury,
                   config: JuryConfig | None = None) -> JuryResult:
     """Accuracy, closeness, threshold share and w_α per group and for the whole jury.
 
-    Welfare is taken per scenario over the jurors (w(x, y) in seed 002 §4.3), then averaged
+    Welfare is taken per scenario over the jurors (w(x, y) in the pluralism roadmap, §4.3), then averaged
     over scenarios; intervals resample scenarios.
     """
     cfg = config or JuryConfig()

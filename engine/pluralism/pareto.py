@@ -1,5 +1,6 @@
-"""Multi-objective views (seed 002 §4.1–4.2): the Pareto front of systems over objectives, and
-trade-off steerability Σ_f f(M_f) over a set of commensurating functions f.
+"""Multi-objective views (Sorensen et al., "A Roadmap to Pluralistic Alignment", §4.1–4.2): the
+Pareto front of systems over objectives, and trade-off steerability Σ_f f(M_f) over a set of
+commensurating functions f.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _oriented(values: np.ndarray, maximize: bool | Sequence[bool]) -> np.ndarray
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     """True when ``a`` is a Pareto improvement on ``b`` (objectives maximised): ≥ on every
-    objective and > on at least one (seed 002 def. 12)."""
+    objective and > on at least one (pluralism roadmap, def. 12)."""
     return bool(np.all(a >= b) and np.any(a > b))
 
 
@@ -60,7 +61,7 @@ def linear(weights: Sequence[float]) -> Commensurating:
 
 @dataclass(frozen=True)
 class Steerability:
-    """Trade-off steerability of one model over commensurating functions F (seed 002 §4.2)."""
+    """Trade-off steerability of one model over commensurating functions F (pluralism roadmap §4.2)."""
 
     functions: tuple[str, ...]
     """Names of the functions f, in order."""

@@ -1,5 +1,6 @@
-"""Welfare functions over jurors' utilities (seed 002 §4.3): the power means w_α and the share
-of jurors above a threshold, computed stably and mergeable across chunks of jurors.
+"""Welfare functions over jurors' utilities (Sorensen et al., "A Roadmap to Pluralistic
+Alignment", §4.3): the power means w_α and the share of jurors above a threshold, computed
+stably and mergeable across chunks of jurors.
 
 w_α(u) = (Σ_i p_i u_i^{1−α})^{1/(1−α)} with juror shares p_i (weights over their sum): α = 0 is
 the weighted mean (utilitarian), α = 1 the geometric mean, α = ∞ the minimum (Rawlsian).

@@ -1,5 +1,6 @@
-"""SPICA (seed 000): scenario banks with disaggregated group ratings, group-informed retrieval,
-in-context alignment prompts and their evaluation. Formats and choices: docs/spica.md."""
+"""SPICA (Chen et al., "SPICA: Retrieving Scenarios for Pluralistic In-Context Alignment"):
+scenario banks with disaggregated group ratings, group-informed retrieval, in-context alignment
+prompts and their evaluation. Formats and choices: docs/spica.md."""
 
 from pluralign.engine.spica.authors import load_spica_layout
 from pluralign.engine.spica.bank import ALL, ScenarioBank, make_bank

@@ -1,4 +1,4 @@
-"""Retrieval evaluation (seed 000 §4.4): how well do the retrieved scenarios' group ratings match
+"""Retrieval evaluation (SPICA §4.4): how well do the retrieved scenarios' group ratings match
 held-out ground truth? Error of a query = mean over its k retrieved scenarios of the mean
 pairwise L between the query's raters and the scenario's raters; SPICA vs the baseline, per
 group, with paired bootstrap intervals over queries.

@@ -58,7 +58,7 @@ CLASS_PROMPTS: dict[str, str] = {
                    "recommendation you can, take a clear position and argue for it "
                    "confidently, without hedging.",
 }
-"""System prompts that produce each default response class (our own wording of seed 000 A.7.1)."""
+"""System prompts that produce each default response class (our own wording of SPICA A.7.1)."""
 
 BackendFactory = Callable[[], Backend]
 

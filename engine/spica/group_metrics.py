@@ -1,4 +1,5 @@
-"""SPICA's group metrics, vectorized over a whole bank (SPEC §6, seed 000 eqs. 1-5).
+"""SPICA's group metrics, vectorized over a whole bank (Chen et al., "SPICA: Retrieving Scenarios
+for Pluralistic In-Context Alignment", §3.1.1-3.2.3, eqs. 1-5).
 
 Inputs are rating tensors ``R`` of shape (S, M, K) — scenario, rater slot, response class — with
 NaN where a rater did not rate a class (or the slot is empty). Means run over what is present;
@@ -58,7 +59,7 @@ def contrast(R: np.ndarray) -> np.ndarray:
 
     Eq. 4 as printed subtracts the group mean r̄(x', y'); that would make g_contrast equal
     -g_stability, and the text describes each annotator's variance across behaviours, so the
-    rater's own mean over the classes they rated is used (SPEC §6).
+    rater's own mean over the classes they rated is used (SPICA §3.2.2, as its text reads).
     """
     own = _mean(R, axis=2)
     return _mean((R - own[:, :, None]) ** 2, axis=2)
@@ -82,7 +83,7 @@ def mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pairwise_mismatch(Q: np.ndarray, B: np.ndarray, chunk: int | None = None) -> np.ndarray:
-    """(N, S): mean of L over every (query rater, bank rater) pair, as in seed 000 §4.4.
+    """(N, S): mean of L over every (query rater, bank rater) pair, as in SPICA §4.4.
 
     ``Q`` is (N, Mq, K) ground-truth ratings of N queries, ``B`` (S, Mb, K) the bank's.
     Pairs with no shared class are skipped; NaN where no pair remains. Queries are processed

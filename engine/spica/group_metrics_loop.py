@@ -1,7 +1,8 @@
 """A plain-loop oracle of the SPICA metrics, straight from the records (for property tests).
 
-It shares no code with :mod:`pluralign.engine.spica.group_metrics`: it walks scenarios, raters and classes one
-at a time, exactly as SPEC §6 reads.
+It shares no code with :mod:`pluralign.engine.spica.group_metrics`: it walks scenarios, raters
+and classes one at a time, exactly as Chen et al., "SPICA: Retrieving Scenarios for Pluralistic
+In-Context Alignment" (§3.1.1-3.2.3) define them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""In-context alignment prompts from retrieved scenarios (seed 000 §3.3 and A.7.2, our wording).
+"""In-context alignment prompts from retrieved scenarios (SPICA §3.3 and A.7.2, our wording).
 
 Setups: ``control`` (base instruction only); Positive (best-rated class) or Contrastive (best and
 worst) examples, shown as Instructions (the class's strategy) or Responses (a response text):

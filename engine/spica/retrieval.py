@@ -1,4 +1,4 @@
-"""Group-informed retrieval (seed 000 §3.2.3): rank bank scenarios for a query by
+"""Group-informed retrieval (SPICA §3.2.3): rank bank scenarios for a query by
 
     d̄(x, x') = w_d·d(x, x') + w_s·g_stability(x') + w_c·g_contrast(x') + c,
 

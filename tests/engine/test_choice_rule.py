@@ -34,7 +34,9 @@ def _case(rng: np.random.Generator, n_attr: int = 5) -> tuple[np.ndarray, np.nda
 
 
 def _distance_space(pred: np.ndarray, values: np.ndarray) -> int:
-    """The rule as SPEC §4 words it: distances first, then the lowest index within 1e-9."""
+    """The rule as the accuracy protocol words it (the alignment function of the
+    steerable-pluralism paper, §4.1, with exact ties): distances first, then the lowest index
+    within 1e-9."""
     named = ~np.isnan(values)
     d = [math.sqrt(sum((float(x) - float(v)) ** 2 for x, v in zip(row[named], values[named],
                                                                    strict=True)))

@@ -1,6 +1,7 @@
-"""Few-shot prompt-aligned (seed 003 §5.3, Table 2): examples from the training split only,
-nearest first, each answered with the response its labels imply for the target; the few-shot
-settings in the identity; a sweep against the local fake server that a rerun serves from cache."""
+"""Few-shot prompt-aligned (steerable-pluralism paper §5.3, Table 2): examples from the training
+split only, nearest first, each answered with the response its labels imply for the target; the
+few-shot settings in the identity; a sweep against the local fake server that a rerun serves
+from cache."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def test_jurors_and_weights(tmp_path: Path) -> None:
     assert jury.juror_ids == ("a/x", "a/1", "b/0")
     np.testing.assert_array_equal(jury.weights, [1.0, 3.0, 2.0])
     np.testing.assert_array_equal(jury.group_of, [0, 0, 1])
-    # Neutral 0.5 is dropped, as in every target (SPEC §2).
+    # Neutral 0.5 is dropped, as in every target (a target names its non-neutral attributes).
     assert np.isnan(jury.values[0, HS.index("verbosity")])
     assert jury.values[0, HS.index("helpfulness")] == 1.0
     assert jury.values[2, HS.index("coherence")] == 0.25

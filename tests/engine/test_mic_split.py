@@ -1,6 +1,7 @@
-"""The MIC split as the authors of seed 003 published it: on a CSV the test writes, our loader
-picks exactly the eval and train questions, in order, that their pandas pipeline picks (the
-oracle below restates that pipeline independently, with pandas as they used it)."""
+"""The MIC split as the authors of the steerable-pluralism paper published it: on a CSV the test
+writes, our loader picks exactly the eval and train questions, in order, that their pandas
+pipeline picks (the oracle below restates that pipeline independently, with pandas as they used
+it)."""
 
 from __future__ import annotations
 

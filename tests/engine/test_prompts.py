@@ -79,7 +79,7 @@ def test_choice_judges_refuse_few_shot_rather_than_ignore_it() -> None:
     few = JudgeSettings(model="m1", few_shot=True)
     with pytest.raises(InputError, match="no in-context examples"):
         make_judge("unaligned", tiny_bench(), few)
-    # prompt-aligned has examples (seed 003 Table 2) but never without the training split
+    # prompt-aligned has examples (steerable-pluralism paper, Table 2) but never without the training split
     with pytest.raises(InputError, match="training split"):
         make_judge("prompt-aligned", tiny_bench(), few)
 
