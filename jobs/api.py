@@ -442,8 +442,8 @@ def targets(bench: Benchmark, *specs: str, data: str | os.PathLike[str] | None =
 
 def realign(scores: Scores, sets: Sequence[TargetSet | str] = ("all",), *,
             data: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Accuracy, counts and weighted score per target (seed 003 §5.1) from cached scores
-    alone, as a pandas DataFrame (the columns of per_target.parquet)."""
+    """Accuracy, counts and weighted score per target (the steerable-pluralism paper, §5.1) from
+    cached scores alone, as a pandas DataFrame (the columns of per_target.parquet)."""
 
     named = [s for s in sets if isinstance(s, str)]
     resolved = targets(scores.bench, *named, data=data) if named else []
@@ -453,8 +453,9 @@ def realign(scores: Scores, sets: Sequence[TargetSet | str] = ("all",), *,
 
 
 def summarize(per_target: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy over the defined targets per set and number of target attributes (seed 003
-    Fig. 8), from :func:`realign`'s table: ``mean``, ``std`` (sample, ddof 1), ``standard_error``
+    """Accuracy over the defined targets per set and number of target attributes
+    (steerable-pluralism paper, Fig. 8), from :func:`realign`'s table: ``mean``, ``std`` (sample,
+    ddof 1), ``standard_error``
     (that std over sqrt(count); NaN below two targets) and ``count``."""
 
     defined = per_target[per_target["accuracy"].notna()]

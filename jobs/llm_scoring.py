@@ -62,7 +62,8 @@ from pluralign.jobs.ray_runtime import ensure_ray, placement
 from pluralign.jobs.runtime import write_json_atomic
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
-"""Temperature used with --samples > 1 when --temperature is not given (seed 003 §4.2)."""
+"""Temperature used with --samples > 1 when --temperature is not given (steerable-pluralism
+paper §4.2)."""
 
 
 @dataclass
@@ -104,9 +105,9 @@ def samples_of(config: LLMConfig) -> int:
 
 FEW_SHOT_DEFAULT = {"comparative-regression": True, "regression": False,
                     "prompt-aligned": False}
-"""Few-shot default per judge (seed 003: the proposed comparative regression is few-shot,
-Table 1's per-response regression ablation and the prompt-aligned baseline zero-shot; Table 2's
-few-shot prompt-aligned ablation is ``--few-shot``)."""
+"""Few-shot default per judge (steerable-pluralism paper: the proposed comparative regression
+is few-shot, Table 1's per-response regression ablation and the prompt-aligned baseline
+zero-shot; Table 2's few-shot prompt-aligned ablation is ``--few-shot``)."""
 
 
 def few_shot_for(scorer_name: str, asked: bool | None) -> bool:
