@@ -63,7 +63,7 @@ def run_distribution(config: DistributionConfig) -> DistributionResult:
     and summary.json under ``config.out``."""
     check_output(config.out)
     if config.shuffles < 1:
-        raise InputError("--shuffles must be at least 1", field="shuffles")
+        raise InputError("`shuffles` must be at least 1", field="shuffles")
     questions = load_distributions(config.file)
     m = current()
     if m is not None:

@@ -47,7 +47,8 @@ class JuryJobConfig:
     tau: float = 0.5
     """Threshold of the share of jurors with utility > tau."""
     utility: Literal["distance", "indicator"] = "distance"
-    """Juror utility: 1 - d/d_max (distance) or correct/incorrect (indicator)."""
+    """Juror utility: the closeness 1 - d/sqrt(k) (distance) or correct/incorrect
+    (indicator)."""
     bootstrap: int = 1000
     """Bootstrap resamples of scenarios for the intervals (0: none)."""
     confidence: float = 0.95
@@ -55,8 +56,8 @@ class JuryJobConfig:
     bootstrap_seed: int = 0
     """Seed of the bootstrap."""
     selection: bool = True
-    """Compare welfare-optimal selection with the collective choice (``--no-selection``:
-    skip it)."""
+    """Compare welfare-optimal selection with the collective choice; False (the command
+    line's ``--no-selection``) skips it."""
     out: str
     """Folder for summary.json and the Parquet tables."""
 
@@ -129,7 +130,7 @@ def _write_outputs(out: Path, bench: Benchmark, ident: str, groups_file: str, ju
         "target": targets.json_all(),
         "weight": jury.weights.tolist(),
         "excluded": jury.empty.tolist(),
-        "utility": [finite_or_none(x) for x in result.juror_utility.tolist()],
+        "utility": [finite_or_none(x) for x in result.juror_closeness.tolist()],
         "accuracy": [finite_or_none(x) for x in result.juror_accuracy.tolist()],
     }, "jury_jurors"))
     write_parquet_atomic(out / "scenarios.parquet", _scenario_table(bench, result))

@@ -110,7 +110,7 @@ def load_questions(config: OpinionsConfig) -> list[Question]:
     if sum(bool(s) for s in (config.file, config.global_opinions, config.opinionqa)) != 1:
         raise InputError("give the questions as exactly one of a distribution file, "
                          "GlobalOpinionQA and OpinionQA", field="file",
-                         hint="--file, --global-opinions or --opinionqa")
+                         hint="`file`, `global_opinions` or `opinionqa`")
     if config.file:
         qs = load_distributions(config.file)
     elif config.global_opinions:
@@ -127,13 +127,13 @@ def run_opinions(config: OpinionsConfig, llm: LLMConfig,
     ``backend`` replaces the pool ``llm`` would start (tests)."""
     check_output(config.out)
     if config.shuffles < 1:
-        raise InputError("--shuffles must be at least 1", field="shuffles")
+        raise InputError("`shuffles` must be at least 1", field="shuffles")
     k = config.logprobs
     if k is not None and k < 1:
-        raise InputError("--logprobs K must be at least 1", field="logprobs")
+        raise InputError("`logprobs` K must be at least 1", field="logprobs")
     if k is not None and (config.rotate_options or (llm.samples or 1) > 1):
-        raise InputError("--logprobs asks once per question: drop --samples and "
-                         "--rotate-options", field="logprobs")
+        raise InputError("`logprobs` asks once per question: drop `samples` and "
+                         "`rotate_options`", field="logprobs")
     questions = load_questions(config)
     judge = SurveyJudge(questions, settings(llm), rotate=config.rotate_options, logprobs=k)
     samples = samples_of(llm)

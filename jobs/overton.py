@@ -55,8 +55,8 @@ class OvertonConfig:
     responses: str | None = None
     """Responses to judge, one JSON object a line: query, system, response."""
     judge: Literal["lexical", "llm"] = "lexical"
-    """lexical: the model-free lexical-overlap proxy; llm: an LLM entailment judge through
-    --backend."""
+    """lexical: the model-free lexical-overlap proxy; llm: an LLM entailment judge through the
+    backend of the LLM configuration."""
     threshold: float = 0.5
     """lexical: share of a perspective's content words the response must contain."""
     limit: int | None = None
@@ -90,14 +90,14 @@ def load_queries(config: OvertonConfig) -> list[OvertonQuery]:
     ``responses`` file's added; refuses a run with nothing to judge."""
     if bool(config.file) == bool(config.valueprism):
         raise InputError("give the queries as exactly one of an Overton file and ValuePrism",
-                         field="file", hint="--file FILE or --valueprism PATH")
+                         field="file", hint="`file=FILE` or `valueprism=PATH`")
     queries = (load_overton(config.file) if config.file
                else load_valueprism(str(config.valueprism)))
     if config.responses:
         queries = with_responses(queries, _read_responses(Path(config.responses), queries))
     if not any(q.responses for q in queries):
         raise InputError("no responses to judge", field="responses",
-                         hint="give them in the file or with --responses")
+                         hint="give them in the file or with `responses`")
     if config.limit:
         queries = queries[: config.limit]
     return queries
@@ -136,7 +136,7 @@ def run_overton(config: OvertonConfig, llm: LLMConfig | None = None,
     else:
         if llm is None:
             raise InputError("the llm judge needs an LLM configuration", field="model",
-                             hint="pass an LLMConfig (--model and the endpoint flags)")
+                             hint="pass `llm`, an LLMConfig (`model` and the endpoint)")
         reflected, judge_name, details = _llm(queries, llm, config.cache, backend)
     report = summarize(queries, reflected)
     out = Path(config.out)

@@ -32,11 +32,11 @@ PluralismJudge = EntailmentJudge | SurveyJudge
 
 
 def settings(config: LLMConfig) -> JudgeSettings:
-    """Model and sampling settings of the config (few-shot does not apply, so ``--shots`` is
+    """Model and sampling settings of the config (few-shot does not apply, so ``shots`` is
     refused rather than ignored)."""
     if config.shots is not None:
-        raise InputError("--shots applies to few-shot judges only", field="shots",
-                         hint="drop --shots")
+        raise InputError("`shots` applies to few-shot judges only", field="shots",
+                         hint="drop `shots`")
     s = judge_settings(config)
     return JudgeSettings(**{**s.as_dict(), "few_shot": False})
 

@@ -59,10 +59,10 @@ class SpicaBankSource:
     """Where the scenario bank comes from, and which of its splits is retrieved from."""
 
     bank: str | None = None
-    """Bank Parquet file, or synthetic[:SEED] (or give the --spica-* files)."""
-    spica_annotations: tuple[str, ...] | None = None
-    """Authors' layout: annotation JSON files (SPLIT= prefix, default train)."""
-    spica_scenarios: tuple[str, ...] | None = None
+    """Bank Parquet file, or synthetic[:SEED] (or give the authors' layout files)."""
+    spica_annotations: tuple[str, ...] = ()
+    """Authors' layout: annotation JSON files, each [SPLIT=]FILE (SPLIT default train)."""
+    spica_scenarios: tuple[str, ...] = ()
     """Authors' layout: scenario JSON files."""
     train_split: str = "train"
     """Split retrieved from."""
@@ -78,7 +78,7 @@ class SpicaBankSource:
 class SpicaQueries:
     """The queries retrieved for: given texts, or the prompts of a bank split."""
 
-    texts: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
     """Query text (repeatable)."""
     split: str | None = None
     """Use the prompts of this bank split as queries."""
@@ -86,14 +86,16 @@ class SpicaQueries:
     """Only the first N queries."""
 
     def resolve(self, bank: ScenarioBank) -> list[tuple[str, str]]:
-        """(id, text) of each query: ``q0``, ``q1``, ... for texts, scenario ids for a split."""
-        if self.texts:
-            out = [(f"q{i}", q) for i, q in enumerate(self.texts)]
+        """(id, text) of each query: ``q0``, ``q1``, ... for given texts, scenario ids for a
+        split."""
+        if self.query:
+            out = [(f"q{i}", q) for i, q in enumerate(self.query)]
         elif self.split:
             sub = bank.select(self.split)
             out = list(zip(sub.ids, sub.prompts, strict=True))
         else:
-            raise InputError("no queries", field="query", hint="use --query TEXT or --split NAME")
+            raise InputError("no queries", field="query",
+                             hint="use `query=TEXT` or `split=NAME`")
         return out[: self.limit] if self.limit else out
 
 
@@ -310,9 +312,9 @@ class SpicaEvaluateConfig:
     rating: RatingKind = "response"
     """Ratings that define norms and mismatch."""
     weights: str | None = None
-    """Weights JSON (default: fit on --dev-split)."""
+    """Weights JSON (default: fit on the dev split)."""
     dev_split: str = "dev"
-    """Split to fit on when no --weights."""
+    """Split to fit on when no weights are given."""
     test_split: str = "test"
     """Held-out split with ratings."""
     groups: Names | None = None
@@ -444,7 +446,7 @@ def run_spica_generate(config: SpicaGenerateConfig) -> SpicaGenerateResult:
     path = Path(config.out)
     if config.what == "classes":
         if not config.prompts:
-            raise InputError("generate classes needs --prompts FILE", field="prompts")
+            raise InputError("generate classes needs `prompts=FILE`", field="prompts")
         meta = BankMeta("generated", tuple(ResponseClass(c, d) for c, d in DEFAULT_CLASSES))
         bank, report = grow_bank(meta, read_prompts(config.prompts), factory, model, cache,
                                  config.per_class)

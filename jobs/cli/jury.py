@@ -29,20 +29,22 @@ from pluralign.jobs.cli.flags import add_config_flags, config_from_args
 from pluralign.jobs.jury import JuryJobConfig, check_jury, run_jury
 from pluralign.jobs.runtime import progress
 
+RENAME = {"alphas": "--alpha"}
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("jury", help="per-group accuracy, utility and welfare of a jury",
                        description=__doc__)
     add_scorer_args(p, "a scorer that needs no model, as for sweep (default: ridge)",
                     cached=True)
-    add_config_flags(p, JuryJobConfig, rename={"alphas": "--alpha"},
+    add_config_flags(p, JuryJobConfig, rename=RENAME,
                      negative={"selection": "--no-selection"}, required=("groups", "out"))
     add_llm_scorer_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(JuryJobConfig, args)
+    config = config_from_args(JuryJobConfig, args, RENAME)
     check_jury(config)  # before any work: neither --out nor the settings may fail late
     bench, _ = load_splits(args, need_train=False)
     check_jury(config, bench)  # nor the group file: it is checked before anything is scored
@@ -85,14 +87,15 @@ def print_groups(bench: Benchmark, ident: str, result: JuryResult) -> None:
     head += "".join(f"{'w(a=' + m[9:] + ')':>10}" for m in welfare_cols) + f"{'>tau':>8}"
     print(head)
     for g, row in enumerate(result.rows()):
-        ci = f"{_f(row['utility'])} [{_f(row['utility_lo'])}, {_f(row['utility_hi'])}]"
+        ci = (f"{_f(row['closeness'])} [{_f(row['closeness_lo'])}, "
+              f"{_f(row['closeness_hi'])}]")
         line = (f"{row['group']:<14}{row['n_jurors']:>7,}{row['n_excluded']:>6}"
                 f"{_f(row['accuracy'], 1):>10}  {ci:<26}")
         line += "".join(f"{_f(row[m]):>10}" for m in welfare_cols)
         print(line + f"{_f(row['threshold']):>8}")
         if g == len(result.names) - 2:
             print("-" * len(head))
-    for metric, gap in result.gaps().items():
+    for metric, gap in result.gaps().items():  # "utility": the closeness's former name
         if metric in ("accuracy", "utility", *welfare_cols[-1:]):
             print(f"gap {metric}: {gap['gap']:.3f} (best {gap['best']}, worst {gap['worst']})")
 

@@ -20,12 +20,10 @@ from typing import TextIO
 from pluralign.engine.spica.retrieval import Weights
 from pluralign.jobs.cli.flags import add_config_flags, config_from_args, field_docs
 from pluralign.jobs.spica import (
-    SpicaBankSource,
     SpicaEvaluateConfig,
     SpicaFitConfig,
     SpicaGenerateConfig,
     SpicaPromptConfig,
-    SpicaQueries,
     SpicaRetrieveConfig,
     SpicaSynthConfig,
     run_spica_evaluate,
@@ -36,10 +34,9 @@ from pluralign.jobs.spica import (
     run_spica_synth,
 )
 
-NESTED = ("source", "queries")
-"""Fields of the verbs' configs that are configs of their own (the bank, the queries)."""
-RETRIEVAL = ("similarity", "rating")
-QUERY_RENAME = {"texts": "--query"}
+BANK_FILES = ("spica_annotations", "spica_scenarios")
+"""The authors' layout files: several after one flag."""
+SYNTH_RENAME = {"n_train": "--train", "n_dev": "--dev", "n_test": "--test"}
 Cell = str | int | float
 
 
@@ -49,61 +46,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     verbs = p.add_subparsers(dest="spica_verb", metavar="VERB", required=True)
 
     s = verbs.add_parser("synth", help="write a synthetic bank with planted group norms")
-    add_config_flags(s, SpicaSynthConfig, required=("out",),
-                     rename={"n_train": "--train", "n_dev": "--dev", "n_test": "--test"})
+    add_config_flags(s, SpicaSynthConfig, rename=SYNTH_RENAME, required=("out",))
     s.set_defaults(func=run_synth)
 
     f = verbs.add_parser("fit", help="fit per-group weights on the dev split")
-    _bank_flags(f)
-    add_config_flags(f, SpicaFitConfig, skip=NESTED, required=("out",))
+    add_config_flags(f, SpicaFitConfig, nargs=BANK_FILES, required=("out",))
     f.set_defaults(func=run_fit)
 
     r = verbs.add_parser("retrieve", help="top-k bank scenarios for queries, SPICA and baseline")
-    _bank_flags(r)
-    add_config_flags(r, SpicaQueries, rename=QUERY_RENAME)
-    add_config_flags(r, SpicaRetrieveConfig, skip=NESTED, required=("group",))
+    add_config_flags(r, SpicaRetrieveConfig, nargs=BANK_FILES, required=("group",))
     r.set_defaults(func=run_retrieve)
 
     q = verbs.add_parser("prompt", help="print the alignment prompt of a query for a group")
-    _bank_flags(q)
-    add_config_flags(q, SpicaQueries, rename=QUERY_RENAME)
-    add_config_flags(q, SpicaPromptConfig, skip=NESTED, required=("group",))
+    add_config_flags(q, SpicaPromptConfig, nargs=BANK_FILES, required=("group",))
     q.set_defaults(func=run_prompt)
 
     e = verbs.add_parser("evaluate", help="retrieval error per group: SPICA vs similarity")
-    _bank_flags(e)
-    add_config_flags(e, SpicaEvaluateConfig, skip=NESTED)
+    add_config_flags(e, SpicaEvaluateConfig, nargs=BANK_FILES)
     e.set_defaults(func=run_evaluate)
 
     g = verbs.add_parser("generate", help="generate class responses or aligned outputs")
     g.add_argument("what", choices=("classes", "aligned"),
                    help=field_docs(SpicaGenerateConfig)["what"])
-    _bank_flags(g)
-    add_config_flags(g, SpicaGenerateConfig, only=("prompts",))
-    add_config_flags(g, SpicaQueries, rename=QUERY_RENAME)
-    add_config_flags(g, SpicaGenerateConfig, skip=(*NESTED, "what"),
+    add_config_flags(g, SpicaGenerateConfig, skip=("what",), nargs=BANK_FILES,
                      required=("model", "out"))
     g.set_defaults(func=run_generate)
-
-
-def _bank_flags(p: argparse.ArgumentParser) -> None:
-    """The bank flags of :class:`SpicaBankSource`; the authors' files take several values."""
-    docs = field_docs(SpicaBankSource)
-    add_config_flags(p, SpicaBankSource, only=("bank",))
-    p.add_argument("--spica-annotations", nargs="+", default=None, metavar="[SPLIT=]FILE",
-                   help=docs["spica_annotations"])
-    p.add_argument("--spica-scenarios", nargs="+", default=None, metavar="FILE",
-                   help=docs["spica_scenarios"])
-    add_config_flags(p, SpicaBankSource, only=("train_split",))
-
-
-def _nested(args: argparse.Namespace) -> dict[str, SpicaBankSource | SpicaQueries]:
-    """The bank (and the queries, where the verb takes them) the flags describe."""
-    out: dict[str, SpicaBankSource | SpicaQueries] = {
-        "source": config_from_args(SpicaBankSource, args)}
-    if hasattr(args, "texts"):
-        out["queries"] = config_from_args(SpicaQueries, args)
-    return out
 
 
 # -- tables -------------------------------------------------------------------------------
@@ -132,7 +99,7 @@ def _weight_rows(weights: dict[str, Weights]) -> list[list[Cell]]:
 
 # -- verbs --------------------------------------------------------------------------------
 def run_synth(args: argparse.Namespace) -> int:
-    config = config_from_args(SpicaSynthConfig, args)
+    config = config_from_args(SpicaSynthConfig, args, SYNTH_RENAME)
     bank = run_spica_synth(config).bank
     print(f"wrote {bank.n_scenarios} scenarios ({', '.join(bank.splits)}), groups "
           f"{', '.join(bank.groups)} to {config.out}")
@@ -140,13 +107,13 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    result = run_spica_fit(config_from_args(SpicaFitConfig, args, **_nested(args)))
+    result = run_spica_fit(config_from_args(SpicaFitConfig, args))
     print_table(["group", "w_d", "w_s", "w_c", "c", "pairs", "r2"], _weight_rows(result.weights))
     return 0
 
 
 def run_retrieve(args: argparse.Namespace) -> int:
-    result = run_spica_retrieve(config_from_args(SpicaRetrieveConfig, args, **_nested(args)))
+    result = run_spica_retrieve(config_from_args(SpicaRetrieveConfig, args))
     rows: list[list[Cell]] = []
     for qi, (qid, _) in enumerate(result.queries):
         for rank, sid in enumerate(result.baseline[qi]):
@@ -160,7 +127,7 @@ def run_retrieve(args: argparse.Namespace) -> int:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    result = run_spica_prompt(config_from_args(SpicaPromptConfig, args, **_nested(args)))
+    result = run_spica_prompt(config_from_args(SpicaPromptConfig, args))
     for qid, setup, p in result.prompts:
         print(f"===== query {qid} | group {result.group} | setup {setup} =====")
         for m in p.messages:
@@ -169,7 +136,7 @@ def run_prompt(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    config = config_from_args(SpicaEvaluateConfig, args, **_nested(args))
+    config = config_from_args(SpicaEvaluateConfig, args)
     result = run_spica_evaluate(config)
     rows: list[list[Cell]] = [
         [e.group, e.n_queries, str(e.baseline), str(e.spica), str(e.gain), e.weights.w_d,
@@ -180,7 +147,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    config = config_from_args(SpicaGenerateConfig, args, **_nested(args))
+    config = config_from_args(SpicaGenerateConfig, args)
     result = run_spica_generate(config)
     if result.outputs is not None:
         per: dict[tuple[str, str], list[int]] = {}
