@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,30 +10,11 @@ import pytest
 from pluralign.actors.backends.api_client import APIClientConfig
 from pluralign.actors.pool import BackendPool, api_client_actors
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult, Message
-from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV
+from tests.fake_openai import FAKE_KEY_ENV
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
-    # Actors read the key from the environment they inherit, as on a real node.
-    previous = os.environ.get(FAKE_KEY_ENV)
-    os.environ[FAKE_KEY_ENV] = FAKE_KEY
-    tmp = tempfile.mkdtemp(prefix="plr", dir="/tmp")
-    ray.init(num_cpus=2, object_store_memory=100 * 1024**2, _temp_dir=tmp,
-             include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if previous is None:
-            os.environ.pop(FAKE_KEY_ENV, None)
-        else:
-            os.environ[FAKE_KEY_ENV] = previous
+# `ray_local` (tests/conftest.py): a loopback runtime for this module, the planted key in the
+# environment its actors inherit.
 
 
 def batches(k: int, size: int) -> list[list[GenerationRequest]]:

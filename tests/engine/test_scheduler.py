@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -411,30 +410,8 @@ def _api_config(args: Any) -> Any:
 # ---------------------------------------------------------------- a dead actor (Ray)
 
 
-@pytest.fixture(scope="module")
-def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    ray = pytest.importorskip("ray")
-    temp = Path("/tmp") / f"plr{os.getpid()}"
-    temp.mkdir(exist_ok=True)
-    # Ray 2.60 turns token auth on for new local clusters unless told otherwise (and writes a
-    # token under ~/.ray); a loopback test cluster says so explicitly.
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    # Actors read the key from the environment their node started with (never runtime_env).
-    os.environ[FAKE_KEY_ENV] = FAKE_KEY
-    ray.init(num_cpus=2, object_store_memory=100_000_000, _temp_dir=str(temp),
-             include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        os.environ.pop(FAKE_KEY_ENV, None)
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
-        shutil.rmtree(temp, ignore_errors=True)
+# `ray_local` (tests/conftest.py): a loopback runtime for this module, the planted key in the
+# environment its actors inherit.
 
 
 @pytest.mark.ray

@@ -3,11 +3,8 @@ query service deployed on Ray Serve (2 replicas) answers as the engine does, wit
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +22,7 @@ from tests.jobs.http_json import call_json
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 BENCH = "synthetic:S=30,R=2-4,A=4,L=5,seed=8"
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
-    tmp = tempfile.mkdtemp(prefix="plh4", dir="/tmp")
-    from pluralign.jobs.llm_scoring import init_local_ray
-
-    # Loopback only, as every runtime pluralign starts for itself.
-    init_local_ray(num_cpus=2, object_store_memory=100 * 1024**2, _temp_dir=tmp,
-                   runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}})
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+# `ray_local` (tests/conftest.py): a loopback runtime for this module, shut down after it.
 
 
 def test_sharded_equals_local_bit_for_bit(ray_local: Any) -> None:
