@@ -87,12 +87,13 @@ def test_every_documented_ray_command_sets_ray_auth_mode() -> None:
 
 
 @pytest.fixture
-def ray_head(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """`ray start --head` on free ports with auth disabled explicitly; stopped afterwards."""
+def ray_head(ray_tmp: Path) -> Iterator[dict[str, Any]]:
+    """`ray start --head` on free ports with auth disabled explicitly, its files in ``ray_tmp``
+    (tests/conftest.py); stopped afterwards."""
     if shutil.which("ray") is None:
         pytest.skip("ray CLI not installed")
     gcs, dash, client, agent, agent_grpc, metrics, node, obj, rte = free_ports(9)
-    temp = Path("/tmp") / f"plj{os.getpid()}"
+    temp = ray_tmp
     # Loopback only, as docs/cluster.md's local recipe (auth disabled needs it: the job's
     # driver refuses an unauthenticated cluster at a network address).
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", FAKE_KEY_ENV: FAKE_KEY,
@@ -115,7 +116,6 @@ def ray_head(tmp_path: Path) -> Iterator[dict[str, Any]]:
                "address": f"127.0.0.1:{gcs}"}
     finally:
         stop_head(temp, gcs)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def stop_head(temp: Path, gcs_port: int) -> None:
@@ -124,12 +124,14 @@ def stop_head(temp: Path, gcs_port: int) -> None:
     would kill every Ray process on the machine, other people's too.)"""
     psutil = pytest.importorskip("psutil")
     gcs = re.compile(rf":{gcs_port}(\D|$)")
+    # The folder itself, not a longer name it begins (another run's .../ray1 in .../ray12).
+    folder = re.compile(rf"{re.escape(str(temp))}(?![\w.-])")
     ours = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             cmd = proc.info["cmdline"] or []
             if any("ray" in part for part in cmd) and any(
-                str(temp) in part or gcs.search(part) for part in cmd
+                folder.search(part) or gcs.search(part) for part in cmd
             ):
                 ours.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -276,11 +277,13 @@ def _ray_processes(ray_tmp: str) -> set[int]:
     names its session folder on its command line)."""
     import psutil
 
+    # The folder itself, not a longer name it begins (another run's plr-123 in plr-1234).
+    folder = re.compile(rf"{re.escape(ray_tmp)}(?![\w.-])")
     found = set()
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
             if (p.info["status"] != psutil.STATUS_ZOMBIE
-                    and any(ray_tmp in arg for arg in p.info["cmdline"] or ())):
+                    and any(folder.search(arg) for arg in p.info["cmdline"] or ())):
                 found.add(p.info["pid"])
         except psutil.Error:
             continue
