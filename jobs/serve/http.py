@@ -14,11 +14,18 @@ import ipaddress
 import json
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pluralign.engine.errors import PluralignError
-from pluralign.jobs.serve.query import QueryService, status_of
+from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
+
+if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server starts
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
 TOKEN_ENV = "PLURALIGN_SERVE_TOKEN"
 
@@ -32,8 +39,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_token(token_file: str | None) -> str | None:
-    """The bearer token: from ``token_file`` when given, else ``$PLURALIGN_SERVE_TOKEN``."""
+def load_token(token_file: str | None, *, env: str = TOKEN_ENV) -> str | None:
+    """The bearer token: from ``token_file`` when given, else the environment variable
+    ``env`` (``$PLURALIGN_SERVE_TOKEN``)."""
     if token_file:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
@@ -43,23 +51,23 @@ def load_token(token_file: str | None) -> str | None:
         if not token:
             raise PluralignError(f"{token_file}: the token file is empty")
         return token
-    return os.environ.get(TOKEN_ENV) or None
+    return os.environ.get(env) or None
 
 
-def check_bind(host: str, token: str | None) -> None:
+def check_bind(host: str, token: str | None, *, env: str = TOKEN_ENV) -> None:
     """Refuse to listen beyond loopback without a token."""
     if not is_loopback(host) and not token:
         raise PluralignError(
             f"refusing to serve on {host} (beyond loopback) without a bearer token: set "
-            f"{TOKEN_ENV} or pass --token-file")
+            f"{env} or pass `token_file`")
 
 
-def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"error": message}
+def _error(status: int, message: str) -> tuple[int, ErrorAnswer]:
+    return status, ErrorAnswer(error=message)
 
 
 def handle(service: QueryService, token: str | None, method: str, path: str,
-           authorization: str | None, body: bytes | None) -> tuple[int, dict[str, Any]]:
+           authorization: str | None, body: bytes | None) -> tuple[int, Answer]:
     """(status, JSON object) for one request; never raises."""
     path = path.rstrip("/") or "/"
     if path == "/healthz" and method == "GET":
@@ -81,7 +89,7 @@ def handle(service: QueryService, token: str | None, method: str, path: str,
         if body is None or len(body) > service.limits.max_body:
             return _error(413, f"request body over {service.limits.max_body} bytes")
         try:
-            parsed = json.loads(body.decode("utf-8"))
+            parsed: object = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             return _error(400, f"body: not JSON ({e})")
         except RecursionError:
@@ -95,12 +103,13 @@ def handle(service: QueryService, token: str | None, method: str, path: str,
         return _error(500, f"internal error ({type(e).__name__})")
 
 
-async def read_body(request: Any, limit: int) -> bytes | None:
+async def read_body(request: Request, limit: int) -> bytes | None:
     """The body of a starlette request, or None once it grows past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
@@ -109,9 +118,9 @@ async def read_body(request: Any, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def respond(service: QueryService, token: str | None, request: Any) -> Any:
+async def respond(service: QueryService, token: str | None, request: Request) -> JSONResponse:
     """A starlette response to a starlette request (shared by uvicorn and Ray Serve)."""
-    import anyio
+    import anyio.to_thread
     from starlette.responses import JSONResponse
 
     body = None
@@ -123,25 +132,46 @@ async def respond(service: QueryService, token: str | None, request: Any) -> Any
     return JSONResponse(obj, status_code=status)
 
 
-def make_app(service: QueryService, token: str | None) -> Any:
+def make_app(service: QueryService, token: str | None) -> Starlette:
     """The ASGI application for a local server."""
     from starlette.applications import Starlette
     from starlette.routing import Route
 
-    async def endpoint(request: Any) -> Any:
+    async def endpoint(request: Request) -> JSONResponse:
         return await respond(service, token, request)
 
     methods = ["GET", "POST", "PUT", "DELETE"]
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
 
 
-def serve_local(service: QueryService, token: str | None, host: str, port: int) -> None:
-    """Run the service in this process until interrupted."""
+def serve_local(service: QueryService, token: str | None, host: str, port: int, *,
+                stop: threading.Event | None = None,
+                on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve in this process until ``stop`` is set (or a KeyboardInterrupt reaches the calling
+    thread); ``on_ready`` gets the URL once the server listens. The server runs in a thread of
+    its own, so neither uvicorn nor asyncio installs signal handlers; a server that cannot
+    start (the port taken) raises :class:`PluralignError`."""
     import uvicorn
 
     check_bind(host, token)
-    print(f"pluralign serve: http://{host}:{port} (cache {service.cache.root}, "
+    stop = stop or threading.Event()
+    url = f"http://{host}:{port}"
+    print(f"pluralign serve: {url} (cache {service.cache.root}, "
           f"{'token required' if token else 'no token: loopback only'})",
           file=sys.stderr, flush=True)
-    uvicorn.run(make_app(service, token), host=host, port=port, log_level="warning",
-                access_log=False)
+    server = uvicorn.Server(uvicorn.Config(make_app(service, token), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="pluralign-serve", daemon=True)
+    thread.start()
+    try:
+        while not server.started and not stop.is_set():
+            if not thread.is_alive():
+                raise PluralignError(f"cannot serve on {host}:{port} (see the error above)")
+            stop.wait(0.05)
+        if server.started and on_ready is not None:
+            on_ready(url)
+        while thread.is_alive() and not stop.wait(0.5):
+            pass
+    finally:
+        server.should_exit = True
+        thread.join()

@@ -3,7 +3,7 @@ serve`` (locally and as a Ray Serve deployment), with no HTTP in it.
 
 A query names a benchmark, a scorer (by name and options, as ``pluralign align`` takes them,
 or by its exact identity) and targets (inline objects or the set names ``all``, ``sampled``,
-``high``, ``low``); the answer is computed by the same functions ``pluralign align`` calls
+``high``, ``low``, ``random-sampled``; never files); the answer is computed by the same functions ``pluralign align`` calls
 (:func:`resolve_target_sets`, :meth:`ScoreCache.predictions`, :func:`realign`,
 :func:`chosen_responses`). Benchmarks, scorer identities, predictions and label indexes are
 kept in bounded LRU maps; predictions are keyed by the cache's part listing, so a part a sweep
@@ -12,7 +12,6 @@ adds is picked up by the next query without a restart.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import threading
@@ -20,24 +19,37 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 
-from pluralign.engine.errors import InputError, PluralignError
+from pluralign.engine.align.realign import (
+    LabelIndex,
+    chosen_responses,
+    parse_memory_budget,
+    realign,
+)
+from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.target_sets import TARGET_SET_NAMES, resolve_target_sets
+from pluralign.engine.data.targets import TargetSet
+from pluralign.engine.errors import InputError, NotCached, TooLarge
+from pluralign.engine.scorers import get_scorer
+from pluralign.engine.store.cache import ScoreCache, summarize
 from pluralign.engine.store.hashing import Hasher
+from pluralign.jobs.align import scorer_options
+from pluralign.jobs.runtime import load_splits
 
-SET_NAMES = ("all", "sampled", "high", "low")
+__all__ = ["LRU", "AlignAnswer", "Answer", "ErrorAnswer", "HealthAnswer", "Limits",
+           "NotCached", "Query", "QueryService", "ScorerRow", "ScorersAnswer", "TargetAnswer",
+           "TooLarge", "parse_query", "status_of"]
+
 _FIELDS = {"benchmark", "split", "limit", "scorer", "scorer_id", "seed", "value", "samples",
            "targets", "per_scenario", "weighted"}
 
-
-class TooLarge(PluralignError):
-    """A request beyond the service's size limits (HTTP 413)."""
-
-
-class NotCached(PluralignError):
-    """The cache holds no complete scores for the query (HTTP 404)."""
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 @dataclass(frozen=True)
@@ -49,20 +61,20 @@ class Limits:
     max_choice_cells: int = 2_000_000
 
 
-class LRU:
+class LRU(Generic[K, V]):
     """A small thread-safe LRU map with a compute-on-miss ``get``: at most ``size`` entries
     and, with ``weigh``, at most ``max_weight`` in total (the newest entry always stays)."""
 
-    def __init__(self, size: int, *, weigh: Callable[[Any], int] | None = None,
+    def __init__(self, size: int, *, weigh: Callable[[V], int] | None = None,
                  max_weight: int = 0) -> None:
         self.size = max(1, size)
-        self._d: OrderedDict[Hashable, Any] = OrderedDict()
-        self._w: dict[Hashable, int] = {}
+        self._d: OrderedDict[K, V] = OrderedDict()
+        self._w: dict[K, int] = {}
         self._weigh, self._max_weight = weigh, max_weight
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+    def get(self, key: K, make: Callable[[], V]) -> V:
         with self._lock:
             if key in self._d:
                 self._d.move_to_end(key)
@@ -83,17 +95,97 @@ class LRU:
         return len(self._d)
 
 
-def _field(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any
-           ) -> Any:
+# -- answers (JSON objects) -------------------------------------------------------------------
+class TargetAnswer(TypedDict):
+    """One target's answer: ``pluralign align``'s figures, the weighted scores when asked
+    (the default) and the chosen response per scenario with ``per_scenario``."""
+
+    set: str
+    target: dict[str, float]
+    accuracy: float | None
+    counted: int
+    correct: int
+    weighted_score: NotRequired[float | None]
+    weighted_score_sqrtk: NotRequired[float | None]
+    chosen: NotRequired[list[int]]
+
+
+class AlignAnswer(TypedDict):
+    """``POST /v1/align``."""
+
+    benchmark: str
+    scorer: str
+    scenarios: int
+    targets: list[TargetAnswer]
+    scenario_ids: NotRequired[list[str]]
+
+
+class ScorerRow(TypedDict):
+    """One (benchmark, scorer identity) the cache holds, as ``pluralign cache show`` says."""
+
+    benchmark: str
+    scorer: str
+    name: str
+    complete: int
+    failed: int
+    scenarios: int
+    attributes: list[str]
+    samples: int
+    settings: dict[str, Any] | None
+    """The decoded scorer settings stored with the parts (JSON as written)."""
+
+
+class ScorersAnswer(TypedDict):
+    """``GET /v1/scorers``."""
+
+    cache_parts: int
+    scorers: list[ScorerRow]
+
+
+class LRUSizes(TypedDict):
+    benchmarks: int
+    predictions: int
+    label_indexes: int
+
+
+class HealthAnswer(TypedDict):
+    """``GET /healthz``."""
+
+    status: str
+    cache: str
+    lru: LRUSizes
+
+
+class ErrorAnswer(TypedDict):
+    """Any error: one line."""
+
+    error: str
+
+
+Answer = AlignAnswer | ScorersAnswer | HealthAnswer | ErrorAnswer
+"""Every JSON object the service answers."""
+
+
+# -- the query ---------------------------------------------------------------------------------
+def _kind_error(name: str, names: str, value: object) -> InputError:
+    return InputError(f"must be {names}, got {type(value).__name__}", field=name)
+
+
+def _field(body: Mapping[str, object], name: str, kind: type[T], default: D) -> T | D:
+    """``body[name]`` when of type ``kind`` (a bool is never an int), ``default`` when absent."""
     value = body.get(name, default)
     if value is default:
-        return value
-    ok = isinstance(value, kind) and not (isinstance(value, bool) and bool not in
-                                          (kind if isinstance(kind, tuple) else (kind,)))
-    if not ok:
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise InputError(f"must be {names}, got {type(value).__name__}", field=name)
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _kind_error(name, kind.__name__, value)
     return value
+
+
+def _number(body: Mapping[str, object], name: str, default: float) -> float:
+    value = body.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _kind_error(name, "int or float", value)
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -112,7 +204,7 @@ class Query:
     weighted: bool
 
 
-def parse_query(body: Any, limits: Limits) -> Query:
+def parse_query(body: object, limits: Limits) -> Query:
     """A validated query, or :class:`InputError` naming the field (or :class:`TooLarge`)."""
     if not isinstance(body, dict):
         raise InputError("the request body must be a JSON object", field="body")
@@ -122,7 +214,7 @@ def parse_query(body: Any, limits: Limits) -> Query:
                          hint=f"known: {', '.join(sorted(_FIELDS))}")
     if "benchmark" not in body:
         raise InputError("missing", field="benchmark")
-    bench = _field(body, "benchmark", str, None)
+    bench = _field(body, "benchmark", str, "")
     if bench not in ("helpsteer2", "mic") and not bench.startswith("synthetic"):
         raise InputError(f"unknown benchmark {bench!r} (the service reads helpsteer2, mic or "
                          "synthetic[:...], never files)", field="benchmark")
@@ -136,13 +228,13 @@ def parse_query(body: Any, limits: Limits) -> Query:
     if ":" in scorer:
         raise InputError("scorers reading files (predictions:PATH) are not served; pass their "
                          "identity as scorer_id", field="scorer")
-    value = _field(body, "value", (int, float), 0.5)
-    if not math.isfinite(float(value)):
+    value = _number(body, "value", 0.5)
+    if not math.isfinite(value):
         raise InputError("must be finite", field="value")
-    raw = body.get("targets")
+    raw: object = body.get("targets")
     if raw is None:
         raise InputError("missing", field="targets")
-    items = raw if isinstance(raw, list) else [raw]
+    items: list[object] = list(raw) if isinstance(raw, list) else [raw]
     if not items:
         raise InputError("empty target list", field="targets")
     if len(items) > limits.max_targets:
@@ -151,21 +243,22 @@ def parse_query(body: Any, limits: Limits) -> Query:
     for i, t in enumerate(items):
         if isinstance(t, dict):
             specs.append(json.dumps(t))
-        elif isinstance(t, str) and t in SET_NAMES:
+        elif isinstance(t, str) and t in TARGET_SET_NAMES:
             specs.append(t)
         else:
             raise InputError(f"a target is an object of attribute values or one of "
-                             f"{', '.join(SET_NAMES)}; got {str(t)[:40]!r}",
+                             f"{', '.join(TARGET_SET_NAMES)}; got {str(t)[:40]!r}",
                              field=f"targets[{i}]")
     return Query(bench, _field(body, "split", str, "eval"), limit, scorer,
                  _field(body, "scorer_id", str, None), _field(body, "seed", int, 0),
-                 float(value), samples, tuple(specs),
-                 bool(_field(body, "per_scenario", bool, False)),
-                 bool(_field(body, "weighted", bool, True)))
+                 value, samples, tuple(specs),
+                 _field(body, "per_scenario", bool, False),
+                 _field(body, "weighted", bool, True))
 
 
-def _index_bytes(index: Any) -> int:
-    held = [index.masks, getattr(index, "l1", None), getattr(index, "l2", None), index.units]
+def _index_bytes(index: LabelIndex) -> int:
+    held: list[np.ndarray | None] = [index.masks, getattr(index, "l1", None),
+                                     getattr(index, "l2", None), index.units]
     return int(sum(a.nbytes for a in held if a is not None))
 
 
@@ -177,47 +270,39 @@ class QueryService:
     """Answers queries from one cache folder; safe to call from several threads."""
 
     def __init__(self, cache: str | Path, data: str | None = None, *, lru: int = 16,
-                 limits: Limits | None = None, memory_budget: int | None = None) -> None:
-        from pluralign.engine.align.realign import parse_memory_budget
-        from pluralign.engine.store.cache import ScoreCache
-
+                 limits: Limits | None = None, memory_budget: int | str | None = None) -> None:
         self.cache = ScoreCache(cache)
         self.data = data
         self.limits = limits or Limits()
         self.memory_budget = parse_memory_budget(memory_budget)
-        self._benches = LRU(lru)
-        self._idents = LRU(4 * lru)
-        self._preds = LRU(lru)
-        self._targets = LRU(16 * lru)
+        self._benches: LRU[tuple[str, str, int | None, bool],
+                           tuple[Benchmark, Benchmark | None]] = LRU(lru)
+        self._idents: LRU[tuple[str, str, int | None, str, int, float], str] = LRU(4 * lru)
+        self._preds: LRU[tuple[str, str, int | None, int], np.ndarray] = LRU(lru)
+        self._targets: LRU[tuple[str, tuple[str, ...]], list[TargetSet]] = LRU(16 * lru)
         # Label indexes of one target weigh little, of all targets up to the budget: bounded
         # by entries and by bytes.
-        self._indexes = LRU(16 * lru, weigh=_index_bytes, max_weight=self.memory_budget)
+        self._indexes: LRU[tuple[str, str], LabelIndex] = LRU(
+            16 * lru, weigh=_index_bytes, max_weight=self.memory_budget)
 
     # -- pieces, each kept in an LRU ------------------------------------------------------
-    def _args(self, q: Query) -> argparse.Namespace:
-        return argparse.Namespace(benchmark=q.benchmark, split=q.split, limit=q.limit,
-                                  data=self.data, scorer=q.scorer, scorer_id=q.scorer_id,
-                                  seed=q.seed, value=q.value, train_split="train")
-
-    def _splits(self, q: Query, need_train: bool) -> tuple[Any, Any]:
-        from pluralign.jobs.common import load_splits
-
+    def _splits(self, q: Query, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
         key = (q.benchmark, q.split, q.limit, need_train)
-        return self._benches.get(key, lambda: load_splits(self._args(q), need_train))  # type: ignore[no-any-return]
+        return self._benches.get(key, lambda: load_splits(
+            q.benchmark, q.split, self.data, limit=q.limit,
+            train_split="train" if need_train else None))
 
-    def identity(self, q: Query) -> tuple[Any, str]:
+    def identity(self, q: Query) -> tuple[Benchmark, str]:
         """(benchmark, scorer identity) as ``pluralign align`` computes them."""
-        from pluralign.jobs.common import make_scorer
-
         if q.scorer_id:
             bench, _ = self._splits(q, False)
             return bench, q.scorer_id
-        scorer = make_scorer(self._args(q))
+        scorer = get_scorer(q.scorer, **scorer_options(q.scorer, seed=q.seed, value=q.value))
         bench, train = self._splits(q, bool(scorer.needs_train))
         key = (q.benchmark, q.split, q.limit, q.scorer, q.seed, q.value)
         return bench, self._idents.get(key, lambda: str(scorer.identity(bench, train)))
 
-    def predictions(self, bench: Any, ident: str, samples: int | None) -> np.ndarray:
+    def predictions(self, bench: Benchmark, ident: str, samples: int | None) -> np.ndarray:
         listing = tuple(p.name for p in self.cache.parts())  # a new part: a new key
         key = (bench.identity, ident, samples, hash(listing))
 
@@ -230,27 +315,22 @@ class QueryService:
                                 "responses missing); run pluralign sweep first")
             return preds
 
-        return self._preds.get(key, load)  # type: ignore[no-any-return]
+        return self._preds.get(key, load)
 
-    def target_sets(self, bench: Any, specs: tuple[str, ...]) -> list[Any]:
-        from pluralign.jobs.common import resolve_target_sets
-
+    def target_sets(self, bench: Benchmark, specs: tuple[str, ...]) -> list[TargetSet]:
         key = (bench.identity, specs)
-        return self._targets.get(key, lambda: resolve_target_sets(list(specs), bench, self.data))  # type: ignore[no-any-return]
+        return self._targets.get(key, lambda: resolve_target_sets(list(specs), bench,
+                                                                  self.data))
 
-    def index(self, bench: Any, ts: Any) -> Any:
-        from pluralign.engine.align.realign import LabelIndex
-
+    def index(self, bench: Benchmark, ts: TargetSet) -> LabelIndex:
         h = Hasher().array(ts.values).hexdigest()
         return self._indexes.get(
             (bench.content_hash, h),
             lambda: LabelIndex(bench, ts, memory_budget=self.memory_budget))
 
     # -- the query -------------------------------------------------------------------------
-    def align(self, body: Any) -> dict[str, Any]:
+    def align(self, body: object) -> AlignAnswer:
         """The answer to one query (a JSON-ready dict)."""
-        from pluralign.engine.align.realign import chosen_responses, realign
-
         q = parse_query(body, self.limits)
         bench, ident = self.identity(q)
         sets = self.target_sets(bench, q.targets)
@@ -262,7 +342,7 @@ class QueryService:
             raise TooLarge(f"per-scenario output of {n_targets} targets x {bench.n_scenarios} "
                            f"scenarios exceeds {self.limits.max_choice_cells} cells")
         preds = self.predictions(bench, ident, q.samples)
-        out: list[dict[str, Any]] = []
+        out: list[TargetAnswer] = []
         for ts in sets:
             index = self.index(bench, ts)
             res = realign(bench, preds, ts, weighted=q.weighted, index=index)
@@ -270,38 +350,36 @@ class QueryService:
             texts = ts.json_all()
             acc = res.accuracy
             for t in range(len(ts)):
-                row: dict[str, Any] = {"set": ts.name, "target": json.loads(texts[t]),
-                                       "accuracy": _finite(float(acc[t])),
-                                       "counted": int(res.counted[t]),
-                                       "correct": int(res.correct[t])}
+                row = TargetAnswer(set=ts.name, target=json.loads(texts[t]),
+                                   accuracy=_finite(float(acc[t])),
+                                   counted=int(res.counted[t]), correct=int(res.correct[t]))
                 if res.weighted is not None and res.weighted_sqrtk is not None:
                     row["weighted_score"] = _finite(float(res.weighted[t]))
                     row["weighted_score_sqrtk"] = _finite(float(res.weighted_sqrtk[t]))
                 if chosen is not None:
                     row["chosen"] = chosen[:, t].tolist()
                 out.append(row)
-        answer: dict[str, Any] = {"benchmark": bench.identity, "scorer": ident,
-                                  "scenarios": bench.n_scenarios, "targets": out}
+        answer = AlignAnswer(benchmark=bench.identity, scorer=ident,
+                             scenarios=bench.n_scenarios, targets=out)
         if q.per_scenario:
             answer["scenario_ids"] = [s.id for s in bench.scenarios]
         return answer
 
-    def scorers(self) -> dict[str, Any]:
+    def scorers(self) -> ScorersAnswer:
         """What the cache holds, per benchmark and scorer identity, decoded (the same summary
         as ``pluralign cache show``): complete/failed items, scenarios, samples, settings."""
-        from pluralign.engine.store.cache import summarize
-
         rows = summarize(self.cache.root) if self.cache.root.is_dir() else []
-        return {"cache_parts": len(self.cache.parts()), "scorers": [
-            {"benchmark": r.benchmark, "scorer": r.scorer, "name": r.scorer.split("#")[0],
-             "complete": r.complete, "failed": r.failed, "scenarios": r.scenarios,
-             "attributes": list(r.attributes), "samples": r.samples, "settings": r.settings}
-            for r in rows]}
+        return ScorersAnswer(cache_parts=len(self.cache.parts()), scorers=[
+            ScorerRow(benchmark=r.benchmark, scorer=r.scorer, name=r.scorer.split("#")[0],
+                      complete=r.complete, failed=r.failed, scenarios=r.scenarios,
+                      attributes=list(r.attributes), samples=r.samples, settings=r.settings)
+            for r in rows])
 
-    def health(self) -> dict[str, Any]:
-        return {"status": "ok", "cache": "readable" if self.cache.root.is_dir() else "empty",
-                "lru": {"benchmarks": len(self._benches), "predictions": len(self._preds),
-                        "label_indexes": len(self._indexes)}}
+    def health(self) -> HealthAnswer:
+        return HealthAnswer(status="ok", cache="readable" if self.cache.root.is_dir() else "empty",
+                            lru=LRUSizes(benchmarks=len(self._benches),
+                                         predictions=len(self._preds),
+                                         label_indexes=len(self._indexes)))
 
 
 def status_of(exc: BaseException) -> int:

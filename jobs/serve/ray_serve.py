@@ -13,17 +13,20 @@ with the same ``args`` (see docs/serve.md).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ray import serve
 
 from pluralign.jobs.serve.http import load_token, respond
 from pluralign.jobs.serve.query import Limits, QueryService
 
+if TYPE_CHECKING:
+    from ray.serve import Application
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
 
-@serve.deployment(name="pluralign-align", max_ongoing_requests=32,
-                  ray_actor_options={"num_cpus": 1})
-class AlignDeployment:
+
+class AlignReplica:
     """One replica: a query service over the cache, behind the shared request handler."""
 
     def __init__(self, cache: str, data: str | None, lru: int, limits: dict[str, int],
@@ -32,26 +35,32 @@ class AlignDeployment:
                                     memory_budget=memory_budget)
         self.token = token
 
-    async def __call__(self, request: Any) -> Any:
+    async def __call__(self, request: Request) -> JSONResponse:
         return await respond(self.service, self.token, request)
+
+
+AlignDeployment = serve.deployment(name="pluralign-align", max_ongoing_requests=32,
+                                   ray_actor_options={"num_cpus": 1})(AlignReplica)
+"""The deployment of :class:`AlignReplica`."""
 
 
 def build(cache: str, data: str | None = None, *, lru: int = 16, limits: Limits | None = None,
           memory_budget: int | None = None, token: str | None = None, replicas: int = 1,
-          autoscale: tuple[int, int] | None = None) -> Any:
+          autoscale: tuple[int, int] | None = None) -> Application:
     """The Serve application: ``replicas`` fixed, or autoscaled between (min, max)."""
     lim = limits or Limits()
-    options: dict[str, Any] = {"num_replicas": replicas}
+    deployment = AlignDeployment.options(num_replicas=replicas)
     if autoscale is not None:
         lo, hi = autoscale
-        options = {"num_replicas": "auto", "autoscaling_config": {
-            "min_replicas": lo, "max_replicas": hi, "target_ongoing_requests": 4}}
-    return AlignDeployment.options(**options).bind(  # type: ignore[attr-defined]
+        deployment = AlignDeployment.options(
+            num_replicas="auto", autoscaling_config={
+                "min_replicas": lo, "max_replicas": hi, "target_ongoing_requests": 4})
+    return deployment.bind(
         cache, data, lru, {"max_body": lim.max_body, "max_targets": lim.max_targets,
                            "max_choice_cells": lim.max_choice_cells}, memory_budget, token)
 
 
-def app_builder(args: dict[str, str]) -> Any:
+def app_builder(args: dict[str, str]) -> Application:
     """Entry point for ``serve run``/``serve deploy``: args cache, data, replicas,
     min_replicas/max_replicas, lru, token_file (the token also from the environment)."""
     auto = None
