@@ -223,3 +223,185 @@ def test_lru_bounds_entries_and_bytes() -> None:
     lru.get("big", lambda: "x" * 9)  # 9 + the rest > 10: older entries go, the newest stays
     assert len(lru) == 1 and lru.get("big", lambda: "other") == "x" * 9
     assert lru.hits == 1
+
+
+# -- the jobs behind the commands: typed configs, a stop event, no signal handlers -------------
+ALIGN_BODY = {"benchmark": BENCH, "scorer": "random", "seed": 1, "targets": [{"a0": 1}]}
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if call_json(url + "/healthz", timeout=5)[0] == 200:
+                return
+        except (OSError, ValueError):  # not listening yet, or Ray's proxy not yet routing
+            pass
+        time.sleep(0.2)
+    err = proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+    raise AssertionError(f"no answer from {url}: {proc.poll()=} {err[-2000:]}")
+
+
+def test_serve_job_stops_on_its_event_and_leaves_signal_handlers_alone(cache_dir: Path) -> None:
+    import signal
+
+    from pluralign.jobs.serve.job import ServeConfig, serve
+
+    watched = (signal.SIGINT, signal.SIGTERM)
+    before = {s: signal.getsignal(s) for s in watched}
+    stop = threading.Event()
+    seen: dict[str, Any] = {}
+    guard = threading.Timer(60, stop.set)  # never hang the suite
+
+    def ask(url: str) -> None:
+        try:
+            seen["answer"] = call_json(url + "/v1/align", ALIGN_BODY)
+        finally:
+            stop.set()
+
+    def ready(url: str) -> None:
+        seen["url"] = url
+        seen["during"] = {s: signal.getsignal(s) for s in watched}
+        threading.Thread(target=ask, args=(url,), daemon=True).start()
+
+    guard.start()
+    try:
+        serve(ServeConfig(cache=str(cache_dir), port=_free_port(), lru=2), stop=stop,
+              on_ready=ready)
+    finally:
+        guard.cancel()
+    assert seen["during"] == before == {s: signal.getsignal(s) for s in watched}
+    status, out = seen["answer"]
+    assert status == 200 and out["targets"][0]["counted"] > 0
+
+
+def test_serve_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
+    import signal
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--cache",
+                             str(cache_dir), "--port", str(port)], stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc, 60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_serve_ray_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
+    """Ray's init replaces the SIGTERM handler; the job puts the command line's back, so a
+    SIGTERM still shuts Ray Serve and Ray down and exits 0."""
+    import os
+    import shutil
+    import signal
+    import tempfile
+
+    pytest.importorskip("ray.serve")
+    port = _free_port()
+    short = tempfile.mkdtemp(prefix="plsv", dir="/tmp")  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1",
+           "RAY_TMPDIR": short}
+    proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--ray", "--cache",
+                             str(cache_dir), "--port", str(port), "--autoscale", "1,1"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", proc, 240)
+        status, out = call_json(f"http://127.0.0.1:{port}/v1/align", ALIGN_BODY, timeout=60)
+        assert status == 200, out
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(short, ignore_errors=True)
+    assert proc.stderr is not None and "autoscaling 1,1" in proc.stderr.read()
+
+
+def test_serve_flags_are_the_config_fields() -> None:
+    from pluralign.jobs.cli import parse
+    from pluralign.jobs.cli.flags import config_from_args
+    from pluralign.jobs.serve.job import ServeConfig
+
+    assert config_from_args(ServeConfig, parse(["serve"])) == ServeConfig()
+    args = parse(["serve", "--host", "0.0.0.0", "--port", "1", "--token-file", "t", "--lru", "2",
+                  "--max-body", "3", "--max-targets", "4", "--memory-budget", "2G", "--ray",
+                  "--address", "auto", "--replicas", "5", "--autoscale", "1,3", "--cache", "c",
+                  "--data", "d"])
+    assert config_from_args(ServeConfig, args) == ServeConfig(
+        cache="c", data="d", host="0.0.0.0", port=1, token_file="t", lru=2, max_body=3,
+        max_targets=4, memory_budget=2 << 30, ray=True, address="auto", replicas=5,
+        autoscale="1,3")
+    with pytest.raises(SystemExit):
+        parse(["serve", "--memory-budget", "lots"])
+
+
+def test_serve_job_refuses_bad_settings_before_starting(tmp_path: Path) -> None:
+    from pluralign.engine.errors import InputError, PluralignError
+    from pluralign.jobs.serve.job import ServeConfig, autoscale_range, serve
+
+    assert autoscale_range((1, 3)) == autoscale_range("1,3") == (1, 3)
+    with pytest.raises(InputError, match="MIN <= MAX"):
+        serve(ServeConfig(cache=str(tmp_path), ray=True, autoscale=(3, 1)))
+    with pytest.raises(PluralignError, match="MY_TOKEN or pass `token_file`"):
+        serve(ServeConfig(cache=str(tmp_path), host="0.0.0.0", token_env="MY_TOKEN"))
+
+
+def test_align_job_equals_the_engine_and_the_command(cache_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from pluralign.jobs.align import AlignConfig, Alignment, SetAlignment, run_align
+    from pluralign.jobs.cli import main
+    from pluralign.jobs.configs import SplitConfig
+
+    bench = load_benchmark(BENCH, "eval")
+    preds = ScoreCache(cache_dir).predictions(bench, get_scorer("random", seed=1)
+                                              .identity(bench, None))
+    seen: list[str] = []
+
+    def on_set(so_far: Alignment, s: SetAlignment) -> None:
+        seen.append(s.targets.name)
+        assert so_far.sets[-1] is s
+
+    config = AlignConfig(splits=SplitConfig(benchmark=BENCH, cache=str(cache_dir)),
+                         scorer="random", seed=1, targets=("all",), target=('{"a0": 1}',),
+                         out=str(tmp_path / "api.json"))
+    got = run_align(config, on_set=on_set)
+    assert seen == ["all", "inline"]
+    res = realign(bench, preds, all_targets(bench.attributes, bench.levels), weighted=True)
+    assert [r["correct"] for r in got.sets[0].rows()] == res.correct.tolist()
+    assert got.sets[0].chosen is not None and got.sets[0].chosen.shape == (40, 125)
+    capsys.readouterr()
+    assert main(["align", "--benchmark", BENCH, "--scorer", "random", "--seed", "1", "--cache",
+                 str(cache_dir), "--targets", "all", "--target", '{"a0": 1}', "--out",
+                 str(tmp_path / "cli.json")]) == 0
+    api_out, cli_out = (json.loads((tmp_path / f).read_text()) for f in ("api.json", "cli.json"))
+    for d in (api_out, cli_out):
+        d.pop("manifest", None)
+    assert api_out == cli_out and api_out["targets"] == got.rows()
+    assert capsys.readouterr().out.count("accuracy") == 126
+
+
+def test_align_flags_are_the_config_fields() -> None:
+    from pluralign.jobs.align import AlignConfig
+    from pluralign.jobs.cli import parse
+    from pluralign.jobs.cli.align import config_of
+    from pluralign.jobs.configs import SplitConfig
+
+    assert config_of(parse(["align"])) == AlignConfig()
+    got = config_of(parse(["align", "--targets", "all", "high", "--target", "a0=1", "--target",
+                           "a1=0", "--memory-budget", "1M", "--shards", "2", "--out", "x.json",
+                           "--scorer", "constant", "--value", "0.25", "--limit", "3",
+                           "--cache", "c"]))
+    assert got == AlignConfig(targets=("all", "high"), target=("a0=1", "a1=0"),
+                              memory_budget=1 << 20, shards=2, out="x.json", scorer="constant",
+                              value=0.25, splits=SplitConfig(limit=3, cache="c"))
+    model = config_of(parse(["align", "--scorer", "regression", "--model", "m"]))
+    assert model.llm is not None and model.llm.model == "m" and model.reward is None
+    assert model.model_config() is model.llm
