@@ -259,6 +259,9 @@ def test_an_interrupt_keeps_the_answers_received_and_a_rerun_sends_the_rest(tmp_
 
 
 def test_ctrl_c_stops_sending_and_grow_bank_raises_after_storing(tmp_path):
+    """Inside a command (the command line wraps each in handled_by_command), the first Ctrl-C
+    stops sending and keeps the batch in flight."""
+    from pluralign.engine.run.signals import handled_by_command
     from pluralign.engine.spica.generate import GenerationInterrupted
 
     cache = GenerationCache(tmp_path / "c")
@@ -273,13 +276,33 @@ def test_ctrl_c_stops_sending_and_grow_bank_raises_after_storing(tmp_path):
     backend = CtrlC()
     cfg = replace(FAST, batch_size=3, max_in_flight=3)
     try:
-        with pytest.raises(GenerationInterrupted) as caught:
+        with pytest.raises(GenerationInterrupted) as caught, handled_by_command():
             grow_bank(META, PROMPTS, lambda: backend, "m", cache, config=cfg, log=None)
     except KeyboardInterrupt:  # GenerationInterrupted is one: only a plain one gets here
         pytest.fail("Ctrl-C was not turned into a clean stop")
     rep = caught.value.report
     assert len(backend.sent) == 3 and rep.not_sent == 30 - 3
     assert len(cache.load()) == 3  # the batch in flight was stored
+
+
+def test_a_library_call_leaves_ctrl_c_to_its_caller(tmp_path):
+    """Outside a command (a script or notebook using the library), nothing takes SIGINT over:
+    the caller gets its plain KeyboardInterrupt, and its own handler stays in place."""
+    from pluralign.engine.spica.generate import GenerationInterrupted
+
+    class CtrlC(FakeBackend):
+        async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+            if not self.sent:
+                os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.05)
+            return await super().generate(requests)
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        grow_bank(META, PROMPTS, lambda: CtrlC(), "m", GenerationCache(tmp_path / "c"),
+                  config=replace(FAST, batch_size=3, max_in_flight=3), log=None)
+    assert not isinstance(caught.value, GenerationInterrupted)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_batch_size_and_concurrency_set_the_schedulers_batching():
