@@ -165,6 +165,20 @@ def check_names(args: argparse.Namespace) -> None:
                                   "such as helpfulness=1,verbosity=0")
 
 
+def _flag_field(error: Exception, args: argparse.Namespace, aliases: dict[str, str]) -> str:
+    """The error's text, its ``field`` written as the flag when the field is an argument of
+    this command (not a field of an input file's record)."""
+    from pluralign.engine.errors import InputError
+
+    text = str(error)
+    field = getattr(error, "field", None)
+    if (isinstance(error, InputError) and field and error.record is None
+            and re.fullmatch(r"[a-z][a-z0-9_]*", field) and hasattr(args, field)):
+        flag = aliases.get(field, "--" + field.replace("_", "-"))
+        text = text.replace(f"field {field!r}", f"field {flag!r}", 1)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -186,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from pluralign.jobs.cli.args import CLI_ALIASES  # after parsing: --help stays light
 
-        print(f"error: {cli_text(str(e), CLI_ALIASES)}", file=sys.stderr)
+        print(f"error: {cli_text(_flag_field(e, args, CLI_ALIASES), CLI_ALIASES)}", file=sys.stderr)
         return 2
     except Exception as e:  # one clear line for anything unexpected, traceback on --debug
         if args.debug:
