@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import pluralign.engine.store.parts as parts_mod
 from pluralign.engine.data.synthetic import synthetic_benchmark
@@ -251,3 +252,35 @@ def test_the_cache_folder_may_follow_the_action(tmp_path: Path, capsys: Any) -> 
     assert main(["cache", "--cache", str(tmp_path / "empty"), "verify", "--cache",
                  str(tmp_path / "here")]) == 0
     assert "scores: " in capsys.readouterr().out
+
+
+def test_the_cache_jobs_return_what_the_command_prints(tmp_path: Path, capsys: Any) -> None:
+    from pluralign.jobs.cache_admin import gc_cache, list_cache, show_scorers, verify_cache
+
+    bench, recs = fill(tmp_path)
+    listing = list_cache(tmp_path)
+    assert main(["cache", "--cache", str(tmp_path), "ls", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == listing.rows()
+    assert listing.choices == listing.generations == []
+    assert listing.scores[0]["complete"] == len(recs) - 2
+    assert show_scorers(tmp_path, "judge")[0]["settings"]["model"] == "m"
+    assert show_scorers(tmp_path, benchmark=bench.identity)[0]["scorer"] == SCORER
+    [checked] = verify_cache(tmp_path)
+    assert (checked.store.name, checked.check.superseded, checked.check.bad) == ("scores", 3, [])
+    [done] = gc_cache(tmp_path, min_age=0)
+    assert (done.report.rows_before, done.report.rows_after) == (18, 15)
+
+
+@pytest.mark.xfail(reason="engine import loop: engine.store.choices -> engine.judges (package "
+                          "__init__) -> engine.judges.prompt_aligned -> engine.store.choices; "
+                          "a fresh process importing the choice store first fails",
+                   strict=False)
+def test_cache_ls_in_a_fresh_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    fill(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "pluralign", "cache", "--cache", str(tmp_path),
+                           "ls", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["scorer"] == SCORER
