@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from pluralign.jobs.cache_admin import gc_cache, list_cache, show_scorers, verify_cache
 
@@ -38,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common.add_argument("--cache", default=argparse.SUPPRESS, help=cache_help)
     sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
 
-    def action(name: str, **kw: Any) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], **kw)
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help)
         return parser
 
     ls = action("ls", help="each benchmark and scorer (or task and model): complete and "
