@@ -14,6 +14,7 @@ import pytest
 import pluralign.jobs.cli.jury
 from pluralign.engine.data.sources import load_benchmark
 from pluralign.engine.data.synthetic import noisy_predictions
+from pluralign.engine.errors import InputError
 from pluralign.engine.pluralism.juries import load_jury
 from pluralign.engine.pluralism.jury_eval import JuryConfig, evaluate_jury
 from pluralign.jobs.api import Scores
@@ -159,3 +160,34 @@ def test_bad_distribution_file_is_one_clear_line(tmp_path: Path, capsys: Any) ->
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert len(err) == 1 and "dist.json" in err[0] and "groups.G.probabilities" in err[0]
+
+
+def test_jury_job_is_what_the_command_writes(tmp_path: Path, capsys: Any,
+                                             stub_scores: Any) -> None:
+    """The typed job without the command line: the same figures as the command's files."""
+    from pluralign.jobs.jury import JuryJobConfig, check_jury, run_jury
+
+    groups = str(_groups(tmp_path))
+    assert main(["jury", "--benchmark", SYN, "--groups", groups, "--bootstrap", "50",
+                 "--no-selection", "--out", str(tmp_path / "cli")]) == 0
+    bench = load_benchmark(SYN, "eval", None)
+    config = JuryJobConfig(groups=groups, bootstrap=50, selection=False,
+                           out=str(tmp_path / "api"))
+    assert check_jury(config, bench).alphas == (0.0, 0.5, 1.0, 2.0, math.inf)
+    result = run_jury(config, Scores(bench, noisy_predictions(bench, 0.2, 0), "stub"))
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert result.evaluation.rows() == summary["groups"] and result.selection is None
+    assert result.out == tmp_path / "api" and (result.out / "jurors.parquet").is_file()
+    with pytest.raises(InputError, match="alpha"):
+        check_jury(JuryJobConfig(groups=groups, alphas=(1.0, -1.0), out=str(tmp_path / "x")))
+
+
+def test_distribution_job(tmp_path: Path) -> None:
+    from pluralign.jobs.distribution import DistributionConfig, run_distribution
+
+    result = run_distribution(DistributionConfig(file=str(EXAMPLES / "distributions.json"),
+                                                 shuffles=5, out=str(tmp_path / "d")))
+    assert len(result.report.pairs) == 4 and set(result.group_entropy) == {"US", "JP"}
+    with pytest.raises(InputError, match="`shuffles` must be at least 1"):
+        run_distribution(DistributionConfig(file=str(EXAMPLES / "distributions.json"),
+                                            shuffles=0, out=str(tmp_path / "e")))

@@ -121,3 +121,26 @@ def test_generate_aligned_writes_one_row_per_item(small, tmp_path, capsys):
     assert len(rows) == 2 * 2 * 2
     assert all(r["text"] for r in rows)
     assert "sent 6 requests" in capsys.readouterr().out  # controls shared by both groups
+
+
+def test_jobs_without_the_command_line(small, tmp_path):
+    """The typed jobs: fitted weights feed retrieval; the bank and queries are configs."""
+    from pluralign.jobs.spica import (
+        SpicaBankSource,
+        SpicaFitConfig,
+        SpicaQueries,
+        SpicaRetrieveConfig,
+        run_spica_fit,
+        run_spica_retrieve,
+    )
+
+    _, bank = small
+    source = SpicaBankSource(bank=str(bank))
+    fit = run_spica_fit(SpicaFitConfig(source=source, groups="g1,ALL",
+                                       out=str(tmp_path / "w.json")))
+    assert list(fit.weights) == ["g1", "ALL"] and fit.path.is_file()
+    got = run_spica_retrieve(SpicaRetrieveConfig(
+        source=source, queries=SpicaQueries(query=("a question", "another")),
+        weights=str(fit.path), group="g1", k=2))
+    assert got.weights == fit.weights["g1"] and [q for q, _ in got.queries] == ["q0", "q1"]
+    assert got.spica is not None and all(len(ids) == 2 for ids in got.baseline + got.spica)

@@ -231,3 +231,26 @@ def test_shots_is_refused_by_the_pluralism_judges(tmp_path: Path, fake_key: str,
     assert main([*args, "--shots", "3", "--out", str(tmp_path / "o")]) == 2
     assert "--shots applies to few-shot judges only" in capsys.readouterr().err
     assert _sent(server) == 0 and not (tmp_path / "o").exists()
+
+
+def test_overton_and_pareto_jobs(tmp_path: Path) -> None:
+    """The typed jobs without the command line: results as the command prints them, and a
+    config that names no queries (or an LLM judge without its LLM) refused."""
+    from pluralign.engine.errors import InputError
+    from pluralign.jobs.overton import OvertonConfig, run_overton
+    from pluralign.jobs.pareto import ParetoConfig, run_pareto
+
+    f = tmp_path / "ov.json"
+    f.write_text(json.dumps(OVERTON))
+    result = run_overton(OvertonConfig(file=str(f), out=str(tmp_path / "o")))
+    assert result.judge == "lexical-overlap" and result.details == {"threshold": 0.5}
+    assert result.report["systems"]["a"]["coverage"] == 1.0
+    with pytest.raises(InputError, match="exactly one"):
+        run_overton(OvertonConfig(out=str(tmp_path / "x")))
+    with pytest.raises(InputError, match="`llm`"):
+        run_overton(OvertonConfig(file=str(f), judge="llm", out=str(tmp_path / "x")))
+    runs = tuple(str(_sweep_dir(tmp_path / n, accs))
+                 for n, accs in (("a", [60.0, 50.0]), ("b", [55.0, 55.0]), ("c", [50.0, 40.0])))
+    pareto = run_pareto(ParetoConfig(runs=runs, by="set", out=str(tmp_path / "p")))
+    assert [r.on_front for r in pareto.runs] == [True, True, False]
+    assert pareto.objective_names == ["s"] and pareto.shared_targets == 2
