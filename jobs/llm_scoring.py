@@ -29,6 +29,7 @@ from pluralign.actors.backends.vllm_replica import (
 )
 from pluralign.actors.pool import BackendPool, api_client_actors, vllm_local, vllm_replica_actors
 from pluralign.actors.ratelimit import RedisStatus
+from pluralign.engine.align.consistency import mean_and_spread
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.errors import IncompleteScoring, InputError, ScoringInterrupted
@@ -40,7 +41,6 @@ from pluralign.engine.judges import (
     WorkItem,
     make_judge,
 )
-from pluralign.engine.judges.consistency import mean_and_spread
 from pluralign.engine.judges.prompts import load_prompts
 from pluralign.engine.judges.unaligned import NO_TARGET
 from pluralign.engine.run.backend import backend_class, registered_backends

@@ -82,8 +82,13 @@ def imports(module: str, path: Path, known: set[str]) -> Iterator[tuple[str, boo
         for name in names:
             while name and name not in known:
                 name = name.rpartition(".")[0]
-            if name and name != module:
-                yield name, in_function(node)
+            # Importing a.b.c runs a/__init__ and a/b/__init__ first: edges to those too
+            # (a package's __init__ that imports its modules can close a loop that way).
+            parts = name.split(".")
+            for depth in range(2, len(parts) + 1):
+                target = ".".join(parts[:depth])
+                if target in known and target != module and not module.startswith(target + "."):
+                    yield target, in_function(node)
 
 
 def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:

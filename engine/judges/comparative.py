@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pluralign.engine.align.consistency import order_for_sample
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     SCALE,
@@ -20,7 +21,6 @@ from pluralign.engine.judges.base import (
     letters,
     request_seed,
 )
-from pluralign.engine.judges.consistency import order_for_sample
 from pluralign.engine.judges.fewshot import Example
 from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult

@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pluralign.engine.align.consistency import order_for_sample
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.base import (
     REASONING_MAX,
@@ -28,7 +29,6 @@ from pluralign.engine.judges.base import (
     letters,
     request_seed,
 )
-from pluralign.engine.judges.consistency import order_for_sample
 from pluralign.engine.judges.fewshot import ChoiceExample, ChoiceExampleSelector
 from pluralign.engine.judges.scoring import (
     ORDER_SCHEME,

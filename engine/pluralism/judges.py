@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pluralign.engine.align.consistency import order_for_sample
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     AnswerError,
@@ -24,7 +25,6 @@ from pluralign.engine.judges.base import (
     letters,
     request_seed,
 )
-from pluralign.engine.judges.consistency import order_for_sample
 from pluralign.engine.judges.prompt_aligned import choice_schema, parse_choice
 from pluralign.engine.judges.scoring import meta_with, system_then, template_record
 from pluralign.engine.pluralism.distributional import Question

@@ -15,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pluralign.engine.align.consistency import majority
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
-from pluralign.engine.judges.consistency import majority
 from pluralign.engine.store.hashing import digest
 from pluralign.engine.store.parts import PartLayout, PartStore
 from pluralign.schemas.arrow import with_version

@@ -12,6 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pluralign.engine.align.consistency import (
+    balanced_orders,
+    majority,
+    mean_and_spread,
+    position_counts,
+)
 from pluralign.engine.data.benchmark import make_benchmark
 from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.errors import CacheSchemaError, InputError
@@ -28,12 +34,6 @@ from pluralign.engine.judges import (
 from pluralign.engine.judges.attributes import ATTRIBUTE_DEFINITIONS
 from pluralign.engine.judges.base import answer_json
 from pluralign.engine.judges.comparative import comparative_schema, parse_comparative
-from pluralign.engine.judges.consistency import (
-    balanced_orders,
-    majority,
-    mean_and_spread,
-    position_counts,
-)
 from pluralign.engine.judges.fake_answerer import label_answerer, split_prompt
 from pluralign.engine.judges.prompt_aligned import describe, parse_choice, target_instructions
 from pluralign.engine.judges.regression import parse_regression

@@ -271,10 +271,6 @@ def test_the_cache_jobs_return_what_the_command_prints(tmp_path: Path, capsys: A
     assert (done.report.rows_before, done.report.rows_after) == (18, 15)
 
 
-@pytest.mark.xfail(reason="engine import loop: engine.store.choices -> engine.judges (package "
-                          "__init__) -> engine.judges.prompt_aligned -> engine.store.choices; "
-                          "a fresh process importing the choice store first fails",
-                   strict=False)
 def test_cache_ls_in_a_fresh_process(tmp_path: Path) -> None:
     import subprocess
     import sys
