@@ -11,7 +11,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 import pluralign.engine.store.parts as parts_mod
 from pluralign.engine.data.synthetic import synthetic_benchmark
