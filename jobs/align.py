@@ -32,13 +32,14 @@ from pluralign.jobs.runtime import (
     load_splits,
     note_manifest,
     progress,
+    scorer_options,
     write_json_atomic,
     write_parquet_atomic,
 )
 from pluralign.jobs.sharded import realign_for_args
 
 __all__ = ["CHOICES_LIMIT", "JSON_LIMIT", "AlignConfig", "AlignReport", "Alignment",
-           "ChoiceColumns", "SetAlignment", "TargetRow", "run_align", "scorer_options",
+           "ChoiceColumns", "SetAlignment", "TargetRow", "run_align",
            "write_alignment"]
 
 JSON_LIMIT = 50_000_000
@@ -170,17 +171,6 @@ class Alignment:
                 cols["scenario"] += ids
                 cols["chosen"] += s.chosen[:, t].tolist()
         return cols
-
-
-def scorer_options(scorer: str, *, seed: int = 0, value: float = 0.5) -> dict[str, int | float]:
-    """The keyword options of the model-free scorer ``scorer`` that a query sets: the random
-    scorer's ``seed``, the constant scorer's ``value``."""
-    name = scorer.partition(":")[0]
-    if name == "random":
-        return {"seed": seed}
-    if name == "constant":
-        return {"value": value}
-    return {}
 
 
 def cached_scores(config: AlignConfig) -> api.Scores:

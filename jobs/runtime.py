@@ -18,8 +18,8 @@ from pluralign.engine.run.progress import note as progress
 from pluralign.engine.store.files import write_json, write_parquet
 from pluralign.engine.store.manifest import current, with_manifest
 
-__all__ = ["cache_dir", "load_splits", "note_manifest", "progress", "write_json_atomic",
-           "write_parquet_atomic"]
+__all__ = ["cache_dir", "load_splits", "note_manifest", "progress", "scorer_options",
+           "write_json_atomic", "write_parquet_atomic"]
 
 
 def cache_dir(arg: str | os.PathLike[str] | None) -> Path:
@@ -93,3 +93,14 @@ def _ray_hosts() -> int:
     except Exception:  # a failing status call must not fail the report
         return 1
     return 1
+
+
+def scorer_options(scorer: str, *, seed: int = 0, value: float = 0.5) -> dict[str, Any]:
+    """The keyword options of the model-free scorer ``scorer`` names: the random scorer's
+    ``seed``, the constant scorer's ``value``; no other takes one."""
+    name = scorer.partition(":")[0]
+    if name == "random":
+        return {"seed": seed}
+    if name == "constant":
+        return {"value": value}
+    return {}

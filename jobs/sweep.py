@@ -45,6 +45,7 @@ from pluralign.jobs.runtime import (
     load_splits,
     note_manifest,
     progress,
+    scorer_options,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -102,13 +103,6 @@ class SweepResult:
     """The files written into ``out``."""
 
 
-def _scorer_kwargs(config: SweepConfig) -> dict[str, Any]:
-    """The keyword options of the model-free scorer ``config.scorer`` names."""
-    options: dict[str, dict[str, Any]] = {"random": {"seed": config.seed},
-                                          "constant": {"value": config.value}}
-    return options.get(config.scorer.partition(":")[0], {})
-
-
 def _load(s: SplitConfig, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
     return load_splits(s.benchmark, s.split, s.data, limit=s.limit,
                        train_split=s.train_split if need_train else None)
@@ -143,7 +137,8 @@ def run_sweep(config: SweepConfig) -> SweepResult:
         assert llm is not None
         return _sweep_choices(config, bench, train, llm, sets, t0)
     scores = api.score(bench, config.scorer, train=train, cache=config.splits.cache, config=llm,
-                       out=config.out, **_scorer_kwargs(config))  # never on missing answers
+                       out=config.out, **scorer_options(config.scorer, seed=config.seed,
+                                                      value=config.value))  # never on missing answers
     t_score = time.perf_counter() - t0
     t1 = time.perf_counter()
     summaries, rows = _realign(config, bench, scores.predictions, sets)

@@ -15,13 +15,11 @@ from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.target_sets import DEFAULT_SETS, TARGET_SET_NAMES
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges import CHOICE_JUDGES, SCORE_JUDGES
-from pluralign.engine.scorers import get_scorer
-from pluralign.engine.scorers.base import Scorer
 from pluralign.jobs import api
 from pluralign.jobs.cli.flags import add_config_flags, config_from_args
 from pluralign.jobs.configs import LLMConfig, RewardConfig, SplitConfig
 from pluralign.jobs.runtime import load_splits as load_typed_splits
-from pluralign.jobs.runtime import note_manifest
+from pluralign.jobs.runtime import note_manifest, scorer_options
 from pluralign.jobs.sharded import SHARD_THRESHOLD
 
 __all__ = ["DEFAULT_SETS", "TARGET_SET_NAMES", "finite_or_none"]
@@ -77,18 +75,6 @@ def add_scorer_args(p: argparse.ArgumentParser, scorer_help: str, *,
                        help="with cached scores: average the first N samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
     p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
-
-
-def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword options of the model-free scorer ``--scorer`` names (--seed, --value)."""
-    options = {"random": {"seed": args.seed}, "constant": {"value": args.value}}
-    return options.get(args.scorer.partition(":")[0], {})
-
-
-def make_scorer(args: argparse.Namespace) -> Scorer:
-    """The model-free scorer named by ``--scorer``, with its own options (--seed, --value)."""
-    scorer: Scorer = get_scorer(args.scorer, **scorer_options(args))
-    return scorer
 
 
 def add_target_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -> None:
@@ -162,7 +148,8 @@ def score_args(args: argparse.Namespace, bench: Benchmark, train: Benchmark | No
     """``pluralign.score`` of ``--scorer`` through the ``--cache`` (a partial summary goes to
     ``--out`` when LLM answers stay missing)."""
     return api.score(bench, args.scorer, train=train, cache=args.cache, config=config,
-                     out=getattr(args, "out", None), **scorer_options(args))
+                     out=getattr(args, "out", None),
+                     **scorer_options(args.scorer, seed=args.seed, value=args.value))
 
 
 def cached_scores_args(args: argparse.Namespace) -> api.Scores:
@@ -170,7 +157,9 @@ def cached_scores_args(args: argparse.Namespace) -> api.Scores:
     describe (the identity ``sweep`` writes under; nothing is computed or sent)."""
     bench, train, config = scorer_splits(args)
     ident = args.scorer_id or api.scorer_identity(bench, args.scorer, train=train,
-                                                  config=config, **scorer_options(args))
+                                                  config=config,
+                                                  **scorer_options(args.scorer, seed=args.seed,
+                                                                   value=args.value))
     note_manifest(bench, train, scorer={"identity": ident, "name": args.scorer_id or args.scorer})
     return api.cached_scores(bench, ident, samples=args.samples, cache=args.cache)
 

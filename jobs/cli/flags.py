@@ -74,7 +74,7 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 def _help(doc: str, default: Any, show_default: bool) -> str:
     text = doc.replace("%", "%%")
-    if show_default and default not in (None, (), "", False):
+    if show_default and default not in (None, (), [], "", False):
         text += f" (default: {default})"
     return text
 

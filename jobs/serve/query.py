@@ -36,8 +36,7 @@ from pluralign.engine.errors import InputError, NotCached, TooLarge
 from pluralign.engine.scorers import get_scorer
 from pluralign.engine.store.cache import ScoreCache, summarize
 from pluralign.engine.store.hashing import Hasher
-from pluralign.jobs.align import scorer_options
-from pluralign.jobs.runtime import load_splits
+from pluralign.jobs.runtime import load_splits, scorer_options
 
 __all__ = ["LRU", "AlignAnswer", "Answer", "ErrorAnswer", "HealthAnswer", "Limits",
            "NotCached", "Query", "QueryService", "ScorerRow", "ScorersAnswer", "TargetAnswer",
