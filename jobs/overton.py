@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pluralign.engine.align.consistency import majority
 from pluralign.engine.align.results import rows_table
 from pluralign.engine.data.field_data import load_valueprism, read_jsonl
 from pluralign.engine.errors import InputError
-from pluralign.engine.judges.consistency import majority
 from pluralign.engine.pluralism.judges import OVERTON_BENCHMARK, EntailmentJudge
 from pluralign.engine.pluralism.overton import (
     LEXICAL_NAME,
