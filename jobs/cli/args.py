@@ -34,6 +34,9 @@ compute their identity from the flags and never send anything."""
 
 LLM_RENAME = {"engine_args": "--engine-arg"}
 LLM_NEGATIVE = {"few_shot": "--zero-shot", "use_ray": "--no-ray"}
+LLM_METAVARS = {"base_url": "URL", "api_key_env": "VAR", "extra_body": "JSON",
+                "engine_args": "KEY=VALUE", "shots": "K", "prompts": "FILE", "samples": "N",
+                "actors": "N", "concurrency": "N", "max_tokens": "N", "redis_url": "URL"}
 LLM_CLI_DEFAULTS = {"use_ray": True}
 """A command runs API clients and replicas as Ray actors unless ``--no-ray``; the API runs
 them in this process unless asked."""
@@ -95,14 +98,15 @@ def add_llm_args(p: argparse.ArgumentParser) -> None:
     """The LLM judge's flags, one per :class:`LLMConfig` field."""
     g = p.add_argument_group("LLM scorers (model, endpoint, sampling, limits)")
     add_config_flags(g, LLMConfig, rename=LLM_RENAME, negative=LLM_NEGATIVE,
-                     cli_defaults=LLM_CLI_DEFAULTS)
+                     cli_defaults=LLM_CLI_DEFAULTS, metavars=LLM_METAVARS)
 
 
 def add_reward_args(p: argparse.ArgumentParser) -> None:
     """The reward scorer's flags, one per :class:`RewardConfig` field (model and endpoint
     flags shared with the LLM judges)."""
     g = p.add_argument_group("reward-model scorer (--scorer reward)")
-    add_config_flags(g, RewardConfig, rename=REWARD_RENAME)
+    add_config_flags(g, RewardConfig, rename=REWARD_RENAME,
+                     metavars={"attributes": "ATTR=HEAD,...", "route": "PATH", "batch": "N"})
 
 
 def add_llm_scorer_args(p: argparse.ArgumentParser) -> None:

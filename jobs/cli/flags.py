@@ -74,7 +74,8 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 def _help(doc: str, default: Any, show_default: bool) -> str:
     text = doc.replace("%", "%%")
-    if show_default and default not in (None, (), [], "", False):
+    shown = default is not None and default is not False and default not in ((), [], "")
+    if show_default and shown:
         text += f" (default: {default})"
     return text
 
@@ -92,6 +93,7 @@ def add_config_flags(
     nargs: Collection[str] = (),
     types: Mapping[str, Callable[[str], Any]] | None = None,
     extra_help: Mapping[str, str] | None = None,
+    metavars: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Add a flag for each field of the dataclass ``cls`` (all of them, or ``only``, less
     ``skip``); a flag the parser already has is left as it is (two configs may share
@@ -101,7 +103,8 @@ def add_config_flags(
     unless ``--no-ray``; the API runs in-process unless asked). A tuple field named in ``nargs``
     takes its values after one flag (``--targets all high``; other tuples repeat the flag);
     ``types`` parses a field's text (a size, say) so bad input fails while parsing;
-    ``extra_help`` adds what only the command line can say (the names a flag accepts). A field
+    ``extra_help`` adds what only the command line can say (the names a flag accepts);
+    ``metavars`` names a value in the usage line (``PATH``, ``JSONL``). A field
     whose type is itself a config dataclass adds that config's flags. Returns the fields
     added."""
     rename = rename or {}
@@ -120,14 +123,16 @@ def add_config_flags(
         if dataclasses.is_dataclass(tp) and isinstance(tp, type) and not optional:
             added += add_config_flags(parser, tp, rename=rename, negative=negative, skip=skip,
                                       required=required, cli_defaults=cli_defaults,
-                                      nargs=nargs, types=types, extra_help=extra_help)
+                                      nargs=nargs, types=types, extra_help=extra_help,
+                                      metavars=metavars)
             continue
         default = (cli_defaults or {}).get(f.name, _default(f))
         doc = docs.get(f.name, "")
         dest = dest_of(f.name, rename)
         if extra_help and f.name in extra_help:
             doc = f"{doc} {extra_help[f.name]}".strip()
-        kwargs: dict[str, Any] = {"dest": dest, "metavar": f.name.upper()}
+        kwargs: dict[str, Any] = {"dest": dest,
+                                  "metavar": (metavars or {}).get(f.name, f.name.upper())}
         if tp is bool:
             if f.name in negative:
                 group = parser.add_mutually_exclusive_group() if optional else parser

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description=__doc__)
     add_config_flags(p, SweepConfig, skip={"llm", "reward"}, required={"out"},
                      nargs={"targets"}, types={"memory_budget": budget_arg},
+                     metavars={"targets": "SET", "memory_budget": "SIZE", "data": "DIR",
+                               "cache": "DIR", "out": "DIR", "limit": "N", "shards": "N"},
                      extra_help={"scorer": "Scorers: " + ", ".join(scorer_names()) + "."})
     add_llm_scorer_args(p)
     p.set_defaults(func=run)
