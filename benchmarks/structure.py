@@ -7,9 +7,9 @@ one ``pluralign sweep`` from the command-line entry through the package's functi
 
 Layers, lowest first: schemas, engine, actors, jobs, the facade (``pluralign/*.py``). A module
 may import its own layer and those below; an import of a higher layer is counted as "up".
-The walk counts, over the distinct (caller, callee) pairs of functions in the package whose
-modules differ: the modules entered, the moves between modules, and the climbs (a call from a
-lower layer into a higher one).
+The walk counts the modules whose functions are called and, over the distinct (caller, callee)
+pairs of functions in the package whose modules differ, the moves between modules and the
+climbs (a call from a lower layer into a higher one).
 """
 
 from __future__ import annotations
@@ -103,7 +103,6 @@ def walk() -> None:
         callee = cache[f] if f in cache else cache.setdefault(f, module_of(f))
         if callee is None:
             return
-        entered.add(callee)
         back = frame.f_back
         while back is not None:
             bf = back.f_code.co_filename
@@ -111,7 +110,12 @@ def walk() -> None:
             if caller is not None:
                 break
             back = back.f_back
-        if back is not None and caller != callee and frame.f_code.co_name != "<module>":
+        # Calls the sweep makes, not code a module runs while it is imported (registries,
+        # decorators): whether an import happens up front or inside a call is not the walk.
+        if "<module>" in (frame.f_code.co_name, getattr(back, "f_code", frame.f_code).co_name):
+            return
+        entered.add(callee)
+        if back is not None and caller != callee:
             pairs.add((caller, back.f_code.co_name, callee, frame.f_code.co_name))
 
     sys.path.insert(0, str(ROOT))
