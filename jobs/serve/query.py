@@ -105,7 +105,7 @@ class TargetAnswer(TypedDict):
     counted: int
     correct: int
     weighted_score: NotRequired[float | None]
-    weighted_score_sqrtk: NotRequired[float | None]
+    closeness: NotRequired[float | None]
     chosen: NotRequired[list[int]]
 
 
@@ -352,9 +352,9 @@ class QueryService:
                 row = TargetAnswer(set=ts.name, target=json.loads(texts[t]),
                                    accuracy=_finite(float(acc[t])),
                                    counted=int(res.counted[t]), correct=int(res.correct[t]))
-                if res.weighted is not None and res.weighted_sqrtk is not None:
+                if res.weighted is not None and res.closeness is not None:
                     row["weighted_score"] = _finite(float(res.weighted[t]))
-                    row["weighted_score_sqrtk"] = _finite(float(res.weighted_sqrtk[t]))
+                    row["closeness"] = _finite(float(res.closeness[t]))
                 if chosen is not None:
                     row["chosen"] = chosen[:, t].tolist()
                 out.append(row)
