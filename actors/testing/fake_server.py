@@ -20,19 +20,20 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypedDict
 
 from aiohttp import web
 
+from pluralign.engine.jsontypes import JSONDict, JSONObject, JSONSchema
 from pluralign.engine.store.hashing import digest, text_digest
 
-Answerer = Callable[[Mapping[str, Any]], str]
+Answerer = Callable[[JSONObject], str]
 """Takes the request body (parsed JSON) and returns one choice's message content."""
 
 _WORDS = ("clear", "helpful", "concise", "accurate", "kind", "vague", "wrong", "careful", "fair")
 
 
-def value_for_schema(schema: Mapping[str, Any], rng: random.Random) -> Any:
+def value_for_schema(schema: JSONSchema, rng: random.Random) -> object:
     """A random value valid against ``schema`` (objects, arrays, enum, const, numbers, strings)."""
     if "const" in schema:
         return schema["const"]
@@ -47,37 +48,37 @@ def value_for_schema(schema: Mapping[str, Any], rng: random.Random) -> Any:
     return _MAKERS[kind](schema, rng)
 
 
-def _make_object(schema: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+def _make_object(schema: JSONSchema, rng: random.Random) -> dict[str, object]:
     # Every property, in schema order (so "reasoning before score" orders are kept).
     return {name: value_for_schema(sub, rng) for name, sub in schema.get("properties", {}).items()}
 
 
-def _make_array(schema: Mapping[str, Any], rng: random.Random) -> list[Any]:
+def _make_array(schema: JSONSchema, rng: random.Random) -> list[object]:
     lo = int(schema.get("minItems", 1))
     hi = int(schema.get("maxItems", max(lo, 3)))
     items = schema.get("items", {"type": "string"})
     return [value_for_schema(items, rng) for _ in range(rng.randint(lo, hi))]
 
 
-def _bounds(schema: Mapping[str, Any], default: tuple[float, float]) -> tuple[float, float]:
+def _bounds(schema: JSONSchema, default: tuple[float, float]) -> tuple[float, float]:
     lo = schema.get("minimum", schema.get("exclusiveMinimum", default[0]))
     hi = schema.get("maximum", schema.get("exclusiveMaximum", default[1]))
     return float(lo), float(hi)
 
 
-def _make_integer(schema: Mapping[str, Any], rng: random.Random) -> int:
+def _make_integer(schema: JSONSchema, rng: random.Random) -> int:
     lo, hi = _bounds(schema, (0, 100))
     lo_i = int(lo) + (1 if "exclusiveMinimum" in schema and "minimum" not in schema else 0)
     hi_i = int(hi) - (1 if "exclusiveMaximum" in schema and "maximum" not in schema else 0)
     return rng.randint(lo_i, hi_i)
 
 
-def _make_number(schema: Mapping[str, Any], rng: random.Random) -> float:
+def _make_number(schema: JSONSchema, rng: random.Random) -> float:
     lo, hi = _bounds(schema, (0.0, 1.0))
     return round(rng.uniform(lo, hi), 4)
 
 
-def _make_string(schema: Mapping[str, Any], rng: random.Random) -> str:
+def _make_string(schema: JSONSchema, rng: random.Random) -> str:
     lo = int(schema.get("minLength", 1))
     hi = int(schema.get("maxLength", max(lo, 80)))
     want = rng.randint(lo, min(hi, max(lo, 80)))
@@ -86,7 +87,7 @@ def _make_string(schema: Mapping[str, Any], rng: random.Random) -> str:
     return text
 
 
-_MAKERS: dict[str, Callable[[Mapping[str, Any], random.Random], Any]] = {
+_MAKERS: dict[str, Callable[[JSONSchema, random.Random], object]] = {
     "object": _make_object,
     "array": _make_array,
     "integer": _make_integer,
@@ -97,7 +98,7 @@ _MAKERS: dict[str, Callable[[Mapping[str, Any], random.Random], Any]] = {
 }
 
 
-def request_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def request_schema(body: JSONObject) -> JSONSchema | None:
     """The JSON schema a request asks for: response_format, guided_json or structured_outputs."""
     fmt = body.get("response_format")
     if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
@@ -114,7 +115,7 @@ def request_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return guided if isinstance(guided, Mapping) else None
 
 
-def prompt_text(body: Mapping[str, Any]) -> str:
+def prompt_text(body: JSONObject) -> str:
     """All message contents of a request, joined (what markers are searched in)."""
     parts = [m.get("content") for m in body.get("messages", []) if isinstance(m, Mapping)]
     return "\n".join(p for p in parts if isinstance(p, str))
@@ -124,7 +125,7 @@ def schema_answerer(seed: int = 0) -> Answerer:
     """The default answerer: a seeded schema walk (a short sentence when there is no schema)."""
     rng = random.Random(seed)
 
-    def answer(body: Mapping[str, Any]) -> str:
+    def answer(body: JSONObject) -> str:
         schema = request_schema(body)
         if schema is None:
             return _make_string({"minLength": 10, "maxLength": 60}, rng)
@@ -147,7 +148,7 @@ def label_oracle_answerer(
     """
     rng = random.Random(seed)
 
-    def answer(body: Mapping[str, Any]) -> str:
+    def answer(body: JSONObject) -> str:
         schema = request_schema(body) or {"type": "string"}
         text = prompt_text(body)
         scores = next((truth[m] for m in truth if m in text), {})
@@ -156,8 +157,8 @@ def label_oracle_answerer(
     return answer
 
 
-def _oracle_value(schema: Mapping[str, Any], path: str, scores: Mapping[str, float],
-                  noise: float, rng: random.Random) -> Any:
+def _oracle_value(schema: JSONSchema, path: str, scores: Mapping[str, float],
+                  noise: float, rng: random.Random) -> object:
     if path in scores and schema.get("type") in ("integer", "number"):
         lo, hi = _bounds(schema, (0.0, 1.0))
         x = min(1.0, max(0.0, scores[path] + rng.gauss(0.0, noise)))
@@ -172,7 +173,27 @@ def _oracle_value(schema: Mapping[str, Any], path: str, scores: Mapping[str, flo
 _LETTER_STYLES = ("{}", " {}", "({}")
 
 
-def option_logprobs(body: Mapping[str, Any], k: int) -> list[dict[str, Any]]:
+class TopLogprob(TypedDict):
+    """One first-token alternative, as OpenAI's ``top_logprobs`` entries."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    """The chosen token with its alternatives."""
+
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(TypedDict):
+    """A choice's ``logprobs``: one entry per answered token."""
+
+    content: list[TokenLogprob]
+
+
+def option_logprobs(body: JSONObject, k: int) -> list[TopLogprob]:
     """Plausible first-token alternatives for a multiple-choice prompt, most likely first: the
     option letters (lines ``A. ...``) in several token styles (``A``, `` B``, ``(C``; the first
     letter also as `` A``), plus a non-letter token, with log-probabilities seeded by the prompt
@@ -194,7 +215,7 @@ def approx_tokens(text: str) -> int:
     return round(len(text.split()) * 1.3)
 
 
-def fingerprint(body: Mapping[str, Any]) -> str:
+def fingerprint(body: JSONObject) -> str:
     """SHA-256 (16 hex) of the canonical request body: equal requests, equal fingerprints."""
     return digest(body, 16)
 
@@ -304,6 +325,19 @@ _PAID_FAULTS = ("", "bad_content", "malformed", "control_chars", "fenced", "trun
 """Faults whose 200 answer a real provider would have charged for."""
 
 
+class FakeStats(TypedDict):
+    """What :meth:`FakeOpenAIServer.stats` (and ``GET /fake/stats``) answers."""
+
+    total: int
+    by_status: dict[str, int]
+    by_fingerprint: dict[str, int]
+    ok_by_fingerprint: dict[str, int]
+    key_hashes: list[str]
+    events: list[dict[str, object]]
+    """Each :class:`Event`'s fields."""
+    max_in_flight: int
+
+
 class _Counters:
     """Thread-safe counters read by tests from another thread."""
 
@@ -338,7 +372,7 @@ class _Counters:
                 self.keys.add(ev.key_hash)
             self.events.append(ev)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> FakeStats:
         with self.lock:
             return {
                 "total": self.total,
@@ -386,7 +420,7 @@ class FakeOpenAIServer:
         if "seed" in changes:
             self._rng = random.Random(self.config.seed)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> FakeStats:
         """Counters: total, by_status, by_fingerprint, ok_by_fingerprint, key_hashes, events,
         max_in_flight (most requests being handled at once)."""
         return self._counters.snapshot()
@@ -491,7 +525,7 @@ class FakeOpenAIServer:
                                retry_after=wait)
         return await self._answer(now, fp, key or "", body, request)
 
-    async def _answer(self, now: float, fp: str, key: str, body: dict[str, Any],
+    async def _answer(self, now: float, fp: str, key: str, body: JSONDict,
                       request: web.Request) -> web.StreamResponse:
         c = self.config
         fault = self._draw_fault()
@@ -527,13 +561,13 @@ class FakeOpenAIServer:
             return self._reply(now, fp, key, "answerer", 500, _err(f"answerer failed: {e!r}"))
         return self._reply(now, fp, key, fault, 200, payload)
 
-    def _completion(self, body: Mapping[str, Any], *, fault: str = "") -> dict[str, Any]:
+    def _completion(self, body: JSONObject, *, fault: str = "") -> dict[str, object]:
         n = max(1, int(body.get("n") or 1))
         if self.config.max_choices is not None:
             n = min(n, self.config.max_choices)
         contents = ['{"not": "what you asked for"' if fault == "bad_content"
                     else _garble(self._answerer(body), fault) for _ in range(n)]
-        tops: list[Any] = [None] * n
+        tops: list[ChoiceLogprobs | None] = [None] * n
         if body.get("logprobs") and self.config.logprobs:
             k = int(body.get("top_logprobs") or 0)
             top = option_logprobs(body, max(1, k))
@@ -557,7 +591,7 @@ class FakeOpenAIServer:
         }
 
     def _reply(self, now: float, fp: str, key: str, fault: str, status: int,
-               payload: Mapping[str, Any], retry_after: float | None = None) -> web.Response:
+               payload: Mapping[str, object], retry_after: float | None = None) -> web.Response:
         self._counters.record(Event(now, status, fp, key, fault, retry_after))
         headers = {}
         if retry_after is not None:
@@ -661,7 +695,7 @@ def _garble(content: str, fault: str) -> str:
     return content
 
 
-def _with_controls(value: Any) -> Any:
+def _with_controls(value: object) -> object:
     if isinstance(value, str):
         return value[:1] + "\t\x15" + value[1:]
     if isinstance(value, dict):
@@ -671,5 +705,16 @@ def _with_controls(value: Any) -> Any:
     return value
 
 
-def _err(message: str) -> dict[str, Any]:
+def _err(message: str) -> ErrorBody:
     return {"error": {"message": message, "type": "fake_server_error"}}
+
+
+class _ErrorDetail(TypedDict):
+    message: str
+    type: str
+
+
+class ErrorBody(TypedDict):
+    """An OpenAI-style error answer."""
+
+    error: _ErrorDetail
