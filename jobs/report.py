@@ -20,7 +20,7 @@ from typing import Any
 
 from pluralign.engine.align.results import current_names
 from pluralign.engine.errors import InputError
-from pluralign.engine.store.files import read_json
+from pluralign.engine.store.files import read_json, write_bytes
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 
@@ -555,3 +555,42 @@ def _compare_table(sweeps: Sequence[Run]) -> str:
                     + [_cell(by[n].get("mean") if n in by else None, f"{r.label}:sets/{n}/mean")
                        for n in names])
     return _table(["run", "scorer", *names], rows)
+
+
+# ---------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportConfig:
+    """The runs ``pluralign report`` shows and the page it writes."""
+
+    runs: tuple[str, ...]
+    """Sweep or jury output folders, or SPICA evaluation JSON files."""
+    out: str
+    """HTML file to write."""
+    title: str = "pluralign report"
+    """Page title."""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The page written."""
+
+    path: Path
+    """The HTML file."""
+    size: int
+    """Its length in characters."""
+    runs: int
+    """Runs it shows."""
+
+
+def run_report(config: ReportConfig) -> ReportResult:
+    """Build the page over ``config.runs`` and write it to ``config.out``."""
+    try:
+        import matplotlib  # noqa: F401  (the optional `report` extra draws the figures)
+    except ImportError as e:
+        raise InputError(f"the report needs matplotlib ({e})",
+                         hint="pip install 'pluralign[report]'") from None
+    page = build_report([Path(r) for r in config.runs], title=config.title)
+    path = write_bytes(config.out, page.encode())
+    return ReportResult(path, len(page), len(config.runs))

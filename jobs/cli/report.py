@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from pluralign.jobs.cli.flags import add_config_flags, config_from_args, field_docs
-from pluralign.jobs.report_job import ReportConfig, run_report
+from pluralign.jobs.report import ReportConfig, run_report
 from pluralign.jobs.runtime import progress
 
 
