@@ -29,7 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, TypeAlias, TypedDict
 
 from pluralign.actors.backends.api_client import parse_sample, problems_failure
 from pluralign.engine.errors import VLLMUnavailable as VLLMUnavailable
@@ -45,6 +45,39 @@ from pluralign.engine.run.backend import (
 
 log = logging.getLogger(__name__)
 
+
+VLLMObject: TypeAlias = Any
+"""An object of the optional, untyped ``vllm`` package (engine, engine args, sampling params,
+argument parser): vLLM is imported only inside a replica, so nothing here can name its types."""
+
+
+class Tokenizer(Protocol):
+    """What the replica uses of a Hugging Face tokenizer (the engine's, or AutoTokenizer's)."""
+
+    def apply_chat_template(self, conversation: list[dict[str, str]], /, *, tokenize: bool,
+                            add_generation_prompt: bool) -> str: ...
+
+    def encode(self, text: str, /, *, add_special_tokens: bool) -> Sequence[int]: ...
+
+    def decode(self, token_ids: list[int], /) -> str: ...
+
+
+class CompletionOutput(Protocol):
+    """What is read of one of vLLM's CompletionOutputs (``finish_reason`` and ``logprobs`` are
+    read with ``getattr``: not every vLLM has them)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def token_ids(self) -> Sequence[int]: ...
+
+
+class TokensPrompt(TypedDict):
+    """The engine's input: token ids, and the text they were made from."""
+
+    prompt_token_ids: list[int]
+    prompt: str
 
 @dataclass(frozen=True)
 class VLLMConfig:
@@ -74,13 +107,13 @@ class VLLMConfig:
     """Regenerations of samples that do not parse or validate, before BAD_ANSWER (a schema
     answer cut off at max_tokens is TRUNCATED instead and not regenerated: the same request
     buys the same cut)."""
-    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    engine_kwargs: dict[str, object] = field(default_factory=dict)
     """Extra AsyncEngineArgs fields, passed as they are."""
     engine_cli: tuple[tuple[str, str], ...] = ()
     """``engine_args`` ``KEY=VALUE`` pairs as the user wrote them; typed by vLLM's own
     argument parser inside the replica (where vLLM is installed), then applied over
     ``engine_kwargs``."""
-    structured_outputs: dict[str, Any] | None = None
+    structured_outputs: dict[str, object] | None = None
     """Engine-level structured-output settings (vLLM's ``structured_outputs_config``); None =
     :func:`default_structured_outputs` for the installed vLLM."""
 
@@ -117,7 +150,7 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def default_structured_outputs(version: str | None = None) -> dict[str, Any]:
+def default_structured_outputs(version: str | None = None) -> dict[str, object]:
     """Structured-output settings that give schema-valid answers on ``version`` (default: the
     installed vLLM, else the current API).
 
@@ -149,7 +182,7 @@ def parse_engine_arg(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _literal(value: str) -> Any:
+def _literal(value: str) -> object:
     """A JSON literal (number, bool, null, object) where the text is one, else the text."""
     low = value.strip().lower()
     if low in ("true", "false"):
@@ -160,14 +193,14 @@ def _literal(value: str) -> Any:
         return value
 
 
-def typed_engine_args(vllm: ModuleType, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def typed_engine_args(vllm: ModuleType, pairs: Sequence[tuple[str, str]]) -> dict[str, object]:
     """``pairs`` typed as vLLM's own ``vllm serve`` parser types them (booleans, ints, JSON
     configs, choices), falling back to JSON literals where that parser is unavailable; an
     unknown key or a bad value raises ValueError naming it."""
     if not pairs:
         return {}
     parser = _engine_parser(vllm)
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in pairs:
         if parser is None:
             out[key] = _literal(value)
@@ -176,7 +209,7 @@ def typed_engine_args(vllm: ModuleType, pairs: Sequence[tuple[str, str]]) -> dic
     return out
 
 
-def _engine_parser(vllm: ModuleType) -> Any:
+def _engine_parser(vllm: ModuleType) -> VLLMObject:
     try:
         from vllm.utils.argparse_utils import FlexibleArgumentParser
     except ImportError:
@@ -190,7 +223,7 @@ def _engine_parser(vllm: ModuleType) -> Any:
         return None
 
 
-def _parse_one(parser: Any, key: str, value: str) -> Any:
+def _parse_one(parser: VLLMObject, key: str, value: str) -> object:
     action = next((a for a in parser._actions if a.dest == key), None)
     if action is None:
         raise ValueError(f"`engine_args` entry {key}: not a vLLM engine argument")
@@ -222,12 +255,12 @@ def _platform_is_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
-def engine_args(vllm: ModuleType, config: VLLMConfig) -> Any:
+def engine_args(vllm: ModuleType, config: VLLMConfig) -> VLLMObject:
     """AsyncEngineArgs for ``config``: our defaults, then ``engine_kwargs``, then the typed
     ``engine_cli`` pairs; the structured-output settings and, on CPU, chunked prefill off
     (a seeded request prefilled in chunks kills the CPU engine: "CPU Generator does not use
     offset") unless set explicitly."""
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, object] = {
         "model": config.model,
         "revision": config.revision,
         "tensor_parallel_size": config.tensor_parallel_size,
@@ -250,7 +283,7 @@ def engine_args(vllm: ModuleType, config: VLLMConfig) -> Any:
     return vllm.AsyncEngineArgs(**kwargs)
 
 
-def _add_structured_outputs(kwargs: dict[str, Any], config: VLLMConfig) -> None:
+def _add_structured_outputs(kwargs: dict[str, object], config: VLLMConfig) -> None:
     settings = dict(config.structured_outputs or default_structured_outputs())
     if "guided_decoding_backend" in settings:  # vLLM < 0.10.2
         kwargs.setdefault("guided_decoding_backend", settings["guided_decoding_backend"])
@@ -265,7 +298,7 @@ def _add_structured_outputs(kwargs: dict[str, Any], config: VLLMConfig) -> None:
     kwargs["structured_outputs_config"] = StructuredOutputsConfig(**{**settings, **(given or {})})
 
 
-def engine_class(vllm: ModuleType) -> Any:
+def engine_class(vllm: ModuleType) -> VLLMObject:
     """The v1 AsyncLLM where present, else the older AsyncLLMEngine."""
     try:
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -276,11 +309,11 @@ def engine_class(vllm: ModuleType) -> Any:
 
 
 def sampling_params(vllm: ModuleType, req: GenerationRequest, *, n: int | None = None,
-                    seed_offset: int = 0) -> Any:
+                    seed_offset: int = 0) -> VLLMObject:
     """SamplingParams for ``req``; the schema goes in structured_outputs (vLLM >= 0.10.2) or
     guided_decoding (older), whichever this vLLM has; ``top_logprobs`` = k asks for k
     log-probabilities per generated token (vLLM's ``logprobs``, the sampled token's added)."""
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, object] = {
         "n": req.n if n is None else n,
         "temperature": req.temperature,
         "max_tokens": req.max_tokens,
@@ -331,7 +364,7 @@ LOGPROB_FLOOR = -9999.0
 """Lowest log-probability reported (vLLM's OpenAI server clamps ``-inf`` to this as well)."""
 
 
-def first_token_logprobs(out: Any, k: int, tokenizer: Any = None) -> dict[str, float] | None:
+def first_token_logprobs(out: object, k: int, tokenizer: Tokenizer | None = None) -> dict[str, float] | None:
     """The first generated token's ``k`` most likely alternatives, token text -> logprob, from
     a CompletionOutput's ``logprobs`` (one ``{token_id: Logprob}`` per generated token); None
     when it carries none.
@@ -363,8 +396,8 @@ def first_token_logprobs(out: Any, k: int, tokenizer: Any = None) -> dict[str, f
     return top or None
 
 
-def result_from_outputs(req: GenerationRequest, outputs: Sequence[Any],
-                        tokenizer: Any = None) -> EngineAnswer:
+def result_from_outputs(req: GenerationRequest, outputs: Sequence[CompletionOutput],
+                        tokenizer: Tokenizer | None = None) -> EngineAnswer:
     """Judge one RequestOutput's completions (``outputs``: objects with ``text``,
     ``token_ids``, ``finish_reason`` and, when asked for, ``logprobs``) exactly as the HTTP
     client judges the choices of one response: a schema answer that does not parse after
@@ -399,8 +432,8 @@ class VLLMBackend:
     def __init__(self, config: VLLMConfig) -> None:
         self.config = config
         self._vllm: ModuleType | None = None
-        self._engine: Any = None
-        self._tokenizer: Any = None
+        self._engine: VLLMObject = None
+        self._tokenizer: Tokenizer | None = None
         self._counter = 0
 
     async def start(self) -> None:
@@ -416,7 +449,7 @@ class VLLMBackend:
         self._engine = engine_class(vllm).from_engine_args(engine_args(vllm, self.config))
         self._tokenizer = await self._load_tokenizer()
 
-    async def _load_tokenizer(self) -> Any:
+    async def _load_tokenizer(self) -> Tokenizer:
         getter = getattr(self._engine, "get_tokenizer", None)
         if getter is not None:
             tok = getter()
@@ -428,17 +461,19 @@ class VLLMBackend:
 
     def prompt(self, req: GenerationRequest) -> str:
         """The chat template applied to the messages, ready for generation."""
+        assert self._tokenizer is not None, "start() loads the tokenizer"
         messages = [{"role": m.role, "content": m.content} for m in req.messages]
         text: str = self._tokenizer.apply_chat_template(messages, tokenize=False,
                                                         add_generation_prompt=True)
         return text
 
-    def prompt_input(self, req: GenerationRequest) -> dict[str, Any]:
+    def prompt_input(self, req: GenerationRequest) -> TokensPrompt:
         """The engine's input for ``req``: the templated text tokenized WITHOUT special tokens,
         as vLLM's own chat server does (its ``add_special_tokens`` defaults to false). The
         chat template already writes BOS where the model wants one; passing the text and
         letting the engine tokenize it would add a second BOS (Llama 3 and others)."""
         text = self.prompt(req)
+        assert self._tokenizer is not None
         ids = list(self._tokenizer.encode(text, add_special_tokens=False))
         return {"prompt_token_ids": ids, "prompt": text}
 
@@ -493,7 +528,7 @@ class VLLMBackend:
             if failure.kind is not FailureKind.BAD_ANSWER or bad > self.config.max_bad_answers:
                 return GenerationResult(req.id, (), usage, failure, attempts)
 
-    async def _run(self, req: GenerationRequest, params: Any) -> tuple[EngineAnswer, int]:
+    async def _run(self, req: GenerationRequest, params: VLLMObject) -> tuple[EngineAnswer, int]:
         """One engine call: the judged answer and the prompt's token count."""
         self._counter += 1
         final = None
