@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pluralign.engine.errors import ReplicaStartError as ReplicaStartError
 from pluralign.engine.run.backend import (
@@ -24,7 +24,14 @@ from pluralign.engine.run.backend import (
     backend_class,
 )
 
+if TYPE_CHECKING:
+    from pluralign.actors.backends.api_client import APIClientConfig
+    from pluralign.actors.backends.vllm_replica import VLLMConfig
+
 log = logging.getLogger(__name__)
+
+RayActor: TypeAlias = Any
+"""A Ray actor handle: its remote methods (``actor.generate.remote(...)``) are untyped."""
 
 
 class BackendHost:
@@ -34,10 +41,10 @@ class BackendHost:
     caller can bound it with a timeout.
     """
 
-    def __init__(self, backend_name: str, config: Any) -> None:
+    def __init__(self, backend_name: str, config: object) -> None:
         self._backend_name = backend_name
         self._config = config
-        self._backend: Any = None
+        self._backend: Backend | None = None
         self._draining = False
 
     async def start(self) -> None:
@@ -51,6 +58,7 @@ class BackendHost:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         await self.start()
+        assert self._backend is not None
         results: list[GenerationResult] = await self._backend.generate(requests)
         return results
 
@@ -74,14 +82,14 @@ class BackendHost:
 class ApiClientActor(BackendHost):
     """Async actor around OpenAIBackend (``api_client_actors`` applies ``ray.remote``)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: APIClientConfig) -> None:
         super().__init__("openai", config)
 
 
 class VLLMReplicaActor(BackendHost):
     """Async actor around VLLMBackend; give it ``num_gpus`` = tensor_parallel_size."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: VLLMConfig) -> None:
         super().__init__("vllm", config)
 
 
@@ -150,11 +158,12 @@ class _LocalSlot(_Slot):
 
 
 class _RaySlot(_Slot):
-    def __init__(self, index: int, make_actor: Callable[[], Any], start_timeout: float) -> None:
+    def __init__(self, index: int, make_actor: Callable[[], RayActor],
+                 start_timeout: float) -> None:
         super().__init__(index)
         self.make_actor = make_actor
         self.start_timeout = start_timeout
-        self.actor: Any = None
+        self.actor: RayActor = None
 
     async def start(self) -> None:
         import ray
@@ -227,7 +236,7 @@ class BackendPool:
         self._slots = list(slots)
         self._max_reroutes = max_reroutes
         self._tasks: set[asyncio.Task[None]] = set()
-        self._started: asyncio.Future[Any] | None = None
+        self._started: asyncio.Future[None] | None = None
         self.reroutes = 0
         """Batches sent again after a worker died (for progress reports and tests)."""
 
@@ -237,7 +246,7 @@ class BackendPool:
         return cls([_LocalSlot(i, b) for i, b in enumerate(backends)], max_reroutes=max_reroutes)
 
     @classmethod
-    def of_actors(cls, make_actor: Callable[[], Any], size: int, *, max_reroutes: int = 3,
+    def of_actors(cls, make_actor: Callable[[], RayActor], size: int, *, max_reroutes: int = 3,
                   start_timeout: float = 600.0) -> BackendPool:
         """``size`` Ray actors from ``make_actor()`` (called again to replace a dead one); each
         must offer ``start``, ``generate`` and ``close`` remote methods, like BackendHost."""
@@ -252,7 +261,7 @@ class BackendPool:
         """Requests outstanding on each worker."""
         return [s.in_flight for s in self._slots]
 
-    def actors(self) -> list[Any]:
+    def actors(self) -> list[RayActor]:
         """Current Ray actor handles (None where in-process or restarting)."""
         return [getattr(s, "actor", None) for s in self._slots]
 
@@ -353,15 +362,15 @@ def one_per_request(requests: Sequence[GenerationRequest],
             for q in requests]
 
 
-def _actor_pool(actor_cls: type, config: Any, size: int, defaults: dict[str, Any],
-                options: dict[str, Any]) -> BackendPool:
+def _actor_pool(actor_cls: type, config: object, size: int, defaults: Mapping[str, object],
+                options: Mapping[str, object]) -> BackendPool:
     import ray
 
-    remote_cls: Any = ray.remote(actor_cls).options(**{**defaults, **options})
+    remote_cls: RayActor = ray.remote(actor_cls).options(**{**defaults, **options})
     return BackendPool.of_actors(lambda: remote_cls.remote(config), size)
 
 
-def api_client_actors(config: Any, size: int, **options: Any) -> BackendPool:
+def api_client_actors(config: APIClientConfig, size: int, **options: object) -> BackendPool:
     """A pool of ``size`` ApiClientActor Ray actors; ``options`` go to ``.options()``.
 
     Without ``redis_url`` the actors cannot share one budget, so each gets an equal share of
@@ -372,7 +381,7 @@ def api_client_actors(config: Any, size: int, **options: Any) -> BackendPool:
                        options)
 
 
-def split_budget(config: Any, size: int) -> Any:
+def split_budget(config: APIClientConfig, size: int) -> APIClientConfig:
     """``config`` with rpm/tpm divided among ``size`` processes, unless Redis shares them."""
     if getattr(config, "redis_url", None) or size <= 1:
         return config
@@ -404,7 +413,8 @@ def _cause_line(exc: BaseException) -> str:
 
 
 def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], build: str | None,
-                      *, size: int = 1, cpus: float = 1.0, fixed: bool = True) -> dict[str, Any]:
+                      *, size: int = 1, cpus: float = 1.0, fixed: bool = True
+                      ) -> dict[str, float]:
     """Ray options for one vLLM replica: ``num_gpus`` = tensor parallel size where vLLM runs on
     CUDA, ``num_cpus`` on the CPU build (``build`` is ``cpu``, ``gpu`` or None where the driver
     has no vLLM; then a cluster without GPUs gets CPU replicas).
@@ -416,7 +426,7 @@ def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], b
     gpus = float(cluster.get("GPU", 0))
     if build == "cpu" or (build is None and gpus == 0):
         need, have, what = cpus * size, float(cluster.get("CPU", 0)), "CPU"
-        options: dict[str, Any] = {"num_cpus": cpus, "num_gpus": 0}
+        options: dict[str, float] = {"num_cpus": cpus, "num_gpus": 0}
         hint = "lower `actors`"
     else:
         need, have, what = float(tensor_parallel_size * size), gpus, "GPU"
@@ -432,9 +442,9 @@ def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], b
     return options
 
 
-def vllm_replica_actors(config: Any, size: int, *, cluster: Mapping[str, float] | None = None,
+def vllm_replica_actors(config: VLLMConfig, size: int, *, cluster: Mapping[str, float] | None = None,
                         build: str | None = None, fixed: bool = True, cpus: float = 1.0,
-                        start_timeout: float = 900.0, **options: Any) -> BackendPool:
+                        start_timeout: float = 900.0, **options: object) -> BackendPool:
     """A pool of ``size`` VLLMReplicaActor Ray actors, with the resources of the platform they
     run on (:func:`replica_resources`; ``cluster`` defaults to ``ray.cluster_resources()``,
     ``build`` to the driver's installed vLLM build)."""
@@ -447,12 +457,12 @@ def vllm_replica_actors(config: Any, size: int, *, cluster: Mapping[str, float] 
     defaults = replica_resources(getattr(config, "tensor_parallel_size", 1), cluster,
                                  vllm_build() if build is None else build, size=size, cpus=cpus,
                                  fixed=fixed)
-    remote_cls: Any = ray.remote(VLLMReplicaActor).options(**{**defaults, **options})
+    remote_cls: RayActor = ray.remote(VLLMReplicaActor).options(**{**defaults, **options})
     slots = [_RaySlot(i, lambda: remote_cls.remote(config), start_timeout) for i in range(size)]
     return ReplicaPool(slots)
 
 
-def vllm_local(config: Any) -> BackendPool:
+def vllm_local(config: VLLMConfig) -> BackendPool:
     """One in-process vLLM replica (``use_ray=False``), with the same one-line start failure."""
     from pluralign.actors.backends.vllm_replica import VLLMBackend
 
