@@ -9,9 +9,9 @@ code's ``input_output.json`` (a list of items, one per scenario in benchmark ord
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from pluralign.engine.errors import InputError
 from pluralign.engine.store.cache import scorer_identity
 from pluralign.engine.store.files import read_json
 from pluralign.engine.store.hashing import file_digest
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _COLUMNS = ("scenario", "response", "attribute", "score")
 _LABEL_TOLERANCE = 1e-9
@@ -63,7 +66,7 @@ class PredictionsScorer:
 # ---------------------------------------------------------------------------- our layout
 
 
-def from_records(bench: Benchmark, records: list[Any], file: Path) -> np.ndarray:
+def from_records(bench: Benchmark, records: Sequence[object], file: Path) -> np.ndarray:
     """Mean score per (response, attribute) over the records' samples."""
     ids = {s.id: i for i, s in enumerate(bench.scenarios)}
     attrs = {a: j for j, a in enumerate(bench.attributes)}
@@ -89,7 +92,7 @@ def from_records(bench: Benchmark, records: list[Any], file: Path) -> np.ndarray
     return sums / counts
 
 
-def _record(rec: Any, i: int, file: Path, bench: Benchmark, ids: Mapping[str, int],
+def _record(rec: object, i: int, file: Path, bench: Benchmark, ids: Mapping[str, int],
             attrs: Mapping[str, int]) -> tuple[int, int, int, float]:
     if not isinstance(rec, Mapping):
         raise InputError("a score record must be an object", file=file, record=i)
@@ -111,7 +114,7 @@ def _record(rec: Any, i: int, file: Path, bench: Benchmark, ids: Mapping[str, in
     return int(bench.offsets[s]) + response, attrs[rec["attribute"]], sample, score
 
 
-def _index(v: Any, limit: int | None, file: Path, i: int, name: str) -> int:
+def _index(v: object, limit: int | None, file: Path, i: int, name: str) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (limit is not None
@@ -122,7 +125,7 @@ def _index(v: Any, limit: int | None, file: Path, i: int, name: str) -> int:
     return v
 
 
-def _score(v: Any, file: Path, rec: object, name: str) -> float:
+def _score(v: object, file: Path, rec: object, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise InputError(f"score {v!r} is not a finite number", file=file, record=rec,
                          field=name)
@@ -131,7 +134,7 @@ def _score(v: Any, file: Path, rec: object, name: str) -> float:
     return float(v)
 
 
-def _parquet_records(path: Path) -> list[Any]:
+def _parquet_records(path: Path) -> list[dict[str, object]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -142,7 +145,7 @@ def _parquet_records(path: Path) -> list[Any]:
     return _table_records(table, path)
 
 
-def _csv_records(path: Path) -> list[Any]:
+def _csv_records(path: Path) -> list[dict[str, object]]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -156,24 +159,24 @@ def _csv_records(path: Path) -> list[Any]:
     return _table_records(table, path)
 
 
-def _table_records(table: Any, path: Path) -> list[Any]:
+def _table_records(table: pa.Table, path: Path) -> list[dict[str, object]]:
     for col in _COLUMNS:
         if col not in table.column_names:
             raise InputError("missing column", file=path, field=col,
                              hint=f"columns: {', '.join(_COLUMNS)}[, sample]")
-    records: list[Any] = table.to_pylist()
+    records: list[dict[str, object]] = table.to_pylist()
     return records
 
 
 # ---------------------------------------------------------------------------- input_output
 
 
-def _is_input_output(data: Any) -> bool:
+def _is_input_output(data: object) -> bool:
     return (isinstance(data, list) and bool(data) and isinstance(data[0], Mapping)
             and "input" in data[0] and "output" in data[0])
 
 
-def from_input_output(bench: Benchmark, items: list[Any], file: Path) -> np.ndarray:
+def from_input_output(bench: Benchmark, items: Sequence[object], file: Path) -> np.ndarray:
     """Predictions of the research code's ``input_output.json``, items matched to scenarios
     by position; each item's ``input.labels`` must equal the benchmark's labels."""
     if len(items) != bench.n_scenarios:
@@ -194,7 +197,7 @@ def from_input_output(bench: Benchmark, items: list[Any], file: Path) -> np.ndar
     return out
 
 
-def _path(item: Any, keys: tuple[str, ...], file: Path, rec: str) -> Any:
+def _path(item: object, keys: tuple[str, ...], file: Path, rec: str) -> object:
     node = item
     for depth, key in enumerate(keys):
         if not isinstance(node, Mapping) or key not in node:
@@ -204,7 +207,7 @@ def _path(item: Any, keys: tuple[str, ...], file: Path, rec: str) -> Any:
     return node
 
 
-def _check_labels(bench: Benchmark, i: int, labels: Any, file: Path, rec: str) -> None:
+def _check_labels(bench: Benchmark, i: int, labels: object, file: Path, rec: str) -> None:
     sc = bench.scenarios[i]
     if not isinstance(labels, list) or len(labels) != len(sc.responses):
         raise InputError(f"needs one label dict per response ({len(sc.responses)})",
@@ -221,7 +224,7 @@ def _check_labels(bench: Benchmark, i: int, labels: Any, file: Path, rec: str) -
                 )
 
 
-def _prediction_row(bench: Benchmark, pred: Any, file: Path, rec: str, r: int) -> list[float]:
+def _prediction_row(bench: Benchmark, pred: object, file: Path, rec: str, r: int) -> list[float]:
     where = f"output.choice_info.predictions[{r}]"
     if not isinstance(pred, Mapping):
         raise InputError("must be an object of attribute -> score", file=file, record=rec,
