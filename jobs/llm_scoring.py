@@ -53,6 +53,7 @@ from pluralign.engine.run.scheduler import (
     plan,
     run_schedule,
 )
+from pluralign.engine.scorers import scorer_info
 from pluralign.engine.store.cache import ScoreCache, register_secret
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.claims import Claims
@@ -99,26 +100,24 @@ class ScoringReport:
 def samples_of(config: LLMConfig) -> int:
     n = 1 if config.samples is None else int(config.samples)
     if n < 1:
-        raise InputError("--samples must be at least 1", field="samples")
+        raise InputError("`samples` must be at least 1", field="samples")
     return n
 
 
-FEW_SHOT_DEFAULT = {"comparative-regression": True, "regression": False,
-                    "prompt-aligned": False}
-"""Few-shot default per judge (steerable-pluralism paper: the proposed comparative regression
-is few-shot, Table 1's per-response regression ablation and the prompt-aligned baseline
-zero-shot; Table 2's few-shot prompt-aligned ablation is ``--few-shot``)."""
 
 
 def few_shot_for(scorer_name: str, asked: bool | None) -> bool:
-    """Whether ``scorer_name`` gets in-context examples: ``asked`` (``--few-shot``/
-    ``--zero-shot``, :attr:`LLMConfig.few_shot`) when given, else the judge's default; an
-    explicit few-shot for a judge without examples is refused rather than ignored."""
+    """Whether ``scorer_name`` gets in-context examples: ``asked``
+    (:attr:`LLMConfig.few_shot`) when given, else the judge's default as registered (the
+    steerable-pluralism paper: the proposed comparative regression is few-shot, Table 1's
+    per-response regression ablation and the prompt-aligned baseline zero-shot; Table 2's
+    few-shot prompt-aligned ablation is ``few_shot=True``). An explicit few-shot for a judge
+    without examples is refused rather than ignored."""
     if asked is None:
-        return FEW_SHOT_DEFAULT.get(scorer_name, False)
+        return scorer_info(scorer_name).needs_train
     if asked and scorer_name in CHOICE_JUDGES and scorer_name != "prompt-aligned":
         raise InputError(f"{scorer_name} has no in-context examples",
-                         field="few-shot", hint="drop --few-shot (it runs zero-shot)")
+                         field="few_shot", hint="drop `few_shot=True` (it runs zero-shot)")
     return bool(asked)
 
 
@@ -126,13 +125,13 @@ def judge_settings(config: LLMConfig) -> JudgeSettings:
     """Judge settings (the part of the cache identity the config decides); the temperature
     defaults to greedy for one sample."""
     if not config.model:
-        raise InputError("LLM scorers need --model", field="model",
-                         hint="e.g. --model meta-llama/Llama-3.2-3B-Instruct")
+        raise InputError("LLM scorers need `model`", field="model",
+                         hint="e.g. `model=meta-llama/Llama-3.2-3B-Instruct`")
     temperature = config.temperature
     if temperature is None:
         temperature = 0.0 if samples_of(config) == 1 else DEFAULT_SAMPLING_TEMPERATURE
     if temperature < 0:
-        raise InputError("--temperature must be >= 0", field="temperature")
+        raise InputError("`temperature` must be >= 0", field="temperature")
     return JudgeSettings(
         model=str(config.model),
         temperature=float(temperature),
@@ -159,9 +158,9 @@ def canonical_extra_body(text: str | Mapping[str, Any] | None) -> str:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"--extra-body is not JSON ({e.msg})", field="extra-body") from None
+        raise InputError(f"`extra_body` is not JSON ({e.msg})", field="extra_body") from None
     if not isinstance(value, dict):
-        raise InputError("--extra-body must be a JSON object", field="extra-body")
+        raise InputError("`extra_body` must be a JSON object", field="extra_body")
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -178,7 +177,7 @@ def _limited(bench: Benchmark, config: LLMConfig) -> Benchmark:
     if limit is None or limit >= bench.n_scenarios:
         return bench
     if limit < 1:
-        raise InputError("--limit must be at least 1", field="limit")
+        raise InputError("`limit` must be at least 1", field="limit")
     return bench.subset(limit)
 
 
@@ -278,7 +277,7 @@ def engine_arg_pairs(config: LLMConfig) -> tuple[tuple[str, str], ...]:
         try:
             pairs.append(parse_engine_arg(text))
         except ValueError as e:
-            raise InputError(str(e), field="engine-arg") from None
+            raise InputError(str(e), field="engine_args") from None
     return tuple(pairs)
 
 
@@ -298,15 +297,15 @@ def vllm_config(config: LLMConfig) -> VLLMConfig:
                 given = json.loads(value)
             except json.JSONDecodeError as e:
                 raise InputError(f"structured_outputs_config is not JSON ({e.msg})",
-                                 field="engine-arg") from None
+                                 field="engine_args") from None
             if not isinstance(given, dict):
                 raise InputError("structured_outputs_config must be a JSON object",
-                                 field="engine-arg")
+                                 field="engine_args")
             structured.update(given)
         else:
             rest.append((key, value))
     if not config.model:
-        raise InputError("--backend vllm needs --model", field="model",
+        raise InputError("`backend=vllm` needs `model`", field="model",
                          hint="a Hugging Face model id or a local model directory")
     return VLLMConfig(model=str(config.model), tensor_parallel_size=int(config.tensor_parallel),
                       engine_cli=tuple(rest), structured_outputs=structured)

@@ -90,7 +90,7 @@ def vllm_reward_kwargs(config: RewardConfig, vllm: Any) -> dict[str, Any]:
         pairs = [parse_engine_arg(text) for text in config.engine_args]
         kwargs = typed_engine_args(vllm, pairs)
     except ValueError as e:
-        raise InputError(str(e), field="engine-arg") from None
+        raise InputError(str(e), field="engine_args") from None
     if int(config.tensor_parallel) < 1:
         raise InputError("--tensor-parallel must be at least 1", field="tensor-parallel")
     kwargs.setdefault("tensor_parallel_size", int(config.tensor_parallel))

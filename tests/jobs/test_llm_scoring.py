@@ -257,7 +257,7 @@ def test_backend_args_fit_the_sweep_command_and_need_a_model() -> None:
     assert (config.limit, config.samples, config.few_shot, config.rpm) == (5, 5, False, 60)
     assert config.use_ray  # no --no-ray
     assert judge_settings(config).temperature == 0.7
-    with pytest.raises(Exception, match="--model"):
+    with pytest.raises(Exception, match="`model`"):  # the API's word; the CLI says --model
         judge_settings(parse("http://127.0.0.1:1/v1", "--model", ""))
 
 
