@@ -19,3 +19,7 @@ JSONDict: TypeAlias = dict[str, Any]
 
 JSONSchema: TypeAlias = Mapping[str, Any]
 """A JSON schema (``{"type": "object", "properties": {...}}``), read by key."""
+
+UntrustedJSON: TypeAlias = Any
+"""Parsed JSON of unchecked shape (a provider's answer), indexed into inside ``try`` blocks
+that catch the ``KeyError``/``TypeError`` of a wrong shape."""

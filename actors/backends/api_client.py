@@ -16,12 +16,14 @@ import random
 import socket
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
 
 from pluralign.actors.ratelimit import Limiter, key_id, make_limiter
 from pluralign.engine.errors import PluralignError
+from pluralign.engine.jsontypes import JSONSchema, UntrustedJSON
 from pluralign.engine.judges.base import loads_answer
 from pluralign.engine.run.backend import (
     NO_LOGPROBS,
@@ -33,6 +35,9 @@ from pluralign.engine.run.backend import (
     Usage,
 )
 from pluralign.engine.store.redaction import redact, register_secret
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,7 @@ class APIClientConfig:
     structured_output: StructuredMode = "response_format"
     """How the schema is sent: OpenAI ``response_format``; vLLM ``structured_outputs`` (>= 0.10.2);
     vLLM ``guided_json`` (older); or ``none`` (prompt only, the answer is still validated)."""
-    extra_body: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    extra_body: Mapping[str, object] = field(default_factory=dict, hash=False)
     """Extra JSON fields merged into every request body (provider-specific options)."""
 
     def __post_init__(self) -> None:
@@ -116,7 +121,7 @@ class _Secret:
     def __repr__(self) -> str:
         return f"<secret {key_id(self._value)}>"
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("an API key is never pickled; pass the env var name instead")
 
 
@@ -139,7 +144,7 @@ class OpenAIBackend:
         self.config = config or APIClientConfig()
         self._limiter = limiter
         self._secret: _Secret | None = None
-        self._session: Any = None
+        self._session: aiohttp.ClientSession | None = None
         self._sem: asyncio.Semaphore | None = None
         self._rng = random.Random()
         self._draining = False
@@ -152,7 +157,7 @@ class OpenAIBackend:
     def __repr__(self) -> str:
         return f"OpenAIBackend(base_url={self.config.base_url!r}, model={self.config.model!r})"
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> tuple[type[OpenAIBackend], tuple[APIClientConfig]]:
         # Ship the config (which names the env var) and rebuild; the key is re-read on start.
         return (OpenAIBackend, (self.config,))
 
@@ -261,8 +266,10 @@ class OpenAIBackend:
             if self._draining:
                 return _Attempt(failure=Failure(FailureKind.FATAL_REPLICA,
                                                 "interrupted: not sent"))
+            session = self._session
+            assert session is not None, "start() opens the session"
             try:
-                async with self._session.post(f"{self.config.base_url.rstrip('/')}/chat/completions",
+                async with session.post(f"{self.config.base_url.rstrip('/')}/chat/completions",
                                               data=json.dumps(body), headers=headers) as resp:
                     status, text = resp.status, await resp.text()
                     retry_after = parse_retry_after(resp.headers)
@@ -288,9 +295,9 @@ class OpenAIBackend:
         return self._parse(req, text)
 
     def request_body(self, req: GenerationRequest, *, want: int | None = None,
-                     offset: int = 0) -> dict[str, Any]:
+                     offset: int = 0) -> dict[str, object]:
         """The JSON body for ``req`` asking ``want`` choices (top-ups shift the seed)."""
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "model": self.config.model,
             "messages": [{"role": m.role, "content": m.content} for m in req.messages],
             "n": req.n if want is None else want,
@@ -386,7 +393,7 @@ def problems_failure(req: GenerationRequest, problems: Sequence[str],
     return None
 
 
-def parse_sample(choice: Any, schema: Mapping[str, Any] | None) -> tuple[Sample | None, str]:
+def parse_sample(choice: UntrustedJSON, schema: JSONSchema | None) -> tuple[Sample | None, str]:
     """A validated Sample from one choice, or (None, why not)."""
     try:
         content = choice["message"]["content"]
@@ -409,7 +416,7 @@ def parse_sample(choice: Any, schema: Mapping[str, Any] | None) -> tuple[Sample 
     return Sample(content, value), ""
 
 
-def parse_top_logprobs(choice: Any) -> dict[str, float] | None:
+def parse_top_logprobs(choice: UntrustedJSON) -> dict[str, float] | None:
     """The first generated token's alternatives (token -> logprob) from a chat choice's
     ``logprobs.content[0].top_logprobs``; None when the answer carries none."""
     try:
@@ -479,11 +486,27 @@ def _error_message(text: str) -> str:
 
 
 # -- answer validation: JSON Schema (draft 2020-12) by the jsonschema library -------------------
-_VALIDATORS: dict[str, Any] = {}
+class _SchemaError(Protocol):
+    """What is read of a jsonschema ValidationError (jsonschema ships no types)."""
+
+    @property
+    def json_path(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class _Validator(Protocol):
+    """What is used of a compiled jsonschema validator."""
+
+    def iter_errors(self, instance: object, /) -> Iterator[_SchemaError]: ...
+
+
+_VALIDATORS: dict[str, _Validator] = {}
 """One compiled validator per schema (keyed by its canonical JSON): judges reuse a handful."""
 
 
-def _jsonschema() -> Any:
+def _jsonschema() -> ModuleType:
     try:
         import jsonschema
     except ImportError as e:
@@ -492,7 +515,7 @@ def _jsonschema() -> Any:
     return jsonschema
 
 
-def _validator(schema: Mapping[str, Any]) -> Any:
+def _validator(schema: JSONSchema) -> _Validator:
     """The draft 2020-12 validator of ``schema`` (SchemaError when the schema is malformed)."""
     key = json.dumps(schema, sort_keys=True, default=str)
     found = _VALIDATORS.get(key)
@@ -503,7 +526,7 @@ def _validator(schema: Mapping[str, Any]) -> Any:
     return found
 
 
-def schema_errors(value: Any, schema: Mapping[str, Any]) -> list[str]:
+def schema_errors(value: object, schema: JSONSchema) -> list[str]:
     """Why ``value`` is not valid against ``schema`` (JSON Schema draft 2020-12; empty when
     valid), the most telling first, each as ``<JSON path>: <what is wrong>``.
 
