@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
+from pluralign.engine.jsontypes import JSONDict, UntrustedJSON
 from pluralign.engine.store import parts
 from pluralign.engine.store.hashing import canonical_json, settings_digest, text_digest
 from pluralign.engine.store.manifest import current as current_manifest
@@ -55,7 +55,7 @@ _quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 """JSON string literal without ASCII escaping, as ``json.dumps(s, ensure_ascii=False)``."""
 
 
-def scorer_identity(name: str, settings: Mapping[str, Any]) -> str:
+def scorer_identity(name: str, settings: Mapping[str, object]) -> str:
     """``name#hash``: the hash covers every setting that changes the scorer's answers."""
     return f"{name}#{settings_digest(settings)}"
 
@@ -99,9 +99,10 @@ class ScoreFailure:
 # ---------------------------------------------------------------------------- rows
 
 
-def _row_of(obj: ScoreRecord | ScoreFailure | Mapping[str, Any], pos: int) -> dict[str, Any]:
+def _row_of(obj: ScoreRecord | ScoreFailure | Mapping[str, object], pos: int
+            ) -> dict[str, object]:
     if isinstance(obj, ScoreRecord):
-        raw: dict[str, Any] = {f: getattr(obj, f) for f in _KEY_FIELDS}
+        raw: dict[str, UntrustedJSON] = {f: getattr(obj, f) for f in _KEY_FIELDS}
         raw.update(score=obj.score, reasoning=obj.reasoning or None, error=None, meta=obj.meta)
     elif isinstance(obj, ScoreFailure):
         raw = {f: getattr(obj, f) for f in _KEY_FIELDS}
@@ -113,7 +114,7 @@ def _row_of(obj: ScoreRecord | ScoreFailure | Mapping[str, Any], pos: int) -> di
     return _checked_row(raw, pos)
 
 
-def _checked_row(raw: dict[str, Any], pos: int) -> dict[str, Any]:
+def _checked_row(raw: dict[str, UntrustedJSON], pos: int) -> dict[str, object]:
     for f in ("benchmark", "scenario", "attribute", "scorer"):
         if not isinstance(raw.get(f), str) or not raw[f]:
             raise InputError("must be a non-empty string", record=pos, field=f)
@@ -144,7 +145,7 @@ def _checked_row(raw: dict[str, Any], pos: int) -> dict[str, Any]:
     }
 
 
-def _rows_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+def _rows_table(rows: Sequence[Mapping[str, object]]) -> pa.Table:
     cols = {f.name: [r[f.name] for r in rows] for f in SCORE_SCHEMA}
     return pa.table(cols, schema=SCORE_SCHEMA)
 
@@ -156,7 +157,7 @@ SCORER_META_KEY = b"pluralign.scorers"
 """Part metadata: JSON {scorer identity: decoded settings} of the scorers whose rows it holds."""
 
 
-def _with_scorer_settings(table: pa.Table, settings: Mapping[str, Any] | None = None) -> pa.Table:
+def _with_scorer_settings(table: pa.Table, settings: Mapping[str, object] | None = None) -> pa.Table:
     """Attach ``settings`` ({identity: settings}); by default the running command's scorer
     settings for every scorer in ``table``."""
     if settings is None:
@@ -205,7 +206,7 @@ class ScoreCache:
 
     def append(
         self,
-        records: Iterable[ScoreRecord | ScoreFailure | Mapping[str, Any]],
+        records: Iterable[ScoreRecord | ScoreFailure | Mapping[str, object]],
         failures: Iterable[ScoreFailure] = (),
     ) -> Path | None:
         """Write ``records`` and ``failures`` as ONE new part; None when both are empty.
@@ -347,7 +348,7 @@ class ScorerSummary:
     """Attributes with any row."""
     samples: int
     """Distinct sample indices."""
-    settings: dict[str, Any] | None
+    settings: JSONDict | None
     """The scorer settings stored with its parts (None when written without a manifest)."""
 
 
@@ -376,9 +377,9 @@ def summarize(root: str | os.PathLike[str]) -> list[ScorerSummary]:
     return out
 
 
-def _stored_settings(paths: Sequence[Path]) -> dict[str, dict[str, Any]]:
+def _stored_settings(paths: Sequence[Path]) -> dict[str, JSONDict]:
     """{scorer identity: settings} over ``paths`` (oldest first); the newest part's settings win."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, JSONDict] = {}
     for path in paths:
         try:
             raw = (pq.read_schema(path).metadata or {}).get(SCORER_META_KEY)
