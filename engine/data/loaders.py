@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from pluralign.engine.data.benchmark import (
 )
 from pluralign.engine.data.levels import grid_scale
 from pluralign.engine.errors import InputError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.store.files import read_json, write_bytes
 from pluralign.schemas.records import Scenario
 
@@ -96,7 +97,7 @@ def load_steerable_json(path: str | os.PathLike[str], name: str, split: str) -> 
     return make_benchmark(name, split, attributes, levels, scenarios, source=file)
 
 
-def _attributes_from_first(record: Any, file: str) -> tuple[str, ...]:
+def _attributes_from_first(record: object, file: str) -> tuple[str, ...]:
     labels = record.get("labels") if isinstance(record, dict) else None
     if not isinstance(labels, list) or not labels or not isinstance(labels[0], dict):
         raise InputError("cannot infer attributes: the first record needs a list of label "
@@ -134,7 +135,7 @@ def _infer_levels(bench: Benchmark, file: str) -> tuple[float, ...]:
     return levels
 
 
-def _scenario_from_record(rec: Any, index: int, split: str, file: str) -> Scenario:
+def _scenario_from_record(rec: object, index: int, split: str, file: str) -> Scenario:
     """Check a record's structure; values are checked by make_benchmark."""
     if not isinstance(rec, dict):
         raise InputError(f"a scenario must be a JSON object, got {type(rec).__name__}",
@@ -161,7 +162,7 @@ def _scenario_from_record(rec: Any, index: int, split: str, file: str) -> Scenar
     )
 
 
-def _record_id(rec: Mapping[str, Any], index: int, split: str, file: str) -> str:
+def _record_id(rec: Mapping[str, object], index: int, split: str, file: str) -> str:
     if "id" not in rec:
         return f"{split}-{index:05d}"
     rid = rec["id"]
@@ -171,7 +172,7 @@ def _record_id(rec: Mapping[str, Any], index: int, split: str, file: str) -> str
     return str(rid)
 
 
-def _check_reasonings(reasonings: Any, index: int, file: str) -> None:
+def _check_reasonings(reasonings: object, index: int, file: str) -> None:
     if not isinstance(reasonings, list):
         raise InputError("must be a list (one object per response)", file=file, record=index,
                          field="reasonings")
@@ -185,11 +186,25 @@ def _check_reasonings(reasonings: Any, index: int, file: str) -> None:
                                  field=f"reasonings[{r}].{key}")
 
 
-def benchmark_records(bench: Benchmark) -> list[dict[str, Any]]:
+class _SteerableRequired(TypedDict):
+    id: str
+    prompt: str
+    responses: list[str]
+    labels: list[dict[str, float]]
+
+
+class SteerableRecord(_SteerableRequired, total=False):
+    """One scenario as a steerable JSON record."""
+
+    reasonings: list[dict[str, str]]
+    """Per response, attribute -> reasoning sentence (only when the benchmark has them)."""
+
+
+def benchmark_records(bench: Benchmark) -> list[SteerableRecord]:
     """The benchmark as steerable JSON records (ids included so they survive a round trip)."""
-    out: list[dict[str, Any]] = []
+    out: list[SteerableRecord] = []
     for sc in bench.scenarios:
-        rec: dict[str, Any] = {
+        rec: SteerableRecord = {
             "id": sc.id,
             "prompt": sc.prompt,
             "responses": list(sc.responses),
@@ -211,7 +226,8 @@ def write_steerable_json(bench: Benchmark, path: str | os.PathLike[str]) -> Path
 
 # ---------------------------------------------------------------- raw HelpSteer2 rows
 
-Row = Mapping[str, Any]
+Row = Mapping[str, UntrustedJSON]
+"""One raw row as read from a file (checked by ``_check_raw_row``)."""
 
 
 def load_helpsteer2_rows(
@@ -291,7 +307,7 @@ def _read_csv(path: Path) -> Iterable[dict[str, str]]:
         raise InputError(f"cannot read CSV: {e}", file=path) from None
 
 
-def _check_raw_row(row: Any, index: int, file: str) -> None:
+def _check_raw_row(row: object, index: int, file: str) -> None:
     if not isinstance(row, Mapping):
         raise InputError("a row must be an object", file=file, record=index)
     for key in ("prompt", "response"):
@@ -303,17 +319,16 @@ def _check_raw_row(row: Any, index: int, file: str) -> None:
         _raw_value(row[attr], index, attr, file)
 
 
-def _raw_value(value: Any, index: int, attr: str, file: str) -> int:
+def _raw_value(value: object, index: int, attr: str, file: str) -> int:
     """A raw 0..4 integer from JSON, CSV text or Parquet."""
-    v: Any = value
+    v = value
     if isinstance(v, str):
         try:
             v = float(v.strip())
         except ValueError:
             v = None
-    ok = (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-          and float(v).is_integer() and 0 <= v <= HELPSTEER2_RAW_MAX)
-    if not ok:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+            math.isfinite(v) and float(v).is_integer() and 0 <= v <= HELPSTEER2_RAW_MAX):
         raise InputError(f"value {value!r} is not an integer 0-{HELPSTEER2_RAW_MAX}",
                          file=file, record=index, field=attr)
     return int(v)
