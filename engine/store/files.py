@@ -13,11 +13,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pluralign.engine.errors import CacheSchemaError, InputError
 from pluralign.engine.errors import DuplicateKeyError as DuplicateKeyError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.schemas.arrow import SCHEMA_VERSION, schema_version_of
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @contextmanager
@@ -53,13 +57,13 @@ def write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
     return Path(dest)
 
 
-def write_json(dest: str | os.PathLike[str], data: Any) -> Path:
+def write_json(dest: str | os.PathLike[str], data: object) -> Path:
     """JSON without NaN (undefined figures must be written as null by the caller)."""
     text = json.dumps(data, indent=2, allow_nan=False, default=_json_default) + "\n"
     return write_bytes(dest, text.encode())
 
 
-def write_parquet(table: Any, dest: str | os.PathLike[str]) -> Path:
+def write_parquet(table: pa.Table, dest: str | os.PathLike[str]) -> Path:
     import pyarrow.parquet as pq
 
     with atomic_path(dest) as tmp:
@@ -67,9 +71,9 @@ def write_parquet(table: Any, dest: str | os.PathLike[str]) -> Path:
     return Path(dest)
 
 
-def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     """``object_pairs_hook`` that refuses a repeated key instead of keeping the last value."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for k, v in pairs:
         if k in out:
             raise DuplicateKeyError(k)
@@ -77,7 +81,7 @@ def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def loads_unique(text: str) -> Any:
+def loads_unique(text: str) -> UntrustedJSON:
     """``json.loads`` refusing repeated keys (DuplicateKeyError) and deep nesting (ValueError)."""
     try:
         return json.loads(text, object_pairs_hook=unique_pairs)
@@ -85,7 +89,7 @@ def loads_unique(text: str) -> Any:
         raise ValueError("JSON nested too deeply to read") from None
 
 
-def read_json(path: str | os.PathLike[str], *, unique_keys: bool = False) -> Any:
+def read_json(path: str | os.PathLike[str], *, unique_keys: bool = False) -> UntrustedJSON:
     """Parse a JSON file, or raise InputError naming the file (missing, unreadable, bad JSON,
     nested too deeply; with ``unique_keys``, an object naming a key twice)."""
     p = Path(path)
@@ -174,7 +178,7 @@ def require_memory(need: float, what: str, *, file: object | None = None,
                          field=field, hint=hint)
 
 
-def require_layout(schema: Any, kind: str, file: str | os.PathLike[str], fix: str) -> None:
+def require_layout(schema: pa.Schema, kind: str, file: str | os.PathLike[str], fix: str) -> None:
     """Refuse a stored table of another kind or schema version, naming the file, both versions
     and ``fix`` (what the user can do about it)."""
     version, found = schema_version_of(schema)
@@ -185,7 +189,7 @@ def require_layout(schema: Any, kind: str, file: str | os.PathLike[str], fix: st
         )
 
 
-def _json_default(o: Any) -> Any:
+def _json_default(o: object) -> object:
     import numpy as np
 
     if isinstance(o, np.generic):

@@ -17,9 +17,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
+from pluralign.engine.jsontypes import JSONDict, JSONObject
 from pluralign.engine.store.hashing import file_digest
 
 # The one redactor (engine/store/redaction.py); these names stay importable from here.
@@ -28,6 +29,9 @@ from pluralign.engine.store.redaction import environment_secrets as environment_
 from pluralign.engine.store.redaction import redact as redact
 from pluralign.engine.store.redaction import redact_argv as redact_argv
 from pluralign.engine.store.redaction import scrub as scrub
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MANIFEST_VERSION = 1
 """Bump when the manifest's layout changes."""
@@ -44,7 +48,15 @@ def endpoint_host(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+class FileRecord(TypedDict):
+    """A data file in a manifest: its name (never the path), size and SHA-256."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+
+def file_record(path: str | os.PathLike[str]) -> FileRecord:
     """Name, size and SHA-256 of a data file (the name only: absolute paths stay private)."""
     p = Path(path)
     return {"name": p.name, "bytes": p.stat().st_size, "sha256": file_digest(p)}
@@ -96,11 +108,11 @@ class Manifest:
     """End time; set when the manifest is written."""
     hosts: int = 1
     """Hosts the run used (Ray nodes alive, else 1)."""
-    benchmark: dict[str, Any] = field(default_factory=dict)
+    benchmark: dict[str, object] = field(default_factory=dict)
     """Benchmark identity, split, scenario count and data files with checksums."""
-    scorer: dict[str, Any] = field(default_factory=dict)
+    scorer: dict[str, object] = field(default_factory=dict)
     """Scorer identity and its decoded settings (never credentials)."""
-    counts: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, object] = field(default_factory=dict)
     """Items, cached, sent, retried, failed by reason, tokens, estimated cost."""
     interrupted: bool = False
     """True when the run stopped before every item was answered (budget, interruption)."""
@@ -114,17 +126,17 @@ class Manifest:
         self.benchmark = {"identity": identity, "split": split, "scenarios": int(scenarios),
                           "files": [file_record(f) for f in files if Path(f).is_file()]}
 
-    def note_scorer(self, settings: Mapping[str, Any]) -> None:
+    def note_scorer(self, settings: Mapping[str, object]) -> None:
         self.scorer = dict(settings)
 
-    def note_counts(self, counts: Mapping[str, Any]) -> None:
+    def note_counts(self, counts: JSONObject) -> None:
         self.counts.update(counts)
         stop = counts.get("stopped")
         if stop or int(counts.get("not_started", 0) or 0) > 0:
             self.interrupted = True
             self.stop_reason = str(stop) if stop else "items left unsent"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         """The manifest as JSON-able data, every string redacted."""
         ended = self.ended if self.ended is not None else time.time()
         data = {
@@ -150,7 +162,7 @@ class Manifest:
         return {METADATA_KEY: json.dumps(self.as_dict(), sort_keys=True).encode()}
 
 
-def with_manifest(table: Any, manifest: Manifest | None) -> Any:
+def with_manifest(table: pa.Table, manifest: Manifest | None) -> pa.Table:
     """``table`` (a pyarrow Table) with the manifest added to its schema metadata."""
     if manifest is None:
         return table
@@ -159,7 +171,7 @@ def with_manifest(table: Any, manifest: Manifest | None) -> Any:
     return table.replace_schema_metadata(meta)
 
 
-def read_manifest(schema_metadata: Mapping[bytes, bytes] | None) -> dict[str, Any] | None:
+def read_manifest(schema_metadata: Mapping[bytes, bytes] | None) -> JSONDict | None:
     """The manifest stored in a Parquet schema's metadata, or None."""
     raw = (schema_metadata or {}).get(METADATA_KEY)
     return None if raw is None else dict(json.loads(raw))

@@ -14,7 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import overload
 
 import pyarrow as pa
 
@@ -115,7 +115,19 @@ def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
     return out
 
 
-def scrub(value: Any, secrets: Iterable[str]) -> Any:
+@overload
+def scrub(value: str, secrets: Iterable[str]) -> str: ...
+
+
+@overload
+def scrub(value: Mapping[str, object], secrets: Iterable[str]) -> dict[str, object]: ...
+
+
+@overload
+def scrub(value: object, secrets: Iterable[str]) -> object: ...
+
+
+def scrub(value: object, secrets: Iterable[str]) -> object:
     """``value`` with :func:`redact` applied to every string inside it (keys of mappings too)."""
     secrets = tuple(secrets)
     if isinstance(value, str):
@@ -139,7 +151,7 @@ def redact_table(table: pa.Table, keep: Sequence[str] = ()) -> pa.Table:
             continue
         values = table.column(i).to_pylist()
         if is_list:
-            cleaned: list[Any] = [None if v is None else [_replace(x, secrets) for x in v]
+            cleaned: list[object] = [None if v is None else [_replace(x, secrets) for x in v]
                                   for v in values]
         else:
             cleaned = [_replace(v, secrets) for v in values]
