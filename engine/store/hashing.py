@@ -23,14 +23,13 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 
 _CHUNK = 1 << 20
 
 
-def digest(value: Any, n: int = 16) -> str:
+def digest(value: object, n: int = 16) -> str:
     """SHA-256 (``n`` hex) of a JSON-able value: sorted keys, no whitespace, ASCII escapes,
     anything else JSON cannot write as its ``str``."""
     blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -94,18 +93,18 @@ class Hasher:
 # ---------------------------------------------------------------------------- settings
 
 
-def canonical_json(obj: Any) -> str:
+def canonical_json(obj: object) -> str:
     """JSON text with sorted keys and no whitespace: equal settings give equal text."""
     return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
 
 
-def settings_digest(settings: Any, n: int = 12) -> str:
+def settings_digest(settings: object, n: int = 12) -> str:
     """SHA-256 (``n`` hex) of :func:`canonical_json` of ``settings``."""
     return text_digest(canonical_json(settings), n)
 
 
-def _plain(obj: Any) -> Any:
+def _plain(obj: object) -> object:
     # Identity hashes must not depend on container types or numpy scalar types.
     if obj is None or isinstance(obj, (bool, str, int)):
         return obj
