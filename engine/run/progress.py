@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Protocol
 
 ENV = "PLURALIGN_PROGRESS"
 DELAY = 2.0
@@ -25,8 +25,26 @@ MININTERVAL = 0.5
 TICK = 1.0
 """Seconds between redraws of an open bar that is not advancing (its clock keeps moving)."""
 
+
+
+class Bar(Protocol):
+    """What callers use of a bar (tqdm's, or the silent :class:`_Null`)."""
+
+    def update(self, n: int = 1) -> object: ...
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> object: ...
+
+    def close(self) -> object: ...
+
+
+class _Drawn(Bar, Protocol):
+    """A shown (tqdm) bar, which the ticker redraws."""
+
+    def refresh(self) -> object: ...
+
+
 _state = threading.local()
-_open: dict[int, tuple[Any, float]] = {}  # id -> (bar, when it may first be drawn)
+_open: dict[int, tuple[_Drawn, float]] = {}  # id -> (bar, when it may first be drawn)
 _open_lock = threading.Lock()
 _ticker: threading.Thread | None = None
 
@@ -44,7 +62,7 @@ def _tick() -> None:
                 b.refresh()
 
 
-def _track(b: Any, delay: float) -> None:
+def _track(b: _Drawn, delay: float) -> None:
     global _ticker
     with _open_lock:
         _open[id(b)] = (b, time.monotonic() + delay)
@@ -53,7 +71,7 @@ def _track(b: Any, delay: float) -> None:
             _ticker.start()
 
 
-def _untrack(b: Any) -> None:
+def _untrack(b: _Drawn) -> None:
     with _open_lock:
         _open.pop(id(b), None)
 
@@ -101,7 +119,7 @@ def quiet() -> Iterator[None]:
 
 @contextlib.contextmanager
 def bar(total: int | None, desc: str, *, unit: str = "it",
-        delay: float | None = None) -> Iterator[Any]:
+        delay: float | None = None) -> Iterator[Bar]:
     """A progress bar for one step: ``with bar(n, "re-align") as b: ... b.update(k)``.
 
     ``total`` None gives a counter without a percentage, 0 no bar (a caller's way to say the

@@ -18,9 +18,9 @@ import contextlib
 import random
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol, TextIO, cast
+from typing import Protocol, TextIO, TypedDict, cast
 
 from pluralign.engine.judges.base import AnswerError, Task, WorkItem
 from pluralign.engine.run import progress as progress_bars
@@ -46,7 +46,7 @@ STDERR: TextIO = cast(TextIO, _CurrentStderr())
 class ResultStore(Protocol):
     """Where outputs go: the score cache, the choice cache, or the generation cache."""
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> Any: ...
+    def append(self, records: Sequence[Mapping[str, object]]) -> object: ...
 
     def completed_keys(
         self, benchmark: str | None = None, scorer: str | None = None
@@ -70,7 +70,7 @@ class Idle:
 class StatusSink(Protocol):
     """Job status published elsewhere (Redis), e.g. ``pluralign.actors.ratelimit.RedisStatus``."""
 
-    async def publish(self, fields: Mapping[str, Any]) -> None: ...
+    async def publish(self, fields: Mapping[str, object]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class ScheduleReport:
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, object]:
         out = asdict(self)
         out["tokens"] = self.tokens
         return out
@@ -214,6 +214,25 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
 
 
+class ProgressFields(TypedDict):
+    """One progress update: printed as a line, and published to the status sink."""
+
+    scorer: str
+    total: int
+    done: int
+    completed: int
+    failed: int
+    retries: int
+    cached: int
+    rate: float
+    eta_s: float | None
+    tokens: int
+    cost: float
+    requests: int
+    stopped: str | None
+    state: str
+
+
 class _Run:
     """State of one scheduling run (one asyncio task group)."""
 
@@ -233,7 +252,7 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.sends: dict[str, int] = {}
         self.done: set[str] = set()
-        self.buffer: list[Mapping[str, Any]] = []
+        self.buffer: list[Mapping[str, object]] = []
         self.buffer_items: list[WorkItem] = []
         self.deferred: dict[str, WorkItem] = {}
         self.last_flush = time.monotonic()
@@ -246,7 +265,7 @@ class _Run:
         self.finished = asyncio.Event()
         if not pending:
             self.finished.set()
-        self.bar: Any = None
+        self.bar: progress_bars.Bar | None = None
         """The progress bar shown instead of text lines (see :func:`_shows_bar`), or None."""
 
     def stop(self, reason: str, kind: str) -> None:
@@ -257,7 +276,7 @@ class _Run:
             self.interrupted.set()
 
     # -- bookkeeping ------------------------------------------------------------------------
-    def _settle(self, item: WorkItem, rows: Sequence[Mapping[str, Any]] | None, *,
+    def _settle(self, item: WorkItem, rows: Sequence[Mapping[str, object]] | None, *,
                 failed: str | None = None, message: str = "", elsewhere: bool = False) -> None:
         """Record the one output of ``item`` (rows, a failure, or none when not answered)."""
         if item.key in self.done:
@@ -463,7 +482,7 @@ class _Run:
                 if rows:
                     await asyncio.to_thread(self._write, rows, items)
 
-    def _write(self, rows: list[Mapping[str, Any]], items: list[WorkItem]) -> None:
+    def _write(self, rows: list[Mapping[str, object]], items: list[WorkItem]) -> None:
         """Append ``rows`` (in a thread), count items another process bought meanwhile, and
         release their claims only now that the rows are stored."""
         try:
@@ -491,7 +510,7 @@ class _Run:
                 last_progress = time.monotonic()
                 await self.progress()
 
-    def progress_fields(self) -> dict[str, Any]:
+    def progress_fields(self) -> ProgressFields:
         r = self.report
         elapsed = time.monotonic() - self.started
         settled = r.completed + r.failed
@@ -556,7 +575,7 @@ async def run_schedule(
     status: StatusSink | None = None,
     log: TextIO | None = STDERR,
     claims: Claims | None = None,
-    on_start: Any = None,
+    on_start: Callable[[Callable[[str], None]], object] | None = None,
 ) -> ScheduleReport:
     """Send every item not yet in ``store`` through ``backend``; write one output per item.
 
@@ -576,7 +595,11 @@ async def run_schedule(
                             cached=p.cached)
     run = _Run(judge, p.pending, backend, store, cfg, report, status, log, claims, benchmark)
     if on_start is not None:
-        on_start(lambda reason="interrupted": run.stop(reason, "interrupted"))
+
+        def stop(reason: str = "interrupted") -> None:
+            run.stop(reason, "interrupted")
+
+        on_start(stop)
     with contextlib.ExitStack() as shown:
         if p.pending and _shows_bar(log):
             run.bar = shown.enter_context(progress_bars.bar(
