@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import AnswerError as AnswerError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult
 from pluralign.engine.store.hashing import digest
 
@@ -63,7 +64,7 @@ class JudgeSettings:
     judges' rubric); None is the judge's default (``make_judge`` turns an explicit default
     into None, so asking for the default keeps the identity)."""
 
-    def identity_extra(self) -> dict[str, Any]:
+    def identity_extra(self) -> dict[str, object]:
         """Identity settings recorded only when they differ from the default (so older
         identities stay valid)."""
         defaults = {"decoding": None, "revision": None, "backend": "openai",
@@ -72,6 +73,7 @@ class JudgeSettings:
         return {k: getattr(self, k) for k, d in defaults.items() if getattr(self, k) != d}
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields by name (``JudgeSettings(**s.as_dict())`` rebuilds ``s``)."""
         return asdict(self)
 
 
@@ -124,15 +126,15 @@ class Task(Protocol):
         """The model call for ``item`` (id = item key)."""
         ...
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         """Rows for a successful result; raises :class:`AnswerError` for a malformed answer."""
         ...
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
         """Rows recording that ``item`` failed (error set, no answer)."""
         ...
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Decoded settings for the run manifest (a judge's: identity, settings, templates
         with hash and text, definitions, few-shot rule)."""
         ...
@@ -163,7 +165,7 @@ def letters(k: int) -> tuple[str, ...]:
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*[ \t]*\r?\n?(.*?)\r?\n?[ \t]*```\Z", re.DOTALL)
 
 
-def loads_answer(text: str) -> Any:
+def loads_answer(text: str) -> UntrustedJSON:
     """The JSON value of an answer as real engines send it: surrounding whitespace and one
     Markdown code fence (```json ... ```) are removed, and raw control characters inside
     strings (tab, U+0015: valid to grammar-constrained decoders, refused by a strict
@@ -175,7 +177,7 @@ def loads_answer(text: str) -> Any:
     return json.loads(body, strict=False)
 
 
-def answer_json(result: GenerationResult) -> Any:
+def answer_json(result: GenerationResult) -> UntrustedJSON:
     """The first sample's JSON value (the backend's parsed value, else the text parsed here)."""
     if not result.samples:
         raise AnswerError("no samples in the answer")
@@ -190,7 +192,7 @@ def answer_json(result: GenerationResult) -> Any:
         raise AnswerError(f"answer is not JSON ({e.msg} at {e.pos})") from None
 
 
-def check_reasoning(value: Any, where: str) -> str:
+def check_reasoning(value: object, where: str) -> str:
     """A reasoning string of 1..REASONING_MAX characters."""
     if not isinstance(value, str) or not value.strip():
         raise AnswerError(f"{where}.reasoning must be a non-empty string")
@@ -199,7 +201,7 @@ def check_reasoning(value: Any, where: str) -> str:
     return value
 
 
-def check_score(value: Any, where: str, scale: int = SCALE) -> int:
+def check_score(value: object, where: str, scale: int = SCALE) -> int:
     """An integer score in 0..scale (an integral float such as 70.0 is accepted)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AnswerError(f"{where}.score must be an integer, got {value!r}")

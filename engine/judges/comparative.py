@@ -6,7 +6,6 @@ each score.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pluralign.engine.align.consistency import order_for_sample
 from pluralign.engine.judges.base import (
@@ -44,7 +43,7 @@ RESPONSE_TEMPLATE = "Response {letter}:\n{text}"
 RESPONSE_SEPARATOR = "\n\n"
 
 
-def comparative_schema(choice_letters: Sequence[str], scale: int = SCALE) -> dict[str, Any]:
+def comparative_schema(choice_letters: Sequence[str], scale: int = SCALE) -> dict[str, object]:
     """JSON schema of an answer: per letter an object with reasoning (first) and an integer score."""
     per_letter = {
         "type": "object",
@@ -104,7 +103,7 @@ def example_pair(example: Example, attribute: str,
 
 
 def parse_comparative(
-    value: Any, choice_letters: Sequence[str], scale: int = SCALE
+    value: object, choice_letters: Sequence[str], scale: int = SCALE
 ) -> dict[str, tuple[int, str]]:
     """Letter -> (score, reasoning); raises AnswerError naming the first problem."""
     if not isinstance(value, Mapping):
@@ -127,7 +126,7 @@ class ComparativeJudge(ScoringJudge):
     def templates(self) -> Mapping[str, str]:
         return {**default_templates(), **self.template_overrides}
 
-    def example_schema(self) -> Mapping[str, Any]:
+    def example_schema(self) -> Mapping[str, object]:
         return comparative_schema(letters(2))
 
     def order(self, scenario: int, attribute: str, sample: int) -> tuple[int, ...]:
@@ -173,7 +172,7 @@ class ComparativeJudge(ScoringJudge):
             max_tokens=self.settings.max_tokens,
         )
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         assert item.attribute is not None
         order = self.order(item.scenario, item.attribute, item.sample)
         lets = letters(len(order))
@@ -189,7 +188,7 @@ class ComparativeJudge(ScoringJudge):
             ))
         return sorted(rows, key=lambda row: int(row["response"]))
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
         assert item.attribute is not None
         k = len(self.bench.scenarios[item.scenario].responses)
         return [

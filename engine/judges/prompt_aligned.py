@@ -97,7 +97,7 @@ def target_instructions(target: Mapping[str, float]) -> str:
     return "\n".join(f"- {describe(a, v)}" for a, v in target.items())
 
 
-def choice_schema(choice_letters: Sequence[str]) -> dict[str, Any]:
+def choice_schema(choice_letters: Sequence[str]) -> dict[str, object]:
     """JSON schema of an answer: one sentence of reasoning (first), then a letter."""
     return {
         "type": "object",
@@ -120,7 +120,7 @@ def user_prompt(question: str, lettered: Sequence[tuple[str, str]],
     return t["user"].format(question=question, responses=block)
 
 
-def parse_choice(value: Any, choice_letters: Sequence[str]) -> tuple[str, str]:
+def parse_choice(value: object, choice_letters: Sequence[str]) -> tuple[str, str]:
     """(letter, reasoning) of one answer; raises AnswerError naming the problem."""
     if not isinstance(value, Mapping):
         raise AnswerError(f"answer must be a JSON object, got {type(value).__name__}")
@@ -166,7 +166,7 @@ class ChoiceJudge:
             base["example_reasoning"] = EXAMPLE_REASONING_TEMPLATE
         return {**base, **self.template_overrides}
 
-    def identity_settings(self) -> dict[str, Any]:
+    def identity_settings(self) -> dict[str, object]:
         return {
             "templates": digest(dict(self.templates())),
             "schema": digest(choice_schema(letters(2))),
@@ -179,7 +179,7 @@ class ChoiceJudge:
             **self.settings.identity_extra(),
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Decoded settings for the run manifest (templates by hash and text)."""
         return {
             "identity": self.identity, "name": self.name, "kind": self.kind,
@@ -255,7 +255,7 @@ class ChoiceJudge:
             max_tokens=self.settings.max_tokens,
         )
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         assert item.target is not None
         order = self.order(item.scenario, item.target, item.sample)
         lets = letters(len(order))
@@ -264,7 +264,7 @@ class ChoiceJudge:
                           error=None, meta=meta_with(result, letter=letter,
                                                      prompt=self.request(item).fingerprint()))]
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
         return [self._row(item, choice=None, reasoning=None, error=reason, meta="{}")]
 
     def _row(self, item: WorkItem, *, choice: int | None, reasoning: str | None,

@@ -6,7 +6,6 @@ scale, reasoning before the score.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pluralign.engine.judges.base import (
     REASONING_MAX,
@@ -40,7 +39,7 @@ USER_TEMPLATE = (
 )
 
 
-def regression_schema(scale: int = SCALE) -> dict[str, Any]:
+def regression_schema(scale: int = SCALE) -> dict[str, object]:
     """JSON schema of an answer: reasoning (first), then an integer score."""
     return {
         "type": "object",
@@ -84,7 +83,7 @@ def example_pairs(example: Example, attribute: str,
     ]
 
 
-def parse_regression(value: Any, scale: int = SCALE) -> tuple[int, str]:
+def parse_regression(value: object, scale: int = SCALE) -> tuple[int, str]:
     """(score, reasoning) of one answer; raises AnswerError naming the problem."""
     if not isinstance(value, Mapping):
         raise AnswerError(f"answer must be a JSON object, got {type(value).__name__}")
@@ -100,7 +99,7 @@ class RegressionJudge(ScoringJudge):
     def templates(self) -> Mapping[str, str]:
         return {**default_templates(), **self.template_overrides}
 
-    def example_schema(self) -> Mapping[str, Any]:
+    def example_schema(self) -> Mapping[str, object]:
         return regression_schema()
 
     def items(
@@ -140,14 +139,14 @@ class RegressionJudge(ScoringJudge):
             max_tokens=self.settings.max_tokens,
         )
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         assert item.attribute is not None and item.response is not None
         score, reasoning = parse_regression(answer_json(result))
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=score / SCALE, reasoning=reasoning, error=None,
                          meta=meta_with(result, prompt=self.request(item).fingerprint()))]
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
         assert item.attribute is not None and item.response is not None
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=None, reasoning=None, error=reason, meta="{}")]

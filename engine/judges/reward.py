@@ -103,13 +103,13 @@ class RewardScorer:
         self.settings = settings
         self.identity = scorer_identity(self.name, self.identity_settings())
 
-    def identity_settings(self) -> dict[str, Any]:
+    def identity_settings(self) -> dict[str, object]:
         s = self.settings
         return {"model": s.model, "revision": s.revision, "backend": s.backend,
                 "heads": dict(sorted(s.heads.items())), "render": RENDER_SCHEME,
                 "squash": s.squash}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Settings for the run manifest."""
         return {"identity": self.identity, "name": self.name, "kind": "scores",
                 **self.identity_settings()}

@@ -66,11 +66,11 @@ class ScoringJudge:
         """The prompt templates (hashed into the identity)."""
         raise NotImplementedError
 
-    def example_schema(self) -> Mapping[str, Any]:
+    def example_schema(self) -> Mapping[str, object]:
         """A representative answer schema (hashed into the identity)."""
         raise NotImplementedError
 
-    def identity_settings(self) -> dict[str, Any]:
+    def identity_settings(self) -> dict[str, object]:
         """Every setting that changes an answer; the sample count is not one (the sample index
         is in each row key, so asking for more samples later only sends the new ones)."""
         return {
@@ -87,7 +87,7 @@ class ScoringJudge:
             **self.settings.identity_extra(),
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         """Decoded settings for the run manifest: identity, settings, templates by hash and
         text, definitions and the few-shot rule."""
         return {

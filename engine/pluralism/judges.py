@@ -92,7 +92,7 @@ class _CacheRows:
     def scenario_key(self, index: int) -> str:
         raise NotImplementedError
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
         return [self._row(item, choice=None, reasoning=None, error=reason, meta="{}")]
 
     def row_key(self, index: int, target: str, sample: int) -> str:
@@ -151,7 +151,7 @@ class EntailmentJudge(_CacheRows):
             seed=request_seed(self.settings.seed, item.key, self.settings.temperature),
             max_tokens=self.settings.max_tokens)
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         value = answer_json(result)
         if not isinstance(value, Mapping):
             raise AnswerError(f"answer must be a JSON object, got {type(value).__name__}")
@@ -162,7 +162,7 @@ class EntailmentJudge(_CacheRows):
         return [self._row(item, choice=int(reflects), reasoning=reasoning, error=None,
                           meta=meta_with(result, prompt=self.request(item).fingerprint()))]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         return {"identity": self.identity, "name": self.name, "kind": self.kind,
                 "settings": self.settings.as_dict(), "schema": ENTAIL_SCHEMA,
                 "templates": template_record({"system": ENTAIL_SYSTEM, "user": ENTAIL_USER})}
@@ -238,7 +238,7 @@ class SurveyJudge(_CacheRows):
             json_schema=choice_schema(lets), n=1, temperature=self.settings.temperature,
             seed=seed, max_tokens=self.settings.max_tokens)
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         order = self.order(item)
         lets = letters(len(order))
         if self.logprobs is not None:
@@ -262,7 +262,7 @@ class SurveyJudge(_CacheRows):
                 f"{len(top)} most likely tokens"))
         return self._row(item, choice=int(dist.argmax()), reasoning=None, error=None, meta=meta)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         out = {"identity": self.identity, "name": self.name, "kind": self.kind,
                "settings": self.settings.as_dict(), "rotate": self.rotate,
                "templates": template_record({"system": SURVEY_SYSTEM, "user": SURVEY_USER})}

@@ -133,7 +133,7 @@ class GenerationTask:
         return {"key": item.key, "task": item.task or "", "model": self.model,
                 "request": fingerprint, "texts": texts, "error": error, "meta": meta}
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, Any]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         if not result.samples:
             raise AnswerError("no samples in the answer")
         texts = tuple(s.text for s in result.samples)
@@ -141,10 +141,10 @@ class GenerationTask:
             raise AnswerError("answer is not text")
         return [self._row(item, texts, None, usage_meta(result))]
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, Any]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
         return [self._row(item, (), reason, "")]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         return {"name": self.name, "identity": self.identity, "model": self.model}
 
 
