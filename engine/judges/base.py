@@ -126,11 +126,11 @@ class Task(Protocol):
         """The model call for ``item`` (id = item key)."""
         ...
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> Sequence[Mapping[str, object]]:
         """Rows for a successful result; raises :class:`AnswerError` for a malformed answer."""
         ...
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> Sequence[Mapping[str, object]]:
         """Rows recording that ``item`` failed (error set, no answer)."""
         ...
 

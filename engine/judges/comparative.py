@@ -23,6 +23,7 @@ from pluralign.engine.judges.base import (
 from pluralign.engine.judges.fewshot import Example
 from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult
+from pluralign.engine.store.cache import ScoreRow
 
 SYSTEM_TEMPLATE = (
     "You are a careful judge of answers to questions. You will see a question and several "
@@ -172,7 +173,7 @@ class ComparativeJudge(ScoringJudge):
             max_tokens=self.settings.max_tokens,
         )
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[ScoreRow]:
         assert item.attribute is not None
         order = self.order(item.scenario, item.attribute, item.sample)
         lets = letters(len(order))
@@ -188,7 +189,7 @@ class ComparativeJudge(ScoringJudge):
             ))
         return sorted(rows, key=lambda row: int(row["response"]))
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[ScoreRow]:
         assert item.attribute is not None
         k = len(self.bench.scenarios[item.scenario].responses)
         return [

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pluralign.engine.align.consistency import order_for_sample
 from pluralign.engine.data.benchmark import Benchmark
@@ -268,7 +267,7 @@ class ChoiceJudge:
         return [self._row(item, choice=None, reasoning=None, error=reason, meta="{}")]
 
     def _row(self, item: WorkItem, *, choice: int | None, reasoning: str | None,
-             error: str | None, meta: str) -> dict[str, Any]:
+             error: str | None, meta: str) -> dict[str, object]:
         assert item.target is not None
         return {
             "key": item.row_keys[0],

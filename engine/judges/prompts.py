@@ -14,9 +14,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pluralign.engine.errors import InputError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.store.hashing import text_digest
 
 TEMPLATE_FIELDS: Mapping[str, Mapping[str, frozenset[str]]] = {
@@ -64,7 +64,7 @@ class PromptFile:
         return dict(self.templates.get(name, {}))
 
 
-def _parse(path: Path) -> Any:
+def _parse(path: Path) -> UntrustedJSON:
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -78,7 +78,7 @@ def _parse(path: Path) -> Any:
                          hint="write TOML (.toml) or JSON; see docs/prompts.md") from None
 
 
-def _check_template(path: Path, judge: str, name: str, text: Any) -> str:
+def _check_template(path: Path, judge: str, name: str, text: object) -> str:
     allowed = TEMPLATE_FIELDS[judge].get(name)
     if allowed is None:
         raise InputError(f"unknown template {name!r}", file=str(path), record=judge,

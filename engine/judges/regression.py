@@ -21,6 +21,7 @@ from pluralign.engine.judges.base import (
 from pluralign.engine.judges.fewshot import Example
 from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult
+from pluralign.engine.store.cache import ScoreRow
 
 SYSTEM_TEMPLATE = (
     "You are a careful judge of answers to questions. You will see a question and one "
@@ -139,14 +140,14 @@ class RegressionJudge(ScoringJudge):
             max_tokens=self.settings.max_tokens,
         )
 
-    def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
+    def parse(self, item: WorkItem, result: GenerationResult) -> list[ScoreRow]:
         assert item.attribute is not None and item.response is not None
         score, reasoning = parse_regression(answer_json(result))
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=score / SCALE, reasoning=reasoning, error=None,
                          meta=meta_with(result, prompt=self.request(item).fingerprint()))]
 
-    def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
+    def failure_rows(self, item: WorkItem, reason: str) -> list[ScoreRow]:
         assert item.attribute is not None and item.response is not None
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=None, reasoning=None, error=reason, meta="{}")]

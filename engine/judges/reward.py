@@ -22,11 +22,10 @@ import json
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
-from pluralign.engine.store.cache import ScoreCache, score_key, scorer_identity
+from pluralign.engine.store.cache import ScoreCache, ScoreRow, score_key, scorer_identity
 
 RENDER_SCHEME = "prompt-response-v1"
 """How (prompt, response) becomes the model input (part of the identity)."""
@@ -56,7 +55,7 @@ def parse_reward_attributes(spec: str, attributes: Sequence[str]) -> dict[str, i
     return out
 
 
-def check_reward_heads(heads: Mapping[str, Any], attributes: Sequence[str]) -> dict[str, int]:
+def check_reward_heads(heads: Mapping[str, object], attributes: Sequence[str]) -> dict[str, int]:
     """A head mapping given as a mapping (``attributes`` as a dict rather than its text),
     checked as :func:`parse_reward_attributes` checks the text: known attributes, heads that
     are non-negative integers, at least one pair."""
@@ -133,10 +132,10 @@ class RewardScorer:
         return out
 
     def rows(self, scenario: int, response: int,
-             result: Sequence[float] | str) -> list[dict[str, Any]]:
+             result: Sequence[float] | str) -> list[ScoreRow]:
         """One row per mapped attribute: the head's value, or a failure naming the problem."""
         sc = self.bench.scenarios[scenario]
-        out = []
+        out: list[ScoreRow] = []
         for attr, head in self.settings.heads.items():
             score: float | None = None
             error: str | None = None

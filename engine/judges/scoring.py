@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.attributes import definitions_for
@@ -20,7 +19,7 @@ from pluralign.engine.judges.base import (
 )
 from pluralign.engine.judges.fewshot import Example, FewShotSelector
 from pluralign.engine.run.backend import GenerationResult, Message
-from pluralign.engine.store.cache import score_key, scorer_identity
+from pluralign.engine.store.cache import ScoreRow, score_key, scorer_identity
 from pluralign.engine.store.hashing import digest
 
 ORDER_SCHEME = "rotation-v1"
@@ -126,7 +125,7 @@ class ScoringJudge:
         reasoning: str | None,
         error: str | None,
         meta: str,
-    ) -> dict[str, Any]:
+    ) -> ScoreRow:
         """One score-cache row (a failure when ``error`` is set)."""
         return {
             "key": self.row_key(scenario, response, attribute, sample),
@@ -148,7 +147,7 @@ def template_record(templates: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"sha256": digest(text), "text": text} for name, text in templates.items()}
 
 
-def json_answer(value: Any) -> str:
+def json_answer(value: object) -> str:
     """An example answer as the model should write it (compact JSON, keys in schema order)."""
     return json.dumps(value, ensure_ascii=False)
 
@@ -157,7 +156,7 @@ RAW_MAX = 8192
 """Longest raw answer text kept in a cache row's meta (longer text is cut, and marked)."""
 
 
-def meta_with(result: GenerationResult, **extra: Any) -> str:
+def meta_with(result: GenerationResult, **extra: object) -> str:
     """Usage meta plus provenance for audit: the raw answer text (the cache redacts
     credentials when it writes), and judge-specific fields such as the letter a response was
     shown as and the request's ``prompt`` fingerprint (``GenerationRequest.fingerprint``:

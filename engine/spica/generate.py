@@ -128,7 +128,7 @@ class GenerationTask:
         return item.request
 
     def _row(self, item: WorkItem, texts: tuple[str, ...], error: str | None,
-             meta: str) -> dict[str, Any]:
+             meta: str) -> dict[str, object]:
         fingerprint = item.request.fingerprint() if item.request is not None else ""
         return {"key": item.key, "task": item.task or "", "model": self.model,
                 "request": fingerprint, "texts": texts, "error": error, "meta": meta}
@@ -270,7 +270,7 @@ async def run_items_async(
     items: Sequence[WorkItem], backend_factory: BackendFactory, model: str,
     cache: GenerationCache | None = None, batch_size: int | None = None,
     concurrency: int | None = None, config: SchedulerConfig | None = None, *,
-    log: TextIO | None = STDERR, status: StatusSink | None = None, on_start: Any = None,
+    log: TextIO | None = STDERR, status: StatusSink | None = None, on_start: Callable[[Callable[[str], None]], object] | None = None,
 ) -> GenerationReport:
     """Answer every item: cached ones from ``cache``, the rest through one backend instance,
     scheduled by :func:`~pluralign.engine.run.scheduler.run_schedule` under ``config`` (retries,

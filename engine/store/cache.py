@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -72,6 +73,22 @@ def score_key(
         f'"sample":{int(sample)},"scenario":{q(scenario)},"scorer":{q(scorer)}}}'
     )
     return text_digest(text)
+
+
+class ScoreRow(TypedDict):
+    """One score-cache row as judges and scorers write it (a row of ``SCORE_SCHEMA``)."""
+
+    key: str
+    benchmark: str
+    scenario: str
+    response: int
+    attribute: str
+    scorer: str
+    sample: int
+    score: float | None
+    reasoning: str | None
+    error: str | None
+    meta: str
 
 
 @dataclass(frozen=True)
