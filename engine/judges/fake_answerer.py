@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.jsontypes import JSONObject
 from pluralign.engine.judges.base import SCALE, letters
 from pluralign.engine.store.hashing import seed_of
 
-Answerer = Callable[[Mapping[str, Any]], str]
+Answerer = Callable[[JSONObject], str]
 """Request body (parsed JSON) -> one choice's message content."""
 
 _HEADER = "Response {letter}:\n"
@@ -36,7 +36,7 @@ _WORDING = (  # longest phrases first so "Strongly demonstrates a lack of" wins 
 )
 
 
-def _content(message: Mapping[str, Any]) -> str:
+def _content(message: JSONObject) -> str:
     content = message.get("content", "")
     if isinstance(content, list):  # OpenAI content parts
         return "".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
@@ -95,7 +95,7 @@ class LabelAnswerer:
                 self._by_pair[(sc.prompt, text)] = lab
                 self._by_text.setdefault(text, lab)
 
-    def __call__(self, body: Mapping[str, Any]) -> str:
+    def __call__(self, body: JSONObject) -> str:
         messages = list(body.get("messages", []))
         system = _content(messages[0]) if messages else ""
         user = _content(messages[-1]) if messages else ""
@@ -113,7 +113,7 @@ class LabelAnswerer:
             raise KeyError("fake answerer: response not found in the benchmark")
         return lab
 
-    def _rng(self, body: Mapping[str, Any]) -> np.random.Generator:
+    def _rng(self, body: JSONObject) -> np.random.Generator:
         blob = json.dumps([self.seed, body.get("messages"), body.get("seed"),
                            body.get("temperature")], sort_keys=True, default=str)
         return np.random.default_rng(seed_of(blob))

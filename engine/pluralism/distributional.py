@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from scipy.special import rel_entr
@@ -84,12 +84,12 @@ def load_distributions(path: str | os.PathLike[str]) -> list[Question]:
     return parse_distributions(data, str(p))
 
 
-def parse_distributions(data: Any, source: str = "distributions") -> list[Question]:
+def parse_distributions(data: object, source: str = "distributions") -> list[Question]:
     """Validate parsed JSON: ``{"questions": [{id, question, options, groups, models}]}``."""
     return parse_id_list(data, "questions", "question", _parse_question, source)
 
 
-def _parse_question(q: Any, i: int, source: str) -> Question:
+def _parse_question(q: object, i: int, source: str) -> Question:
     rec = f"questions[{i}]"
     if not isinstance(q, dict):
         raise InputError("a question must be an object", file=source, record=rec)
@@ -116,7 +116,7 @@ def _parse_question(q: Any, i: int, source: str) -> Question:
     return Question(qid, text, tuple(options), groups, models)
 
 
-def _parse_block(block: Any, n: int, source: str, rec: str, field: str,
+def _parse_block(block: object, n: int, source: str, rec: str, field: str,
                  required: bool) -> dict[str, np.ndarray]:
     if block is None or (required and block == {}):
         raise InputError(f"'{field}' needs at least one distribution", file=source, record=rec,
@@ -127,7 +127,7 @@ def _parse_block(block: Any, n: int, source: str, rec: str, field: str,
     return {name: _parse_dist(d, n, source, rec, f"{field}.{name}") for name, d in block.items()}
 
 
-def _parse_dist(d: Any, n: int, source: str, rec: str, field: str) -> np.ndarray:
+def _parse_dist(d: object, n: int, source: str, rec: str, field: str) -> np.ndarray:
     if not isinstance(d, dict) or len(set(d) & {"counts", "probabilities"}) != 1 or len(d) != 1:
         raise InputError("give exactly one of 'counts' or 'probabilities'", file=source,
                          record=rec, field=field)
@@ -154,11 +154,30 @@ def _parse_dist(d: Any, n: int, source: str, rec: str, field: str) -> np.ndarray
     return arr / total
 
 
+class _Figures(TypedDict):
+    js_distance: float
+    js_shuffled: float
+    model_entropy: float
+    group_entropy: float
+
+
+class PairRow(_Figures):
+    """One (model, group): the figures averaged over the questions that have both."""
+
+    model: str
+    group: str
+    n_questions: int
+
+
+_FIGURES: tuple[Literal["js_distance", "js_shuffled", "model_entropy", "group_entropy"], ...] = (
+    "js_distance", "js_shuffled", "model_entropy", "group_entropy")
+
+
 @dataclass(frozen=True)
 class DistributionReport:
     """Per (model, group) averages over the questions that have both, and per-question rows."""
 
-    pairs: list[dict[str, Any]]
+    pairs: list[PairRow]
     """model, group, n_questions, js_distance, js_shuffled, model_entropy, group_entropy."""
     questions: list[dict[str, Any]]
     """question, model, group, js_distance, js_shuffled, model_entropy, group_entropy."""
@@ -180,11 +199,12 @@ def evaluate_distributions(questions: Sequence[Question], n_shuffles: int = 100,
                     "group_entropy": float(entropy(pg, base)),
                 })
     keys = sorted({(r["model"], r["group"]) for r in rows})
-    pairs = []
+    pairs: list[PairRow] = []
     for m, g in keys:
         sel = [r for r in rows if r["model"] == m and r["group"] == g]
-        pair: dict[str, Any] = {"model": m, "group": g, "n_questions": len(sel)}
-        for col in ("js_distance", "js_shuffled", "model_entropy", "group_entropy"):
+        pair: PairRow = {"model": m, "group": g, "n_questions": len(sel), "js_distance": 0.0,
+                         "js_shuffled": 0.0, "model_entropy": 0.0, "group_entropy": 0.0}
+        for col in _FIGURES:
             pair[col] = float(np.mean([r[col] for r in sel]))
         pairs.append(pair)
     return DistributionReport(pairs, rows)

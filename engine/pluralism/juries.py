@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -192,7 +191,7 @@ def load_jury(path: str | os.PathLike[str], attributes: Sequence[str],
     return parse_jury(data, attributes, levels, source=str(p))
 
 
-def parse_jury(data: Any, attributes: Sequence[str], levels: Sequence[float],
+def parse_jury(data: object, attributes: Sequence[str], levels: Sequence[float],
                source: str = "groups") -> Jury:
     """Validate the parsed JSON of a group file and build the :class:`Jury`."""
     if not isinstance(data, dict):
@@ -211,7 +210,7 @@ def parse_jury(data: Any, attributes: Sequence[str], levels: Sequence[float],
     return make_jury(attrs, parsed, source)
 
 
-def _parse_group(g: Any, i: int, attrs: tuple[str, ...], levels: tuple[float, ...], seed: int,
+def _parse_group(g: object, i: int, attrs: tuple[str, ...], levels: tuple[float, ...], seed: int,
                  source: str) -> tuple[str, np.ndarray, np.ndarray, list[str]]:
     rec = f"groups[{i}]"
     if not isinstance(g, dict):
@@ -240,7 +239,7 @@ def _parse_group(g: Any, i: int, attrs: tuple[str, ...], levels: tuple[float, ..
     return name, values, weights, ids
 
 
-def _parse_members(g: dict[str, Any], kind: str, rec: str, attrs: tuple[str, ...],
+def _parse_members(g: dict[str, object], kind: str, rec: str, attrs: tuple[str, ...],
                    rng: np.random.Generator, source: str,
                    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     items = g[kind]
@@ -279,7 +278,7 @@ def _parse_members(g: dict[str, Any], kind: str, rec: str, attrs: tuple[str, ...
     return values, w, ids
 
 
-def _parse_preferences(g: dict[str, Any], rec: str, attrs: tuple[str, ...],
+def _parse_preferences(g: dict[str, object], rec: str, attrs: tuple[str, ...],
                        levels: tuple[float, ...], rng: np.random.Generator, source: str,
                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     prefs = g["preferences"]
@@ -307,7 +306,7 @@ def _parse_preferences(g: dict[str, Any], rec: str, attrs: tuple[str, ...],
     return values, np.ones(n), [str(k) for k in range(n)]
 
 
-def _parse_pref(pref: Any, levels: tuple[float, ...], source: str, rec: str,
+def _parse_pref(pref: object, levels: tuple[float, ...], source: str, rec: str,
                 field: str) -> dict[float, float]:
     if pref == "uniform":
         return {float(v): 1.0 for v in levels}
@@ -328,7 +327,7 @@ def _parse_pref(pref: Any, levels: tuple[float, ...], source: str, rec: str,
     return out
 
 
-def _target_row(target: Any, attrs: tuple[str, ...], source: str, where: str) -> list[float]:
+def _target_row(target: object, attrs: tuple[str, ...], source: str, where: str) -> list[float]:
     if not isinstance(target, dict):
         raise InputError("'target' must be an object attribute -> value", file=source,
                          record=where, field="target")
@@ -341,14 +340,14 @@ _JUROR_BYTES = 40
 """Bytes per juror and attribute while a group is drawn and evaluated (values, draws, masks)."""
 
 
-def _sample_size(g: dict[str, Any], attrs: tuple[str, ...], source: str, rec: str) -> int:
+def _sample_size(g: dict[str, object], attrs: tuple[str, ...], source: str, rec: str) -> int:
     n = _int_field(g, "sample", 0, source, rec, minimum=1)
     require_memory(n * max(1, len(attrs)) * _JUROR_BYTES, f"'sample' of {n:,} jurors",
                    file=source, record=rec, field="sample", hint="draw fewer jurors")
     return n
 
 
-def _positive(value: Any, source: str, rec: str | None, field: str) -> float:
+def _positive(value: object, source: str, rec: str | None, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value <= 0:
         raise InputError(f"{field.rsplit('.', 1)[-1]} must be a positive number, got {value!r}",
@@ -356,7 +355,7 @@ def _positive(value: Any, source: str, rec: str | None, field: str) -> float:
     return float(value)
 
 
-def _int_field(obj: dict[str, Any], key: str, default: int, source: str, rec: str | None,
+def _int_field(obj: dict[str, object], key: str, default: int, source: str, rec: str | None,
                minimum: int = 0) -> int:
     value = obj.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

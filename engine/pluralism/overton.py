@@ -176,13 +176,13 @@ def load_overton(path: str | os.PathLike[str]) -> list[OvertonQuery]:
     return parse_overton(read_json(p), str(p))
 
 
-def parse_overton(data: Any, source: str = "overton") -> list[OvertonQuery]:
+def parse_overton(data: object, source: str = "overton") -> list[OvertonQuery]:
     """``{"queries": [{id, query, window, unreasonable?, responses?}]}``; window entries are
     strings or ``{"id", "text"}`` objects."""
     return parse_id_list(data, "queries", "query", _parse_query, source)
 
 
-def _parse_query(q: Any, i: int, source: str) -> OvertonQuery:
+def _parse_query(q: object, i: int, source: str) -> OvertonQuery:
     rec = f"queries[{i}]"
     if not isinstance(q, dict):
         raise InputError("a query must be an object", file=source, record=rec)
@@ -213,7 +213,7 @@ def _parse_query(q: Any, i: int, source: str) -> OvertonQuery:
     return OvertonQuery(qid, text, window, unreasonable, dict(responses))
 
 
-def _perspectives(items: Any, source: str, rec: str, name: str,
+def _perspectives(items: object, source: str, rec: str, name: str,
                   required: bool) -> tuple[Perspective, ...]:
     if not isinstance(items, list) or (required and not items):
         raise InputError(f"'{name}' must be a {'non-empty ' if required else ''}list",
@@ -221,8 +221,8 @@ def _perspectives(items: Any, source: str, rec: str, name: str,
     out = []
     for k, item in enumerate(items):
         where = f"{name}[{k}]"
-        pid: Any
-        text: Any
+        pid: object
+        text: object
         if isinstance(item, str):
             pid, text = f"{name[0]}{k}", item
         elif isinstance(item, dict) and set(item) <= {"id", "text"}:
