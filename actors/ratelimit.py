@@ -13,8 +13,9 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from pluralign.engine.jsontypes import JSONDict
 from pluralign.engine.store.hashing import text_digest
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,11 @@ FALLBACK_SHARE = 0.25
 """While Redis is unreachable each process sends at this share of the shared budget."""
 
 
+RedisClient: TypeAlias = Any
+"""A ``redis.asyncio.Redis`` client or registered script, imported only where Redis is used
+(its command methods are typed as sync-or-async unions, which each call would have to undo)."""
+
+
 def _redis_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import RedisError
 
@@ -222,8 +228,8 @@ class RedisLimiter:
         req, tok = _specs(rpm, tpm, period, burst, slack)
         self._buckets = [(f"{prefix}:{key}:{kind}", spec)
                          for kind, spec in (("requests", req), ("tokens", tok)) if spec]
-        self._client: Any = None
-        self._script: Any = None
+        self._client: RedisClient = None
+        self._script: RedisClient = None
         self._lock: asyncio.Lock | None = None
         share = fallback_share
         self._fallback = LocalLimiter(rpm * share if rpm else None, tpm * share if tpm else None,
@@ -314,7 +320,9 @@ class RedisLimiter:
             self._client = None
 
 
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], LocalLimiter]]
+_SharedKey: TypeAlias = tuple[str, float | None, float | None, float]
+"""(key id, rpm, tpm, period): clients with equal ones share a limiter."""
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_SharedKey, LocalLimiter]]
 _SHARED = weakref.WeakKeyDictionary()
 
 
@@ -347,7 +355,7 @@ class RedisStatus:
         self._url = url
         self._key = f"{prefix}:{job_id}"
         self._ttl = int(ttl)
-        self._client: Any = None
+        self._client: RedisClient = None
         self._down = False
 
     @property
@@ -358,7 +366,7 @@ class RedisStatus:
     def channel(self) -> str:
         return f"{self._key}:events"
 
-    def _redis(self) -> Any:
+    def _redis(self) -> RedisClient:
         if self._client is None:
             import redis.asyncio as aioredis
 
@@ -366,7 +374,7 @@ class RedisStatus:
                                                    socket_timeout=5.0)
         return self._client
 
-    async def publish(self, fields: Mapping[str, Any]) -> None:
+    async def publish(self, fields: Mapping[str, object]) -> None:
         """Merge ``fields`` into the hash (values as JSON) and publish them on the channel."""
         if not fields:
             return
@@ -388,7 +396,7 @@ class RedisStatus:
             self._down = False
             log.warning("job status: Redis is back; status updates resumed")
 
-    async def read(self) -> dict[str, Any]:
+    async def read(self) -> JSONDict:
         """The current hash, values decoded from JSON."""
         raw = await self._redis().hgetall(self._key)
         return {k.decode(): json.loads(v) for k, v in raw.items()}
