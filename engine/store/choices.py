@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +17,7 @@ import pyarrow.compute as pc
 from pluralign.engine.align.consistency import majority
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.store.hashing import digest
 from pluralign.engine.store.parts import PartLayout, PartStore
 from pluralign.schemas.arrow import with_version
@@ -70,7 +70,7 @@ class ChoiceCache:
         """Where the choice parts live."""
         self._store = PartStore(self.dir, CHOICE_LAYOUT)
 
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> Path | None:
+    def append(self, rows: Sequence[Mapping[str, object]]) -> Path | None:
         """Write ``rows`` (of :data:`CHOICE_SCHEMA`; ``key`` optional) as one new part,
         atomically; returns its path (None for no rows). Bad rows raise before anything is
         written."""
@@ -122,8 +122,8 @@ class ChoiceCache:
         return per_unique[:, np.asarray([col[x] for x in targets], dtype=np.int64)]
 
 
-def _checked_row(raw: Mapping[str, Any], pos: int) -> dict[str, Any]:
-    row: dict[str, Any] = {f.name: raw.get(f.name) for f in CHOICE_SCHEMA}
+def _checked_row(raw: Mapping[str, object], pos: int) -> dict[str, object]:
+    row: dict[str, UntrustedJSON] = {f.name: raw.get(f.name) for f in CHOICE_SCHEMA}
     for f in ("benchmark", "scenario", "scorer"):
         if not isinstance(row[f], str) or not row[f]:
             raise InputError("must be a non-empty string", record=pos, field=f)
@@ -145,6 +145,6 @@ def _checked_row(raw: Mapping[str, Any], pos: int) -> dict[str, Any]:
     return row
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 

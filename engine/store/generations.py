@@ -13,12 +13,12 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pluralign.engine.errors import InputError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.run.backend import GenerationRequest
 from pluralign.engine.store.hashing import digest
 from pluralign.engine.store.parts import PartLayout, PartStore
@@ -105,7 +105,7 @@ class GenerationCache:
         ok, _ = self._store.resolve()
         return set(ok["key"].to_pylist())
 
-    def append(self, records: Iterable[CachedGeneration | Mapping[str, Any]]) -> Path | None:
+    def append(self, records: Iterable[CachedGeneration | Mapping[str, object]]) -> Path | None:
         """Store ``records`` (outcomes, or rows of ``GENERATION_SCHEMA`` as mappings, ``key``
         optional) as one new part; returns its path (None if nothing to store). Bad rows raise
         InputError naming them before anything is written."""
@@ -122,16 +122,16 @@ def _records(table: pa.Table) -> list[CachedGeneration]:
             for row in table.to_pylist()]
 
 
-def _checked_row(obj: CachedGeneration | Mapping[str, Any], pos: int) -> dict[str, Any]:
+def _checked_row(obj: CachedGeneration | Mapping[str, object], pos: int) -> dict[str, object]:
     if isinstance(obj, CachedGeneration):
-        raw: Mapping[str, Any] = {"key": obj.key, "task": obj.task, "model": obj.model,
-                                  "request": obj.request, "texts": list(obj.texts),
-                                  "error": obj.error, "meta": obj.meta}
+        raw: Mapping[str, object] = {"key": obj.key, "task": obj.task, "model": obj.model,
+                                     "request": obj.request, "texts": list(obj.texts),
+                                     "error": obj.error, "meta": obj.meta}
     elif isinstance(obj, Mapping):
         raw = obj
     else:
         raise InputError(f"not a generation record: {type(obj).__name__}", record=pos)
-    row: dict[str, Any] = {f.name: raw.get(f.name) for f in GENERATION_SCHEMA}
+    row: dict[str, UntrustedJSON] = {f.name: raw.get(f.name) for f in GENERATION_SCHEMA}
     for f in ("task", "model", "request"):
         if not isinstance(row[f], str) or not row[f]:
             raise InputError("must be a non-empty string", record=pos, field=f)
