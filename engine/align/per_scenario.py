@@ -8,7 +8,7 @@ scenario at a time), so the records equal what the fast path counts.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,14 +22,17 @@ from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.run.progress import bar
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 def per_scenario_columns(
     bench: Benchmark, predictions: np.ndarray, targets: TargetSet
-) -> dict[str, list[Any]]:
+) -> dict[str, list[object]]:
     """Columns of ``PER_SCENARIO_SCHEMA`` for every target of ``targets``."""
     scale = target_scale(bench, targets)
     units = np.round(bench.labels * scale).astype(np.int64)
-    cols: dict[str, list[Any]] = {k: [] for k in (
+    cols: dict[str, list[object]] = {k: [] for k in (
         "set", "target", "scenario", "chosen", "correct", "counted", "predicted_distance",
         "label_distance")}
     with bar(len(targets), f"per-scenario records ({targets.name})", unit="target") as b:
@@ -40,7 +43,7 @@ def per_scenario_columns(
 
 
 def _target_columns(bench: Benchmark, predictions: np.ndarray, targets: TargetSet, t: int,
-                    scale: int, units: np.ndarray, cols: dict[str, list[Any]]) -> None:
+                    scale: int, units: np.ndarray, cols: dict[str, list[object]]) -> None:
     """Append target t's rows, one per scenario, to ``cols``."""
     items = [(a, float(v)) for a, v in enumerate(targets.values[t]) if not math.isnan(v)]
     unit_items = [(a, round(v * scale)) for a, v in items]
@@ -62,13 +65,13 @@ def _target_columns(bench: Benchmark, predictions: np.ndarray, targets: TargetSe
 
 def per_scenario_table(
     bench: Benchmark, predictions: np.ndarray, sets: list[TargetSet]
-) -> Any:
+) -> pa.Table:
     """A ``PER_SCENARIO_SCHEMA`` table over ``sets``."""
     import pyarrow as pa
 
     from pluralign.schemas.arrow import PER_SCENARIO_SCHEMA
 
-    merged: dict[str, list[Any]] = {f.name: [] for f in PER_SCENARIO_SCHEMA}
+    merged: dict[str, list[object]] = {f.name: [] for f in PER_SCENARIO_SCHEMA}
     for ts in sets:
         for k, v in per_scenario_columns(bench, predictions, ts).items():
             merged[k] += v

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pyarrow is imported on first use: the command line imports this at start
     import pyarrow as pa
@@ -32,7 +32,7 @@ RENAMED_COLUMNS: Mapping[str, str] = {
 """Former result column names -> current ones, for reading files written before a rename."""
 
 
-def current_names(row: Mapping[str, Any]) -> dict[str, Any]:
+def current_names(row: Mapping[str, object]) -> dict[str, object]:
     """``row`` (a result row read back from a file) with former column names renamed to the
     current ones (:data:`RENAMED_COLUMNS`); a current name present wins over a former one."""
     out = {RENAMED_COLUMNS.get(k, k): v for k, v in row.items() if k not in RENAMED_COLUMNS}
@@ -50,7 +50,7 @@ def per_target_table(rows: Iterable[tuple[TargetSet, AlignResult]]) -> pa.Table:
 
     from pluralign.schemas.arrow import PER_TARGET_SCHEMA
 
-    cols: dict[str, list[Any]] = {f.name: [] for f in PER_TARGET_SCHEMA}
+    cols: dict[str, list[object]] = {f.name: [] for f in PER_TARGET_SCHEMA}
     for ts, res in rows:
         n = len(ts)
         cols["set"] += [ts.name] * n
@@ -65,7 +65,7 @@ def per_target_table(rows: Iterable[tuple[TargetSet, AlignResult]]) -> pa.Table:
     return pa.table(cols, schema=PER_TARGET_SCHEMA)
 
 
-def columns_table(columns: Mapping[str, Sequence[Any]], kind: str) -> pa.Table:
+def columns_table(columns: Mapping[str, Sequence[object]], kind: str) -> pa.Table:
     """A table of ``columns`` (types inferred) whose schema records ``kind`` and the schema
     version, as every pluralign result file does."""
     import pyarrow as pa
@@ -76,7 +76,7 @@ def columns_table(columns: Mapping[str, Sequence[Any]], kind: str) -> pa.Table:
     return table.cast(with_version(table.schema, kind))
 
 
-def rows_table(rows: Sequence[Mapping[str, Any]], kind: str) -> pa.Table:
+def rows_table(rows: Sequence[Mapping[str, object]], kind: str) -> pa.Table:
     """:func:`columns_table` of row dicts; the columns are the first row's keys (a key a later
     row lacks is null there; no rows: no columns)."""
     keys = list(rows[0]) if rows else []
