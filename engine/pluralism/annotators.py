@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -119,18 +119,30 @@ def select(util: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.nd
     return chosen, w, n
 
 
+class AnnotatorReport(TypedDict):
+    """What :func:`evaluate` answers."""
+
+    groups: list[dict[str, object]]
+    """Per group: size, welfare-optimal selection per α and (with choices) the system's."""
+    selection: list[dict[str, object]]
+    """Per group, scenario and α: the welfare-optimal response."""
+    scenarios: int
+    jurors: int
+    ratings: int
+
+
 def evaluate(r: Ratings, alphas: Sequence[float], group_by: str | None = None,
-             choices: Mapping[str, str] | None = None, tau: float = 0.5) -> dict[str, Any]:
+             choices: Mapping[str, str] | None = None, tau: float = 0.5) -> AnnotatorReport:
     """Per group: welfare-optimal selection per α (mean welfare at the optimum, share of
     scenarios whose optimum differs from the utilitarian one); with ``choices`` (scenario ->
     chosen response id) each juror's mean utility over the scenarios they rated the chosen
     response of, and w_α and the share above ``tau`` over those jurors."""
     t = tables(r)
     masks = groups(r, t.jurors, group_by)
-    rows: list[dict[str, Any]] = []
-    picks: list[dict[str, Any]] = []
+    rows: list[dict[str, object]] = []
+    picks: list[dict[str, object]] = []
     for g, mask in masks.items():
-        row: dict[str, Any] = {"group": g, "jurors": int(mask.sum())}
+        row: dict[str, object] = {"group": g, "jurors": int(mask.sum())}
         row.update(_selection(t, mask, alphas, g, picks))
         if choices is not None:
             row.update(_system(t, mask, alphas, choices, tau))
@@ -140,7 +152,7 @@ def evaluate(r: Ratings, alphas: Sequence[float], group_by: str | None = None,
 
 
 def _selection(t: Tables, mask: np.ndarray, alphas: Sequence[float], group: str,
-               picks: list[dict[str, Any]]) -> dict[str, Any]:
+               picks: list[dict[str, object]]) -> dict[str, object]:
     best_w: list[list[float]] = [[] for _ in alphas]
     differs = [0] * len(alphas)
     counted = 0
@@ -157,7 +169,7 @@ def _selection(t: Tables, mask: np.ndarray, alphas: Sequence[float], group: str,
             picks.append({"group": group, "scenario": t.scenarios[s], "alpha": alpha_name(a),
                           "response": t.responses[s][chosen[k]], "welfare": float(w[k, chosen[k]]),
                           "jurors": n})
-    out: dict[str, Any] = {"scenarios_selected": counted}
+    out: dict[str, object] = {"scenarios_selected": counted}
     for k, a in enumerate(alphas):
         name = alpha_name(a)
         out[f"optimal_welfare_a{name}"] = float(np.mean(best_w[k])) if best_w[k] else None
@@ -184,10 +196,10 @@ def juror_utilities(t: Tables, choices: Mapping[str, str]) -> np.ndarray:
 
 
 def _system(t: Tables, mask: np.ndarray, alphas: Sequence[float], choices: Mapping[str, str],
-            tau: float) -> dict[str, Any]:
+            tau: float) -> dict[str, object]:
     u = juror_utilities(t, choices)[mask]
     u = u[~np.isnan(u)]
-    out: dict[str, Any] = {"jurors_served": int(u.size)}
+    out: dict[str, object] = {"jurors_served": int(u.size)}
     w = welfare_many(u, alphas) if u.size else np.full(len(alphas), np.nan)
     for k, a in enumerate(alphas):
         out[f"system_welfare_a{alpha_name(a)}"] = float(w[k]) if u.size else None
