@@ -12,9 +12,10 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.spica.bank import ScenarioBank, make_bank, where
 from pluralign.schemas.spica import (
     DEFAULT_CLASSES,
@@ -41,7 +42,7 @@ def default_strategy(cls: str) -> str:
     return dict(DEFAULT_CLASSES).get(key, "") if key else ""
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path) -> UntrustedJSON:
     if not path.exists():
         raise DataNotFoundError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
@@ -54,9 +55,19 @@ def _read_json(path: Path) -> Any:
             raise InputError(f"not valid JSON ({first})", file=path) from None
 
 
-def read_scenario_files(files: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
+class ScenarioFileEntry(TypedDict):
+    """One scenario as its file gives it."""
+
+    body: str
+    responses: dict[str, list[str]]
+    """Class -> response texts."""
+    file: str
+    """The file it came from."""
+
+
+def read_scenario_files(files: Sequence[str | Path]) -> dict[str, ScenarioFileEntry]:
     """Scenario id -> ``{"body", "responses", "file"}`` from every scenario file."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, ScenarioFileEntry] = {}
     for f in files:
         path = Path(f)
         data = _read_json(path)
@@ -86,7 +97,7 @@ def read_scenario_files(files: Sequence[str | Path]) -> dict[str, dict[str, Any]
     return out
 
 
-def _int_or_none(v: Any, file: Path, rec: str, fld: str) -> int | None:
+def _int_or_none(v: object, file: Path, rec: str, fld: str) -> int | None:
     if v is None:
         return None
     if isinstance(v, float) and v.is_integer():
@@ -97,7 +108,7 @@ def _int_or_none(v: Any, file: Path, rec: str, fld: str) -> int | None:
 
 
 def _parse_rater(
-    raw: Any, sid: str, group: str, idx: int, classes: Mapping[str, Any], file: Path
+    raw: object, sid: str, group: str, idx: int, classes: Mapping[str, object], file: Path
 ) -> RaterRecord:
     name = f"{group}#{idx}"
     rec = where(sid, group, name)
@@ -123,7 +134,7 @@ def _parse_rater(
 
 
 def _annotated(
-    files: Mapping[str, Sequence[str | Path]], scen: Mapping[str, Mapping[str, Any]]
+    files: Mapping[str, Sequence[str | Path]], scen: Mapping[str, ScenarioFileEntry]
 ) -> dict[str, tuple[str, list[RaterRecord]]]:
     """Scenario id -> (split, raters) from every annotation file."""
     out: dict[str, tuple[str, list[RaterRecord]]] = {}
