@@ -17,7 +17,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -42,7 +41,7 @@ class ImportedRun:
     """The run's ``input_output.json``."""
     target: Mapping[str, float]
     """The target the run was aligned to."""
-    items: list[Any]
+    items: list[object]
     """The run's items, one per scenario in benchmark order."""
 
 
@@ -80,7 +79,7 @@ def run_target(file: Path, targets_dir: str | Path | None) -> dict[str, float]:
                      ".hydra/config.yaml beside it)", file=file)
 
 
-def _target_dict(data: Any, file: Path) -> dict[str, float]:
+def _target_dict(data: object, file: Path) -> dict[str, float]:
     if not isinstance(data, Mapping) or not data:
         raise InputError("a target must be a non-empty object of attribute -> value", file=file)
     return {str(k): v for k, v in data.items()}
@@ -118,7 +117,7 @@ def run_choices(bench: Benchmark, run: ImportedRun) -> np.ndarray:
     return out
 
 
-def _predicted(preds: Any, keys: list[str], run: ImportedRun, rec: str, k: int) -> int:
+def _predicted(preds: object, keys: list[str], run: ImportedRun, rec: str, k: int) -> int:
     where = "output.choice_info.predictions"
     if not isinstance(preds, list) or len(preds) != k:
         raise InputError(f"needs one dict per response ({k})", file=run.file, record=rec,
@@ -138,7 +137,7 @@ def _predicted(preds: Any, keys: list[str], run: ImportedRun, rec: str, k: int) 
     return predicted_choice(np.asarray(rows, dtype=np.float64), items)
 
 
-def _selected(v: Any, run: ImportedRun, rec: str, k: int) -> int:
+def _selected(v: object, run: ImportedRun, rec: str, k: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < k:
         raise InputError(f"{v!r} is not a response index below {k}", file=run.file,
                          record=rec, field="output.selected_response_index",

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -217,7 +217,10 @@ def read_columns(path: Path, columns: Sequence[str], layout: PartLayout) -> pa.T
     return table
 
 
-def _readable(path: Path, layout: PartLayout, read: Callable[[], Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _readable(path: Path, layout: PartLayout, read: Callable[[], _T]) -> _T:
     """``read()``, with an unreadable file turned into :class:`CacheCorruptError` naming it
     (FileNotFoundError passes through: the caller skips a part compacted away meanwhile)."""
     try:
@@ -312,7 +315,7 @@ class _Index:
     def text(self, pos: np.ndarray, columns: Sequence[str]) -> dict[str, pa.Array]:
         """``columns`` (not in memory) of the rows at global positions ``pos``, from disk."""
         types = {f.name: f.type for f in self.layout.schema}
-        cols: dict[str, list[Any]] = {c: [None] * len(pos) for c in columns}
+        cols: dict[str, list[object]] = {c: [None] * len(pos) for c in columns}
         if len(pos):
             parts = self.part_of[pos]
             for p in np.unique(parts):
