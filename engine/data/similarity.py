@@ -7,12 +7,17 @@ extra imported lazily, so the engine stays importable without torch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.store.hashing import Hasher
+
+if TYPE_CHECKING:  # untyped (scikit-learn, SciPy) or optional (sentence-transformers)
+    from scipy.sparse import csr_matrix
+    from sentence_transformers import SentenceTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 __all__ = [
     "EmbeddingSimilarity",
@@ -69,9 +74,9 @@ class TfidfSimilarity:
         """Drop terms found in fewer corpus documents than this."""
         self.lowercase = lowercase
         """Fold case before tokenising."""
-        self._vectorizer: Any = None
+        self._vectorizer: TfidfVectorizer | None = None
         self._corpus: list[str] = []
-        self._corpus_matrix: Any = None
+        self._corpus_matrix: csr_matrix | None = None
         self._digest = "unfitted"
 
     @property
@@ -117,6 +122,7 @@ class TfidfSimilarity:
         q = self._vectorizer.transform(_check_texts(queries, "queries"))
         if corpus is None:
             c = self._corpus_matrix
+            assert c is not None  # fit() sets it with the vectorizer
         else:
             c = self._vectorizer.transform(_check_texts(corpus, "corpus"))
         # Rows are L2-normalised already, so the dot product is the cosine.
@@ -140,7 +146,7 @@ class EmbeddingSimilarity:
         """Torch device to encode on."""
         self.batch_size = batch_size
         """Texts encoded per forward pass."""
-        self._model: Any = None
+        self._model: SentenceTransformer | None = None
         self._corpus: list[str] = []
         self._corpus_emb: np.ndarray | None = None
 
@@ -149,7 +155,7 @@ class EmbeddingSimilarity:
         # The corpus does not change an embedding, so it is not part of the identity.
         return f"embedding(model={self.model_path or 'all-MiniLM-L6-v2'})"
 
-    def _load(self) -> Any:
+    def _load(self) -> SentenceTransformer:
         if self._model is not None:
             return self._model
         try:
