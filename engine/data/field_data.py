@@ -15,11 +15,11 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.pluralism.annotators import Rating, Ratings
 from pluralign.engine.pluralism.distributional import Question
 from pluralign.engine.pluralism.overton import OvertonQuery, Perspective
@@ -68,7 +68,7 @@ def _header(path: Path) -> list[str]:
         return next(csv.reader(f), [])
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, UntrustedJSON]]]:
     """(line number, object) for each non-blank line; an error names the file and line."""
     with path.open(encoding="utf-8") as f:
         for i, line in enumerate(f, start=1):
@@ -83,7 +83,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield i, obj
 
 
-def _literal(text: str, path: Path, rec: str, name: str) -> Any:
+def _literal(text: str, path: Path, rec: str, name: str) -> UntrustedJSON:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -212,7 +212,7 @@ def load_valueprism(path: str | os.PathLike[str]) -> list[OvertonQuery]:
 
 # ---- annotators' ratings --------------------------------------------------------------------
 
-def _flat(prefix: str, value: Any, out: dict[str, str]) -> None:
+def _flat(prefix: str, value: object, out: dict[str, str]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
@@ -287,7 +287,7 @@ def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
     return Ratings(ratings, (0.0, 1.0), demo, str(p))
 
 
-def _table_rows(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _table_rows(p: Path) -> Iterator[tuple[int, dict[str, UntrustedJSON]]]:
     if p.suffix == ".jsonl":
         yield from read_jsonl(p)
         return
