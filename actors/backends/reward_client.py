@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -23,7 +22,7 @@ import aiohttp
 from pluralign.engine.store.cache import register_secret
 
 
-def _heads(value: Any) -> list[float] | str:
+def _heads(value: object) -> list[float] | str:
     """One item's head values, or a message saying what was wrong with it."""
     if isinstance(value, list) and value and isinstance(value[0], list):
         value = value[-1]  # token-level output: the last token's values
@@ -34,7 +33,7 @@ def _heads(value: Any) -> list[float] | str:
     return [float(v) for v in value]
 
 
-def parse_pooling_answer(body: Any, n: int) -> list[list[float] | str]:
+def parse_pooling_answer(body: object, n: int) -> list[list[float] | str]:
     """Per input, its head values or an error message (a missing item is an error)."""
     out: list[list[float] | str] = ["missing from the answer"] * n
     data = body.get("data") if isinstance(body, dict) else None
@@ -91,7 +90,7 @@ class VLLMRewardModel:
     """A pooling model in this process; call with texts, get head values per text."""
 
     def __init__(self, model: str, *, revision: str | None = None,
-                 **engine_kwargs: Any) -> None:
+                 **engine_kwargs: object) -> None:
         from vllm import LLM  # imported here: vLLM is optional
 
         self._llm = LLM(model=model, revision=revision, runner="pooling", **engine_kwargs)

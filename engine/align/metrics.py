@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
@@ -59,7 +58,7 @@ class SetSummary:
     std_ddof: int = 1
     """Delta degrees of freedom of every std here (summaries without it used ddof=0)."""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         out = asdict(self)
         if self.by_n_attributes is not None:
             out["by_n_attributes"] = {

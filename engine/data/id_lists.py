@@ -7,7 +7,7 @@ Errors name the file, the record (``key[i] ('id')``) and the field, as every loa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from pluralign.engine.errors import InputError
 
@@ -20,7 +20,7 @@ class _HasId(Protocol):
 R = TypeVar("R", bound=_HasId)
 
 
-def parse_id_list(data: Any, key: str, noun: str, parse_one: Callable[[Any, int, str], R],
+def parse_id_list(data: object, key: str, noun: str, parse_one: Callable[[object, int, str], R],
                   source: str) -> list[R]:
     """``parse_one(entry, i, source)`` for every entry of ``data[key]``, in order.
 
