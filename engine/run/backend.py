@@ -11,8 +11,9 @@ import enum
 import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+from pluralign.engine.jsontypes import JSONSchema, UntrustedJSON
 from pluralign.engine.store.hashing import digest
 
 NO_LOGPROBS = "this endpoint returns no log-probabilities: use `samples` instead"
@@ -37,7 +38,7 @@ class GenerationRequest:
     """Caller's id for the request (the work item's key); echoed in the result."""
     messages: tuple[Message, ...]
     """The conversation to continue."""
-    json_schema: Mapping[str, Any] | None = None
+    json_schema: JSONSchema | None = None
     """If set, the answer must be JSON valid against this schema (structured output)."""
     n: int = 1
     """Number of samples."""
@@ -88,7 +89,7 @@ class Sample:
 
     text: str
     """Raw text as returned."""
-    parsed: Any = None
+    parsed: UntrustedJSON = None
     """The JSON value when a schema was requested and the text parsed and validated."""
     top_logprobs: Mapping[str, float] | None = None
     """When the request asked for them: the first generated token's most likely alternatives,
