@@ -8,7 +8,6 @@ build model-free scorers; LLM judges are built by :func:`pluralign.engine.judges
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 from pluralign.engine.errors import InputError
 from pluralign.engine.scorers.base import Scorer, checked_predictions
@@ -46,7 +45,7 @@ _BUILT_ELSEWHERE = {
 }
 
 
-def get_scorer(spec: str, **options: Any) -> Scorer:
+def get_scorer(spec: str, **options: object) -> Scorer:
     """A model-free scorer from ``name`` or ``name:ARG`` (ARG is the first positional
     argument, e.g. the file of ``predictions:PATH``), with keyword ``options``."""
     name, sep, arg = spec.partition(":")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from pluralign.engine.data.benchmark import Benchmark
@@ -47,7 +45,7 @@ def score_through_cache(
 
 
 def _rows(bench: Benchmark, ident: str, pred: np.ndarray, missing: np.ndarray
-          ) -> list[dict[str, Any]]:
+          ) -> list[dict[str, object]]:
     ids = [s.id for s in bench.scenarios]
     rows = []
     for row, a in np.argwhere(missing):
