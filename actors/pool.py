@@ -442,7 +442,8 @@ def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], b
     return options
 
 
-def vllm_replica_actors(config: VLLMConfig, size: int, *, cluster: Mapping[str, float] | None = None,
+def vllm_replica_actors(config: VLLMConfig, size: int, *,
+                        cluster: Mapping[str, float] | None = None,
                         build: str | None = None, fixed: bool = True, cpus: float = 1.0,
                         start_timeout: float = 900.0, **options: object) -> BackendPool:
     """A pool of ``size`` VLLMReplicaActor Ray actors, with the resources of the platform they

@@ -364,7 +364,8 @@ LOGPROB_FLOOR = -9999.0
 """Lowest log-probability reported (vLLM's OpenAI server clamps ``-inf`` to this as well)."""
 
 
-def first_token_logprobs(out: object, k: int, tokenizer: Tokenizer | None = None) -> dict[str, float] | None:
+def first_token_logprobs(out: object, k: int,
+                         tokenizer: Tokenizer | None = None) -> dict[str, float] | None:
     """The first generated token's ``k`` most likely alternatives, token text -> logprob, from
     a CompletionOutput's ``logprobs`` (one ``{token_id: Logprob}`` per generated token); None
     when it carries none.

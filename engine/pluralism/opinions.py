@@ -48,7 +48,8 @@ def logprob_distribution(top_logprobs: Mapping[str, float],
     return mass / total if total > 0 else None
 
 
-def answers_by_question(rows: Iterable[Mapping[str, UntrustedJSON]], samples: int) -> dict[str, list[int]]:
+def answers_by_question(rows: Iterable[Mapping[str, UntrustedJSON]],
+                        samples: int) -> dict[str, list[int]]:
     """Successful sampled answers per cache scenario key, one per sample index < ``samples``
     (a success wins over an earlier failure row of the same sample)."""
     best: dict[tuple[str, int], int] = {}
@@ -61,7 +62,8 @@ def answers_by_question(rows: Iterable[Mapping[str, UntrustedJSON]], samples: in
     return out
 
 
-def logprobs_by_question(rows: Iterable[Mapping[str, UntrustedJSON]]) -> dict[str, dict[str, float]]:
+def logprobs_by_question(
+        rows: Iterable[Mapping[str, UntrustedJSON]]) -> dict[str, dict[str, float]]:
     """The first answer token's top log-probabilities per cache scenario key, from successful
     log-probability rows (their ``meta`` holds them under ``top_logprobs``)."""
     out: dict[str, dict[str, float]] = {}

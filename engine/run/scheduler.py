@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol, TextIO, TypedDict, cast
+from typing import Protocol, TextIO, TypeAlias, TypedDict, cast
 
 from pluralign.engine.judges.base import AnswerError, Task, WorkItem
 from pluralign.engine.run import progress as progress_bars
@@ -41,6 +41,12 @@ class _CurrentStderr:
 
 
 STDERR: TextIO = cast(TextIO, _CurrentStderr())
+
+
+StopRun: TypeAlias = Callable[[str], None]
+"""Interrupts a run: ``stop(reason)``."""
+OnStart: TypeAlias = Callable[[StopRun], object]
+"""Called once a run starts, with the function that interrupts it."""
 
 
 class ResultStore(Protocol):
@@ -575,7 +581,7 @@ async def run_schedule(
     status: StatusSink | None = None,
     log: TextIO | None = STDERR,
     claims: Claims | None = None,
-    on_start: Callable[[Callable[[str], None]], object] | None = None,
+    on_start: OnStart | None = None,
 ) -> ScheduleReport:
     """Send every item not yet in ``store`` through ``backend``; write one output per item.
 

@@ -30,6 +30,7 @@ from pluralign.engine.run.backend import (
 )
 from pluralign.engine.run.scheduler import (
     STDERR,
+    OnStart,
     SchedulerConfig,
     ScheduleReport,
     StatusSink,
@@ -270,7 +271,8 @@ async def run_items_async(
     items: Sequence[WorkItem], backend_factory: BackendFactory, model: str,
     cache: GenerationCache | None = None, batch_size: int | None = None,
     concurrency: int | None = None, config: SchedulerConfig | None = None, *,
-    log: TextIO | None = STDERR, status: StatusSink | None = None, on_start: Callable[[Callable[[str], None]], object] | None = None,
+    log: TextIO | None = STDERR, status: StatusSink | None = None,
+    on_start: OnStart | None = None,
 ) -> GenerationReport:
     """Answer every item: cached ones from ``cache``, the rest through one backend instance,
     scheduled by :func:`~pluralign.engine.run.scheduler.run_schedule` under ``config`` (retries,

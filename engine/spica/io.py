@@ -7,9 +7,8 @@ never sees half a file; a file of another layout version is refused with a clear
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,8 +32,8 @@ from pluralign.schemas.spica import (
 
 def bank_to_table(bank: ScenarioBank) -> pa.Table:
     """One row per (scenario, response class), classes in bank order."""
-    rows: dict[str, list[Any]] = {k: [] for k in
-                                  ("scenario", "split", "prompt", "class", "responses", "ratings")}
+    rows: dict[str, list[object]] = {
+        k: [] for k in ("scenario", "split", "prompt", "class", "responses", "ratings")}
     for s in bank.scenarios:
         for c in bank.classes:
             rows["scenario"].append(s.id)
@@ -94,11 +93,30 @@ def read_bank(path: str | os.PathLike[str]) -> ScenarioBank:
     return make_bank(meta, _scenarios_from_rows(table.to_pylist(), file), source=file)
 
 
-def _scenarios_from_rows(rows: list[dict[str, Any]], file: str) -> list[BankScenario]:
+class _RatingRow(TypedDict):
+    rater: str
+    groups: list[str]
+    response_rating: int | None
+    strategy_rating: int | None
+    rated_response: int | None
+
+
+_BankRow = TypedDict("_BankRow", {
+    "scenario": str, "split": str, "prompt": str, "class": str, "responses": list[str],
+    "ratings": list[_RatingRow]})
+"""One row of a bank file, as its (checked) schema stores it."""
+
+
+class _RaterEntry(TypedDict):
+    groups: tuple[str, ...]
+    ratings: dict[str, ClassRating]
+
+
+def _scenarios_from_rows(rows: list[_BankRow], file: str) -> list[BankScenario]:
     order: list[str] = []
     heads: dict[str, tuple[str, str]] = {}
     responses: dict[str, dict[str, tuple[str, ...]]] = {}
-    raters: dict[str, dict[str, dict[str, Any]]] = {}
+    raters: dict[str, dict[str, _RaterEntry]] = {}
     for i, row in enumerate(rows):
         sid = row["scenario"]
         if sid not in heads:
@@ -131,5 +149,5 @@ def _scenarios_from_rows(rows: list[dict[str, Any]], file: str) -> list[BankScen
     ]
 
 
-def _rater(name: str, entry: Mapping[str, Any]) -> RaterRecord:
+def _rater(name: str, entry: _RaterEntry) -> RaterRecord:
     return RaterRecord(name, tuple(entry["groups"]), dict(entry["ratings"]))

@@ -116,8 +116,8 @@ class ScoreFailure:
 # ---------------------------------------------------------------------------- rows
 
 
-def _row_of(obj: ScoreRecord | ScoreFailure | Mapping[str, object], pos: int
-            ) -> dict[str, object]:
+def _row_of(obj: ScoreRecord | ScoreFailure | Mapping[str, object],
+            pos: int) -> dict[str, object]:
     if isinstance(obj, ScoreRecord):
         raw: dict[str, UntrustedJSON] = {f: getattr(obj, f) for f in _KEY_FIELDS}
         raw.update(score=obj.score, reasoning=obj.reasoning or None, error=None, meta=obj.meta)
@@ -174,7 +174,8 @@ SCORER_META_KEY = b"pluralign.scorers"
 """Part metadata: JSON {scorer identity: decoded settings} of the scorers whose rows it holds."""
 
 
-def _with_scorer_settings(table: pa.Table, settings: Mapping[str, object] | None = None) -> pa.Table:
+def _with_scorer_settings(table: pa.Table,
+                          settings: Mapping[str, object] | None = None) -> pa.Table:
     """Attach ``settings`` ({identity: settings}); by default the running command's scorer
     settings for every scorer in ``table``."""
     if settings is None:
