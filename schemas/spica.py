@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 import pyarrow as pa
 
@@ -136,7 +136,7 @@ class BankMeta:
 
     @staticmethod
     def from_json(text: str) -> BankMeta:
-        raw: dict[str, Any] = json.loads(text)
+        raw: _BankMetaJSON = json.loads(text)
         return BankMeta(
             name=str(raw["name"]),
             classes=tuple(ResponseClass(str(c["name"]), str(c["strategy"]))
@@ -144,6 +144,24 @@ class BankMeta:
             scale=RatingScale(tuple(str(x) for x in raw["scale"]["labels"]),
                               int(raw["scale"]["low"])),
         )
+
+
+class _ClassJSON(TypedDict):
+    name: str
+    strategy: str
+
+
+class _ScaleJSON(TypedDict):
+    low: int
+    labels: list[str]
+
+
+class _BankMetaJSON(TypedDict):
+    """:meth:`BankMeta.to_json`'s text, parsed."""
+
+    name: str
+    classes: list[_ClassJSON]
+    scale: _ScaleJSON
 
 
 RATING_STRUCT = pa.struct(
