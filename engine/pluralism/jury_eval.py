@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from numba import njit, prange
@@ -299,10 +299,10 @@ class JuryResult:
         """The former name of :attr:`juror_closeness` (kept while callers move)."""
         return self.juror_closeness
 
-    def gaps(self) -> dict[str, dict[str, Any]]:
+    def gaps(self) -> dict[str, GroupGap]:
         """Per metric, the best- and worst-served group (ALL left out) and their difference
         (``utility`` repeats ``closeness`` under its former name while callers move)."""
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, GroupGap] = {}
         table = np.column_stack([self.accuracy, self.means])[:-1]
         for m, name in enumerate(("accuracy", *self.metrics)):
             col = table[:, m]
@@ -335,6 +335,14 @@ class JuryResult:
                     row[_FORMER_CLOSENESS + end] = row["closeness" + end]
             rows.append(row)
         return rows
+
+
+class GroupGap(TypedDict):
+    """The best- and worst-served group on one metric, and their difference."""
+
+    best: str
+    worst: str
+    gap: float
 
 
 _FORMER_CLOSENESS = "utility"
