@@ -4,7 +4,9 @@ ASGI server Ray Serve itself ships) or on a cluster by the Ray Serve deployment 
 
 Routes: ``POST /v1/align``, ``GET /v1/scorers``, ``GET /healthz``. Answers are JSON; errors
 are ``{"error": "<one line>"}`` with 400 (bad input, naming the field), 401 (missing or wrong
-bearer token), 404 (not cached / unknown route), 413 (body or targets beyond the limits).
+bearer token, checked before the body is read), 404 (not cached, no such data, unknown route),
+408 (body not sent within the deadline), 413 (body, targets or synthetic size beyond the
+limits).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pluralign.engine.errors import PluralignError
+from pluralign.engine.errors import DataNotFoundError, PluralignError
 from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
 
 if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server starts
@@ -66,19 +68,32 @@ def _error(status: int, message: str) -> tuple[int, ErrorAnswer]:
     return status, ErrorAnswer(error=message)
 
 
-def handle(service: QueryService, token: str | None, method: str, path: str,
-           authorization: str | None, body: bytes | None) -> tuple[int, Answer]:
-    """(status, JSON object) for one request; never raises."""
+def admit(token: str | None, method: str, path: str,
+          authorization: str | None) -> tuple[int, ErrorAnswer] | None:
+    """The refusal of a request by its line and headers alone (unknown route, missing or
+    wrong token), before any of its body is read; None when it may go on."""
     path = path.rstrip("/") or "/"
     if path == "/healthz" and method == "GET":
-        return 200, service.health()
+        return None
     if path not in ("/v1/align", "/v1/scorers"):
-        return _error(404, f"no route {method} {path}")
+        return _error(404, f"no route {method} {path[:80]}")
     if token is not None:
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not (authorization or "").startswith("Bearer ") or not hmac.compare_digest(
                 given.encode(), token.encode()):
             return _error(401, "missing or wrong bearer token (Authorization: Bearer ...)")
+    return None
+
+
+def handle(service: QueryService, token: str | None, method: str, path: str,
+           authorization: str | None, body: bytes | None) -> tuple[int, Answer]:
+    """(status, JSON object) for one request; never raises."""
+    refused = admit(token, method, path, authorization)
+    if refused is not None:
+        return refused
+    path = path.rstrip("/") or "/"
+    if path == "/healthz":
+        return 200, service.health()
     try:
         if path == "/v1/scorers":
             if method != "GET":
@@ -95,6 +110,8 @@ def handle(service: QueryService, token: str | None, method: str, path: str,
         except RecursionError:
             return _error(400, "body: JSON nested too deeply")
         return 200, service.align(parsed)
+    except DataNotFoundError:  # its text names folders of this host: say only what is missing
+        return _error(404, "this service has no data for that benchmark and split")
     except PluralignError as e:
         return _error(status_of(e), str(e).splitlines()[0])
     except Exception as e:  # one bad request never stops the service
@@ -118,14 +135,26 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+
 async def respond(service: QueryService, token: str | None, request: Request) -> JSONResponse:
     """A starlette response to a starlette request (shared by uvicorn and Ray Serve)."""
+    import anyio
     import anyio.to_thread
     from starlette.responses import JSONResponse
 
+    refused = admit(token, request.method, request.url.path,
+                    request.headers.get("authorization"))
+    if refused is not None:  # refused before a byte of the body is read
+        return JSONResponse(refused[1], status_code=refused[0])
     body = None
     if request.method == "POST":
-        body = await read_body(request, service.limits.max_body)
+        try:
+            with anyio.fail_after(service.limits.body_seconds):
+                body = await read_body(request, service.limits.max_body)
+        except TimeoutError:
+            return JSONResponse(ErrorAnswer(error=f"request body not received within "
+                                                  f"{service.limits.body_seconds:g} s"),
+                                status_code=408, headers={"Connection": "close"})
     status, obj = await anyio.to_thread.run_sync(
         handle, service, token, request.method, request.url.path,
         request.headers.get("authorization"), body)

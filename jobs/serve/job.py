@@ -53,6 +53,9 @@ class ServeConfig:
     """Targets per request (413 beyond)."""
     max_choice_cells: int = Limits.max_choice_cells
     """Targets x scenarios of one per-scenario answer (413 beyond)."""
+    max_synthetic_scenarios: int = Limits.max_synthetic_scenarios
+    """Serve synthetic benchmarks up to this many scenarios (0: none; each one a request names
+    is generated and kept in memory like the others)."""
     memory_budget: int | str | None = None
     """Memory of one re-alignment (512M, 2G, 25%; None: 1/8 of RAM)."""
     ray: bool = False
@@ -67,7 +70,8 @@ class ServeConfig:
 
     def limits(self) -> Limits:
         return Limits(max_body=self.max_body, max_targets=self.max_targets,
-                      max_choice_cells=self.max_choice_cells)
+                      max_choice_cells=self.max_choice_cells,
+                      max_synthetic_scenarios=self.max_synthetic_scenarios)
 
 
 def autoscale_range(value: str | tuple[int, int] | None) -> tuple[int, int] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
@@ -30,10 +31,11 @@ from pluralign.engine.align.realign import (
     realign,
 )
 from pluralign.engine.data.benchmark import Benchmark
+from pluralign.engine.data.sources import parse_synthetic
 from pluralign.engine.data.target_sets import TARGET_SET_NAMES, resolve_target_sets
 from pluralign.engine.data.targets import TargetSet
-from pluralign.engine.errors import InputError, NotCached, TooLarge
-from pluralign.engine.scorers import get_scorer
+from pluralign.engine.errors import DataNotFoundError, InputError, NotCached, TooLarge
+from pluralign.engine.scorers import get_scorer, scorer_names
 from pluralign.engine.store.cache import ScoreCache, summarize
 from pluralign.engine.store.hashing import Hasher
 from pluralign.jobs.runtime import load_splits, scorer_options
@@ -53,11 +55,24 @@ D = TypeVar("D")
 
 @dataclass(frozen=True)
 class Limits:
-    """Service limits: request body bytes, targets per request, per-scenario cells."""
+    """Service limits: request body bytes and read time, targets per request, per-scenario
+    cells, samples, and the size of synthetic benchmarks (none unless the operator allows)."""
 
     max_body: int = 1 << 20
     max_targets: int = 120_000
     max_choice_cells: int = 2_000_000
+    max_samples: int = 1_000
+    max_synthetic_scenarios: int = 0
+    """Largest synthetic benchmark a request may name (0: synthetic benchmarks not served)."""
+    body_seconds: float = 10.0
+    """Time a client has to send its whole request body (408 beyond)."""
+
+
+SERVED_BENCHMARKS = ("helpsteer2", "mic")
+"""Benchmarks the service reads from its data folder, by name only (never a path)."""
+SERVED_SPLITS = ("eval", "train")
+"""Splits a request may name."""
+MAX_SEED = 2**63 - 1
 
 
 class LRU(Generic[K, V]):
@@ -203,6 +218,28 @@ class Query:
     weighted: bool
 
 
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,200}#[0-9a-f]{6,64}")
+"""A scorer identity as the cache stores it (``ridge#3f2a...``, ``comparative-regression#...``)."""
+
+
+def _benchmark(name: str, limits: Limits) -> str:
+    """``name`` when the service serves it: helpsteer2 or mic (read from the data folder it
+    was started with), or a synthetic benchmark within the operator's size cap. Never a path."""
+    if name in SERVED_BENCHMARKS:
+        return name
+    if name == "synthetic" or name.startswith("synthetic:"):
+        if limits.max_synthetic_scenarios <= 0:
+            raise InputError("synthetic benchmarks are not served here", field="benchmark",
+                             hint="the operator enables them with a size cap")
+        scenarios = parse_synthetic(name)["S"]
+        if scenarios > limits.max_synthetic_scenarios:
+            raise TooLarge(f"a synthetic benchmark of {scenarios:,} scenarios; this service "
+                           f"serves at most {limits.max_synthetic_scenarios:,}")
+        return name
+    raise InputError(f"unknown benchmark {name[:40]!r}", field="benchmark",
+                     hint=f"one of {', '.join(SERVED_BENCHMARKS)}")
+
+
 def parse_query(body: object, limits: Limits) -> Query:
     """A validated query, or :class:`InputError` naming the field (or :class:`TooLarge`)."""
     if not isinstance(body, dict):
@@ -213,20 +250,30 @@ def parse_query(body: object, limits: Limits) -> Query:
                          hint=f"known: {', '.join(sorted(_FIELDS))}")
     if "benchmark" not in body:
         raise InputError("missing", field="benchmark")
-    bench = _field(body, "benchmark", str, "")
-    if bench not in ("helpsteer2", "mic") and not bench.startswith("synthetic"):
-        raise InputError(f"unknown benchmark {bench!r} (the service reads helpsteer2, mic or "
-                         "synthetic[:...], never files)", field="benchmark")
+    bench = _benchmark(_field(body, "benchmark", str, ""), limits)
+    split = _field(body, "split", str, "eval")
+    if split not in SERVED_SPLITS:
+        raise InputError(f"unknown split {split[:40]!r}", field="split",
+                         hint=f"one of {', '.join(SERVED_SPLITS)}")
     limit = _field(body, "limit", int, None)
     if limit is not None and limit < 1:
         raise InputError("must be at least 1", field="limit")
     samples = _field(body, "samples", int, None)
-    if samples is not None and samples < 1:
-        raise InputError("must be at least 1", field="samples")
+    if samples is not None and not 1 <= samples <= limits.max_samples:
+        raise InputError(f"must be between 1 and {limits.max_samples}", field="samples")
     scorer = _field(body, "scorer", str, "ridge")
-    if ":" in scorer:
-        raise InputError("scorers reading files (predictions:PATH) are not served; pass their "
-                         "identity as scorer_id", field="scorer")
+    served = [n for n in scorer_names("model-free") if n != "predictions"]
+    if scorer not in served:
+        raise InputError(f"unknown scorer {scorer[:40]!r}", field="scorer",
+                         hint=f"one of {', '.join(served)}; a model's cached scores by their "
+                              "identity as scorer_id")
+    seed = _field(body, "seed", int, 0)
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError("must be between 0 and 2**63 - 1", field="seed")
+    scorer_id = _field(body, "scorer_id", str, None)
+    if scorer_id is not None and not _IDENTITY.fullmatch(scorer_id):
+        raise InputError("not a scorer identity (name#hex, as pluralign cache show lists)",
+                         field="scorer_id")
     value = _number(body, "value", 0.5)
     if not math.isfinite(value):
         raise InputError("must be finite", field="value")
@@ -248,11 +295,19 @@ def parse_query(body: object, limits: Limits) -> Query:
             raise InputError(f"a target is an object of attribute values or one of "
                              f"{', '.join(TARGET_SET_NAMES)}; got {str(t)[:40]!r}",
                              field=f"targets[{i}]")
-    return Query(bench, _field(body, "split", str, "eval"), limit, scorer,
-                 _field(body, "scorer_id", str, None), _field(body, "seed", int, 0),
-                 value, samples, tuple(specs),
+    return Query(bench, split, limit, scorer, scorer_id, seed, value, samples, tuple(specs),
                  _field(body, "per_scenario", bool, False),
                  _field(body, "weighted", bool, True))
+
+
+def _benchmarks_bytes(pair: tuple[Benchmark, Benchmark | None]) -> int:
+    """Rough bytes of loaded splits: their arrays plus ~1 KB of text per response."""
+    total = 0
+    for b in pair:
+        if b is not None:
+            arrays = [v for v in vars(b).values() if isinstance(v, np.ndarray)]
+            total += sum(a.nbytes for a in arrays) + 1024 * b.n_responses
+    return total
 
 
 def _index_bytes(index: LabelIndex) -> int:
@@ -274,8 +329,11 @@ class QueryService:
         self.data = data
         self.limits = limits or Limits()
         self.memory_budget = parse_memory_budget(memory_budget)
+        # Benchmarks are bounded by count and by bytes (a request names one; all the service
+        # keeps across requests is these maps, each bounded).
         self._benches: LRU[tuple[str, str, int | None, bool],
-                           tuple[Benchmark, Benchmark | None]] = LRU(lru)
+                           tuple[Benchmark, Benchmark | None]] = LRU(
+            lru, weigh=_benchmarks_bytes, max_weight=self.memory_budget)
         self._idents: LRU[tuple[str, str, int | None, str, int, float], str] = LRU(4 * lru)
         self._preds: LRU[tuple[str, str, int | None, int], np.ndarray] = LRU(lru)
         self._targets: LRU[tuple[str, tuple[str, ...]], list[TargetSet]] = LRU(16 * lru)
@@ -385,7 +443,7 @@ def status_of(exc: BaseException) -> int:
     """The HTTP status of an error raised while answering."""
     if isinstance(exc, TooLarge):
         return 413
-    if isinstance(exc, NotCached):
+    if isinstance(exc, NotCached | DataNotFoundError):
         return 404
     if isinstance(exc, InputError):
         return 400

@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 class AlignReplica:
     """One replica: a query service over the cache, behind the shared request handler."""
 
-    def __init__(self, cache: str, data: str | None, lru: int, limits: dict[str, int],
+    def __init__(self, cache: str, data: str | None, lru: int, limits: Limits,
                  memory_budget: int | None, token: str | None) -> None:
-        self.service = QueryService(cache, data, lru=lru, limits=Limits(**limits),
+        self.service = QueryService(cache, data, lru=lru, limits=limits,
                                     memory_budget=memory_budget)
         self.token = token
 
@@ -56,8 +56,7 @@ def build(cache: str, data: str | None = None, *, lru: int = 16, limits: Limits 
             num_replicas="auto", autoscaling_config={
                 "min_replicas": lo, "max_replicas": hi, "target_ongoing_requests": 4})
     return deployment.bind(
-        cache, data, lru, {"max_body": lim.max_body, "max_targets": lim.max_targets,
-                           "max_choice_cells": lim.max_choice_cells}, memory_budget, token)
+        cache, data, lru, lim, memory_budget, token)
 
 
 def app_builder(args: dict[str, str]) -> Application:

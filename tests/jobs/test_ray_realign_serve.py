@@ -58,6 +58,7 @@ def _post(url: str, body: Any, token: str | None) -> tuple[int, dict[str, Any]]:
 
 def test_ray_serve_deployment_answers_like_the_engine(ray_local: Any, tmp_path: Path) -> None:
     serve = pytest.importorskip("ray.serve")
+    from pluralign.jobs.serve.query import Limits
     from pluralign.jobs.serve.ray_serve import build
 
     cache = tmp_path / "cache"
@@ -67,7 +68,8 @@ def test_ray_serve_deployment_answers_like_the_engine(ray_local: Any, tmp_path: 
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
-        serve.run(build(str(cache), None, token="tok", replicas=2), name="pluralign",
+        serve.run(build(str(cache), None, token="tok", replicas=2,
+                        limits=Limits(max_synthetic_scenarios=100)), name="pluralign",
                   route_prefix="/")
         url = f"http://127.0.0.1:{port}/v1/align"
         body = {"benchmark": BENCH, "scorer": "random", "seed": 4, "targets": ["all"]}

@@ -50,7 +50,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def server(cache_dir: Path) -> Iterator[str]:
     import uvicorn
 
-    service = QueryService(cache_dir, None, lru=4, limits=Limits(max_body=4096, max_targets=100))
+    service = QueryService(cache_dir, None, lru=4, limits=Limits(max_body=4096, max_targets=100,
+                                                                 max_synthetic_scenarios=100))
     port = _free_port()
     config = uvicorn.Config(make_app(service, TOKEN), host="127.0.0.1", port=port,
                             log_level="warning", access_log=False)
@@ -164,7 +165,7 @@ def test_new_cache_parts_are_picked_up_without_restart(server: str, cache_dir: P
 
 
 def test_all_targets_through_a_roomier_service(cache_dir: Path) -> None:
-    service = QueryService(cache_dir, None)
+    service = QueryService(cache_dir, None, limits=Limits(max_synthetic_scenarios=100))
     bench = load_benchmark(BENCH, "eval")
     out = service.align({"benchmark": BENCH, "scorer": "random", "seed": 1, "targets": ["all"]})
     grid = all_targets(bench.attributes, bench.levels)
@@ -266,7 +267,8 @@ def test_serve_job_stops_on_its_event_and_leaves_signal_handlers_alone(cache_dir
 
     guard.start()
     try:
-        serve(ServeConfig(cache=str(cache_dir), port=_free_port(), lru=2), stop=stop,
+        serve(ServeConfig(cache=str(cache_dir), port=_free_port(), lru=2,
+                          max_synthetic_scenarios=100), stop=stop,
               on_ready=ready)
     finally:
         guard.cancel()
@@ -280,7 +282,8 @@ def test_serve_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
 
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--cache",
-                             str(cache_dir), "--port", str(port)], stderr=subprocess.PIPE,
+                             str(cache_dir), "--port", str(port),
+                             "--max-synthetic-scenarios", "100"], stderr=subprocess.PIPE,
                             text=True)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc, 60)
@@ -309,7 +312,8 @@ def test_serve_ray_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1",
            "RAY_TMPDIR": short}
     proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--ray", "--cache",
-                             str(cache_dir), "--port", str(port), "--autoscale", "1,1"],
+                             str(cache_dir), "--port", str(port), "--autoscale", "1,1",
+                             "--max-synthetic-scenarios", "100"],
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc, 240)
