@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -50,6 +51,7 @@ DOWNLOAD_TIMEOUT_S = 60.0
 SYNTHETIC_DEFAULTS: dict[str, int] = {"S": 336, "R_min": 2, "R_max": 4, "A": 6, "L": 7, "seed": 0}
 """Shape of ``synthetic`` without parameters: MIC-shaped."""
 
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SPLIT_NAMES = {"train", "eval", "test", "dev", "val", "validation"}
 
 
@@ -103,6 +105,10 @@ def load_benchmark(
     """
     if name == "synthetic" or name.startswith("synthetic:"):
         return synthetic_split(name, split)
+    if name in ("helpsteer2", "mic") and not _SPLIT_NAME.fullmatch(split):
+        # The split names a file under the data folder: a name, never a path.
+        raise InputError(f"split {split[:40]!r} is not a split name", field="split",
+                         hint="letters, digits, '-' and '_' only, e.g. eval or train")
     if name.startswith("helpsteer2-raw:"):
         return load_helpsteer2_rows(name.partition(":")[2], split)
     if name == "helpsteer2":

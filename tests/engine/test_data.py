@@ -323,3 +323,13 @@ def test_published_targets_absent(clean_env: Path, tmp_path: Path) -> None:
     assert published_targets("custom", "high", str(tmp_path)) is None
     with pytest.raises(InputError, match="no published target set 'all'"):
         published_targets("helpsteer2", "all", str(tmp_path))
+
+
+@pytest.mark.parametrize("split", ["../eval", "/etc/passwd", "eval/../../x", "", "a" * 65])
+def test_a_split_of_a_named_benchmark_is_a_name_never_a_path(split: str, tmp_path: Path) -> None:
+    from pluralign.engine.data.sources import load_benchmark
+    from pluralign.engine.errors import InputError
+
+    (tmp_path / "eval.json").write_text("[]")  # a file the path would reach
+    with pytest.raises(InputError, match="split"):
+        load_benchmark("helpsteer2", split, tmp_path / "helpsteer2", download=False)
