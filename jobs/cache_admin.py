@@ -54,29 +54,27 @@ class Store:
     """What its parts hold."""
 
 
-class ScoreRow(TypedDict):
+class ScoreCounts(TypedDict):
+    """The counts the score store keeps for one (benchmark, scorer identity)."""
+
+    benchmark: str
+    scorer: str
+    complete: int
+    failed: int
+    scenarios: int
+    attributes: list[str]
+    samples: int
+
+
+class ScoreRow(ScoreCounts):
     """What the score store holds for one (benchmark, scorer identity)."""
 
     store: Literal["scores"]
-    benchmark: str
-    scorer: str
-    complete: int
-    failed: int
-    scenarios: int
-    attributes: list[str]
-    samples: int
 
 
-class ScorerSettings(TypedDict):
+class ScorerSettings(ScoreCounts):
     """One scorer's counts and its stored settings, decoded."""
 
-    benchmark: str
-    scorer: str
-    complete: int
-    failed: int
-    scenarios: int
-    attributes: list[str]
-    samples: int
     settings: dict[str, Any] | None
     """The settings stored with the parts (JSON as written; None without a manifest)."""
 

@@ -10,17 +10,15 @@ in :data:`NOT_FLAGS`.
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
-import itertools
 import math
 import sys
-import textwrap
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
+
+from pluralign.jobs.cli.flags import field_docs
 
 NOT_FLAGS: dict[str, str] = {
     "answerer": "a Python function: pass it to FakeOpenAIServer in code",
@@ -81,26 +79,6 @@ class Flag:
     """The flag, e.g. ``--fault-truncated`` or ``--no-auth``."""
     kwargs: dict[str, Any]
     """The rest of its ``add_argument`` call (type, default, action, help, metavar)."""
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Field name -> its docstring (the string right under the field), whitespace collapsed,
-    for ``cls`` and its dataclass bases.
-
-    Python keeps no attribute docstrings at run time, so they are read from the class source.
-    """
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if "__dataclass_fields__" not in vars(klass):
-            continue
-        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
-        for node, after in itertools.pairwise(body):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
-                docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
 
 
 def config_flags() -> list[Flag]:

@@ -30,15 +30,19 @@ Adder = argparse.ArgumentParser | argparse._ArgumentGroup
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """Field name -> its docstring (the string literal right under the field), whitespace
-    folded."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+    folded, for ``cls`` and its dataclass bases. Python keeps no attribute docstrings at run
+    time, so they are read from the class source."""
     docs: dict[str, str] = {}
-    for node, after in itertools.pairwise(body):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
+    for klass in reversed(cls.__mro__):
+        if "__dataclass_fields__" not in vars(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = next(n for n in tree.body if isinstance(n, ast.ClassDef)).body
+        for node, after in itertools.pairwise(body):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
     return docs
 
 
