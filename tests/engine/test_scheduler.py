@@ -321,9 +321,11 @@ import sys, argparse
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.engine.data.sources import load_benchmark
 from pluralign.jobs.configs import LLMConfig
-from pluralign.jobs.llm_scoring import add_backend_args, run_llm_scoring
+from pluralign.jobs.cli.args import add_llm_args as add_backend_args
+from pluralign.jobs.cli.args import llm_config
+from pluralign.jobs.llm_scoring import run_llm_scoring
 p = argparse.ArgumentParser(); add_backend_args(p)
-config = LLMConfig.from_args(p.parse_args(sys.argv[3:]))
+config = llm_config(p.parse_args(sys.argv[3:]))
 bench = load_benchmark(sys.argv[1], "eval")
 run_llm_scoring(bench, None, "comparative-regression", config, ScoreCache(sys.argv[2]))
 """
@@ -393,12 +395,12 @@ def test_killing_the_driver_then_rerunning_resends_no_completed_item(
 def _parse(argv: list[str]) -> Any:
     import argparse
 
-    from pluralign.jobs.configs import LLMConfig
-    from pluralign.jobs.llm_scoring import add_backend_args
+    from pluralign.jobs.cli.args import add_llm_args as add_backend_args
+    from pluralign.jobs.cli.args import llm_config
 
     p = argparse.ArgumentParser()
     add_backend_args(p)
-    return LLMConfig.from_args(p.parse_args(argv))
+    return llm_config(p.parse_args(argv))
 
 
 def _api_config(args: Any) -> Any:
