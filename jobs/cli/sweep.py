@@ -53,17 +53,21 @@ def _fmt(mean: float | None, std: float | None) -> str:
 
 
 def print_table(bench: Benchmark, ident: str, summaries: list[SetSummary]) -> None:
+    """The sweep's table: accuracy (mean ± sample std over defined targets) per set, then by
+    number of target attributes. The name column fits the longest set name."""
+    w0 = max([12, *(len(s.name) + 2 for s in summaries)])
     print(f"\n{bench.identity}  scorer {ident}  ({bench.n_scenarios} scenarios)")
-    print(f"{'targets':<12}{'count':>8}{'defined':>9}   {'accuracy':<14}{'weighted':>9}")
+    print(f"{'targets':<{w0}}{'count':>8}{'defined':>9}   {'accuracy':<14}{'weighted':>9}")
     for s in summaries:
         w = "n/a" if s.weighted_mean is None else f"{s.weighted_mean:.1f}"
-        print(f"{s.name:<12}{s.n_targets:>8,}{s.n_defined:>9,}   {_fmt(s.mean, s.std):<14}{w:>9}")
+        print(f"{s.name:<{w0}}{s.n_targets:>8,}{s.n_defined:>9,}   "
+              f"{_fmt(s.mean, s.std):<14}{w:>9}")
     ks = sorted({k for s in summaries for k in (s.by_n_attributes or {})})
     if ks:
         print("\naccuracy by number of target attributes")
-        print(f"{'targets':<12}" + "".join(f"{k:>15}" for k in ks))
+        print(f"{'targets':<{w0}}" + "".join(f"{k:>15}" for k in ks))
         for s in summaries:
             by = s.by_n_attributes or {}
             cells = [_fmt(*by[k][:2]) if k in by else "" for k in ks]
-            print(f"{s.name:<12}" + "".join(f"{c:>15}" for c in cells))
+            print(f"{s.name:<{w0}}" + "".join(f"{c:>15}" for c in cells))
     print()
