@@ -154,9 +154,10 @@ RAY_OBJECT_STORE = 100 * 1024**2
 RAY_WORKER_ENV = {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 """One thread each for the runtime's workers: 2 CPUs do not host a thread pool per worker."""
 
-_SOCKET_ROOM = 40
-"""The longest temp folder for a Ray runtime: its session folder and socket names add about 65
-characters, and a Unix socket path holds at most 107."""
+_SOCKET_ROOM = 38
+"""The longest temp folder for a Ray runtime: a Unix socket path holds at most 107 bytes, and
+Ray adds up to 69 (``/ray`` under RAY_TMPDIR, ``/session_<date>_<time>_<us>_<pid>``,
+``/sockets/plasma_store``)."""
 
 
 def ray_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -8,10 +8,8 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +134,11 @@ def completed_and_failed(out: Path) -> tuple[int, int]:
 @pytest.mark.ray
 @pytest.mark.slow
 def test_sweep_through_a_ray_replica_scores_every_item_then_sends_nothing(
-        tiny_model: Path, tmp_path: Path) -> None:
+        tiny_model: Path, tmp_path: Path, ray_tmp: Path) -> None:
     args = ["--backend", "vllm", "--model", str(tiny_model),
             *[f"--engine-arg={k}={v}" for k, v in ENGINE.items()]]
-    # Ray's socket paths must stay under 107 bytes: a short temporary directory, not tmp_path.
-    ray_tmp = tempfile.mkdtemp(prefix="plr-")
-    env = {"RAY_TMPDIR": ray_tmp, "OMP_NUM_THREADS": "1"}
+    # ray_tmp (tests/conftest.py): short enough for Ray's sockets, removed even on a failure.
+    env = {"RAY_TMPDIR": str(ray_tmp), "OMP_NUM_THREADS": "1"}
     first = sweep(tmp_path / "run1", tmp_path / "cache", *args, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     scored, failed = completed_and_failed(tmp_path / "run1")
@@ -149,4 +146,3 @@ def test_sweep_through_a_ray_replica_scores_every_item_then_sends_nothing(
     again = sweep(tmp_path / "run2", tmp_path / "cache", *args, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert requests_sent(tmp_path / "run2") == 0
-    shutil.rmtree(ray_tmp, ignore_errors=True)
