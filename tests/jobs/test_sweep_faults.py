@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,14 @@ def env_of(tmp_path: Path) -> dict[str, str]:
            "OMP_NUM_THREADS": "1", "RAY_TMPDIR": str(ray_tmp)}
     env.pop("RAY_ADDRESS", None)
     return env
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_tmpdir_left(tmp_path: Path) -> Iterator[None]:
+    """A Ray sweep's RAY_TMPDIR (env_of) goes with its test, passed or failed: a failed check
+    of an interrupted run used to leave its session folder in /tmp."""
+    yield
+    shutil.rmtree(env_of(tmp_path)["RAY_TMPDIR"], ignore_errors=True)
 
 
 def start(cmd: list[str], tmp_path: Path, name: str) -> subprocess.Popen[str]:
