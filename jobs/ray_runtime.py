@@ -7,6 +7,7 @@ Ray is imported on first use: commands that never reach a cluster never load it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -128,9 +129,30 @@ def stop_started_ray(grace: float = 3.0) -> None:
         started: list[Any] = [info.process for infos in groups for info in infos]
     except Exception:  # Ray internals moved: only the orderly shutdown below
         started = []
+    # The raylet's own children (the dashboard agent, the runtime-env agent, workers) are not in
+    # that list and, once the raylet is gone, belong to init: note them now, while they can
+    # still be found as its descendants.
+    spawned = _descendants([p.pid for p in started])
     done = threading.Thread(target=ray.shutdown, daemon=True)
     done.start()
     done.join(grace)
     for process in started:
         if process.poll() is None:
             process.kill()
+    for child in spawned:
+        with contextlib.suppress(Exception):  # gone already, or no longer ours
+            if child.is_running():
+                child.kill()
+
+
+def _descendants(pids: list[int]) -> list[Any]:
+    """Every live descendant of ``pids`` (psutil processes), or none where psutil is absent."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    out: list[Any] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            out.extend(psutil.Process(pid).children(recursive=True))
+    return out
