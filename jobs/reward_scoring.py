@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from pluralign.actors.backends.reward_client import HTTPRewardClient, VLLMRewardModel
+from pluralign.actors.backends.vllm_replica import parse_engine_arg, typed_engine_args
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges.reward import (
@@ -84,7 +86,6 @@ def reward_scorer(config: RewardConfig, bench: Benchmark) -> RewardScorer:
 def vllm_reward_kwargs(config: RewardConfig, vllm: Any) -> dict[str, Any]:
     """Engine keywords of the in-process pooling model: ``engine_args`` typed by vLLM's own
     parser (``vllm`` is the imported module) and the tensor-parallel size."""
-    from pluralign.actors.backends.vllm_replica import parse_engine_arg, typed_engine_args
 
     try:
         pairs = [parse_engine_arg(text) for text in config.engine_args]
@@ -101,11 +102,9 @@ def _backend(config: RewardConfig) -> Any:
     if config.backend == "vllm":
         import vllm
 
-        from pluralign.actors.backends.reward_client import VLLMRewardModel
 
         return VLLMRewardModel(config.model, revision=config.revision,
                                **vllm_reward_kwargs(config, vllm))
-    from pluralign.actors.backends.reward_client import HTTPRewardClient
 
     env = config.api_key_env
     key_env = None if env in (None, "", "none") else env

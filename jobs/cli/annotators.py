@@ -13,6 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pluralign.engine.align.results import rows_table
+from pluralign.engine.data import field_data as fd
+from pluralign.engine.errors import InputError
+from pluralign.engine.pluralism.annotators import evaluate
+from pluralign.engine.pluralism.welfare import alpha_name, parse_alphas
+from pluralign.engine.store.files import check_output, read_json
 from pluralign.jobs.runtime import progress, write_json_atomic, write_parquet_atomic
 
 DATASETS = ("ratings", "prism", "community-alignment", "persona", "labels")
@@ -39,8 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def load(args: argparse.Namespace) -> Any:
-    from pluralign.engine.data import field_data as fd
-    from pluralign.engine.errors import InputError
 
     if args.dataset == "prism":
         return fd.load_prism(args.path)
@@ -59,10 +63,6 @@ def load(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pluralign.engine.errors import InputError
-    from pluralign.engine.pluralism.annotators import evaluate
-    from pluralign.engine.pluralism.welfare import parse_alphas
-    from pluralign.engine.store.files import check_output, read_json
 
     check_output(args.out)
     alphas = parse_alphas(args.alpha)
@@ -114,7 +114,6 @@ def _rule(rows: list[dict[str, Any]], g: int, width: int) -> None:
 def print_selection(rows: list[dict[str, Any]], alphas: Sequence[float]) -> None:
     """Per group: the mean welfare at each scenario's welfare-optimal response for every α,
     with the share of scenarios whose optimum differs from the utilitarian (α = 0) one."""
-    from pluralign.engine.pluralism.welfare import alpha_name
 
     names = [alpha_name(a) for a in alphas]
     shares = 0.0 in alphas
@@ -141,7 +140,6 @@ def print_system(rows: list[dict[str, Any]], alphas: Sequence[float], tau: float
                  choices: str) -> None:
     """Per group: w_α over the jurors' mean utilities of the system's chosen responses, and the
     share of those jurors above tau."""
-    from pluralign.engine.pluralism.welfare import alpha_name
 
     names = [alpha_name(a) for a in alphas]
     print(f"\nthe system's picks ({choices}): welfare over each juror's mean utility of the"
@@ -160,6 +158,5 @@ def print_system(rows: list[dict[str, Any]], alphas: Sequence[float], tau: float
 # ---- files ---------------------------------------------------------------------------------
 
 def _write(path: Path, rows: list[dict[str, Any]], kind: str) -> None:
-    from pluralign.engine.align.results import rows_table
 
     write_parquet_atomic(path, rows_table(rows, kind))
