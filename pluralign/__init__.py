@@ -55,15 +55,26 @@ _LAZY = {
     "CacheSchemaError": _ERRORS,
     "IncompleteScoring": _ERRORS,
     "ScoringInterrupted": _ERRORS,
+    "TooLarge": _ERRORS,
+    "NotCached": _ERRORS,
+    "GenerationInterrupted": _ERRORS,
+    "DownloadError": _ERRORS,
+    "CacheCorruptError": _ERRORS,
+    "DuplicateKeyError": _ERRORS,
+    "AnswerError": _ERRORS,
+    "ReplicaStartError": _ERRORS,
+    "VLLMUnavailable": _ERRORS,
 }
 
 __all__ = [
-    "Benchmark", "CacheSchemaError", "Choices", "DataNotFoundError", "IncompleteScoring",
-    "InputError", "LLMConfig", "PluralignError", "RewardConfig", "ScoreCache", "Scores",
-    "ScoringInterrupted", "TargetSet", "__version__", "achoose_llm", "ascore", "ascore_llm",
-    "cached_scores", "choose_llm", "get_scorer", "jury", "load_benchmark", "load_spica_bank",
-    "realign", "score", "score_llm", "score_reward", "scorer_identity", "scorer_names",
-    "spica_evaluate", "summarize", "targets", "write_report",
+    "AnswerError", "Benchmark", "CacheCorruptError", "CacheSchemaError", "Choices",
+    "DataNotFoundError", "DownloadError", "DuplicateKeyError", "GenerationInterrupted",
+    "IncompleteScoring", "InputError", "LLMConfig", "NotCached", "PluralignError",
+    "ReplicaStartError", "RewardConfig", "ScoreCache", "Scores", "ScoringInterrupted",
+    "TargetSet", "TooLarge", "VLLMUnavailable", "__version__", "achoose_llm", "ascore",
+    "ascore_llm", "cached_scores", "choose_llm", "get_scorer", "jury", "load_benchmark",
+    "load_spica_bank", "realign", "score", "score_llm", "score_reward", "scorer_identity",
+    "scorer_names", "spica_evaluate", "summarize", "targets", "write_report",
 ]
 assert sorted([*_LAZY, "__version__"]) == __all__  # one list of the public names
 
@@ -71,12 +82,21 @@ if _typing.TYPE_CHECKING:
     from pluralign.engine.data.benchmark import Benchmark
     from pluralign.engine.data.targets import TargetSet
     from pluralign.engine.errors import (
+        AnswerError,
+        CacheCorruptError,
         CacheSchemaError,
         DataNotFoundError,
+        DownloadError,
+        DuplicateKeyError,
+        GenerationInterrupted,
         IncompleteScoring,
         InputError,
+        NotCached,
         PluralignError,
+        ReplicaStartError,
         ScoringInterrupted,
+        TooLarge,
+        VLLMUnavailable,
     )
     from pluralign.engine.store.cache import ScoreCache
     from pluralign.jobs.api import (

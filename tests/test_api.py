@@ -195,3 +195,18 @@ def test_spica_evaluate_is_what_the_command_computes(tmp_path: Path) -> None:
     for part in ("baseline", "spica", "gain"):
         assert table[f"{part}_mean"].tolist() == [g[part]["mean"] for g in written]
         assert table[f"{part}_low"].tolist() == [g[part]["low"] for g in written]
+
+
+def test_the_facade_shows_its_public_surface_and_every_public_error() -> None:
+    import inspect
+
+    import pluralign
+    from pluralign.engine import errors
+
+    assert dir(pluralign) == sorted(pluralign.__all__)
+    assert not {"Any", "TYPE_CHECKING", "importlib", "annotations"} & set(dir(pluralign))
+    public = {n for n, o in vars(errors).items()
+              if inspect.isclass(o) and issubclass(o, BaseException)
+              and o.__module__ == errors.__name__}
+    assert public and public <= set(dir(pluralign))
+    assert all(getattr(pluralign, n) is getattr(errors, n) for n in public)
