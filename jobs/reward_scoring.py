@@ -123,7 +123,13 @@ def run_reward_scoring(config: RewardConfig, bench: Benchmark,
     todo = scorer.pending(cache.completed_keys(bench.identity, scorer.identity))
     counts = {"sent": 0, "scored": 0, "failed": 0}
     if todo:
-        counts = asyncio.run(score_rewards(scorer, cache, _backend(config),
-                                           batch=int(config.batch)))
+        backend = _backend(config)
+        try:
+            counts = asyncio.run(score_rewards(scorer, cache, backend,
+                                               batch=int(config.batch)))
+        finally:
+            close = getattr(backend, "close", None)  # the in-process vLLM model holds an engine
+            if callable(close):
+                close()
     preds = cache.predictions(bench, scorer.identity)
     return RewardReport(preds, scorer.identity, counts, scorer.describe())

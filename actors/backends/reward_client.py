@@ -99,3 +99,11 @@ class VLLMRewardModel:
         outs = await asyncio.to_thread(self._llm.encode, list(texts), use_tqdm=False,
                                        pooling_task="classify")
         return [_heads(o.outputs.data.flatten().tolist()) for o in outs]
+
+    def close(self) -> None:
+        """Stop the engine's core process now, while the interpreter can still do it cleanly
+        (left to the interpreter's exit, its shutdown can abort the process)."""
+        core = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            shutdown()

@@ -19,10 +19,12 @@ from tests.real_engine.vllm_server import free_port, start_server, stop
 
 
 @pytest.fixture(scope="module")
-def reward_model(tmp_path_factory: pytest.TempPathFactory) -> VLLMRewardModel:
+def reward_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMRewardModel]:
     path = build_reward(tmp_path_factory.mktemp("tiny-reward"), num_labels=2)
-    return VLLMRewardModel(str(path), load_format="dummy", dtype="float32",
-                           max_model_len=512, enforce_eager=True)
+    model = VLLMRewardModel(str(path), load_format="dummy", dtype="float32",
+                            max_model_len=512, enforce_eager=True)
+    yield model
+    model.close()  # its engine stops with the module, not at the interpreter's exit
 
 
 def test_in_process_reward_scores_cached(reward_model: VLLMRewardModel, tmp_path: Path) -> None:
