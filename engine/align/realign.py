@@ -103,11 +103,6 @@ class AlignResult:
     largest distance enters it; it is higher than the published score). Only when asked."""
 
     @property
-    def weighted_sqrtk(self) -> np.ndarray | None:
-        """The former name of :attr:`closeness` (kept while callers move)."""
-        return self.closeness
-
-    @property
     def accuracy(self) -> np.ndarray:
         """float64 (T,): percent correct; NaN where undefined (no counted scenario)."""
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -294,11 +294,6 @@ class JuryResult:
     """``closeness`` (mean closeness over jurors), ``threshold`` (share of jurors whose
     utility is above τ), ``welfare_a{α}`` (w_α of the utilities)."""
 
-    @property
-    def juror_utility(self) -> np.ndarray:
-        """The former name of :attr:`juror_closeness` (kept while callers move)."""
-        return self.juror_closeness
-
     def gaps(self) -> dict[str, GroupGap]:
         """Per metric, the best- and worst-served group (ALL left out) and their difference
         (``utility`` repeats ``closeness`` under its former name while callers move)."""

@@ -30,7 +30,6 @@ def _assert_same(bench, pred, targets) -> None:
     assert np.array_equal(fast.weighted, weighted, equal_nan=True)
     _, _, closeness = realign_loop(bench, pred, targets, closeness=True)
     assert np.array_equal(fast.closeness, closeness, equal_nan=True)
-    assert fast.weighted_sqrtk is fast.closeness  # the former name, while callers move
     np.testing.assert_array_equal(chosen_responses(bench, pred, targets),
                                   chosen_loop(bench, pred, targets))
     # The streaming layout (nothing of size scenarios x targets kept) gives the same bits.

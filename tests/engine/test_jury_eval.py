@@ -169,7 +169,6 @@ def test_per_juror_figures_map_back_through_shared_targets() -> None:
     _, correct, util = juror_outcomes(bench, pred, vals[[0, 3]])
     assert r.juror_closeness[0] == r.juror_closeness[2] == pytest.approx(util[:, 0].mean())
     assert np.isnan(r.juror_closeness[1]) and np.isnan(r.juror_accuracy[1])
-    assert r.juror_utility is r.juror_closeness  # the former name, while callers move
     counted = (correct[:, 1] >= 0).sum()
     assert r.juror_accuracy[3] == pytest.approx(100 * (correct[:, 1] == 1).sum() / counted)
 

@@ -38,7 +38,7 @@ def test_sharded_equals_local_bit_for_bit(ray_local: Any) -> None:
         np.testing.assert_array_equal(sharded.counted, local.counted)
         np.testing.assert_array_equal(sharded.correct, local.correct)
         assert np.array_equal(sharded.weighted, local.weighted, equal_nan=True)
-        assert np.array_equal(sharded.weighted_sqrtk, local.weighted_sqrtk, equal_nan=True)
+        assert np.array_equal(sharded.closeness, local.closeness, equal_nan=True)
     # Shards under a small memory budget stream their blocks: still the same bits.
     small = realign_sharded(bench, pred, targets, shards=2, weighted=True,
                             memory_budget=2**20)
