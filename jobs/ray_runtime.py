@@ -8,9 +8,7 @@ Ray is imported on first use: commands that never reach a cluster never load it.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-import socket
 import sys
 import threading
 from types import ModuleType
@@ -18,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pluralign.engine.errors import InputError
+from pluralign.engine.run.hosts import is_loopback
 
 
 def _ray() -> ModuleType:
@@ -51,16 +50,6 @@ def ensure_ray(dashboard: bool = False) -> bool:
     return address is None
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None)
-        return all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
-    except (OSError, ValueError):
-        return False
-
-
 def address_host(address: str) -> str:
     """The host of a Ray address (``ray://h:10001``, ``http://h:8265``, ``h:6379``)."""
     text = address if "://" in address else f"ray://{address}"
@@ -74,7 +63,7 @@ def refuse_open_cluster(address: str) -> None:
         return  # resolved by Ray to a runtime on this host; checked after connecting
     auth = os.environ.get("RAY_AUTH_MODE", "").strip().lower()
     host = address_host(address)
-    if auth == "disabled" and not is_loopback(host):
+    if auth == "disabled" and not (host == "" or is_loopback(host)):
         raise InputError(f"RAY_AUTH_MODE=disabled with the non-loopback Ray address {address}: "
                          "anyone on that network could run code on the cluster",
                          field="RAY_ADDRESS",

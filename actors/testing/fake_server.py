@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import math
 import random
 import re
-import socket
 import string
 import threading
 import time
@@ -25,6 +23,7 @@ from typing import Any, TypedDict
 from aiohttp import web
 
 from pluralign.engine.jsontypes import JSONDict, JSONObject, JSONSchema
+from pluralign.engine.run.hosts import is_loopback
 from pluralign.engine.store.hashing import digest, text_digest
 
 Answerer = Callable[[JSONObject], str]
@@ -300,12 +299,7 @@ def fault_shares(config: FakeServerConfig) -> dict[str, float]:
 
 def check_loopback(host: str) -> None:
     """Refuse any address that is not loopback: the fake must never face a network."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-        ok = all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
-    except (OSError, ValueError):
-        ok = False
-    if not ok:
+    if not is_loopback(host):
         raise ValueError(f"fake server binds loopback only (127.0.0.1, ::1), not {host!r}")
 
 

@@ -12,7 +12,6 @@ limits).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pluralign.engine.errors import DataNotFoundError, PluralignError
+from pluralign.engine.run.hosts import is_loopback
 from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
 
 if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server starts
@@ -30,15 +30,6 @@ if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server
     from starlette.responses import JSONResponse
 
 TOKEN_ENV = "PLURALIGN_SERVE_TOKEN"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_token(token_file: str | None, *, env: str = TOKEN_ENV) -> str | None:
