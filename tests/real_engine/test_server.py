@@ -30,6 +30,17 @@ def server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     stop(proc)
 
 
+@pytest.fixture()
+def doomed_server(tiny_model: Path, tmp_path: Path) -> Iterator[
+        tuple[str, subprocess.Popen[bytes]]]:
+    """A server of its own for the test that kills it (tests run in random order, so the
+    shared one must outlive every test)."""
+    port = free_port()
+    proc = start_server(tiny_model, port, tmp_path / "server.log")
+    yield f"http://127.0.0.1:{port}/v1", proc
+    stop(proc)
+
+
 def test_client_gets_schema_valid_answers(server: tuple[str, subprocess.Popen[bytes]]) -> None:
     from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
 
@@ -72,9 +83,8 @@ def test_sweep_scores_every_item_then_sends_nothing(
 
 
 def test_server_killed_mid_sweep_ends_the_sweep(
-        server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
-    """Runs last in this module: it kills the shared server."""
-    url, proc = server
+        doomed_server: tuple[str, subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    url, proc = doomed_server
     cmd = [sys.executable, "-m", "pluralign", "sweep", "--benchmark",
            "synthetic:S=200,R=2,A=2,seed=4", "--scorer", "comparative-regression",
            "--zero-shot", "--max-tokens", "200", "--targets", "all", "--cache",
