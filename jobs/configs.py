@@ -112,6 +112,22 @@ class LLMConfig:
     """Job name for progress in Redis (None: the judge's name and a random suffix)."""
     limit: int | None = None
     """Only the first N scenarios (a limited run shares its cache entries with a full one)."""
+    lane: Literal["online", "batch", "auto"] = "online"
+    """How requests go: online (one HTTP call each), batch (the provider's Batch API, about
+    half the price, answers within its window) or auto (batch, then online for what a batch
+    could not answer)."""
+    cancel_batches: bool = False
+    """Cancel this cache's batches still running at the provider (instead of reattaching)."""
+    batch_poll_seconds: float = 30.0
+    """Seconds between looks at a running batch (grows with backoff up to 10x)."""
+    adaptive: Literal["auto", "on", "off"] = "auto"
+    """Adaptive concurrency (AIMD on 429s): auto = where neither rpm nor tpm is given; on =
+    also below a given budget; off = fixed ``concurrency``."""
+    dry_run: bool = False
+    """Print the plan (uncached items, tokens, cost per lane, time) and send nothing."""
+    prices: str | None = None
+    """Price table for plans and budgets: a JSON file of model -> prices per 1M tokens (None:
+    the shipped table)."""
 
 
 @dataclass(frozen=True)
