@@ -80,6 +80,9 @@ class LLMConfig:
     """Requests in flight per API client."""
     actors: int = 1
     """API-client actors or vLLM replicas."""
+    placement: Literal["spread", "pack"] = "spread"
+    """Where Ray puts the actors: spread over the hosts that have room (a placement group,
+    one bundle per actor), or pack them onto as few as possible."""
     tensor_parallel: int = 1
     """GPUs per vLLM replica."""
     engine_args: tuple[str, ...] = ()
