@@ -27,7 +27,13 @@ from pluralign.actors.backends.vllm_replica import (
     parse_engine_arg,
     structured_outputs_mode,
 )
-from pluralign.actors.pool import BackendPool, api_client_actors, vllm_local, vllm_replica_actors
+from pluralign.actors.pool import (
+    BackendPool,
+    api_client_actors,
+    describe_hosts,
+    vllm_local,
+    vllm_replica_actors,
+)
 from pluralign.actors.ratelimit import RedisStatus
 from pluralign.engine.align.consistency import mean_and_spread
 from pluralign.engine.data.benchmark import Benchmark
@@ -60,7 +66,7 @@ from pluralign.engine.store.claims import Claims
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.interrupts import Interrupts
 from pluralign.jobs.ray_runtime import ensure_ray, placement
-from pluralign.jobs.runtime import write_json_atomic
+from pluralign.jobs.runtime import note_manifest, write_json_atomic
 
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (steerable-pluralism
@@ -237,7 +243,7 @@ def _openai_pool(config: LLMConfig, n: int) -> BackendPool:
         backend = backend_class("openai")
         return BackendPool.of_backends([backend(client) for _ in range(n)])
     ensure_ray(config.ray_dashboard)
-    return api_client_actors(client, n, **placement("api_client"))
+    return api_client_actors(client, n, placement=config.placement, **placement("api_client"))
 
 
 def _vllm_pool(config: LLMConfig, n: int) -> BackendPool:
@@ -249,7 +255,8 @@ def _vllm_pool(config: LLMConfig, n: int) -> BackendPool:
                              field="actors", hint="drop `actors`, or set `use_ray=True`")
         return vllm_local(replica)
     fixed = ensure_ray(config.ray_dashboard)
-    return vllm_replica_actors(replica, n, fixed=fixed, **placement("vllm_replica"))
+    return vllm_replica_actors(replica, n, fixed=fixed, placement=config.placement,
+                               **placement("vllm_replica"))
 
 
 POOLS: dict[str, Callable[[LLMConfig, int], BackendPool]] = {
@@ -417,6 +424,11 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[WorkItem],
         interrupts.uninstall()
         if owned is not None:
             await owned.close()
+            hosts = owned.host_report()
+            if hosts is not None:  # actors and items per host into the run's counts
+                note_manifest(counts={"placement": dict(hosts)})
+                if log is not None:
+                    print(describe_hosts(hosts), file=log, flush=True)
         if status is not None:
             await status.close()
 
