@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 from pluralign.engine.errors import ReplicaStartError as ReplicaStartError
 from pluralign.engine.run.backend import (
@@ -78,6 +79,13 @@ class BackendHost:
     def ping(self) -> str:
         return self._backend_name
 
+    def node(self) -> str:
+        """The address of the host this actor runs on (for the per-host counts)."""
+        import ray
+
+        address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        return address
+
 
 class ApiClientActor(BackendHost):
     """Async actor around OpenAIBackend (``api_client_actors`` applies ``ray.remote``)."""
@@ -107,6 +115,8 @@ class _Slot:
         self.retired = False
         self.generation = 0
         self.draining = False
+        self.host: str | None = None
+        """Where the current worker runs (a Ray node's address; None in-process)."""
 
     async def start(self) -> None:
         self.ready.set()
@@ -159,23 +169,29 @@ class _LocalSlot(_Slot):
 
 class _RaySlot(_Slot):
     def __init__(self, index: int, make_actor: Callable[[], RayActor],
-                 start_timeout: float) -> None:
+                 start_timeout: float, first_actor: Callable[[], RayActor] | None = None
+                 ) -> None:
         super().__init__(index)
         self.make_actor = make_actor
+        self.first_actor = first_actor
+        """Makes the first actor (in its placement group bundle); replacements come from
+        ``make_actor``, placed wherever the surviving hosts have room."""
         self.start_timeout = start_timeout
         self.actor: RayActor = None
 
     async def start(self) -> None:
         import ray
 
-        actor = self.make_actor()
+        make, self.first_actor = self.first_actor or self.make_actor, None
+        actor = make()
         try:
             await asyncio.wait_for(actor.start.remote(), self.start_timeout)
+            host = await asyncio.wait_for(actor.node.remote(), self.start_timeout)
         except BaseException:
             with contextlib.suppress(Exception):  # do not leave a half-started actor behind
                 ray.kill(actor, no_restart=True)
             raise
-        self.actor = actor
+        self.actor, self.host = actor, str(host)
         if self.draining:  # a replacement started after the stop
             actor.drain.remote()
         self.ready.set()
@@ -223,6 +239,100 @@ class _RaySlot(_Slot):
             self.actor = None
 
 
+PlacementStrategy: TypeAlias = Literal["spread", "pack"]
+"""How a pool's Ray actors are placed: ``spread`` over as many hosts as have room (the
+default: losing a host loses a share of the pool, and each host's network and CPU serve a
+share), or ``pack`` onto as few as possible."""
+
+PLACEMENTS: tuple[PlacementStrategy, ...] = ("spread", "pack")
+
+
+class HostReport(TypedDict):
+    """Where a pool's actors ran and what each host answered (a run's ``placement`` counts)."""
+
+    placement: str
+    """``spread`` or ``pack``."""
+    actors_by_host: dict[str, int]
+    """Actors first placed on each host (by its address)."""
+    items_by_host: dict[str, int]
+    """Requests answered by the actors of each host."""
+    rerouted_items: int
+    """Requests sent again on another actor because theirs died or its host was lost: each may
+    have been answered (and paid) on the lost host too."""
+    rerouted_from: dict[str, int]
+    """``rerouted_items`` by the host they were taken from."""
+    hosts_lost: list[str]
+    """Hosts whose actors died and that ran none of the pool's actors at the end."""
+
+
+def describe_hosts(report: HostReport) -> str:
+    """One line for the run's log: actors and answers per host, reroutes, lost hosts."""
+    def per_host(counts: Mapping[str, int]) -> str:
+        return ", ".join(f"{h} {n}" for h, n in counts.items()) or "none"
+
+    line = (f"placement {report['placement']}: actors by host: "
+            f"{per_host(report['actors_by_host'])}; items by host: "
+            f"{per_host(report['items_by_host'])}")
+    if report["rerouted_items"]:
+        line += (f"; rerouted {report['rerouted_items']} items (from "
+                 f"{per_host(report['rerouted_from'])})")
+    if report["hosts_lost"]:
+        line += f"; hosts lost: {', '.join(report['hosts_lost'])}"
+    return line
+
+
+def bundle_of(options: Mapping[str, object]) -> dict[str, float]:
+    """The placement-group bundle of one actor with these ``.options()``: its CPUs, GPUs and
+    custom resources (``{"api_client": 1}``), as Ray reserves them."""
+    bundle = {"CPU": float(options.get("num_cpus", 1) or 0),  # type: ignore[arg-type]
+              "GPU": float(options.get("num_gpus", 0) or 0)}  # type: ignore[arg-type]
+    resources = options.get("resources") or {}
+    assert isinstance(resources, Mapping)
+    bundle.update({str(k): float(v) for k, v in resources.items()})
+    return {k: v for k, v in bundle.items() if v > 0}
+
+
+class ActorPlacement:
+    """One placement group over a pool's first actors (a bundle per actor, ``SPREAD`` or
+    ``PACK``), so ``spread`` really puts them on different hosts (Ray's default packs small
+    actors onto the first node with room). Replacements go wherever a surviving host has room
+    (``SPREAD`` scheduling), never into a bundle of a lost host."""
+
+    def __init__(self, strategy: PlacementStrategy, size: int,
+                 options: Mapping[str, object]) -> None:
+        if strategy not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not "
+                             f"{strategy!r}")
+        from ray.util.placement_group import placement_group
+
+        self.strategy = strategy
+        self.options = dict(options)
+        bundle = bundle_of(options) or {"CPU": 0.01}  # an empty bundle is refused by Ray
+        self.group: Any = placement_group([bundle] * size, strategy=strategy.upper())
+
+    def first(self, index: int) -> dict[str, object]:
+        """``.options()`` of the first actor of slot ``index``: in its own bundle."""
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        return {**self.options, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+            self.group, placement_group_bundle_index=index)}
+
+    def replacement(self) -> dict[str, object]:
+        """``.options()`` of a replacement actor: the same resources, outside the group."""
+        return {**self.options,
+                "scheduling_strategy": "SPREAD" if self.strategy == "spread" else "DEFAULT"}
+
+    async def ready(self, timeout: float) -> None:
+        """Wait until every bundle is reserved (a cluster without room fails here)."""
+        await asyncio.wait_for(self.group.ready(), timeout)
+
+    def remove(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        with contextlib.suppress(Exception):  # already gone with its cluster
+            remove_placement_group(self.group)
+
+
 class BackendPool:
     """Dispatch batches to the least-busy worker; reroute on worker death; one result per request.
 
@@ -239,6 +349,12 @@ class BackendPool:
         self._started: asyncio.Future[None] | None = None
         self.reroutes = 0
         """Batches sent again after a worker died (for progress reports and tests)."""
+        self.placement: ActorPlacement | None = None
+        """The placement group of the first Ray actors (None in-process)."""
+        self._placed: Counter[str] = Counter()
+        self._answered: Counter[str] = Counter()
+        self._rerouted: Counter[str] = Counter()
+        self._died_on: set[str] = set()
 
     @classmethod
     def of_backends(cls, backends: Sequence[Backend], *, max_reroutes: int = 3) -> BackendPool:
@@ -282,7 +398,11 @@ class BackendPool:
         await asyncio.shield(self._started)
 
     async def _start_all(self) -> None:
+        if self.placement is not None:
+            timeout = max(getattr(s, "start_timeout", 600.0) for s in self._slots)
+            await self.placement.ready(timeout)
         errors = await asyncio.gather(*(s.start() for s in self._slots), return_exceptions=True)
+        self._placed.update(s.host for s in self._slots if s.host is not None)
         for slot, err in zip(self._slots, errors, strict=True):
             if isinstance(err, BaseException):
                 log.warning("worker %d failed to start: %s", slot.index, type(err).__name__)
@@ -306,14 +426,20 @@ class BackendPool:
             slot = await self._pick()
             if slot is None:
                 break
-            generation = slot.generation
+            generation, host = slot.generation, slot.host
             slot.in_flight += len(requests)
             try:
-                return one_per_request(requests, await slot.call(requests))
+                results = one_per_request(requests, await slot.call(requests))
+                if host is not None:
+                    self._answered[host] += len(requests)
+                return results
             except SlotDied as e:
-                log.warning("%s; rerouting %d requests (attempt %d)", e, len(requests),
-                            attempt + 1)
+                log.warning("%s%s; rerouting %d requests (attempt %d)", e,
+                            f" on {host}" if host else "", len(requests), attempt + 1)
                 self.reroutes += 1
+                if host is not None:
+                    self._rerouted[host] += len(requests)
+                    self._died_on.add(host)
                 self._replace(slot, generation)
             finally:
                 slot.in_flight -= len(requests)
@@ -340,14 +466,33 @@ class BackendPool:
             return
         slot.generation += 1
         slot.ready.clear()
+        slot.host = None
         task = asyncio.ensure_future(slot.replace())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def host_report(self) -> HostReport | None:
+        """Actors and answers per host, what was rerouted from where and which hosts were
+        lost; None for an in-process pool."""
+        if not self._placed and not self._died_on:
+            return None
+        live = {s.host for s in self._slots if s.host is not None and not s.retired
+                and s.ready.is_set()}
+        return {
+            "placement": self.placement.strategy if self.placement else "default",
+            "actors_by_host": dict(sorted(self._placed.items())),
+            "items_by_host": dict(sorted(self._answered.items())),
+            "rerouted_items": sum(self._rerouted.values()),
+            "rerouted_from": dict(sorted(self._rerouted.items())),
+            "hosts_lost": sorted(self._died_on - live),
+        }
 
     async def close(self) -> None:
         for task in list(self._tasks):
             await task
         await asyncio.gather(*(s.close() for s in self._slots), return_exceptions=True)
+        if self.placement is not None:
+            self.placement.remove()
 
 
 def one_per_request(requests: Sequence[GenerationRequest],
@@ -362,23 +507,41 @@ def one_per_request(requests: Sequence[GenerationRequest],
             for q in requests]
 
 
-def _actor_pool(actor_cls: type, config: object, size: int, defaults: Mapping[str, object],
-                options: Mapping[str, object]) -> BackendPool:
+def placed_actors(actor_cls: type, config: object, size: int, options: Mapping[str, object],
+                  *, placement: PlacementStrategy = "spread", start_timeout: float = 600.0,
+                  pool_cls: type[BackendPool] | None = None) -> BackendPool:
+    """``size`` Ray actors of ``actor_cls(config)`` with ``options`` (resources: ``num_cpus``,
+    ``num_gpus``, custom ``resources`` such as ``{"api_client": 1}``), placed by one placement
+    group (:class:`ActorPlacement`): ``spread`` over the hosts that have the resources, or
+    ``pack``ed onto as few as possible."""
     import ray
 
-    remote_cls: RayActor = ray.remote(actor_cls).options(**{**defaults, **options})
-    return BackendPool.of_actors(lambda: remote_cls.remote(config), size)
+    remote_cls: RayActor = ray.remote(actor_cls)
+    group = ActorPlacement(placement, size, options)
+
+    def first(index: int) -> Callable[[], RayActor]:
+        return lambda: remote_cls.options(**group.first(index)).remote(config)
+
+    def replacement() -> RayActor:
+        return remote_cls.options(**group.replacement()).remote(config)
+
+    slots = [_RaySlot(i, replacement, start_timeout, first(i)) for i in range(size)]
+    pool = (pool_cls or BackendPool)(slots)
+    pool.placement = group
+    return pool
 
 
-def api_client_actors(config: APIClientConfig, size: int, **options: object) -> BackendPool:
-    """A pool of ``size`` ApiClientActor Ray actors; ``options`` go to ``.options()``.
+def api_client_actors(config: APIClientConfig, size: int, *,
+                      placement: PlacementStrategy = "spread", **options: object) -> BackendPool:
+    """A pool of ``size`` ApiClientActor Ray actors; ``options`` go to ``.options()``, and
+    ``placement`` spreads them over the hosts (default) or packs them.
 
     Without ``redis_url`` the actors cannot share one budget, so each gets an equal share of
     rpm/tpm. They need almost no CPU (they wait on the network), hence the small reservation.
     The key is read from the actor's environment: set it on the nodes, never in runtime_env.
     """
-    return _actor_pool(ApiClientActor, split_budget(config, size), size, {"num_cpus": 0.1},
-                       options)
+    return placed_actors(ApiClientActor, split_budget(config, size), size,
+                         {"num_cpus": 0.1, **options}, placement=placement)
 
 
 def split_budget(config: APIClientConfig, size: int) -> APIClientConfig:
@@ -445,10 +608,11 @@ def replica_resources(tensor_parallel_size: int, cluster: Mapping[str, float], b
 def vllm_replica_actors(config: VLLMConfig, size: int, *,
                         cluster: Mapping[str, float] | None = None,
                         build: str | None = None, fixed: bool = True, cpus: float = 1.0,
-                        start_timeout: float = 900.0, **options: object) -> BackendPool:
+                        start_timeout: float = 900.0, placement: PlacementStrategy = "spread",
+                        **options: object) -> BackendPool:
     """A pool of ``size`` VLLMReplicaActor Ray actors, with the resources of the platform they
     run on (:func:`replica_resources`; ``cluster`` defaults to ``ray.cluster_resources()``,
-    ``build`` to the driver's installed vLLM build)."""
+    ``build`` to the driver's installed vLLM build), spread over the hosts or packed."""
     import ray
 
     from pluralign.actors.backends.vllm_replica import vllm_build
@@ -458,9 +622,8 @@ def vllm_replica_actors(config: VLLMConfig, size: int, *,
     defaults = replica_resources(getattr(config, "tensor_parallel_size", 1), cluster,
                                  vllm_build() if build is None else build, size=size, cpus=cpus,
                                  fixed=fixed)
-    remote_cls: RayActor = ray.remote(VLLMReplicaActor).options(**{**defaults, **options})
-    slots = [_RaySlot(i, lambda: remote_cls.remote(config), start_timeout) for i in range(size)]
-    return ReplicaPool(slots)
+    return placed_actors(VLLMReplicaActor, config, size, {**defaults, **options},
+                         placement=placement, start_timeout=start_timeout, pool_cls=ReplicaPool)
 
 
 def vllm_local(config: VLLMConfig) -> BackendPool:
