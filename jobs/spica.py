@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
 from pluralign.engine.errors import InputError
+from pluralign.engine.run.scheduler import STDERR
 from pluralign.engine.spica.bank import RatingKind, ScenarioBank
 from pluralign.engine.spica.evaluate import GroupEvaluation
 from pluralign.engine.spica.generate import (
@@ -35,6 +36,7 @@ from pluralign.engine.spica.retrieval import Retriever, Weights
 from pluralign.engine.spica.synthetic_bank import SyntheticConfig, synthetic_bank
 from pluralign.engine.store.generations import GenerationCache
 from pluralign.jobs.api import load_spica_bank, spica_groups, spica_results, spica_retriever
+from pluralign.jobs.interrupts import Interrupts
 from pluralign.jobs.runtime import write_json_atomic, write_parquet_atomic
 from pluralign.schemas.spica import DEFAULT_CLASSES, BankMeta, ResponseClass
 
@@ -449,14 +451,14 @@ def run_spica_generate(config: SpicaGenerateConfig) -> SpicaGenerateResult:
             raise InputError("generate classes needs `prompts=FILE`", field="prompts")
         meta = BankMeta("generated", tuple(ResponseClass(c, d) for c, d in DEFAULT_CLASSES))
         bank, report = grow_bank(meta, read_prompts(config.prompts), factory, model, cache,
-                                 config.per_class)
+                                 config.per_class, interrupts=Interrupts(STDERR))
         write_bank(bank, config.out)
         return SpicaGenerateResult(report, None, bank, path)
     bank, weights, retriever = _fitted(config.source, config.weights)
     setups = [s.strip() for s in _setups(config.setups) if s.strip()]
     rows, report = aligned_outputs(retriever, weights, config.queries.resolve(bank),
                                    spica_groups(bank, _names(config.groups)), setups, config.k,
-                                   factory, model, cache)
+                                   factory, model, cache, interrupts=Interrupts(STDERR))
     table = pa.table({k: [getattr(r, k) for r in rows] for k in
                       ("query", "group", "setup", "text", "error", "key")}
                      | {"retrieved": [list(r.retrieved) for r in rows]})

@@ -12,9 +12,7 @@ sent, so a fully cached rerun never even opens a connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
@@ -36,7 +34,7 @@ from pluralign.engine.run.scheduler import (
     StatusSink,
     run_schedule,
 )
-from pluralign.engine.run.signals import may_handle_signals
+from pluralign.engine.run.signals import Interrupts
 from pluralign.engine.spica.bank import ScenarioBank, make_bank
 from pluralign.engine.spica.prompts import AlignmentPrompt, build_prompt
 from pluralign.engine.spica.retrieval import Retriever, Weights
@@ -197,8 +195,21 @@ class _LazyBackend:
         self.backend: Backend | None = None
         self.error: Exception | None = None
         self.stop: Callable[[str], None] | None = None
+        self.draining = False
+
+    def drain(self) -> None:
+        """Send nothing more: batches handed over from now on fail as not sent, and so do the
+        requests of a batch in flight the backend has not sent yet, where it can drain."""
+        self.draining = True
+        drain = getattr(self.backend, "drain", None)  # optional: API clients have it
+        if drain is not None:
+            drain()
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if self.draining:
+            return [GenerationResult(r.id, failure=Failure(FailureKind.FATAL_REPLICA,
+                                                           "interrupted: not sent"),
+                                     attempts=0) for r in requests]
         if self.backend is None and self.error is None:
             try:
                 self.backend = self.factory()
@@ -272,18 +283,22 @@ async def run_items_async(
     cache: GenerationCache | None = None, batch_size: int | None = None,
     concurrency: int | None = None, config: SchedulerConfig | None = None, *,
     log: TextIO | None = STDERR, status: StatusSink | None = None,
-    on_start: OnStart | None = None,
+    on_start: OnStart | None = None, drains: list[Callable[[], object]] | None = None,
 ) -> GenerationReport:
     """Answer every item: cached ones from ``cache``, the rest through one backend instance,
     scheduled by :func:`~pluralign.engine.run.scheduler.run_schedule` under ``config`` (retries,
     budgets, interrupts; ``batch_size`` and ``concurrency`` override its batching). Runs on one
     cache claim their items (:class:`~pluralign.engine.store.claims.Claims`), so concurrent runs never
     buy the same generation twice. Without a cache, answers live in the report only.
-    ``on_start`` is the scheduler's (it receives the function that interrupts the run)."""
+    ``on_start`` is the scheduler's (it receives the function that interrupts the run);
+    the backend's ``drain`` is appended to ``drains`` (an interrupt calls them: nothing more
+    is sent, not even the rest of a batch already handed over)."""
     _check_items(items)
     keys = list(dict.fromkeys(it.key for it in items))
     store = _GenerationStore(cache, keys)
     backend = _LazyBackend(backend_factory)
+    if drains is not None:
+        drains.append(backend.drain)
 
     def started(stop: Callable[[str], None]) -> None:
         backend.stop = stop
@@ -318,53 +333,23 @@ async def run_items_async(
     return report
 
 
-@contextlib.contextmanager
-def _interrupts(loop: asyncio.AbstractEventLoop, stops: list[Callable[[str], None]],
-                log: TextIO | None) -> Iterator[None]:
-    """Ctrl-C during generation: the first stops sending (answers in flight are awaited, every
-    answer received is stored); the second raises KeyboardInterrupt at once. Installed only
-    inside a command of the command line, on the main thread (never by a library call)."""
-    if not may_handle_signals():
-        yield
-        return
-    count = 0
-
-    def on_signal() -> None:
-        nonlocal count
-        count += 1
-        if count > 1:
-            raise KeyboardInterrupt
-        if log is not None:
-            print("interrupted: sending stopped; saving the answers already received "
-                  "(press Ctrl-C again to quit at once)", file=log, flush=True)
-        for stop in stops:
-            stop("interrupted")
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_signal)
-    except (NotImplementedError, RuntimeError, ValueError):  # no signals here: plain Ctrl-C
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
-
-
 def run_items(
     items: Sequence[WorkItem], backend_factory: BackendFactory, model: str,
     cache: GenerationCache | None = None, batch_size: int | None = None,
     concurrency: int | None = None, config: SchedulerConfig | None = None, *,
-    log: TextIO | None = STDERR,
+    log: TextIO | None = STDERR, interrupts: Interrupts | None = None,
 ) -> GenerationReport:
-    """Synchronous wrapper of :func:`run_items_async` (for the CLI and scripts); Ctrl-C stops
-    the run cleanly (see :func:`_interrupts`)."""
+    """Synchronous wrapper of :func:`run_items_async` (for the CLI and scripts). Inside a
+    command, SIGINT and SIGTERM stop the run cleanly through ``interrupts`` (default: one that
+    stops the scheduler and sends nothing more through this run's backend): the first stops
+    sending, awaits the answers in flight and stores every one; the second exits at once."""
 
     async def main() -> GenerationReport:
-        stops: list[Callable[[str], None]] = []
-        with _interrupts(asyncio.get_running_loop(), stops, log):
+        taken = interrupts if interrupts is not None else Interrupts(log)
+        with taken.installed():
             return await run_items_async(items, backend_factory, model, cache, batch_size,
-                                         concurrency, config, log=log, on_start=stops.append)
+                                         concurrency, config, log=log, on_start=taken.attach,
+                                         drains=taken.drains)
 
     return asyncio.run(main())
 
@@ -381,13 +366,16 @@ def grow_bank(
     model: str, cache: GenerationCache | None = None, per_class: int = 3,
     split: str = "train", temperature: float = 0.7, max_tokens: int = 512, *,
     config: SchedulerConfig | None = None, log: TextIO | None = STDERR,
+    interrupts: Interrupts | None = None,
 ) -> tuple[ScenarioBank, GenerationReport]:
     """A bank (no ratings yet) whose scenarios are ``prompts`` with ``per_class`` generated
     responses per class; a class whose samples all failed keeps fewer texts. An interrupted
-    run raises :class:`GenerationInterrupted` instead of building a partial bank."""
+    run raises :class:`GenerationInterrupted` instead of building a partial bank (signals:
+    ``interrupts``, see :func:`run_items`)."""
     items = class_response_items(model, prompts, meta.classes, per_class, temperature,
                                  max_tokens)
-    report = _complete(run_items(items, backend_factory, model, cache, config=config, log=log))
+    report = _complete(run_items(items, backend_factory, model, cache, config=config, log=log,
+                                 interrupts=interrupts))
     texts: dict[str, dict[str, list[str]]] = {sid: {c.name: [] for c in meta.classes}
                                               for sid, _ in prompts}
     for it in items:
@@ -420,7 +408,7 @@ def aligned_outputs(
     queries: Sequence[tuple[str, str]], groups: Sequence[str], setups: Sequence[str], k: int,
     backend_factory: BackendFactory, model: str, cache: GenerationCache | None = None,
     max_tokens: int = 1024, *, config: SchedulerConfig | None = None,
-    log: TextIO | None = STDERR,
+    log: TextIO | None = STDERR, interrupts: Interrupts | None = None,
 ) -> tuple[list[AlignedOutput], GenerationReport]:
     """Aligned outputs per (query, group, setup); retrieval is SPICA's where ``weights`` has
     the group, else similarity only. Control prompts are the same for every group, so they
@@ -438,7 +426,8 @@ def aligned_outputs(
                 p = build_prompt(retriever.bank, q, g, setup, idx[qi])
                 planned.append((qid, p, () if setup == "control" else ids))
     items = aligned_items(model, [(qid, p) for qid, p, _ in planned], max_tokens=max_tokens)
-    report = _complete(run_items(items, backend_factory, model, cache, config=config, log=log))
+    report = _complete(run_items(items, backend_factory, model, cache, config=config, log=log,
+                                 interrupts=interrupts))
     rows = []
     for (qid, p, ids), it in zip(planned, items, strict=True):
         out = report.outcomes.get(it.key)
