@@ -447,11 +447,12 @@ def test_after_a_first_ctrl_c_a_command_keeps_quitting_at_once(
     try:
         with handled_by_command() if command else contextlib.nullcontext():
             asyncio.run(interrupted_once())
-        handler = signal.getsignal(signal.SIGINT)
+            handler = signal.getsignal(signal.SIGINT)
         if command:
             assert callable(handler) and handler is not saved
             handler(signal.SIGINT, None)
             assert exits == [130]
+            assert signal.getsignal(signal.SIGINT) is saved  # the command's end restores it
         else:
             assert handler is saved and exits == []
     finally:
