@@ -10,13 +10,21 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from pluralign.engine.errors import InputError
+from pluralign.engine.errors import InputError, ScoringInterrupted
 from pluralign.engine.judges.base import JudgeSettings, WorkItem
 from pluralign.engine.pluralism.judges import EntailmentJudge, SurveyJudge
-from pluralign.engine.run.scheduler import Dispatcher, Idle, ScheduleReport, plan, run_schedule
+from pluralign.engine.run.scheduler import (
+    STDERR,
+    Dispatcher,
+    Idle,
+    ScheduleReport,
+    plan,
+    run_schedule,
+)
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.claims import Claims
 from pluralign.jobs.configs import LLMConfig
+from pluralign.jobs.interrupts import Interrupts
 from pluralign.jobs.llm_scoring import (
     judge_settings,
     make_pool,
@@ -51,7 +59,10 @@ def run_judge(judge: PluralismJudge, items: list[WorkItem], config: LLMConfig,
     """Send the items the cache lacks; no backend is started when nothing is missing.
     ``backend`` overrides the pool built from ``config`` (tests)."""
     store = cache_store(cache)
-    return asyncio.run(_run(judge, items, config, store, backend))
+    report = asyncio.run(_run(judge, items, config, store, backend))
+    if report.stop_kind == "interrupted":  # every answer received is stored; exit 130
+        raise ScoringInterrupted()
+    return report
 
 
 async def _run(judge: PluralismJudge, items: list[WorkItem], config: LLMConfig,
@@ -61,11 +72,14 @@ async def _run(judge: PluralismJudge, items: list[WorkItem], config: LLMConfig,
     pool: Any = make_pool(config) if owned else (backend or Idle())
     progress(f"{judge.name}: {len(items):,} items, {len(pending):,} not cached "
              f"(cache: {store.root})")
+    interrupts = Interrupts(STDERR, pool)  # signals stop sending, as in sweep
     try:
-        if owned:
-            await pool.start()
-        return await run_schedule(judge, items, pool, store, scheduler_config(config),
-                                  benchmark=judge.benchmark, claims=Claims(Path(store.root)))
+        with interrupts.installed():
+            if owned:
+                await pool.start()
+            return await run_schedule(judge, items, pool, store, scheduler_config(config),
+                                      benchmark=judge.benchmark, claims=Claims(Path(store.root)),
+                                      on_start=interrupts.attach)
     finally:
         if owned:
             await pool.close()
