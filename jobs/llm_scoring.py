@@ -34,7 +34,7 @@ from pluralign.actors.pool import (
     vllm_local,
     vllm_replica_actors,
 )
-from pluralign.actors.ratelimit import RedisStatus
+from pluralign.actors.ratelimit import RedisStatus, adaptive_status
 from pluralign.engine.align.consistency import mean_and_spread
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
@@ -228,12 +228,19 @@ def _api_config(config: LLMConfig) -> APIClientConfig:
         "rpm": config.rpm, "tpm": config.tpm, "redis_url": config.redis_url,
         "timeout": float(config.request_timeout),
         "max_retries": int(config.max_retries),
+        "adaptive": adaptive_of(config),
         "structured_output": settings.structured_output,
         "extra_body": json.loads(settings.extra_body),
     }
     if config.base_url:
         kwargs["base_url"] = config.base_url
     return APIClientConfig(**kwargs)
+
+
+def adaptive_of(config: LLMConfig) -> bool:
+    """Whether API clients adapt their concurrency (``adaptive``: auto = no rpm/tpm given)."""
+    return config.adaptive == "on" or (config.adaptive == "auto"
+                                       and not config.rpm and not config.tpm)
 
 
 def _openai_pool(config: LLMConfig, n: int) -> BackendPool:
@@ -341,6 +348,7 @@ def scheduler_config(config: LLMConfig) -> SchedulerConfig:
         price_prompt_per_1k=float(config.price_prompt or 0.0),
         price_completion_per_1k=float(config.price_completion or 0.0),
         secrets=(secret,) if secret else (),
+        progress_note=adaptive_status,
     )
 
 
