@@ -120,6 +120,8 @@ class SchedulerConfig:
     """How often items claimed by another process are looked at again."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Strings (API keys) scrubbed from every recorded error text; never printed."""
+    progress_note: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    """Extra text for each progress line (adaptive concurrency, 429s, waiting), or None."""
 
     def __post_init__(self) -> None:
         if min(self.max_in_flight, self.batch_size, self.max_attempts, self.max_sends) < 1:
@@ -532,11 +534,15 @@ class _Run:
             "stopped": self.stopping, "state": "running",
         }
 
+    def _note(self) -> str:
+        note = self.cfg.progress_note() if self.cfg.progress_note is not None else ""
+        return f", {note}" if note else ""
+
     def postfix(self) -> str:
         """What the bar shows after its counts (tqdm shows rate and ETA itself)."""
         r = self.report
         text = f"{r.failed} failed, {r.resent} retries, {r.tokens} tokens"
-        return text + (f", stopping: {self.stopping}" if self.stopping else "")
+        return text + (f", stopping: {self.stopping}" if self.stopping else "") + self._note()
 
     async def progress(self, final: bool = False) -> None:
         f = self.progress_fields()
@@ -553,7 +559,7 @@ class _Run:
                   f"{f['failed']} failed, {f['retries']} retries, {f['rate']:.2f} items/s, "
                   f"ETA {eta}, "
                   f"{f['tokens']} tokens" + (f", stopping: {self.stopping}"
-                                             if self.stopping else ""),
+                                             if self.stopping else "") + self._note(),
                   file=self.log, flush=True)
         if self.status is not None:
             try:
