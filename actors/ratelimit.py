@@ -1,7 +1,8 @@
-"""Request and token budgets for API clients: in-process, or shared across a cluster via Redis.
+"""Request and token budgets for API clients: in-process, or shared across a cluster via Redis,
+and adaptive concurrency (AIMD) for keys whose limits nobody gave.
 
-Both limiters run the same token bucket (``TokenBucket`` here, a Lua script in Redis), sized so
-that no sliding window of ``period`` seconds ever sees more than the budget.
+Both budget limiters run the same token bucket (``TokenBucket`` here, a Lua script in Redis),
+sized so that no sliding window of ``period`` seconds ever sees more than the budget.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
@@ -37,6 +40,11 @@ class Limiter(Protocol):
     """Grants requests and tokens within a budget; ``acquire`` waits until both are available."""
 
     async def acquire(self, requests: int = 1, tokens: int = 0) -> None: ...
+
+    def settle(self, status: int | None, retry_after: float | None = None) -> None:
+        """How the request that ``acquire`` let through ended: its HTTP status (None when no
+        answer came) and the server's Retry-After. Called once per ``acquire``."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -153,6 +161,9 @@ class LocalLimiter:
         async with self._lock:
             while (wait := take_all(pairs, self._clock())) > 0:
                 await self._sleep(wait)
+
+    def settle(self, status: int | None, retry_after: float | None = None) -> None:
+        return None  # a fixed budget does not learn
 
     async def close(self) -> None:
         return None
@@ -292,6 +303,9 @@ class RedisLimiter:
                     return
                 await asyncio.sleep(wait)
 
+    def settle(self, status: int | None, retry_after: float | None = None) -> None:
+        return None  # a fixed budget does not learn
+
     def _lost(self, error: BaseException) -> None:
         now = time.monotonic()
         if self._down_since is None:
@@ -320,9 +334,167 @@ class RedisLimiter:
             self._client = None
 
 
-_SharedKey: TypeAlias = tuple[str, float | None, float | None, float]
+OVERLOADED = frozenset({429, 503, 529})
+"""Statuses that mean "slow down": rate limited, unavailable, overloaded (Anthropic's 529)."""
+
+
+class AdaptiveLimiter:
+    """AIMD for an endpoint whose limits are unknown: concurrency starts at ``start``, grows by
+    one per round of clean answers (+1/limit each) up to ``max_concurrency``, and is cut by
+    ``beta`` on a 429 or an overload. A 429 also pauses every send until its Retry-After and
+    paces sends at ``rate_beta`` of the rate the server accepted over the last ``period``
+    (providers count limits per minute), a rate that then grows by ``rate_gain`` of itself per
+    period while answers come back clean (the additive increase of the TCP-style sawtooth).
+
+    One cut per episode: a 429 of a request sent before the last cut does not cut again. A
+    budget ``inner`` (a token bucket, in Redis or here) is still obeyed: AIMD adapts below it.
+    """
+
+    def __init__(
+        self,
+        max_concurrency: int,
+        *,
+        inner: Limiter | None = None,
+        start: int = 4,
+        beta: float = 0.7,
+        rate_beta: float = 0.9,
+        rate_gain: float = 0.05,
+        period: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if max_concurrency < 1 or not 0 < beta < 1 or not 0 < rate_beta <= 1 or period <= 0:
+            raise ValueError(f"bad AIMD settings: max_concurrency={max_concurrency} "
+                             f"beta={beta} rate_beta={rate_beta} period={period}")
+        self.max = int(max_concurrency)
+        self.limit = float(min(max(1, start), self.max))
+        """Current concurrency (float; floor() requests may be in flight)."""
+        self.rate: float | None = None
+        """Requests per second once a 429 taught one, else None (no pacing)."""
+        self.in_flight = 0
+        self.waiting = 0
+        self.rate_limited = 0
+        """429s and overload answers seen."""
+        self.cuts = 0
+        self.answered = 0
+        self._inner = inner
+        self._beta, self._rate_beta, self._gain, self._period = beta, rate_beta, rate_gain, period
+        self._clock, self._sleep = clock, sleep
+        self._pause_until = 0.0
+        self._next_send = 0.0
+        self._last_cut = -math.inf
+        self._sent: deque[float] = deque()  # send times of requests in flight (oldest first)
+        self._accepted: deque[float] = deque()  # answer times of clean answers, last period
+        self._lock: asyncio.Lock | None = None
+        self._freed: asyncio.Event | None = None
+        _ADAPTIVE.add(self)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveLimiter({self.describe()})"
+
+    def describe(self) -> str:
+        """``concurrency 6/16, 12 x 429, 3 waiting`` (what the progress line shows)."""
+        rate = f", {self.rate * 60:.0f}/min" if self.rate else ""
+        return (f"concurrency {int(self.limit)}/{self.max}{rate}, {self.rate_limited} x 429, "
+                f"{self.waiting} waiting")
+
+    def _wait(self, now: float) -> float | None:
+        """Seconds to sleep before the next send (inf: until a slot frees), None: go now."""
+        if now < self._pause_until:
+            return self._pause_until - now
+        if self.in_flight >= max(1, math.floor(self.limit)):
+            return math.inf
+        if self.rate and now < self._next_send - _EPS:
+            return self._next_send - now
+        return None
+
+    async def acquire(self, requests: int = 1, tokens: int = 0) -> None:
+        if self._lock is None:
+            self._lock, self._freed = asyncio.Lock(), asyncio.Event()
+        assert self._freed is not None
+        self.waiting += 1
+        try:
+            async with self._lock:  # FIFO: one waiter at the head of the queue
+                while (wait := self._wait(self._clock())) is not None:
+                    if wait == math.inf:
+                        self._freed.clear()
+                        await self._freed.wait()
+                    else:
+                        await self._sleep(wait)
+                now = self._clock()
+                self.in_flight += 1
+                self._sent.append(now)
+                if self.rate:
+                    self._next_send = max(now, self._next_send) + 1.0 / self.rate
+        finally:
+            self.waiting -= 1
+        if self._inner is not None:
+            try:
+                await self._inner.acquire(requests, tokens)
+            except BaseException:
+                self.settle(None)
+                raise
+
+    def settle(self, status: int | None, retry_after: float | None = None) -> None:
+        now = self._clock()
+        sent_at = self._sent.popleft() if self._sent else now
+        self.in_flight = max(0, self.in_flight - 1)
+        if self._freed is not None:
+            self._freed.set()
+        if status in OVERLOADED:
+            self._slow_down(now, sent_at, status, retry_after)
+        elif status is not None and status < 400:
+            self._speed_up(now)
+        if self._inner is not None:
+            self._inner.settle(status, retry_after)
+
+    def _slow_down(self, now: float, sent_at: float, status: int | None,
+                   retry_after: float | None) -> None:
+        self.rate_limited += 1
+        if retry_after:
+            self._pause_until = max(self._pause_until, now + retry_after)
+        if sent_at <= self._last_cut:
+            return  # sent before the last cut: the same episode
+        self._last_cut = now
+        self.cuts += 1
+        self.limit = max(1.0, self.limit * self._beta)
+        if status == 429:
+            while self._accepted and self._accepted[0] <= now - self._period:
+                self._accepted.popleft()
+            accepted = len(self._accepted) / self._period
+            floor = 1.0 / self._period  # at least one request per period
+            base = accepted if accepted > 0 else (self.rate or floor)
+            self.rate = max(floor, self._rate_beta * min(base, self.rate or math.inf))
+            self._next_send = max(self._next_send, self._pause_until)
+
+    def _speed_up(self, now: float) -> None:
+        self.answered += 1
+        self._accepted.append(now)
+        while self._accepted and self._accepted[0] <= now - self._period:
+            self._accepted.popleft()
+        self.limit = min(float(self.max), self.limit + 1.0 / self.limit)
+        if self.rate:
+            # rate_gain of the rate per period: rate * period answers arrive in one period.
+            self.rate += self._gain / self._period
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+_ADAPTIVE: weakref.WeakSet[AdaptiveLimiter] = weakref.WeakSet()
+
+
+def adaptive_status() -> str:
+    """What every adaptive limiter of this process is doing, for the progress line ("" when
+    none is in use)."""
+    return "; ".join(lim.describe() for lim in list(_ADAPTIVE) if lim.answered or lim.in_flight
+                     or lim.rate_limited)
+
+
+_SharedKey: TypeAlias = tuple[str, float | None, float | None, float, int]
 """(key id, rpm, tpm, period): clients with equal ones share a limiter."""
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_SharedKey, LocalLimiter]]
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_SharedKey, Limiter]]
 _SHARED = weakref.WeakKeyDictionary()
 
 
@@ -333,18 +505,35 @@ def make_limiter(
     key: str,
     redis_url: str | None = None,
     period: float = 60.0,
+    adaptive: int = 0,
 ) -> Limiter:
     """A RedisLimiter when ``redis_url`` is given (one budget across the cluster), else the
-    LocalLimiter every client of this key shares on this event loop (one budget per process)."""
-    if redis_url:
-        return RedisLimiter(redis_url, key, rpm, tpm, period=period)
+    LocalLimiter every client of this key shares on this event loop (one budget per process).
+    ``adaptive`` > 0 wraps that budget in an :class:`AdaptiveLimiter` of at most that many
+    requests in flight (shared likewise by the clients of this key in this process)."""
+    def budget() -> Limiter:
+        if redis_url:
+            return RedisLimiter(redis_url, key, rpm, tpm, period=period)
+        return LocalLimiter(rpm, tpm, period=period)
+
+    def build() -> Limiter:
+        inner = budget()
+        if not adaptive:
+            return inner
+        return AdaptiveLimiter(adaptive, inner=inner if (rpm or tpm) else None, period=period)
+
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return LocalLimiter(rpm, tpm, period=period)
+        return build()
+    if redis_url and not adaptive:
+        return build()
     # Keyed by loop too: an asyncio lock cannot be shared between event loops.
     shared = _SHARED.setdefault(loop, {})
-    return shared.setdefault((key, rpm, tpm, period), LocalLimiter(rpm, tpm, period=period))
+    id_ = (key, rpm, tpm, period, adaptive)
+    if id_ not in shared:
+        shared[id_] = build()
+    return shared[id_]
 
 
 class RedisStatus:

@@ -1,0 +1,164 @@
+"""Adaptive concurrency (AIMD): grows while clean, cuts on 429, honours Retry-After, never
+exceeds its cap; through the API client against the fake server's hidden RPM limit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from pluralign.actors.backends.api_client import APIClientConfig, OpenAIBackend
+from pluralign.actors.ratelimit import (
+    AdaptiveLimiter,
+    LocalLimiter,
+    adaptive_status,
+    make_limiter,
+)
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
+from pluralign.engine.run.backend import GenerationRequest, Message
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def test_grows_while_clean_up_to_the_cap() -> None:
+    async def main() -> AdaptiveLimiter:
+        lim = AdaptiveLimiter(6, start=2)
+        peak = 0
+        for _ in range(60):
+            await lim.acquire()
+            peak = max(peak, lim.in_flight)
+            lim.settle(200)
+        assert peak <= 6
+        return lim
+
+    lim = asyncio.run(main())
+    assert lim.limit == 6.0  # grew from 2 to the cap, never past it
+    assert lim.rate is None  # no 429: no pacing
+
+
+def test_never_more_in_flight_than_the_current_limit() -> None:
+    async def main() -> tuple[int, AdaptiveLimiter]:
+        lim = AdaptiveLimiter(8, start=3)
+        peak = 0
+
+        async def one() -> None:
+            nonlocal peak
+            await lim.acquire()
+            peak = max(peak, lim.in_flight)
+            await asyncio.sleep(0.001)
+            lim.settle(200)
+
+        await asyncio.gather(*(one() for _ in range(40)))
+        return peak, lim
+
+    peak, lim = asyncio.run(main())
+    assert 3 <= peak <= 8
+    assert lim.in_flight == 0 and lim.waiting == 0
+
+
+def test_a_429_cuts_once_per_episode_pauses_and_paces() -> None:
+    clock = VirtualClock()
+
+    async def main() -> AdaptiveLimiter:
+        lim = AdaptiveLimiter(16, start=8, beta=0.5, period=10.0, clock=clock, sleep=clock.sleep)
+        for _ in range(20):  # 20 clean answers within the period: 2 per second accepted
+            await lim.acquire()
+            lim.settle(200)
+        before = lim.limit
+        await lim.acquire()
+        await lim.acquire()
+        lim.settle(429, retry_after=3.0)
+        assert lim.limit == pytest.approx(before * 0.5)
+        assert lim.rate == pytest.approx(0.9 * 20 / 10.0)
+        lim.settle(429, retry_after=3.0)  # sent before the cut: same episode
+        assert lim.limit == pytest.approx(before * 0.5) and lim.cuts == 1
+        t = clock.now
+        await lim.acquire()  # waits out the Retry-After
+        assert clock.now >= t + 3.0
+        lim.settle(200)
+        t = clock.now
+        await lim.acquire()  # then paced at the learnt rate
+        assert lim.rate is not None
+        assert clock.now - t == pytest.approx(1 / lim.rate, rel=0.05)
+        lim.settle(200)
+        return lim
+
+    lim = asyncio.run(main())
+    assert lim.rate_limited == 2
+    assert "x 429" in lim.describe()
+
+
+def test_overload_cuts_concurrency_without_pacing() -> None:
+    async def main() -> AdaptiveLimiter:
+        lim = AdaptiveLimiter(10, start=10)
+        await lim.acquire()
+        lim.settle(503)
+        return lim
+
+    lim = asyncio.run(main())
+    assert lim.limit == pytest.approx(7.0) and lim.rate is None
+
+
+def test_a_given_budget_still_binds_below_the_adaptive_limit() -> None:
+    clock = VirtualClock()
+
+    async def main() -> None:
+        inner = LocalLimiter(rpm=60, period=60.0, clock=clock, sleep=clock.sleep)
+        lim = AdaptiveLimiter(16, inner=inner, clock=clock, sleep=clock.sleep)
+        for _ in range(5):
+            await lim.acquire()
+            lim.settle(200)
+
+    asyncio.run(main())
+    assert clock.now >= 3.0  # 1 per second after the first
+
+
+def test_make_limiter_shares_one_adaptive_limiter_per_key() -> None:
+    async def main() -> None:
+        a = make_limiter(None, None, key="k", adaptive=4)
+        b = make_limiter(None, None, key="k", adaptive=4)
+        assert a is b and isinstance(a, AdaptiveLimiter)
+        assert not isinstance(make_limiter(None, None, key="k"), AdaptiveLimiter)
+
+    asyncio.run(main())
+
+
+def test_api_client_adapts_to_a_hidden_rpm_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request answered despite a limit the client was not told; the limiter saw the
+    429s, cut and learnt a pace, and the progress note says so."""
+    monkeypatch.setenv("PLURALIGN_TEST_KEY", "sk-test-adaptive")
+    with FakeOpenAIServer(rpm=15, rpm_window=1.0) as server:
+        cfg = APIClientConfig(base_url=server.url, api_key_env="PLURALIGN_TEST_KEY",
+                              max_concurrency=8, adaptive=True, rate_period=1.0,
+                              max_retries=20, backoff_base=0.01, backoff_max=5.0)
+
+        async def main() -> tuple[list[bool], AdaptiveLimiter]:
+            backend = OpenAIBackend(cfg)
+            reqs = [GenerationRequest(f"r{i}", (Message("user", f"q {i}"),)) for i in range(40)]
+            results = await backend.generate(reqs)
+            lim = backend._limiter
+            assert isinstance(lim, AdaptiveLimiter)
+            note = adaptive_status()
+            await backend.close()
+            assert "concurrency" in note
+            return [r.ok for r in results], lim
+
+        oks, lim = asyncio.run(main())
+        stats = server.stats()
+    assert all(oks)
+    assert lim.rate_limited >= 1 and lim.cuts >= 1 and lim.rate is not None
+    assert lim.rate_limited == sum(1 for e in stats["events"] if e["status"] == 429)
+    assert os.environ["PLURALIGN_TEST_KEY"] == "sk-test-adaptive"
