@@ -4,17 +4,22 @@ Every place that stores or shows text passes it through here, and every removed 
 becomes the one marker :data:`REDACTED`. Two strengths: :func:`redact_secrets` replaces only
 known secret values (registered keys, credential-named environment values), for model texts
 that are data and must stay as written otherwise; :func:`redact` also removes what looks like a
-credential by its form (URL passwords, bearer tokens, ``key=`` query values), for messages,
-settings and command lines.
+credential by its form (URL user info, bearer tokens, credential-named query parameters and
+JSON keys such as ``api_key``), for messages, settings and command lines.
+:func:`is_credential_name` is the one rule for which names hold credentials, and
+:func:`credential_values` finds the values a URL or a JSON body carries, so callers can
+register them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import overload
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 
@@ -24,9 +29,22 @@ REDACTED = "[redacted]"
 _SECRET_FLAG = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
 _SAFE_FLAGS = frozenset({"--api-key-env", "--token-budget", "--max-tokens", "--tpm"})
 """Flags whose names look secret but whose values are names or numbers, never credentials."""
-_SECRET_QUERY = re.compile(r"((?:api[_-]?key|key|token|secret|password)=)[^&\s]+", re.IGNORECASE)
-_BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
-_URL_USER = re.compile(r"(\w+://)[^/@\s]+@")
+_CREDENTIAL_NAMES = frozenset({
+    "key", "apikey", "token", "auth", "authorization", "bearer", "secret", "password",
+    "passwd", "pwd", "passphrase", "sig", "signature", "credential", "credentials", "cookie"})
+"""Names (lower case, ``-`` as ``_``) that hold credentials as they are."""
+_CREDENTIAL_ENDINGS = ("_key", "apikey", "_token", "accesstoken", "_secret", "password",
+                       "_passwd", "_pwd", "_sig", "_signature", "_credential", "_credentials",
+                       "_auth", "_cookie")
+"""Endings of names that hold credentials (``x-api-key``, ``hf_token``, ``client_secret``)."""
+_QUERY_PARAM = re.compile(r"(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&\s\"'#<>]+)")
+_JSON_PAIR = re.compile(
+    r"""(?P<name>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')(?P<sep>\s*:\s*)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?![{\["'])[^\s,}\]]+)""")
+_BEARER = re.compile(r"((?:Bearer|Basic)\s+)\S+", re.IGNORECASE)
+_URL_USER = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^/\s]*@")
+_JSON_TEXT_MAX = 1 << 20
+"""Longest JSON text :func:`redact` parses to redact its credential keys at any depth."""
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 _MIN_SECRET = 6
 """Environment values shorter than this are not hunted for in text (too many false hits)."""
@@ -82,13 +100,95 @@ def _replace(text: str | None, ordered: Sequence[str]) -> str | None:
     return text
 
 
+def is_credential_name(name: str) -> bool:
+    """Whether a query parameter, JSON key or header named ``name`` holds a credential
+    (``api_key``, ``access_token``, ``X-Amz-Signature``, ``password`` ...). Names of numbers
+    and settings that merely contain such a word (``max_tokens``, ``stop_token_ids``) do not."""
+    norm = name.strip().strip("\"'").lower().replace("-", "_")
+    return norm in _CREDENTIAL_NAMES or norm.endswith(_CREDENTIAL_ENDINGS)
+
+
+def redact_json(value: object) -> object:
+    """A parsed JSON value with the value of every credential-named key, at any depth, replaced
+    by :data:`REDACTED` (whatever its type); everything else as it was."""
+    if isinstance(value, Mapping):
+        return {k: REDACTED if is_credential_name(str(k)) else redact_json(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_json(v) for v in value]
+    return value
+
+
+def credential_values(value: object) -> list[str]:
+    """The credentials a JSON value carries under credential-named keys, at any depth (each
+    scalar as text): what a caller registers so that no echo of them is stored."""
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if is_credential_name(str(k)) and not isinstance(v, Mapping | list | tuple):
+                found.append(str(v))
+            else:
+                found += credential_values(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found += credential_values(v)
+    return found
+
+
+def url_credentials(url: str) -> list[str]:
+    """The credentials a URL carries: its password (or the user name where there is none, as
+    in ``https://KEY@host``) and the values of its credential-named query parameters."""
+    try:
+        parts = urlsplit(url)
+        found = [v for v in (parts.password or parts.username,) if v]
+        found += [unquote(v) for v in found if unquote(v) != v]
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                  if v and is_credential_name(k)]
+    except ValueError:  # a malformed URL: its text is redacted by form instead
+        return []
+    return found
+
+
+def _query_sub(m: re.Match[str]) -> str:
+    return f"{m['name']}={REDACTED}" if is_credential_name(m["name"]) else m[0]
+
+
+def _json_sub(m: re.Match[str]) -> str:
+    if not is_credential_name(m["name"]):
+        return m[0]
+    quote = m["value"][0] if m["value"][0] in "\"'" else '"'
+    return f"{m['name']}{m['sep']}{quote}{REDACTED}{quote}"
+
+
+def _redact_json_text(text: str) -> str:
+    """A JSON object or array given as text, with credential-named keys redacted at any depth
+    (also where escapes hide a key's name from the patterns)."""
+    stripped = text.strip()
+    if stripped[:1] not in ("{", "[") or len(stripped) > _JSON_TEXT_MAX:
+        return text
+    try:
+        value = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return text
+    cleaned = redact_json(value)
+    return text if cleaned == value else json.dumps(cleaned, ensure_ascii=False)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` without credentials: the given secret values, URL user info (passwords),
-    bearer tokens and ``key=``/``token=``/``password=`` query values become :data:`REDACTED`."""
+    """``text`` without credentials: the given secret values, URL user info, bearer tokens,
+    credential-named query values (``api_key=``, ``token=``, ``sig=`` ...) and the values of
+    credential-named keys in JSON (or Python) text become :data:`REDACTED`."""
     text = redact_secrets(text, secrets) or text
+    text = _redact_json_text(text)
     text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
-    text = _SECRET_QUERY.sub(rf"\g<1>{REDACTED}", text)
+    text = _JSON_PAIR.sub(_json_sub, text)
+    text = _QUERY_PARAM.sub(_query_sub, text)
     return _URL_USER.sub(rf"\g<1>{REDACTED}@", text)
+
+
+def safe_url(url: str) -> str:
+    """``url`` as it may be shown: user info and credential-named query values redacted."""
+    return redact(url)
 
 
 def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
