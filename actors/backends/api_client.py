@@ -20,9 +20,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from pluralign.actors.ratelimit import Limiter, key_id, make_limiter
-from pluralign.engine.errors import PluralignError
+from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.jsontypes import JSONSchema, UntrustedJSON
 from pluralign.engine.judges.base import loads_answer
 from pluralign.engine.run.backend import (
@@ -34,7 +35,14 @@ from pluralign.engine.run.backend import (
     Sample,
     Usage,
 )
-from pluralign.engine.store.redaction import redact, register_secret
+from pluralign.engine.store.redaction import (
+    credential_values,
+    redact,
+    redact_json,
+    register_secret,
+    safe_url,
+    url_credentials,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -46,6 +54,9 @@ _RETRYABLE = (FailureKind.RATE_LIMITED, FailureKind.TRANSIENT, FailureKind.BAD_A
 TRUNCATED = "truncated at max_tokens"
 """Start of the problem text of a cut-off answer (``finish_reason == "length"``)."""
 _LIVE: weakref.WeakSet[OpenAIBackend] = weakref.WeakSet()
+_MIN_CREDENTIAL = 4
+"""Shorter "credentials" are not hunted for as text (they would shred every message); their
+URL and JSON forms are still redacted."""
 
 
 def stop_sending() -> int:
@@ -105,6 +116,86 @@ class APIClientConfig:
         for name in ("max_concurrency", "timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_base_url(self.base_url, self.api_key_env)
+        check_extra_body(self.extra_body)
+
+    def __repr__(self) -> str:
+        # The URL's user info and query keys, and credentials in extra_body, never show.
+        return (f"APIClientConfig(base_url={safe_url(self.base_url)!r}, model={self.model!r}, "
+                f"api_key_env={self.api_key_env!r}, "
+                f"extra_body={redact_json(dict(self.extra_body))!r})")
+
+    def credentials(self) -> tuple[str, ...]:
+        """The credentials this config carries (the base URL's user info and key parameters,
+        credential-named fields of ``extra_body``), never the key itself: what is registered
+        so that no echo of them is stored."""
+        found = (*url_credentials(self.base_url), *credential_values(self.extra_body))
+        return tuple(v for v in found if len(v) >= _MIN_CREDENTIAL)
+
+
+RESERVED_BODY_KEYS: Mapping[str, str] = {
+    "model": "`model`", "messages": "the judge's prompt (`prompts`)",
+    "n": "the work item (`samples` asks for more)", "best_of": "the work item",
+    "temperature": "`temperature`", "max_tokens": "`max_tokens`",
+    "max_completion_tokens": "`max_tokens`", "seed": "`sampling_seed`",
+    "logprobs": "the judge", "top_logprobs": "the judge",
+    "response_format": "`structured_output`", "structured_outputs": "`structured_output`",
+    "guided_json": "`structured_output`", "guided_regex": "`structured_output`",
+    "guided_choice": "`structured_output`", "guided_grammar": "`structured_output`",
+    "stream": "the client (answers are read whole)",
+    "stream_options": "the client (answers are read whole)",
+}
+"""Request-body fields ``extra_body`` may not set, and what sets them: they identify the work
+(or, like ``n``, multiply what one item costs)."""
+
+
+def check_extra_body(extra: Mapping[str, object]) -> None:
+    """Refuse ``extra_body`` fields that would override what identifies the work (model,
+    messages, ``n``, sampling settings, the answer schema), naming the first such key."""
+    for key in extra:
+        if key in RESERVED_BODY_KEYS:
+            raise InputError(f"`extra_body` may not set {key!r}: it is part of what identifies "
+                             f"the work and is set by {RESERVED_BODY_KEYS[key]}",
+                             field="extra_body", hint=f"drop {key!r} from `extra_body`")
+
+
+def check_base_url(url: str, api_key_env: str | None = None) -> None:
+    """Refuse an endpoint root that is not an http(s) URL with a host, or that carries a
+    password beside another credential (an API key from ``api_key_env``, or a query
+    string): one line saying what to do, showing the URL without its credentials."""
+    shown = safe_url(str(url))
+    try:
+        parts = urlsplit(str(url))
+        host, _ = parts.hostname, parts.port  # .port raises on a port out of range
+    except ValueError as e:
+        raise InputError(f"`base_url` {shown!r} is not a URL ({e})", field="base_url",
+                         hint="e.g. http://127.0.0.1:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
+        raise InputError(f"`base_url` {shown!r} is not an http(s) URL with a host",
+                         field="base_url", hint="e.g. http://127.0.0.1:8000/v1 or "
+                                                "https://api.openai.com/v1")
+    if parts.fragment:
+        raise InputError(f"`base_url` {shown!r} has a #fragment, which is never sent",
+                         field="base_url", hint="drop the #... part")
+    if parts.password is None:
+        return
+    if api_key_env:
+        raise InputError(f"`base_url` {shown!r} carries a password and `api_key_env` names a "
+                         f"key (${api_key_env}): an endpoint takes one credential",
+                         field="base_url", hint="drop user:password@ from `base_url`, or "
+                                                "set `api_key_env` to none")
+    if parts.query:
+        raise InputError(f"`base_url` {shown!r} carries a password and a query string: keep "
+                         "the credential in one place", field="base_url",
+                         hint="drop user:password@ or the ?query from `base_url`")
+
+
+def chat_url(base_url: str) -> str:
+    """The chat-completions URL under ``base_url``: the route joins the path, before any query
+    (``https://h/v1?api-version=X`` -> ``https://h/v1/chat/completions?api-version=X``)."""
+    parts = urlsplit(base_url)
+    path = parts.path.rstrip("/") + "/chat/completions"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 class _Secret:
@@ -118,8 +209,8 @@ class _Secret:
     def reveal(self) -> str:
         return self._value
 
-    def redact(self, text: str) -> str:
-        return redact(text, (self._value,))
+    def redact(self, text: str, others: Sequence[str] = ()) -> str:
+        return redact(text, (self._value, *others))
 
     def __repr__(self) -> str:
         return f"<secret {key_id(self._value)}>"
@@ -158,7 +249,8 @@ class OpenAIBackend:
         self._draining = True
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(base_url={self.config.base_url!r}, model={self.config.model!r})"
+        return (f"OpenAIBackend(base_url={safe_url(self.config.base_url)!r}, "
+                f"model={self.config.model!r})")
 
     def __reduce__(self) -> tuple[type[OpenAIBackend], tuple[APIClientConfig]]:
         # Ship the config (which names the env var) and rebuild; the key is re-read on start.
@@ -178,6 +270,8 @@ class OpenAIBackend:
                                      "there (or set api_key_env to None for servers without auth)")
             self._secret = _Secret(value)
             register_secret(value)  # the cache redacts it from every stored text
+        for credential in self.config.credentials():
+            register_secret(credential)  # and what the URL and extra_body carry
         if self._limiter is None:
             self._limiter = make_limiter(
                 self.config.rpm, self.config.tpm, redis_url=self.config.redis_url,
@@ -275,8 +369,8 @@ class OpenAIBackend:
             session = self._session
             assert session is not None, "start() opens the session"
             try:
-                async with session.post(f"{self.config.base_url.rstrip('/')}/chat/completions",
-                                              data=json.dumps(body), headers=headers) as resp:
+                async with session.post(chat_url(self.config.base_url),
+                                        data=json.dumps(body), headers=headers) as resp:
                     status, text = resp.status, await resp.text()
                     retry_after = parse_retry_after(resp.headers)
                     seen = (status, retry_after)
@@ -340,20 +434,21 @@ class OpenAIBackend:
             reason = "connect timed out"
         else:
             reason = str(getattr(os_error, "strerror", None) or type(os_error or e).__name__)
-        return (f"cannot connect to {self.config.base_url} ({reason}): is the server running? "
-                "check `base_url`")
+        return (f"cannot connect to {safe_url(self.config.base_url)} ({reason}): is the server "
+                "running? check `base_url`")
 
     def _http_failure(self, status: int, text: str, retry_after: float | None) -> Failure:
         kind = classify_status(status)
         # Auth errors may echo fragments of the key: never repeat their text.
         detail = "" if status in (401, 403) else self._redact(_error_message(text))[:200]
         message = f"HTTP {status}" + (f": {detail}" if detail else "")
+        url = safe_url(self.config.base_url)
         if status in (401, 403):
-            message += (f" from {self.config.base_url}: the key in ${self.config.api_key_env} "
-                        "was refused" if self.config.api_key_env else
-                        f" from {self.config.base_url}: the endpoint wants a key (`api_key_env`)")
+            message += (f" from {url}: the key in ${self.config.api_key_env} was refused"
+                        if self.config.api_key_env else
+                        f" from {url}: the endpoint wants a key (`api_key_env`)")
         elif status == 404:
-            message += f" (check `base_url` {self.config.base_url} and `model`)"
+            message += f" (check `base_url` {url} and `model`)"
         return Failure(kind, message, retry_after=retry_after, status=status)
 
     def _parse(self, req: GenerationRequest, text: str) -> _Attempt:
@@ -383,7 +478,9 @@ class OpenAIBackend:
         return _Attempt(got, usage, problems_failure(req, problems, status=200))
 
     def _redact(self, text: str) -> str:
-        return self._secret.redact(text) if self._secret else text
+        # Always by form too: a URL's password or an extra_body key needs no API key to leak.
+        others = self.config.credentials()
+        return self._secret.redact(text, others) if self._secret else redact(text, others)
 
 
 def problems_failure(req: GenerationRequest, problems: Sequence[str],
