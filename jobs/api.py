@@ -46,7 +46,9 @@ from pluralign.engine.spica.synthetic_bank import SyntheticConfig, synthetic_ban
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.engine.store.files import write_bytes
 from pluralign.engine.store.manifest import current, endpoint_host
+from pluralign.jobs.compare import compare as compare
 from pluralign.jobs.configs import LLMConfig, RewardConfig
+from pluralign.jobs.decisions import decisions as decisions
 from pluralign.jobs.llm_scoring import (
     ScoringReport,
     few_shot_for,
