@@ -1,0 +1,166 @@
+"""SIGINT and SIGTERM in every command that sends: the first stops sending, stores every answer
+already paid for, releases its claims and exits 130.
+
+Each command runs as a real ``pluralign`` subprocess sending real HTTP to one fake server on
+127.0.0.1 (shared by the module, reset per test), which counts every request and every paid
+answer. The checks: the command exits (a generous hang bound, never a speed), no request
+reaches the server after the signal, the answers paid equal the answers stored, no claim file
+is left. Figures are printed (``-s`` shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from pluralign.actors.testing.fake_server import FakeOpenAIServer
+from pluralign.engine.store.cache import ScoreCache
+from pluralign.engine.store.choices import ChoiceCache
+from pluralign.engine.store.generations import GenerationCache
+from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV
+
+HANG = 90.0
+"""Seconds after which a command that has not exited counts as hung (not a speed bound)."""
+IN_FLIGHT_MARGIN = 0.02
+"""Seconds after the signal within which an arriving request was already on its way."""
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOpenAIServer]:
+    """One fake server for the module; each test resets its counts."""
+    srv = FakeOpenAIServer(latency=0.3, jitter=0.2, seed=11).start_in_thread()
+    yield srv
+    srv.stop_thread()
+
+
+def _llm(url: str, cache: Path) -> list[str]:
+    return ["--backend", "openai", "--base-url", url, "--model", "fake", "--no-ray",
+            "--api-key-env", FAKE_KEY_ENV, "--cache", str(cache), "--concurrency", "8"]
+
+
+def _sweep(url: str, tmp: Path) -> list[str]:
+    return ["sweep", "--benchmark", "synthetic:S=60,A=2,L=3", "--scorer",
+            "comparative-regression", "--zero-shot", "--targets", "all", *_llm(url, tmp / "c"),
+            "--out", str(tmp / "out")]
+
+
+def _spica(url: str, tmp: Path) -> list[str]:
+    prompts = tmp / "prompts.txt"
+    prompts.write_text("".join(f"How should one answer question number {i}?\n"
+                               for i in range(20)))
+    return ["spica", "generate", "classes", "--prompts", str(prompts), "--base-url", url,
+            "--model", "fake", "--api-key-env", FAKE_KEY_ENV, "--cache", str(tmp / "c"),
+            "--out", str(tmp / "bank.parquet")]
+
+
+def _opinions(url: str, tmp: Path) -> list[str]:
+    survey = tmp / "survey.json"
+    survey.write_text(json.dumps({"questions": [
+        {"id": f"s{i}", "question": f"Is thing {i} good?", "options": ["Yes", "No", "Maybe"],
+         "groups": {"US": {"probabilities": [0.5, 0.25, 0.25]}}} for i in range(20)]}))
+    return ["opinions", "--file", str(survey), "--samples", "6", *_llm(url, tmp / "c"),
+            "--out", str(tmp / "out")]
+
+
+def _overton(url: str, tmp: Path) -> list[str]:
+    queries = tmp / "overton.json"
+    queries.write_text(json.dumps({"queries": [{
+        "id": f"q{i}", "query": f"Should city {i} ban cars downtown?",
+        "window": ["Banning cars reduces air pollution", "Shops may lose customers",
+                   "Streets get safer", "Deliveries get harder"],
+        "unreasonable": ["Cars should be banned everywhere forever"],
+        "responses": {"a": "It reduces pollution but shops may lose customers.", "b": "Yes.",
+                      "c": "Streets get safer."}} for i in range(8)]}))
+    return ["overton", "--file", str(queries), "--judge", "llm", *_llm(url, tmp / "c"),
+            "--out", str(tmp / "out")]
+
+
+def _stored_scores(cache: Path) -> int:
+    """Comparative answers stored: one answer scores every response of a (scenario,
+    attribute, sample), a row each."""
+    rows = pa.concat_tables([pq.read_table(p) for p in ScoreCache(cache).parts()])
+    ok = rows.filter(pc.is_null(rows["error"])).select(["scenario", "attribute", "sample"])
+    return len(set(zip(*(ok[c].to_pylist() for c in ok.column_names), strict=True)))
+
+
+def _stored_choices(cache: Path) -> int:
+    return len(ChoiceCache(cache).completed_keys())
+
+
+def _stored_generations(cache: Path) -> int:
+    return len(GenerationCache(cache).completed_keys())
+
+
+COMMANDS: dict[str, tuple[Callable[[str, Path], list[str]], Callable[[Path], int]]] = {
+    "sweep": (_sweep, _stored_scores),
+    "spica-generate": (_spica, _stored_generations),
+    "opinions": (_opinions, _stored_choices),
+    "overton": (_overton, _stored_choices),
+}
+"""Each sending command: its argv (server URL, test folder) and how many answers it stored."""
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, FAKE_KEY_ENV: FAKE_KEY, "PLURALIGN_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _paid(server: FakeOpenAIServer) -> int:
+    return sum(server.stats()["ok_by_fingerprint"].values())
+
+
+def _wait_for_answers(server: FakeOpenAIServer, n: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + HANG
+    while _paid(server) < n:
+        assert proc.poll() is None, f"the command ended before {n} answers (rc {proc.poll()})"
+        assert time.monotonic() < deadline, f"fewer than {n} answers in {HANG:g} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_the_first_signal_stops_sending_and_stores_every_paid_answer(
+        command: str, sig: str, server: FakeOpenAIServer, tmp_path: Path) -> None:
+    argv, stored_in = COMMANDS[command]
+    server.reset()
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pluralign", *argv(server.url, tmp_path)],
+                                env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    try:
+        _wait_for_answers(server, 12, proc)
+        t_signal = time.monotonic()
+        proc.send_signal(SIGNALS[sig])
+        rc = proc.wait(timeout=HANG)
+        seconds = time.monotonic() - t_signal
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    stats = server.stats()
+    after = [e for e in stats["events"] if float(str(e["t"])) > t_signal + IN_FLIGHT_MARGIN]
+    paid, stored = _paid(server), stored_in(tmp_path / "c")
+    claims = list((tmp_path / "c").rglob("*.claim"))
+    print(f"\n{command} {sig}: exit {rc} after {seconds:.2f} s; requests after the signal: "
+          f"{len(after)}; paid {paid}, stored {stored}; claims left {len(claims)}")
+    text = log.read_text()
+    assert rc == 130, text[-2000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert after == []
+    assert paid == stored > 0
+    assert claims == []
