@@ -4,8 +4,10 @@ steerability (the pluralism roadmap, Sorensen et al. 2024, §4.1–4.2).
 Each run folder is a ``pluralign sweep`` output (``summary.json``, ``per_target.parquet``).
 Every target of a sweep is a commensurating function f, the run's model steered to it is M_f,
 and f(M_f) is the run's metric on that target (accuracy or weighted score, in [0, 1]). The
-steerability score is Σ_f f(M_f) over the targets all runs share; the front is taken over those
-targets (``by="target"``) or over the target sets' means (``by="set"``).
+steerability score is Σ_f f(M_f) over the targets all runs share, each target counted once
+(high, low and the sampled targets are also in ``all``); the front is taken over those targets
+(``by="target"``) or over the target sets' means (``by="set"``). Runs of another benchmark
+identity, split or scenario count are refused before anything is combined.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from pluralign.engine.align.results import rows_table
 from pluralign.engine.errors import InputError
 from pluralign.engine.pluralism.pareto import pareto_front
 from pluralign.engine.store.files import check_output, read_json
+from pluralign.jobs.runs import check_comparable, read_summary
 from pluralign.jobs.runtime import write_json_atomic, write_parquet_atomic
 
-__all__ = ["ParetoConfig", "ParetoResult", "ParetoRun", "objectives", "read_run", "run_pareto",
-           "steerability"]
+__all__ = ["ParetoConfig", "ParetoResult", "ParetoRun", "distinct_targets", "objectives",
+           "read_run", "run_pareto", "steerability"]
 
 Metric = Literal["accuracy", "weighted_score"]
 TargetKey = tuple[str, str]
@@ -73,7 +76,7 @@ class ParetoResult:
     objective_names: list[str]
     """``set:target`` per shared target, or the set names."""
     shared_targets: int
-    """Targets every run has a figure for."""
+    """Distinct targets every run has a figure for (a target in two sets counts once)."""
     out: Path
     """The folder written: summary.json and pareto.parquet."""
 
@@ -95,6 +98,15 @@ def read_run(path: Path, metric: str) -> tuple[str, dict[TargetKey, float]]:
     return ident, values
 
 
+def distinct_targets(keys: Sequence[TargetKey]) -> list[TargetKey]:
+    """``keys`` with each target once (its first set in sorted order): high, low and sampled
+    targets are also in ``all``, and each is one commensurating function."""
+    seen: dict[str, TargetKey] = {}
+    for k in sorted(keys):
+        seen.setdefault(k[1], k)
+    return sorted(seen.values())
+
+
 def objectives(runs: Sequence[dict[TargetKey, float]], by: str) -> tuple[list[str], np.ndarray]:
     """Objective names and the (runs × objectives) table over what every run has."""
     shared = sorted(set.intersection(*(set(r) for r in runs)))
@@ -102,7 +114,8 @@ def objectives(runs: Sequence[dict[TargetKey, float]], by: str) -> tuple[list[st
         raise InputError("the runs share no target with a defined figure", field="runs",
                          hint="sweep the same benchmark and target sets")
     if by == "target":
-        return [f"{s}:{t}" for s, t in shared], np.array([[r[k] for k in shared] for r in runs])
+        once = distinct_targets(shared)
+        return [f"{s}:{t}" for s, t in once], np.array([[r[k] for k in once] for r in runs])
     sets = sorted({s for s, _ in shared})
     table = [[float(np.mean([r[k] for k in shared if k[0] == s])) for s in sets] for r in runs]
     return sets, np.array(table)
@@ -117,6 +130,7 @@ def run_pareto(config: ParetoConfig) -> ParetoResult:
     """Read every run, take the front and each run's steerability; write pareto.parquet and
     summary.json under ``config.out``."""
     check_output(config.out)
+    check_comparable([(r, read_summary(Path(r))) for r in config.runs])
     names, runs = [], []
     for r in config.runs:
         ident, values = read_run(Path(r), config.metric)
@@ -124,7 +138,7 @@ def run_pareto(config: ParetoConfig) -> ParetoResult:
         runs.append(values)
     cols, table = objectives(runs, config.by)
     front = pareto_front(table)
-    shared = sorted(set.intersection(*(set(r) for r in runs)))
+    shared = distinct_targets(sorted(set.intersection(*(set(r) for r in runs))))
     rows = []
     for i, n in enumerate(names):
         score = steerability(runs[i], shared)

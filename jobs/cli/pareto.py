@@ -4,7 +4,7 @@ trade-off steerability (the pluralism roadmap, Sorensen et al. 2024, §4.1–4.2
 Each run folder is a ``pluralign sweep`` output (``summary.json``, ``per_target.parquet``).
 Every target of a sweep is a commensurating function f, the run's model steered to it is M_f,
 and f(M_f) is the run's metric on that target (accuracy or weighted score, in [0, 1]). The
-steerability score is Σ_f f(M_f) over the targets all runs share; the front is taken over those
+steerability score is Σ_f f(M_f) over the targets all runs share, each counted once; the front is taken over those
 targets (``--by target``) or over the target sets' means (``--by set``).
 """
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(ParetoConfig, args)
     result = run_pareto(config)
-    print(f"\n{len(result.runs)} runs, {result.shared_targets} shared targets, metric "
+    print(f"\n{len(result.runs)} runs, {result.shared_targets} shared targets (each once), metric "
           f"{config.metric}, front by {config.by} ({len(result.objective_names)} objectives)")
     print(f"{'run':<48}{'front':>6}{'steerability':>14}{'mean f(M_f)':>13}")
     for r in result.runs:
