@@ -28,14 +28,16 @@ STOPPED = "interrupted: sending stopped; saving the answers already received " \
 def handled_by_command() -> Iterator[None]:
     """Within this block (a command of the command line), scoring and generation runs take
     SIGINT and SIGTERM over: the first stops sending and keeps every answer received. Outside
-    a run (reading inputs, preparing items, writing results) SIGTERM is a Ctrl-C: it raises
-    KeyboardInterrupt, so ``finally`` blocks run and the command exits 130. The handlers the
-    block was entered with are back after it."""
+    a run (reading inputs, preparing items, writing results) either raises
+    KeyboardInterrupt, so ``finally`` blocks run and the command exits 130 — even where the
+    process started with SIGINT ignored (a background job of a script), which would otherwise
+    ignore a Ctrl-C while it prepares and honour it once it sends. The handlers the block was
+    entered with are back after it."""
     token = _COMMAND.set(True)
     main = threading.current_thread() is threading.main_thread()
     saved = {sig: signal.getsignal(sig) for sig in SIGNALS} if main else {}
-    if main:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    for sig in saved:
+        signal.signal(sig, _raise_interrupt)
     try:
         yield
     finally:

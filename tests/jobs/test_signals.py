@@ -164,3 +164,56 @@ def test_the_first_signal_stops_sending_and_stores_every_paid_answer(
     assert after == []
     assert paid == stored > 0
     assert claims == []
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's background job starts
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+def test_a_signal_while_a_huge_sweep_prepares_its_items_ends_it(
+        sig: str, server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """A sweep of a million samples spends its first seconds building work items: a signal
+    then ends it (exit 130, nothing sent), even for a process that started with SIGINT
+    ignored. A sweep refused up front (exit 2: too many samples) sends nothing either."""
+    server.reset()
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pluralign", *_sweep(server.url, tmp_path),
+                                 "--samples", "1000000"], env=_env(), stdout=out,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                preexec_fn=_ignore_sigint)
+    try:
+        time.sleep(4.0)  # imports and the start of item building
+        t_signal = time.monotonic()
+        proc.send_signal(SIGNALS[sig])
+        rc = proc.wait(timeout=HANG)
+        seconds = time.monotonic() - t_signal
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    print(f"\nsweep --samples 1000000 {sig} while preparing: exit {rc} after {seconds:.2f} s; "
+          f"requests: {server.stats()['total']}")
+    assert rc in (130, 2), log.read_text()[-2000:]
+    assert "Traceback" not in log.read_text()
+    assert server.stats()["total"] == 0
+
+
+def test_inside_a_command_sigterm_outside_a_run_is_a_ctrl_c() -> None:
+    """Preparing or writing (no run's handlers installed), SIGTERM and SIGINT raise
+    KeyboardInterrupt — SIGINT too where it was ignored — and the handlers are back after."""
+    from pluralign.engine.run.signals import handled_by_command
+
+    saved = {s: signal.getsignal(s) for s in SIGNALS.values()}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for sig in SIGNALS.values():
+            with pytest.raises(KeyboardInterrupt), handled_by_command():
+                os.kill(os.getpid(), sig)
+                time.sleep(1.0)  # the handler runs between bytecodes, long before this ends
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is saved[signal.SIGTERM]
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
