@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from pluralign.engine.align.results import rows_table
-from pluralign.engine.data.field_data import load_global_opinions, load_opinionqa
+from pluralign.engine.data.field_data import SurveyLoad, load_global_opinions, load_opinionqa
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.judges.base import letters
 from pluralign.engine.pluralism.distributional import (
@@ -39,11 +39,13 @@ from pluralign.engine.pluralism.opinions import (
 from pluralign.engine.run.backend import NO_LOGPROBS
 from pluralign.engine.run.scheduler import Dispatcher, ScheduleReport
 from pluralign.engine.store.files import check_output
+from pluralign.engine.store.manifest import current, file_record
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.pluralism_runs import cache_store, run_judge, samples_of, settings
 from pluralign.jobs.runtime import write_json_atomic, write_parquet_atomic
 
-__all__ = ["LOGPROBS_K", "OpinionsConfig", "OpinionsResult", "load_questions", "run_opinions"]
+__all__ = ["LOGPROBS_K", "OpinionsConfig", "OpinionsResult", "load_questions", "load_survey",
+           "mean_refusal", "run_opinions"]
 
 LOGPROBS_K = 20
 """Alternatives asked for when ``--logprobs`` is given without K."""
@@ -103,21 +105,57 @@ class OpinionsResult:
     """The scheduler's counts."""
     out: Path
     """The folder written: summary.json (and opinions.parquet when any question compares)."""
+    skipped: dict[str, int]
+    """Records the loader skipped, by reason (also in summary.json and the manifest)."""
+    refusal: dict[str, float]
+    """OpinionQA: population -> mean refusal rate over the questions asked (refusal options
+    are kept out of the distributions, as the dataset's authors do); empty otherwise."""
 
 
 def load_questions(config: OpinionsConfig) -> list[Question]:
     """The survey questions of the one source ``config`` names (the first ``limit``)."""
+    return load_survey(config).questions
+
+
+def load_survey(config: OpinionsConfig) -> SurveyLoad:
+    """The survey of the one source ``config`` names (its first ``limit`` questions), with
+    the records its loader skipped and OpinionQA's refusal rates."""
     if sum(bool(s) for s in (config.file, config.global_opinions, config.opinionqa)) != 1:
         raise InputError("give the questions as exactly one of a distribution file, "
                          "GlobalOpinionQA and OpinionQA", field="file",
                          hint="`file`, `global_opinions` or `opinionqa`")
+    if config.group_by and not config.opinionqa:
+        raise InputError("`group_by` applies to OpinionQA only", field="group_by",
+                         hint="GlobalOpinionQA's populations are its countries")
     if config.file:
-        qs = load_distributions(config.file)
+        survey = SurveyLoad(load_distributions(config.file), str(config.file))
     elif config.global_opinions:
-        qs = load_global_opinions(config.global_opinions)
+        survey = load_global_opinions(config.global_opinions)
     else:
-        qs = load_opinionqa(str(config.opinionqa), config.group_by)
-    return qs[: config.limit] if config.limit else qs
+        survey = load_opinionqa(str(config.opinionqa), config.group_by)
+    if config.limit:
+        kept = survey.questions[: config.limit]
+        survey = SurveyLoad(kept, survey.source, survey.skipped,
+                            {q.id: survey.refusal[q.id] for q in kept if q.id in survey.refusal})
+    m = current()
+    if m is not None:
+        m.benchmark = {"files": [file_record(f) for f in _files(survey.source)],
+                       "questions": len(survey.questions), "skipped": survey.skipped}
+    return survey
+
+
+def _files(source: str) -> list[Path]:
+    p = Path(source)
+    return sorted(f for f in p.glob("*.csv")) if p.is_dir() else [p]
+
+
+def mean_refusal(survey: SurveyLoad) -> dict[str, float]:
+    """Population -> mean refusal rate over the questions it answered."""
+    by: dict[str, list[float]] = {}
+    for rates in survey.refusal.values():
+        for g, r in rates.items():
+            by.setdefault(g, []).append(r)
+    return {g: sum(v) / len(v) for g, v in sorted(by.items())}
 
 
 def run_opinions(config: OpinionsConfig, llm: LLMConfig,
@@ -134,7 +172,8 @@ def run_opinions(config: OpinionsConfig, llm: LLMConfig,
     if k is not None and (config.rotate_options or (llm.samples or 1) > 1):
         raise InputError("`logprobs` asks once per question: drop `samples` and "
                          "`rotate_options`", field="logprobs")
-    questions = load_questions(config)
+    survey = load_survey(config)
+    questions = survey.questions
     judge = SurveyJudge(questions, settings(llm), rotate=config.rotate_options, logprobs=k)
     samples = samples_of(llm)
     schedule = run_judge(judge, judge.items(samples), llm, config.cache, backend)
@@ -152,6 +191,7 @@ def run_opinions(config: OpinionsConfig, llm: LLMConfig,
                  for q, key in zip(questions, keys, strict=True) if key in tops}
         answered, missing = with_distributions(questions, keys, dists, label)
     report = evaluate_distributions(answered, n_shuffles=config.shuffles, seed=config.seed)
+    refusal = mean_refusal(survey)
     out = Path(config.out)
     if report.questions:
         write_parquet_atomic(out / "opinions.parquet", _table(report.questions, answered, label))
@@ -161,9 +201,10 @@ def run_opinions(config: OpinionsConfig, llm: LLMConfig,
         "samples": samples if k is None else None,
         "questions": len(questions), "answered": len(answered), "unanswered": missing,
         "shuffles": config.shuffles, "seed": config.seed, "pairs": report.pairs,
+        "skipped": survey.skipped, "refusal_rate": refusal,
         "scoring": schedule.as_dict()})
     return OpinionsResult(label, "samples" if k is None else "logprobs", samples, k, questions,
-                          answered, missing, report, schedule, out)
+                          answered, missing, report, schedule, out, survey.skipped, refusal)
 
 
 def _table(rows: list[dict[str, Any]], questions: list[Question], model: str) -> pa.Table:

@@ -18,20 +18,23 @@ import numpy as np
 
 from pluralign.engine.align.consistency import majority
 from pluralign.engine.align.results import rows_table
-from pluralign.engine.data.field_data import load_valueprism, read_jsonl
+from pluralign.engine.data.field_data import load_overtonbench, load_valueprism, read_jsonl
 from pluralign.engine.errors import InputError
 from pluralign.engine.pluralism.judges import OVERTON_BENCHMARK, EntailmentJudge
 from pluralign.engine.pluralism.overton import (
+    COVERED,
     LEXICAL_NAME,
     OvertonQuery,
     candidates,
     lexical_reflects,
     load_overton,
+    overton_scores,
     summarize,
     with_responses,
 )
 from pluralign.engine.run.scheduler import Dispatcher
 from pluralign.engine.store.files import check_output
+from pluralign.engine.store.manifest import current, file_record
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.pluralism_runs import cache_store, run_judge, samples_of, settings
 from pluralign.jobs.runtime import write_json_atomic, write_parquet_atomic
@@ -45,13 +48,17 @@ Reflected = dict[tuple[str, str], np.ndarray]
 @dataclass(frozen=True, kw_only=True)
 class OvertonConfig:
     """The queries and responses ``pluralign overton`` judges, the judge, and where it writes.
-    Exactly one of ``file`` and ``valueprism`` names the queries."""
+    Exactly one of ``file``, ``valueprism`` and ``overtonbench`` names the queries."""
 
     file: str | None = None
     """Overton file (JSON: queries, windows, responses)."""
     valueprism: str | None = None
     """ValuePrism CSV (or folder of them): each situation's values, rights and duties form its
     window."""
+    overtonbench: str | None = None
+    """OvertonBench parquet (or its folder): people's own 1–5 ratings of how well each model's
+    answer represents them give each model's coverage of the opinion clusters (a cluster is
+    covered when its mean rating is at least 4) and OvertonScore; no judge is run."""
     responses: str | None = None
     """Responses to judge, one JSON object a line: query, system, response."""
     judge: Literal["lexical", "llm"] = "lexical"
@@ -88,9 +95,10 @@ class OvertonResult:
 def load_queries(config: OvertonConfig) -> list[OvertonQuery]:
     """The queries of ``config.file`` or ``config.valueprism`` (the first ``limit``), with the
     ``responses`` file's added; refuses a run with nothing to judge."""
-    if bool(config.file) == bool(config.valueprism):
-        raise InputError("give the queries as exactly one of an Overton file and ValuePrism",
-                         field="file", hint="`file=FILE` or `valueprism=PATH`")
+    if sum(bool(x) for x in (config.file, config.valueprism, config.overtonbench)) != 1:
+        raise InputError("give the queries as exactly one of an Overton file, ValuePrism and "
+                         "OvertonBench", field="file",
+                         hint="`file=FILE`, `valueprism=PATH` or `overtonbench=PATH`")
     queries = (load_overton(config.file) if config.file
                else load_valueprism(str(config.valueprism)))
     if config.responses:
@@ -127,6 +135,8 @@ def run_overton(config: OvertonConfig, llm: LLMConfig | None = None,
     and sends only what the choice cache lacks; ``backend`` replaces the pool ``llm`` would
     start (tests)."""
     check_output(config.out)
+    if config.overtonbench:
+        return _overtonbench(config)
     queries = load_queries(config)
     details: dict[str, Any] = {}
     if config.judge == "lexical":
@@ -174,3 +184,27 @@ def _llm(queries: Sequence[OvertonQuery], config: LLMConfig, cache: str | None,
             out[(q.id, system)] = np.array([bool(p) for p in picks])
     return out, judge.identity, {"scoring": schedule.as_dict(), "samples": samples,
                                  "judge_settings": judge.describe()}
+
+
+def _overtonbench(config: OvertonConfig) -> OvertonResult:
+    """OvertonBench's human coverage per (question, model) and OvertonScore per model."""
+    if config.file or config.valueprism or config.responses:
+        raise InputError("`overtonbench` carries its own questions, answers and ratings",
+                         field="overtonbench", hint="drop `file`, `valueprism` and `responses`")
+    data = load_overtonbench(str(config.overtonbench))
+    rows, models = overton_scores(data)
+    m = current()
+    if m is not None:
+        m.benchmark = {"dataset": "overtonbench", "files": [file_record(data.source)],
+                       "rows": len(data.rows), "skipped": data.skipped}
+    out = Path(config.out)
+    write_parquet_atomic(out / "overton.parquet", rows_table(rows, "overtonbench"))
+    people = len({r[0] for r in data.rows})
+    summary = {"judge": "human ratings (OvertonBench)", "source": data.source,
+               "participants": people, "questions": len({r["question"] for r in rows}),
+               "covered_at": COVERED, "systems": models, "skipped": data.skipped}
+    write_json_atomic(out / "summary.json", summary)
+    report = {"rows": rows, "systems": models, "missing": 0, "participants": people,
+              "skipped": data.skipped}
+    return OvertonResult([], "human ratings (OvertonBench)", report,
+                         {"covered_at": COVERED}, out)

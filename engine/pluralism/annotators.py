@@ -43,6 +43,14 @@ class Ratings:
     """Annotator id -> field -> value."""
     source: str = "ratings"
     """Where they were read from (for errors)."""
+    each_response: bool = False
+    """False: a scenario's welfare-optimal response is chosen over the jurors who rated every
+    response of it. True: each response's welfare is taken over the jurors who rated it (for
+    pooled layouts such as PRISM's models, where nobody rates every candidate)."""
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Reason -> records the loader skipped for it."""
+    notes: list[str] = field(default_factory=list)
+    """How the loader resolved what the layout left open (repeat votes, duplicates)."""
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
@@ -105,10 +113,14 @@ def groups(r: Ratings, jurors: Sequence[str], by: str | None) -> dict[str, np.nd
     return out
 
 
-def select(util: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
+def select(util: np.ndarray, alphas: Sequence[float],
+           each_response: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Welfare-optimal response of one scenario for each α over the jurors who rated every
-    response: (chosen index per α, welfare of each response per α (K, R), juror count).
-    Chosen is -1 when no juror rated every response."""
+    response (``each_response``: each response's welfare over the jurors who rated it):
+    (chosen index per α, welfare of each response per α (K, R), juror count).
+    Chosen is -1 when no juror rated every response (rated any, with ``each_response``)."""
+    if each_response:
+        return _select_each(util, alphas)
     complete = ~np.isnan(util).any(axis=1)
     n = int(complete.sum())
     if n == 0:
@@ -117,6 +129,41 @@ def select(util: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.nd
     best = np.nanmax(w, axis=1, keepdims=True)
     chosen = np.argmax(w >= best - TIE, axis=1)
     return chosen, w, n
+
+
+def _select_each(util: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
+    rated = ~np.isnan(util)
+    n = int(rated.any(axis=1).sum())
+    w = np.full((len(alphas), util.shape[1]), np.nan)
+    for r in range(util.shape[1]):
+        if rated[:, r].any():
+            w[:, r] = welfare_many(util[rated[:, r], r], alphas)
+    if n == 0:
+        return np.full(len(alphas), -1), w, 0
+    best = np.nanmax(w, axis=1, keepdims=True)
+    chosen = np.argmax(np.nan_to_num(w, nan=-np.inf) >= best - TIE, axis=1)
+    return chosen, w, n
+
+
+def check_usable(r: Ratings) -> Ratings:
+    """``r`` when a jury can form from it; else an error naming the source and what is missing
+    (no ratings, or no scenario with two responses and a juror who rated them all, or, for
+    per-response layouts, any juror)."""
+    if not r.ratings:
+        raise InputError("no ratings", file=r.source, hint=_skips(r))
+    t = tables(r)
+    if not any(u.shape[1] >= 2 and select(u, (0.0,), r.each_response)[2] > 0
+               for u in t.utility):
+        what = ("two responses rated" if r.each_response
+                else "two responses and a juror who rated every response of it")
+        raise InputError(f"no complete scenario: none has {what}", file=r.source,
+                         hint=f"{len(t.scenarios)} scenarios, {len(t.jurors)} annotators; "
+                         + _skips(r))
+    return r
+
+
+def _skips(r: Ratings) -> str:
+    return "skipped: " + (", ".join(f"{n} {why}" for why, n in r.skipped.items()) or "none")
 
 
 class AnnotatorReport(TypedDict):
@@ -133,17 +180,18 @@ class AnnotatorReport(TypedDict):
 
 def evaluate(r: Ratings, alphas: Sequence[float], group_by: str | None = None,
              choices: Mapping[str, str] | None = None, tau: float = 0.5) -> AnnotatorReport:
-    """Per group: welfare-optimal selection per α (mean welfare at the optimum, share of
+    """Per group: the welfare-optimal response of every scenario for each α (and the share of
     scenarios whose optimum differs from the utilitarian one); with ``choices`` (scenario ->
-    chosen response id) each juror's mean utility over the scenarios they rated the chosen
-    response of, and w_α and the share above ``tau`` over those jurors."""
+    chosen response id) the system's picks. Both are scored the same way: each juror's mean
+    utility over the picks they rated, then w_α (and the share above ``tau``) over the
+    jurors, so ``optimal_welfare_a{α}`` and ``system_welfare_a{α}`` compare directly."""
     t = tables(r)
     masks = groups(r, t.jurors, group_by)
     rows: list[dict[str, object]] = []
     picks: list[dict[str, object]] = []
     for g, mask in masks.items():
         row: dict[str, object] = {"group": g, "jurors": int(mask.sum())}
-        row.update(_selection(t, mask, alphas, g, picks))
+        row.update(_selection(t, mask, alphas, g, picks, r.each_response))
         if choices is not None:
             row.update(_system(t, mask, alphas, choices, tau))
         rows.append(row)
@@ -152,18 +200,18 @@ def evaluate(r: Ratings, alphas: Sequence[float], group_by: str | None = None,
 
 
 def _selection(t: Tables, mask: np.ndarray, alphas: Sequence[float], group: str,
-               picks: list[dict[str, object]]) -> dict[str, object]:
-    best_w: list[list[float]] = [[] for _ in alphas]
+               picks: list[dict[str, object]], each_response: bool) -> dict[str, object]:
+    chosen_by_alpha: list[dict[str, str]] = [{} for _ in alphas]
     differs = [0] * len(alphas)
     counted = 0
     utilitarian = list(alphas).index(0.0) if 0.0 in alphas else None
     for s, util in enumerate(t.utility):
-        chosen, w, n = select(util[mask], alphas)
+        chosen, w, n = select(util[mask], alphas, each_response)
         if n == 0:
             continue
         counted += 1
         for k, a in enumerate(alphas):
-            best_w[k].append(float(w[k, chosen[k]]))
+            chosen_by_alpha[k][t.scenarios[s]] = t.responses[s][chosen[k]]
             if utilitarian is not None and chosen[k] != chosen[utilitarian]:
                 differs[k] += 1
             picks.append({"group": group, "scenario": t.scenarios[s], "alpha": alpha_name(a),
@@ -172,7 +220,9 @@ def _selection(t: Tables, mask: np.ndarray, alphas: Sequence[float], group: str,
     out: dict[str, object] = {"scenarios_selected": counted}
     for k, a in enumerate(alphas):
         name = alpha_name(a)
-        out[f"optimal_welfare_a{name}"] = float(np.mean(best_w[k])) if best_w[k] else None
+        u = juror_utilities(t, chosen_by_alpha[k])[mask]
+        u = u[~np.isnan(u)]
+        out[f"optimal_welfare_a{name}"] = float(welfare_many(u, [a])[0]) if u.size else None
         if utilitarian is not None:
             out[f"differs_from_utilitarian_a{name}"] = differs[k] / counted if counted else None
     return out

@@ -16,12 +16,13 @@ from typing import Any
 from pluralign.engine.align.results import rows_table
 from pluralign.engine.data import field_data as fd
 from pluralign.engine.errors import InputError
-from pluralign.engine.pluralism.annotators import evaluate
+from pluralign.engine.pluralism.annotators import Ratings, evaluate
 from pluralign.engine.pluralism.welfare import alpha_name, parse_alphas
 from pluralign.engine.store.files import check_output, read_json
+from pluralign.engine.store.manifest import current, file_record
 from pluralign.jobs.runtime import progress, write_json_atomic, write_parquet_atomic
 
-DATASETS = ("ratings", "prism", "community-alignment", "persona", "labels")
+DATASETS = ("ratings", "prism", "community-alignment", "persona", "dices", "labels")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,7 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--demographics", default=None, help="ratings layout: annotator demographics")
     p.add_argument("--item", default="item", help="labels layout: item column")
     p.add_argument("--annotator", default="annotator", help="labels layout: annotator column")
-    p.add_argument("--label", default="label", help="labels layout: label column")
+    p.add_argument("--label", default=None,
+                   help=f"labels layout: label column (default label; dices: {fd.DICES_LABEL})")
+    p.add_argument("--demographic-columns", default=None, metavar="COL,COL",
+                   help="labels layout: columns holding annotator demographics (so --group-by "
+                        "can name them; dices reads every rater_* column)")
     p.add_argument("--group-by", default=None, help="demographic field forming the groups")
     p.add_argument("--alpha", default="0,1,inf", help="welfare inequality aversions")
     p.add_argument("--tau", type=float, default=0.5, help="threshold of the share above tau")
@@ -44,17 +49,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=run)
 
 
-def load(args: argparse.Namespace) -> Any:
-
+def load(args: argparse.Namespace) -> Ratings:
+    """The ratings of ``--path`` in the ``--dataset`` layout."""
     if args.dataset == "prism":
         return fd.load_prism(args.path)
     if args.dataset == "community-alignment":
         return fd.load_community_alignment(args.path)
     if args.dataset == "persona":
         return fd.load_persona(args.path)
+    if args.dataset == "dices":
+        return fd.load_dices(args.path, label=args.label or fd.DICES_LABEL)
     if args.dataset == "labels":
+        demo = [c.strip() for c in (args.demographic_columns or "").split(",") if c.strip()]
         return fd.load_label_sets(args.path, item=args.item, annotator=args.annotator,
-                                  label=args.label)
+                                  label=args.label or "label", demographics=demo)
     try:
         lo, hi = (float(x) for x in args.scale.split(","))
     except ValueError:
@@ -76,12 +84,19 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(ratings, alphas, args.group_by, choices, args.tau)
     lo, hi = ratings.scale
     print(f"\n{result['jurors']} annotators, {result['scenarios']} scenarios, "
-          f"{result['ratings']} ratings from {args.path}\n(utility: the rating on "
+          f"{result['ratings']} ratings from {ratings.source}\n(utility: the rating on "
           f"{lo:g}..{hi:g} rescaled to [0, 1])")
-    print_selection(result["groups"], alphas)
-    if choices is not None:
-        print_system(result["groups"], alphas, args.tau, args.choices)
+    if ratings.skipped:
+        print("skipped: " + ", ".join(f"{n:,} {why}" for why, n in ratings.skipped.items()))
+    for note in ratings.notes:
+        print(f"note: {note}")
+    print_welfare(result["groups"], alphas, args.tau, args.choices, ratings.each_response)
     print()
+    m = current()
+    if m is not None:
+        m.benchmark = {"dataset": args.dataset, "files": [file_record(ratings.source)],
+                       "scenarios": result["scenarios"], "skipped": ratings.skipped,
+                       "notes": ratings.notes}
     out = Path(args.out)
     _write(out / "groups.parquet", result["groups"], "annotator_groups")
     if result["selection"]:
@@ -90,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "dataset": args.dataset, "path": str(args.path), "group_by": args.group_by,
         "alphas": [str(a) for a in alphas], "tau": args.tau, "jurors": result["jurors"],
         "scenarios": result["scenarios"], "ratings": result["ratings"],
-        "groups": result["groups"]})
+        "skipped": ratings.skipped, "notes": ratings.notes, "groups": result["groups"]})
     progress(f"wrote {out}/summary.json")
     return 0
 
@@ -111,47 +126,41 @@ def _rule(rows: list[dict[str, Any]], g: int, width: int) -> None:
         print("-" * width)
 
 
-def print_selection(rows: list[dict[str, Any]], alphas: Sequence[float]) -> None:
-    """Per group: the mean welfare at each scenario's welfare-optimal response for every α,
-    with the share of scenarios whose optimum differs from the utilitarian (α = 0) one."""
-
+def print_welfare(rows: list[dict[str, Any]], alphas: Sequence[float], tau: float,
+                  choices: str | None, each_response: bool) -> None:
+    """One table, a row per group and α: the welfare of the welfare-optimal picks and (with
+    ``choices``) of the system's picks, both w_α over each juror's mean utility of the picks
+    they rated, so the two columns compare; ``differs``: the share of scenarios whose optimum
+    differs from the utilitarian (α = 0) one; per group (first row) the jurors, the scenarios
+    with an optimum, and with ``choices`` the jurors served and the share above ``tau``."""
     names = [alpha_name(a) for a in alphas]
     shares = 0.0 in alphas
-    print("\nwelfare-optimal response per scenario (over the jurors who rated all its responses):"
-          "\nmean welfare at the optimum"
-          + (" (share of scenarios whose optimum differs from the a=0 one)" if shares else ""))
+    over = "the jurors who rated it" if each_response else "the jurors who rated every response"
+    print(f"\nwelfare-optimal pick per scenario (its welfare over {over})"
+          + (f"\nbeside the system's picks ({choices})" if choices else "")
+          + ";\nw(a) over each juror's mean utility of the picks they rated"
+          + ("; differs: share of\nscenarios whose optimum differs from the a=0 one"
+             if shares else ""))
     gw = _group_width(rows)
-    cell = 16 if shares else 10
-    head = (f"{'group':<{gw}}{'jurors':>7}{'scenarios':>11}"
-            + "".join(f"{'w(a=' + n + ')':>{cell}}" for n in names))
+    tau_head = ">" + format(tau, "g")
+    head = f"{'group':<{gw}}{'jurors':>7}{'scenarios':>11}"
+    head += f"{'served':>8}{tau_head:>8}" if choices else ""
+    head += f"{'a':>6}{'optimal':>9}" + (f"{'system':>9}" if choices else "")
+    head += f"{'differs':>9}" if shares else ""
     print(head)
     for g, row in enumerate(rows):
-        line = f"{row['group']:<{gw}}{row['jurors']:>7,}{row['scenarios_selected']:>11,}"
-        for n, a in zip(names, alphas, strict=True):
-            text = _f(row[f"optimal_welfare_a{n}"])
-            if shares and a != 0.0:
-                text += f" ({_f(row[f'differs_from_utilitarian_a{n}'], 2)})"
-            line += f"{text:>{cell}}"
-        print(line)
-        _rule(rows, g, len(head))
-
-
-def print_system(rows: list[dict[str, Any]], alphas: Sequence[float], tau: float,
-                 choices: str) -> None:
-    """Per group: w_α over the jurors' mean utilities of the system's chosen responses, and the
-    share of those jurors above tau."""
-
-    names = [alpha_name(a) for a in alphas]
-    print(f"\nthe system's picks ({choices}): welfare over each juror's mean utility of the"
-          f"\npicks they rated; >{tau:g}: share of those jurors above tau")
-    gw = _group_width(rows)
-    head = (f"{'group':<{gw}}{'served':>7}" + "".join(f"{'w(a=' + n + ')':>10}" for n in names)
-            + f"{'>' + format(tau, 'g'):>8}")
-    print(head)
-    for g, row in enumerate(rows):
-        line = f"{row['group']:<{gw}}{row['jurors_served']:>7,}"
-        line += "".join(f"{_f(row[f'system_welfare_a{n}']):>10}" for n in names)
-        print(line + f"{_f(row['system_share_above_tau']):>8}")
+        for k, (n, a) in enumerate(zip(names, alphas, strict=True)):
+            if k == 0:
+                line = f"{row['group']:<{gw}}{row['jurors']:>7,}{row['scenarios_selected']:>11,}"
+                if choices:
+                    line += f"{row['jurors_served']:>8,}{_f(row['system_share_above_tau']):>8}"
+            else:
+                line = " " * (gw + 18 + (16 if choices else 0))
+            line += f"{n:>6}{_f(row[f'optimal_welfare_a{n}']):>9}"
+            line += f"{_f(row[f'system_welfare_a{n}']):>9}" if choices else ""
+            if shares:
+                line += f"{'' if a == 0.0 else _f(row[f'differs_from_utilitarian_a{n}'], 2):>9}"
+            print(line.rstrip())
         _rule(rows, g, len(head))
 
 

@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{len(result.answered)} of {len(result.questions)} questions answered; {how} "
           f"(JS distance base 2; entropy bits)")
     _print_pairs(result)
+    if result.refusal:
+        print("refusal rate (refusal options such as 'Refused' are kept out of the "
+              "distributions): " + ", ".join(f"{g} {r:.3f}" for g, r in result.refusal.items()))
+    if result.skipped:
+        print("skipped: " + ", ".join(f"{n:,} {why}" for why, n in result.skipped.items()))
     progress(f"wrote {result.out}/summary.json")
     return 0
 

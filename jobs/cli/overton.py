@@ -17,7 +17,7 @@ from pluralign.jobs.cli.flags import add_config_flags, config_from_args
 from pluralign.jobs.overton import OvertonConfig, run_overton
 from pluralign.jobs.runtime import progress
 
-SOURCES = ("file", "valueprism")
+SOURCES = ("file", "valueprism", "overtonbench")
 """The fields naming the queries: exactly one is given."""
 
 
@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(OvertonConfig, args)
     result = run_overton(config, llm_config(args) if config.judge == "llm" else None)
-    _print(result.report, result.judge)
+    if config.overtonbench:
+        _print_human(result.report)
+    else:
+        _print(result.report, result.judge)
     progress(f"wrote {result.out}/summary.json")
     return 0
 
@@ -47,3 +50,14 @@ def _print(report: dict[str, Any], judge: str) -> None:
         print(f"{name:<24}{s['queries']:>8}{s['coverage']:>10.3f}{prec:>11}")
     if report["missing"]:
         print(f"({report['missing']} (query, system) pairs without a complete judgement)")
+
+
+def _print_human(report: dict[str, Any]) -> None:
+    print(f"\nOvertonScore from people's own ratings (OvertonBench; {report['participants']:,} "
+          "participants): a question's opinion cluster is covered when its mean rating of the "
+          "answer is >= 4")
+    print(f"{'model':<32}{'questions':>10}{'OvertonScore':>14}")
+    for name, s in report["systems"].items():
+        print(f"{name[:31]:<32}{s['questions']:>10}{s['overton_score']:>14.3f}")
+    if report["skipped"]:
+        print("skipped: " + ", ".join(f"{n:,} {why}" for why, n in report["skipped"].items()))

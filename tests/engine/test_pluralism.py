@@ -3,7 +3,6 @@ loaders: each metric against a plain loop on random inputs and a hand-computed e
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -14,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pluralign.engine.data import field_data as fd
-from pluralign.engine.errors import DataNotFoundError, InputError
+from pluralign.engine.errors import InputError
 from pluralign.engine.pluralism.annotators import Rating, Ratings, evaluate, juror_utilities, tables
 from pluralign.engine.pluralism.opinions import logprob_distribution, sample_distribution
 from pluralign.engine.pluralism.overton import (
@@ -162,118 +160,22 @@ def test_annotators_equal_loop(rows: list[tuple[int, int, int, int]]) -> None:
         us = [(v - 1) / 4 for a, s, x, v in rows if f"a{a}" == who and choices[f"s{s}"] == f"r{x}"]
         assert (math.isnan(got[j]) and not us) or got[j] == pytest.approx(np.mean(us))
     res = evaluate(r, (0.0,), None, None)
-    best = []
-    for util in t.utility:  # loop: jurors who rated every response, mean per response
+    picks = {}
+    for s, util in enumerate(t.utility):  # loop: jurors who rated every response pick by mean
         full = [row for row in util if not np.isnan(row).any()]
         if full:
-            best.append(max(sum(row[k] for row in full) / len(full) for k in range(util.shape[1])))
-    want = float(np.mean(best)) if best else None
+            means = [sum(row[k] for row in full) / len(full) for k in range(util.shape[1])]
+            picks[s] = next(k for k, m in enumerate(means) if m >= max(means) - 1e-12)
+    per_juror = []  # then, as for a system's picks: each juror's mean utility of those rated
+    for j in range(len(t.jurors)):
+        us = [t.utility[s][j, k] for s, k in picks.items() if not np.isnan(t.utility[s][j, k])]
+        if us:
+            per_juror.append(np.mean(us))
+    want = float(np.mean(per_juror)) if per_juror else None
     assert res["groups"][0]["optimal_welfare_a0"] == (None if want is None else pytest.approx(want))
 
 
-# ---- loaders ------------------------------------------------------------------------------
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-def test_global_opinions_layout(tmp_path: Path) -> None:
-    p = _write_csv(tmp_path / "global_opinions.csv", ["question", "selections", "options", "source"], [
-        ["Is it good?", "defaultdict(<class 'list'>, {'Japan': [0.25, 0.75], 'US': [0.5, 0.5]})",
-         "['Yes', 'No']", "GAS"]])
-    (q,) = fd.load_global_opinions(p)
-    assert q.options == ("Yes", "No") and q.groups["Japan"].tolist() == [0.25, 0.75]
-    bad = _write_csv(tmp_path / "bad.csv", ["question", "selections", "options"],
-                     [["Q", "{'Japan': [0.5]}", "['Yes', 'No']"]])
-    with pytest.raises(InputError, match=r"bad.csv, record line 2, field .selections.: Japan: needs 2 shares"):
-        fd.load_global_opinions(bad)
-
-
-def test_opinionqa_layout(tmp_path: Path) -> None:
-    d = tmp_path / "American_Trends_Panel_W26"
-    d.mkdir()
-    _write_csv(d / "info.csv", ["key", "question", "references"],
-               [["Q1_W26", "Agree?", "['Yes', 'No']"]])
-    _write_csv(d / "responses.csv", ["Q1_W26", "POLPARTY", "WEIGHT_W26"],
-               [["Yes", "Dem", "2"], ["No", "Rep", "1"], ["Refused", "Rep", "1"]])
-    (q,) = fd.load_opinionqa(d, "POLPARTY")
-    assert q.groups["overall"] == pytest.approx([2 / 3, 1 / 3])
-    assert q.groups["POLPARTY=Rep"].tolist() == [0.0, 1.0]
-    _write_csv(d / "responses.csv", ["Q1_W26", "WEIGHT_W26"], [["Yes", "heavy"]])
-    with pytest.raises(InputError, match="field 'WEIGHT_W26'"):
-        fd.load_opinionqa(d)
-
-
-def test_valueprism_layout(tmp_path: Path) -> None:
-    p = _write_csv(tmp_path / "full.csv", ["situation", "vrd", "text", "explanation", "valence"], [
-        ["Lying to a friend", "Value", "Honesty", "e", "Opposes"],
-        ["Lying to a friend", "Duty", "Duty to protect feelings", "e", "Supports"]])
-    (q,) = fd.load_valueprism(p)
-    assert [w.text for w in q.window] == ["Value: Honesty", "Duty: Duty to protect feelings"]
-    _write_csv(p, ["situation", "vrd", "text"], [["x", "Virtue", "y"]])
-    with pytest.raises(InputError, match="field 'vrd'"):
-        fd.load_valueprism(p)
-
-
-def test_prism_layout(tmp_path: Path) -> None:
-    rows = [{"user_id": "u1", "conversation_id": "c1", "turn": 0, "within_turn_id": i,
-             "model_response": "r", "score": s} for i, s in enumerate((80, 20))]
-    (tmp_path / "utterances.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    (tmp_path / "survey.jsonl").write_text(json.dumps(
-        {"user_id": "u1", "gender": "Female", "location": {"reside_country": "UK"}}))
-    r = fd.load_prism(tmp_path)
-    assert len(r.ratings) == 2 and r.demographics["u1"]["location.reside_country"] == "UK"
-    (tmp_path / "utterances.jsonl").write_text(json.dumps({**rows[0], "score": "high"}))
-    with pytest.raises(InputError, match="record line 1, field 'score'"):
-        fd.load_prism(tmp_path)
-
-
-def test_community_alignment_layout(tmp_path: Path) -> None:
-    head = ["conversation_id", "annotator_id", "annotator_country", "first_turn_prompt",
-            *[f"first_turn_response_{c}" for c in "abcd"], "first_turn_preferred_response"]
-    p = _write_csv(tmp_path / "ca.csv", head, [
-        ["1", "A1", "US", "Hi?", "r1", "r2", "r3", "r4", "b"],
-        ["2", "A2", "IN", "Hi?", "r1", "r2", "r3", "r4", "response_c"]])
-    r = fd.load_community_alignment(p)
-    t = tables(r)
-    assert len(t.scenarios) == 1 and len(t.jurors) == 2  # same candidates: one scenario
-    _write_csv(p, head, [["1", "A1", "US", "Hi?", "r1", "r2", "", "", "d"]])
-    with pytest.raises(InputError, match="field 'first_turn_preferred_response'"):
-        fd.load_community_alignment(p)
-
-
-def test_persona_layout(tmp_path: Path) -> None:
-    row = {"persona": "age: 34\nsex: Female", "instruction": "Q?", "data": "mine", "original": "gen"}
-    p = tmp_path / "persona.jsonl"
-    p.write_text(json.dumps(row))
-    r = fd.load_persona(p)
-    assert sorted(x.value for x in r.ratings) == [0.0, 1.0]
-    assert next(iter(r.demographics.values()))["sex"] == "Female"
-    p.write_text(json.dumps({**row, "data": ""}))
-    with pytest.raises(InputError, match="field 'data'"):
-        fd.load_persona(p)
-
-
-def test_label_sets_layout(tmp_path: Path) -> None:
-    p = _write_csv(tmp_path / "labels.csv", ["item", "annotator", "label", "gender"],
-                   [["c1", "w1", "toxic", "F"], ["c1", "w2", "ok", "M"], ["c1", "w3", "toxic", "M"]])
-    r = fd.load_label_sets(p, demographics=("gender",))
-    res = evaluate(r, (0.0,), "gender")
-    pick = {(x["group"], x["alpha"]): x["response"] for x in res["selection"]}
-    assert pick[("ALL", "0")] == "toxic" and pick[("gender=F", "0")] == "toxic"
-    _write_csv(p, ["item", "annotator", "label"], [["c1", "w1", "a"], ["c1", "w1", "b"]])
-    with pytest.raises(InputError, match="labelled item 'c1' twice"):
-        fd.load_label_sets(p)
-
-
-def test_missing_dataset_says_where(tmp_path: Path) -> None:
-    with pytest.raises(DataNotFoundError, match=r"huggingface\.co/datasets/allenai/ValuePrism.*gated"):
-        fd.load_valueprism(tmp_path / "nope.csv")
+# Loaders of the field's datasets: tests/engine/test_dataset_layouts.py
 
 
 # ---- survey answers from option-letter log-probabilities -----------------------------------

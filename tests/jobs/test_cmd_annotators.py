@@ -33,27 +33,25 @@ def _documented(out: Path) -> list[str]:
             "--alpha", "0,1,inf", "--choices", str(EXAMPLES / "picks.json"), "--out", str(out)]
 
 
-def test_annotators_prints_aligned_tables(tmp_path: Path, capsys: Any) -> None:
+def test_annotators_prints_optimal_and_system_welfare_in_one_table(tmp_path: Path,
+                                                                   capsys: Any) -> None:
     assert main(_documented(tmp_path / "ann")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert not any(line.lstrip().startswith("{") for line in lines)  # no JSON lines
     assert lines[1].startswith("6 annotators, 3 scenarios, 41 ratings from ")
-
-    selection = _table(lines, "group ")
-    head = selection[0]
-    assert head.split() == ["group", "jurors", "scenarios", "w(a=0)", "w(a=1)", "w(a=inf)"]
-    assert [r.split()[0] for r in selection[1:]] == ["ALL", "country=DE", "country=JP"]
-    assert all(len(r) == len(head) for r in selection[1:])  # right-aligned under the header
-    # ALL: utilitarian optimum .75, .667 and .65 (a6 did not rate every job-offer response)
-    all_row = selection[1].split()
-    assert all_row[1:4] == ["6", "3", f"{(0.75 + 4 / 6 + 0.65) / 3:.3f}"]
-    assert all_row[-2:] == ["0.417", "(0.33)"]  # the Rawlsian optimum differs in 1 of 3
-
-    system_start = lines.index(next(line for line in lines if line.startswith("the system's")))
-    system = _table(lines[system_start:], "group ")
-    assert system[0].split() == ["group", "served", "w(a=0)", "w(a=1)", "w(a=inf)", ">0.5"]
-    assert all(len(r) == len(system[0]) for r in system[1:])
-    assert system[3].split() == ["country=JP", "3", "0.306", "0.303", "0.250", "0.000"]
+    table = _table(lines, "group ")
+    head = table[0]
+    assert head.split() == ["group", "jurors", "scenarios", "served", ">0.5", "a", "optimal",
+                            "system", "differs"]
+    assert [r.split()[0] for r in table[1::3]] == ["ALL", "country=DE", "country=JP"]
+    assert all(len(r) <= len(head) for r in table[1:])
+    # ALL, a=0: the utilitarian picks (practical, the .75 response, the .65 one) scored as the
+    # system's are: each juror's mean utility of the picks they rated, then the mean.
+    all_row = table[1].split()
+    assert all_row[:5] == ["ALL", "6", "3", "6", "0.500"]
+    assert all_row[5:] == ["0", "0.667", "0.611"]  # optimal >= system, the same aggregation
+    assert table[3].split() == ["inf", "0.500", "0.250", "0.33"]  # Rawlsian optimum differs
+    assert table[7].split() == ["country=JP", "3", "3", "3", "0.000", "0", "0.931", "0.306"]
 
 
 def test_annotators_files_are_unchanged_by_the_table(tmp_path: Path) -> None:
@@ -85,7 +83,9 @@ def test_annotators_table_without_utilitarian_alpha_or_choices(tmp_path: Path,
     out = capsys.readouterr().out
     assert "the system's" not in out and "differs" not in out  # no a=0, no --choices
     rows = _table(out.splitlines(), "group ")
-    assert rows[0].split() == ["group", "jurors", "scenarios", "w(a=0.5)", "w(a=2)"]
-    assert rows[1].split() == ["ALL", "2", "1", "1.000", "1.000"]
-    assert rows[2].split() == ["team=blue", "1", "0", "n/a", "n/a"]
+    assert rows[0].split() == ["group", "jurors", "scenarios", "a", "optimal"]
+    # p alone rated both responses and picks x; scored over every juror who rated x (p 1, q .25):
+    # w_0.5 = ((1 + .5) / 2)^2, w_2 = the harmonic mean 2 / (1 + 4)
+    assert [r.split() for r in rows[1:3]] == [["ALL", "2", "1", "0.5", "0.562"], ["2", "0.400"]]
+    assert rows[3].split() == ["team=blue", "1", "0", "0.5", "n/a"]
     assert all(len(r) == len(rows[0]) for r in rows[1:])
