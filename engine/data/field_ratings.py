@@ -132,8 +132,6 @@ def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
             won = sum(pick == text for _, pick in vs) / len(vs)
             ratings.append(Rating(who, scenario, digest(text, 12), won))
     notes = [f"{repeats} repeat votes (same annotator, same scenario) averaged"] if repeats else []
-    if skipped.get("identical candidates collapsed"):
-        notes.append("identical candidate texts in a turn collapsed into one candidate")
     return check_usable(Ratings(ratings, (0.0, 1.0), demo, str(p), skipped=skipped, notes=notes))
 
 
