@@ -1,0 +1,143 @@
+"""End to end through the multi-host rig: LLM sweeps submitted with ``ray job submit`` from the
+client host, API-client actors on the worker hosts, one rate budget in Redis on the head, the
+fake provider on a host of its own; then a worker host and the driver are lost mid-run.
+
+The shared folder every host is told about plays the cluster's shared filesystem (NFS, EFS);
+a folder under the head's own temp area plays a disk only the head sees.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import (
+    RPM,
+    budget_use,
+    figures,
+    job_info,
+    job_logs,
+    paid_twice,
+    placement_counts,
+    reset_provider,
+    submit,
+    sweep,
+    wait_job,
+    wait_requests,
+)
+from tests.cluster.rig import WORKERS, Cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+ITEMS = 16 * 5
+"""The rig's sweep: 16 scenarios x 5 attributes, one comparative-regression request each."""
+
+
+def _run_folder(rig: Cluster, name: str) -> Path:
+    folder = rig.shared / name
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_a_job_from_the_client_spreads_over_the_workers_within_one_budget(rig: Cluster) -> None:
+    reset_provider(rig)
+    folder = _run_folder(rig, "spread")
+    # --out on a disk only the head sees: the submitter gets the summary from the job's log.
+    private = rig.head.temp_dir / "private-out"
+    command = sweep(rig, folder)
+    command[command.index("--out") + 1] = str(private)
+    submit(rig, "spread", command)
+    assert wait_job(rig, "spread") == "SUCCEEDED", job_logs(rig, "spread")[-4000:]
+
+    fetched = rig.run("client", [sys.executable, "-m", "pluralign.jobs.submit", "--address",
+                                 rig.dashboard_url, "--fetch", "spread", "--to",
+                                 str(folder / "fetched")], timeout=60)
+    summary = json.loads((folder / "fetched" / "summary.json").read_text())
+    assert summary == json.loads((private / "summary.json").read_text()), fetched.stdout
+    counts = placement_counts(summary)
+    hosts = counts["placement"]
+    workers = sorted(rig.hosts[w].address for w in WORKERS)
+    assert hosts["actors_by_host"] == {w: 2 for w in workers}  # spread, none on the head
+    assert sorted(hosts["items_by_host"]) == workers
+    assert sum(hosts["items_by_host"].values()) == ITEMS == counts["completed"]
+    assert counts["lost"] == 0 and counts["duplicated"] == 0 and hosts["hosts_lost"] == []
+
+    stats: dict[str, Any] = rig.provider_stats()
+    over, most, share = budget_use(stats)
+    assert stats["by_status"] == {"200": ITEMS}  # no 429: the hosts shared one budget
+    assert over == 0 and most <= RPM
+    assert share >= 0.95
+    figures("spread", actors_by_host=hosts["actors_by_host"],
+            items_by_host=hosts["items_by_host"], windows_over=over, most_in_window=most,
+            limit=RPM, share_used=round(share, 3), fetched=fetched.stdout.strip())
+
+
+def test_pack_puts_every_actor_on_one_worker_host(rig: Cluster) -> None:
+    reset_provider(rig)
+    folder = _run_folder(rig, "pack")
+    submit(rig, "pack", sweep(rig, folder, placement="pack", limit=4))
+    assert wait_job(rig, "pack") == "SUCCEEDED", job_logs(rig, "pack")[-4000:]
+    hosts = placement_counts(json.loads((folder / "out" / "summary.json").read_text()))
+    actors = hosts["placement"]["actors_by_host"]
+    assert list(actors.values()) == [4]
+    assert next(iter(actors)) in {rig.hosts[w].address for w in WORKERS}
+    figures("pack", actors_by_host=actors)
+
+
+def test_a_worker_host_cut_off_mid_run_loses_nothing(rig: Cluster) -> None:
+    reset_provider(rig)
+    folder = _run_folder(rig, "lost")
+    victim = rig.hosts["worker2"]
+    try:
+        submit(rig, "lost", sweep(rig, folder))
+        wait_requests(rig, 20)
+        victim.kill()  # its PID namespace: raylet, actors, agents, all at once
+        assert wait_job(rig, "lost") == "SUCCEEDED", job_logs(rig, "lost")[-4000:]
+    finally:
+        rig.revive("worker2")
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    counts = placement_counts(summary)
+    hosts = counts["placement"]
+    assert counts["completed"] == ITEMS and counts["lost"] == 0 and counts["duplicated"] == 0
+    assert hosts["hosts_lost"] == [victim.address]
+    assert hosts["rerouted_items"] == hosts["rerouted_from"].get(victim.address, 0)
+    stats: dict[str, Any] = rig.provider_stats()
+    twice = paid_twice(stats)
+    # Only what the lost host had in flight can have been paid twice.
+    assert twice <= hosts["rerouted_items"]
+    assert len(stats["ok_by_fingerprint"]) == ITEMS  # every item answered
+    log = job_logs(rig, "lost")
+    assert f"hosts lost: {victim.address}" in log
+    figures("lost host", host=victim.address, actors_by_host=hosts["actors_by_host"],
+            items_by_host=hosts["items_by_host"], rerouted=hosts["rerouted_items"],
+            lost=counts["lost"], paid_twice=twice, provider_requests=stats["total"])
+
+
+def test_a_killed_driver_resumes_from_the_shared_cache(rig: Cluster) -> None:
+    reset_provider(rig)
+    folder = _run_folder(rig, "driver")
+    command = sweep(rig, folder)
+    submit(rig, "driver1", command)
+    wait_requests(rig, 30)
+    info = job_info(rig, "driver1")
+    assert info["pid"] and info["host"] == rig.head.address
+    rig.run("head", ["kill", "-9", str(info["pid"])])  # the pid as the head host numbers it
+    assert wait_job(rig, "driver1") == "FAILED"
+    before: dict[str, Any] = rig.provider_stats()
+
+    submit(rig, "driver2", command)
+    assert wait_job(rig, "driver2") == "SUCCEEDED", job_logs(rig, "driver2")[-4000:]
+    counts = placement_counts(json.loads((folder / "out" / "summary.json").read_text()))
+    stats: dict[str, Any] = rig.provider_stats()
+    resent = paid_twice(stats)
+    assert len(stats["ok_by_fingerprint"]) == ITEMS
+    assert counts["cached"] + counts["completed"] == ITEMS and counts["cached"] > 0
+    assert counts["completed"] == ITEMS - counts["cached"]
+    # What the second driver sent again is exactly what the first had bought but not written.
+    assert resent == int(before["total"]) - counts["cached"]
+    figures("driver killed", answered_before_kill=before["total"], cached=counts["cached"],
+            resent=resent, completed_by_resubmission=counts["completed"])
