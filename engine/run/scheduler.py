@@ -20,13 +20,15 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Protocol, TextIO, TypeAlias, TypedDict, cast
 
 from pluralign.engine.judges.base import AnswerError, Task, WorkItem
 from pluralign.engine.run import progress as progress_bars
 from pluralign.engine.run.backend import FailureKind, GenerationRequest, GenerationResult
-from pluralign.engine.store.claims import Claims
+from pluralign.engine.store.claims import ClaimOwner, Claims
 from pluralign.engine.store.redaction import redact as redact
+from pluralign.engine.store.space import SpaceGuard, is_disk_full, write_what_fits
 
 
 class _CurrentStderr:
@@ -122,10 +124,20 @@ class SchedulerConfig:
     """Strings (API keys) scrubbed from every recorded error text; never printed."""
     progress_note: Callable[[], str] | None = field(default=None, repr=False, compare=False)
     """Extra text for each progress line (adaptive concurrency, 429s, waiting), or None."""
+    disk_reserve: int = 64 * 1024
+    """Bytes of the cache's file system left free beyond the room kept for every answer not
+    yet written (in flight or in memory) and one more part: sending stops before a send would
+    cross that margin (:class:`~pluralign.engine.store.space.SpaceGuard`)."""
+    disk_wait_seconds: float = 30.0
+    """When answers already paid for cannot be written (the disk filled up anyway, e.g. by
+    another process), how long they are held in memory at the end while the write is retried
+    before the run gives up and says how many were not stored."""
 
     def __post_init__(self) -> None:
         if min(self.max_in_flight, self.batch_size, self.max_attempts, self.max_sends) < 1:
             raise ValueError("max_in_flight, batch_size, max_attempts and max_sends must be >= 1")
+        if self.disk_reserve < 0 or not self.disk_wait_seconds >= 0:
+            raise ValueError("disk_reserve and disk_wait_seconds must be >= 0")
 
 
 @dataclass
@@ -166,12 +178,18 @@ class ScheduleReport:
     """Why the run stopped early (``token budget``, ``cost budget``, ``interrupted``, or the
     backend's failure), else None."""
     stop_kind: str | None = None
-    """``budget``, ``interrupted`` or ``backend`` when the run stopped early."""
+    """``budget``, ``interrupted``, ``backend`` or ``disk`` (the cache's disk is full) when
+    the run stopped early."""
     elapsed: float = 0.0
     lost: int = 0
     """Items sent that produced no output (must be 0)."""
     duplicated: int = 0
     """Items that produced more than one output (must be 0)."""
+    unstored: int = 0
+    """Items answered (paid for) whose rows could not be written, the disk being full even
+    after waiting ``disk_wait_seconds``; counted in ``lost`` too (must be 0)."""
+    disk_free: int | None = None
+    """Bytes free in the cache folder when the run stopped for want of space, else None."""
     failures: dict[str, int] = field(default_factory=dict)
     """Failure reasons of failed items, counted by kind."""
     failure_examples: dict[str, str] = field(default_factory=dict)
@@ -180,7 +198,7 @@ class ScheduleReport:
     @property
     def complete(self) -> bool:
         """Every item asked for has its answer (cached, written here, or by another process)."""
-        return self.cached + self.completed + self.elsewhere == self.items
+        return self.cached + self.completed + self.elsewhere == self.items and not self.unstored
 
     @property
     def tokens(self) -> int:
@@ -241,16 +259,26 @@ class ProgressFields(TypedDict):
     state: str
 
 
+@dataclass(frozen=True)
+class _Output:
+    """One item's rows waiting in memory to be written."""
+
+    item: WorkItem
+    rows: Sequence[Mapping[str, object]]
+    failed: bool
+    """Failure rows (counted in ``failed``, not ``completed``)."""
+
+
 class _Run:
     """State of one scheduling run (one asyncio task group)."""
 
     def __init__(self, judge: Task, pending: list[WorkItem], backend: Dispatcher,
                  store: ResultStore, config: SchedulerConfig, report: ScheduleReport,
                  status: StatusSink | None, log: TextIO | None, claims: Claims | None = None,
-                 benchmark: str | None = None) -> None:
+                 benchmark: str | None = None, space: SpaceGuard | None = None) -> None:
         self.judge, self.backend, self.store, self.cfg = judge, backend, store, config
         self.report, self.status, self.log = report, status, log
-        self.claims, self.benchmark = claims, benchmark
+        self.claims, self.benchmark, self.space = claims, benchmark, space
         self.queue: asyncio.Queue[WorkItem | None] = asyncio.Queue()
         for it in pending:
             self.queue.put_nowait(it)
@@ -260,9 +288,17 @@ class _Run:
         self.attempts: dict[str, int] = {}
         self.sends: dict[str, int] = {}
         self.done: set[str] = set()
-        self.buffer: list[Mapping[str, object]] = []
-        self.buffer_items: list[WorkItem] = []
+        self.buffer: list[_Output] = []
+        self.buffer_rows = 0
+        self.unwritten: set[str] = set()
+        """Items past the free-space check whose rows are not written yet (nor dropped)."""
+        self.disk_error: str | None = None
+        """The last disk-full error of a write (rows held in memory since), else None."""
         self.deferred: dict[str, WorkItem] = {}
+        self.waiting_since: float | None = None
+        """When items claimed by another process began to wait (None: none waits)."""
+        self.waiting_on: dict[str, int] = {}
+        """Owners of the claims waited on (``host pid N``) and their items."""
         self.last_flush = time.monotonic()
         self.write_lock = asyncio.Lock()
         self.stopping: str | None = None
@@ -292,8 +328,8 @@ class _Run:
             return
         self.done.add(item.key)
         if rows is not None:
-            self.buffer.extend(rows)
-            self.buffer_items.append(item)
+            self.buffer.append(_Output(item, rows, failed is not None))
+            self.buffer_rows += len(rows)
             if self.bar is not None:
                 self.bar.update(1)
             if failed is None:
@@ -303,6 +339,7 @@ class _Run:
                 self.report.failures[failed] = self.report.failures.get(failed, 0) + 1
                 self.report.failure_examples.setdefault(failed, message[:300])
         else:
+            self.unwritten.discard(item.key)
             if elsewhere:
                 self.report.elsewhere += 1
             else:
@@ -393,7 +430,7 @@ class _Run:
             if batch is None:
                 return
             batch = [it for it in batch if it.key not in self.done]
-            if self.stopping:
+            if self.stopping or not await self._room_for(batch):
                 for it in batch:
                     self._settle(it, None)
                 continue
@@ -403,13 +440,41 @@ class _Run:
                 await self._send(batch)
             await self._maybe_flush()
 
+    async def _room_for(self, batch: list[WorkItem]) -> bool:
+        """Whether the cache folder keeps its free-space margin with ``batch`` sent too (then
+        its items count as unwritten until written); else the run stops sending. Answers in
+        memory are written first when that would make room (a written part also tells the
+        real size of an answer)."""
+        if self.space is None or not batch:
+            return True
+        for attempt in range(2):
+            keys = self.unwritten | {it.key for it in batch}
+            if self.space.room_for(len(keys)):
+                self.unwritten = keys
+                return True
+            if attempt == 0 and self.buffer:
+                await self._maybe_flush(force=True)
+            if self.stopping:
+                break
+        self.stop("disk full", "disk")
+        return False
+
     async def _claim(self, batch: list[WorkItem]) -> list[WorkItem]:
         """The items of ``batch`` this process now holds and that nobody has completed; the
         others wait (claimed elsewhere) or are settled (completed elsewhere)."""
         assert self.claims is not None
         mine = []
-        for it in batch:
-            if self.claims.try_claim(it.key):
+        for i, it in enumerate(batch):
+            try:
+                claimed = self.claims.try_claim(it.key)
+            except OSError as e:
+                if not is_disk_full(e):
+                    raise
+                self._disk_full(e)  # not even a claim fits: send nothing more
+                for rest in batch[i:]:
+                    self._settle(rest, None)
+                break
+            if claimed:
                 mine.append(it)
             else:
                 self.deferred[it.key] = it
@@ -442,6 +507,33 @@ class _Run:
                     if not self.claims.claimed_elsewhere(k)]
             for key in free:
                 self.queue.put_nowait(self.deferred.pop(key))  # _claim reads the cache again
+            self._note_waiting()
+
+    def _note_waiting(self) -> None:
+        """Remember whose claims the deferred items wait on, and since when."""
+        assert self.claims is not None
+        if not self.deferred:
+            self.waiting_since, self.waiting_on = None, {}
+            return
+        if self.waiting_since is None:
+            self.waiting_since = time.monotonic()
+        owners: dict[str, int] = {}
+        for key in self.deferred:
+            owner = self.claims.owner_of(key) or ClaimOwner("another process", None)
+            owners[str(owner)] = owners.get(str(owner), 0) + 1
+        self.waiting_on = owners
+
+    def waiting_text(self) -> str:
+        """``waiting 42s on 8 items claimed by host-a pid 1234`` while items wait on another
+        process's claims (until it stores them, or its lease runs out), else empty."""
+        if not self.deferred or self.waiting_since is None or not self.waiting_on:
+            return ""
+        top = max(self.waiting_on, key=lambda owner: self.waiting_on[owner])
+        more = len(self.waiting_on) - 1
+        others = f" and {more} more process{'es' if more > 1 else ''}" if more else ""
+        lease = f", lease {self.claims.lease:g}s" if self.claims is not None else ""
+        return (f"waiting {_fmt_seconds(time.monotonic() - self.waiting_since)} on "
+                f"{len(self.deferred)} items claimed by {top}{others}{lease}")
 
     async def _send(self, batch: list[WorkItem]) -> None:
         requests, sendable = [], []
@@ -482,26 +574,78 @@ class _Run:
     # -- writing and progress ---------------------------------------------------------------
     async def _maybe_flush(self, force: bool = False) -> None:
         due = time.monotonic() - self.last_flush >= self.cfg.flush_seconds
-        if self.buffer and (force or due or len(self.buffer) >= self.cfg.flush_rows):
+        if self.buffer and (force or due or self.buffer_rows >= self.cfg.flush_rows):
             async with self.write_lock:
-                rows, self.buffer = self.buffer, []
-                items, self.buffer_items = self.buffer_items, []
+                outputs, self.buffer, self.buffer_rows = self.buffer, [], 0
                 self.last_flush = time.monotonic()
-                if rows:
-                    await asyncio.to_thread(self._write, rows, items)
+                if not outputs:
+                    return
+                # A full disk keeps what did not fit in memory (a later flush retries it).
+                left, error = await asyncio.to_thread(write_what_fits, self._write, outputs)
+                kept = {id(o) for o in left}
+                self.unwritten.difference_update(o.item.key for o in outputs if id(o) not in kept)
+                if left:
+                    self.buffer[:0] = left
+                    self.buffer_rows += sum(len(o.rows) for o in left)
+                    assert error is not None
+                    self._disk_full(error)
+                elif self.disk_error is not None:
+                    self._say(f"the held answers are stored now in {self._folder()}")
+                    self.disk_error = None
 
-    def _write(self, rows: list[Mapping[str, object]], items: list[WorkItem]) -> None:
-        """Append ``rows`` (in a thread), count items another process bought meanwhile, and
-        release their claims only now that the rows are stored."""
+    def _write(self, outputs: Sequence[_Output]) -> None:
+        """Append the rows of ``outputs`` as one part (in a thread), count items another
+        process bought meanwhile, and release their claims only now that the rows are
+        stored."""
+        items = [o.item for o in outputs]
         try:
             before = self.store.completed_keys(self.benchmark, self.judge.identity)
-            self.report.bought_twice += sum(
-                1 for it in items if it.row_keys and all(k in before for k in it.row_keys))
+            twice = sum(1 for it in items if it.row_keys and all(k in before for k in it.row_keys))
         except Exception:  # counting is advisory; the write below is not
-            pass
-        self.store.append(rows)
+            twice = 0
+        written = self.store.append([row for o in outputs for row in o.rows])
+        self.report.bought_twice += twice
+        if self.space is not None and isinstance(written, Path):
+            self.space.learn(written, len(items))
         if self.claims is not None:
             self.claims.release(it.key for it in items)
+
+    def _folder(self) -> str:
+        return str(self.space.folder) if self.space is not None else "the cache folder"
+
+    def _say(self, text: str) -> None:
+        if self.log is not None:
+            print(f"[{self.report.scorer}] {text}", file=self.log, flush=True)
+
+    def _disk_full(self, error: OSError) -> None:
+        """No room to write: send nothing more; say so once (the answers stay in memory)."""
+        first = self.disk_error is None
+        self.disk_error = redact(f"{type(error).__name__}: {error}", self.cfg.secrets)[:300]
+        self.stop("disk full", "disk")
+        if first:
+            self._say(f"disk full in {self._folder()}: {len(self.buffer)} answers held in "
+                       "memory until they can be written; nothing more is sent")
+
+    async def hold_until_written(self) -> None:
+        """The last flush: while the disk is full, retry every ``flush_seconds`` for up to
+        ``disk_wait_seconds`` (space freed meanwhile stores them); what still cannot be written
+        is counted as ``unstored`` (and ``lost``), never dropped silently."""
+        await self._maybe_flush(force=True)
+        if not self.buffer:
+            return
+        self._say(f"waiting up to {self.cfg.disk_wait_seconds:g}s for room in "
+                   f"{self._folder()} to store {len(self.buffer)} paid answers")
+        deadline = time.monotonic() + self.cfg.disk_wait_seconds
+        while self.buffer and time.monotonic() < deadline:
+            await asyncio.sleep(max(0.05, min(self.cfg.flush_seconds,
+                                              deadline - time.monotonic())))
+            await self._maybe_flush(force=True)
+        for o in self.buffer:  # given up: say exactly how many
+            if o.failed:
+                self.report.failed -= 1
+            else:
+                self.report.completed -= 1
+            self.report.unstored += 1
 
     async def ticker(self) -> None:
         tick = min(self.cfg.progress_seconds, self.cfg.flush_seconds)
@@ -525,6 +669,8 @@ class _Run:
         rate = settled / elapsed if elapsed > 0 else 0.0
         remaining = self.total - settled - r.not_started - r.elsewhere
         eta = remaining / rate if rate > 0 else float("inf")
+        if self.deferred and remaining <= len(self.deferred):
+            eta = float("inf")  # all that is left waits on another process's claims
         return {
             "scorer": r.scorer, "total": self.total, "done": settled, "completed": r.completed,
             "failed": r.failed, "retries": r.resent, "cached": r.cached,
@@ -536,7 +682,7 @@ class _Run:
 
     def _note(self) -> str:
         note = self.cfg.progress_note() if self.cfg.progress_note is not None else ""
-        return f", {note}" if note else ""
+        return "".join(f", {n}" for n in (note, self.waiting_text()) if n)
 
     def postfix(self) -> str:
         """What the bar shows after its counts (tqdm shows rate and ETA itself)."""
@@ -588,6 +734,7 @@ async def run_schedule(
     log: TextIO | None = STDERR,
     claims: Claims | None = None,
     on_start: OnStart | None = None,
+    space: SpaceGuard | None = None,
 ) -> ScheduleReport:
     """Send every item not yet in ``store`` through ``backend``; write one output per item.
 
@@ -597,15 +744,24 @@ async def run_schedule(
     nothing new is sent, answers in flight are awaited for ``grace_seconds``, every finished
     answer is written, and the report says ``stop_kind == "interrupted"``.
 
+    ``space`` keeps a free-space margin in the cache folder (default: in the folder of
+    ``claims``, with ``config.disk_reserve``): sending stops before the margin would be crossed
+    (``stop_kind == "disk"``, ``stopped`` names the folder, its free space and the answers
+    stored), answers that cannot be written are held and retried, and claims are released on
+    every way out.
+
     Progress goes to ``log`` every ``progress_seconds``: a bar with failures, retries and tokens
     where :func:`_shows_bar` says so, else a text line; the final line is text either way.
     """
     cfg = config or SchedulerConfig()
+    if space is None and claims is not None:
+        space = SpaceGuard(claims.cache_root, reserve=cfg.disk_reserve)
     completed = await asyncio.to_thread(store.completed_keys, benchmark, judge.identity)
     p = plan(items, completed)
     report = ScheduleReport(judge.identity, items=p.items, duplicates=p.duplicates,
                             cached=p.cached)
-    run = _Run(judge, p.pending, backend, store, cfg, report, status, log, claims, benchmark)
+    run = _Run(judge, p.pending, backend, store, cfg, report, status, log, claims, benchmark,
+               space)
     if on_start is not None:
 
         def stop(reason: str = "interrupted") -> None:
@@ -618,12 +774,25 @@ async def run_schedule(
                 len(p.pending), judge.identity, unit="item", delay=cfg.progress_seconds))
         await _drive(run, cfg, claims)
         run.bar = None  # closed here: the final line below is text
+    if run.stop_kind == "disk":
+        run.stopping = _disk_full_text(run, report)
+        report.disk_free = space.free_now() if space is not None else None
     report.stopped = run.stopping
     report.stop_kind = run.stop_kind
     report.elapsed = time.monotonic() - run.started
-    report.lost = len(p.pending) - len(run.done)
+    report.lost = len(p.pending) - len(run.done) + report.unstored
     await run.progress(final=True)
     return report
+
+
+def _disk_full_text(run: _Run, report: ScheduleReport) -> str:
+    """The one line of a run stopped by a full disk: folder, free space, answers stored."""
+    where = run.space.describe() if run.space is not None else "the cache folder is full"
+    text = (f"disk full: {where}; {report.completed + report.failed} answers stored this run, "
+            f"{report.unstored} paid answers could not be stored")
+    if run.disk_error is not None and report.unstored:
+        text += f" ({run.disk_error})"
+    return text + "; free space and rerun"
 
 
 async def _drive(run: _Run, cfg: SchedulerConfig, claims: Claims | None) -> None:
@@ -660,10 +829,12 @@ async def _drive(run: _Run, cfg: SchedulerConfig, claims: Claims | None) -> None
         for h in helpers:
             h.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
-        if run.stopping:  # retries still scheduled or items still deferred: never answered
-            for it in run.pending:
-                if it.key not in run.done:
-                    run._settle(it, None)
-        await run._maybe_flush(force=True)
-        if claims is not None:
-            claims.release_all()
+        try:
+            if run.stopping:  # retries still scheduled or items still deferred: never answered
+                for it in run.pending:
+                    if it.key not in run.done:
+                        run._settle(it, None)
+            await run.hold_until_written()
+        finally:
+            if claims is not None:  # on every way out, a failed write included
+                claims.release_all()
