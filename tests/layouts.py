@@ -57,8 +57,8 @@ def opinionqa_w26(root: Path, weights: dict[str, float] | None = None) -> Path:
     """``human_resp/American_Trends_Panel_W26`` with SAFECRIME_W26 (real info.csv row, one
     respondent row per real count; ``weights``: POLPARTY -> survey weight, default 1) and
     WORRYG_W26 with a ``Not sure`` refusal option; responses.csv carries a second weight
-    column ``WEIGHT_W25W26`` with blanks, as raw waves do. metadata.csv is in the layout of
-    the waves the history keeps (W27 on)."""
+    column ``WEIGHT_W25W26`` with blanks, as raw waves do; metadata.csv as W26's (two of its
+    rows)."""
     d = root / "human_resp" / "American_Trends_Panel_W26"
     write_csv(d / "info.csv", INFO_HEADER, [
         [0, 0, 0, "SAFECRIME_W26",

@@ -206,7 +206,7 @@ def _persona_common(ratings: Sequence[Rating], source: Path) -> None:
             f"PERSONA cannot form a jury: each of its {people} personas rates only its own "
             f"pair (data vs original) on {prompts} prompts, and no response is rated by two "
             "personas", file=source,
-            hint="score it per persona (chosen vs rejected) instead of with `annotators`")
+            hint="score it per persona, chosen against rejected, not as a jury")
 
 
 # ---- DICES and label sets --------------------------------------------------------------------

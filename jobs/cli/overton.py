@@ -53,9 +53,9 @@ def _print(report: dict[str, Any], judge: str) -> None:
 
 
 def _print_human(report: dict[str, Any]) -> None:
-    print(f"\nOvertonScore from people's own ratings (OvertonBench; {report['participants']:,} "
-          "participants): a question's opinion cluster is covered when its mean rating of the "
-          "answer is >= 4")
+    print(f"\nOvertonScore from people's own ratings (OvertonBench, {report['participants']:,} "
+          "participants):\nthe mean share of a question's opinion clusters whose mean rating of "
+          "the answer is >= 4")
     print(f"{'model':<32}{'questions':>10}{'OvertonScore':>14}")
     for name, s in report["systems"].items():
         print(f"{name[:31]:<32}{s['questions']:>10}{s['overton_score']:>14.3f}")
