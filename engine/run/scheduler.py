@@ -293,6 +293,8 @@ class _Run:
         self.unwritten: set[str] = set()
         """Items past the free-space check whose rows are not written yet (nor dropped)."""
         self.disk_error: str | None = None
+        self.flushes: set[asyncio.Future[None]] = set()
+        """Flushes under way (shielded from the cancellation of the worker that began one)."""
         """The last disk-full error of a write (rows held in memory since), else None."""
         self.deferred: dict[str, WorkItem] = {}
         self.waiting_since: float | None = None
@@ -575,23 +577,38 @@ class _Run:
     async def _maybe_flush(self, force: bool = False) -> None:
         due = time.monotonic() - self.last_flush >= self.cfg.flush_seconds
         if self.buffer and (force or due or self.buffer_rows >= self.cfg.flush_rows):
-            async with self.write_lock:
-                outputs, self.buffer, self.buffer_rows = self.buffer, [], 0
-                self.last_flush = time.monotonic()
-                if not outputs:
-                    return
-                # A full disk keeps what did not fit in memory (a later flush retries it).
+            # Shielded: a worker cancelled after the grace period must not drop the answers
+            # it took out of the buffer (the flush goes on; the last flush awaits it).
+            task = asyncio.ensure_future(self._flush())
+            self.flushes.add(task)
+            task.add_done_callback(self.flushes.discard)
+            await asyncio.shield(task)
+
+    async def _flush(self) -> None:
+        async with self.write_lock:
+            outputs, self.buffer, self.buffer_rows = self.buffer, [], 0
+            self.last_flush = time.monotonic()
+            if not outputs:
+                return
+            try:
                 left, error = await asyncio.to_thread(write_what_fits, self._write, outputs)
-                kept = {id(o) for o in left}
-                self.unwritten.difference_update(o.item.key for o in outputs if id(o) not in kept)
-                if left:
-                    self.buffer[:0] = left
-                    self.buffer_rows += sum(len(o.rows) for o in left)
-                    assert error is not None
-                    self._disk_full(error)
-                elif self.disk_error is not None:
-                    self._say(f"the held answers are stored now in {self._folder()}")
-                    self.disk_error = None
+            except BaseException:
+                self._hold(outputs)  # paid for: kept for the last flush, which raises again
+                raise
+            kept = {id(o) for o in left}
+            self.unwritten.difference_update(o.item.key for o in outputs if id(o) not in kept)
+            if left:  # a full disk: what did not fit stays in memory (a later flush retries)
+                self._hold(left)
+                assert error is not None
+                self._disk_full(error)
+            elif self.disk_error is not None:
+                self._say(f"the held answers are stored now in {self._folder()}")
+                self.disk_error = None
+
+    def _hold(self, outputs: Sequence[_Output]) -> None:
+        """Put ``outputs`` back in front of the buffer (they were taken out to be written)."""
+        self.buffer[:0] = outputs
+        self.buffer_rows += sum(len(o.rows) for o in outputs)
 
     def _write(self, outputs: Sequence[_Output]) -> None:
         """Append the rows of ``outputs`` as one part (in a thread), count items another
@@ -630,6 +647,7 @@ class _Run:
         """The last flush: while the disk is full, retry every ``flush_seconds`` for up to
         ``disk_wait_seconds`` (space freed meanwhile stores them); what still cannot be written
         is counted as ``unstored`` (and ``lost``), never dropped silently."""
+        await asyncio.gather(*self.flushes, return_exceptions=True)  # errors: raised again below
         await self._maybe_flush(force=True)
         if not self.buffer:
             return

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,11 +82,14 @@ def claims_folder(cache_root: Path) -> Path:
 class Claims:
     """This process's claims in one cache directory."""
 
-    def __init__(self, cache_root: Path, *, lease_seconds: float = 60.0) -> None:
+    def __init__(self, cache_root: Path, *, lease_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cache_root = Path(cache_root)
         """The cache directory the claims are for."""
         self.root = claims_folder(self.cache_root)
         self.lease = float(lease_seconds)
+        self.clock = clock
+        """Seconds, for how long a claim's modification time has stood still (tests step it)."""
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.owner = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
@@ -195,7 +198,7 @@ class Claims:
     def _age(self, path: Path, st: os.stat_result) -> float:
         """Seconds since the last heartbeat: by the clock, or for as long as this process has
         seen the modification time unchanged, whichever is longer."""
-        now = time.monotonic()
+        now = self.clock()
         seen = self._watched.get(path.name)
         if seen is None or seen[:2] != (st.st_ino, st.st_mtime_ns):
             seen = (st.st_ino, st.st_mtime_ns, now)
