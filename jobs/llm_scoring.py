@@ -20,7 +20,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from pluralign.actors.backends.api_client import APIClientConfig
+from pluralign.actors.backends.api_client import (
+    APIClientConfig,
+    check_base_url,
+    check_extra_body,
+)
+from pluralign.actors.backends.batch_journal import JournalClaims
 from pluralign.actors.backends.vllm_replica import (
     VLLMConfig,
     default_structured_outputs,
@@ -62,12 +67,16 @@ from pluralign.engine.run.scheduler import (
 from pluralign.engine.scorers import scorer_info
 from pluralign.engine.store.cache import ScoreCache, register_secret
 from pluralign.engine.store.choices import ChoiceCache
-from pluralign.engine.store.claims import Claims
+from pluralign.engine.store.redaction import redact_json
+from pluralign.jobs.batch_lane import run_lanes
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.interrupts import Interrupts
+from pluralign.jobs.plan import DryRunDone, plan_items
 from pluralign.jobs.ray_runtime import ensure_ray, placement
 from pluralign.jobs.runtime import note_manifest, write_json_atomic
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+"""The endpoint of ``backend=openai`` when ``base_url`` is not given."""
 DEFAULT_SAMPLING_TEMPERATURE = 0.7
 """Temperature used with --samples > 1 when --temperature is not given (steerable-pluralism
 paper §4.2)."""
@@ -138,6 +147,7 @@ def judge_settings(config: LLMConfig) -> JudgeSettings:
         temperature = 0.0 if samples_of(config) == 1 else DEFAULT_SAMPLING_TEMPERATURE
     if temperature < 0:
         raise InputError("`temperature` must be >= 0", field="temperature")
+    check_endpoint(config)
     return JudgeSettings(
         model=str(config.model),
         temperature=float(temperature),
@@ -149,25 +159,46 @@ def judge_settings(config: LLMConfig) -> JudgeSettings:
         revision=config.revision,
         backend=str(config.backend or "openai"),
         structured_output=str(config.structured_output or "response_format"),
-        extra_body=canonical_extra_body(config.extra_body),
+        extra_body=canonical_extra_body(config.extra_body, redacted=True),
     )
 
 
+def check_endpoint(config: LLMConfig) -> None:
+    """Refuse, before any work, an HTTP endpoint that is not an http(s) URL with a host, a URL
+    password beside a key, and ``extra_body`` fields that would override the work's identity
+    (each in one line that shows no credential)."""
+    if config.backend == "openai":
+        check_base_url(config.base_url or DEFAULT_BASE_URL, api_key_env(config))
+    canonical_extra_body(config.extra_body)
 
 
-def canonical_extra_body(text: str | Mapping[str, Any] | None) -> str:
-    """``--extra-body`` as canonical JSON (an object), or a clear error."""
+
+
+def canonical_extra_body(text: str | Mapping[str, Any] | None, *, redacted: bool = False) -> str:
+    """``extra_body`` as canonical JSON (an object), or a clear error; fields that would
+    override the work's identity are refused. ``redacted``: credential-named fields (at any
+    depth) hold :data:`~pluralign.engine.store.redaction.REDACTED`, as the judge's identity and
+    every record keep them (a credential changes no answer; rotating one rescores nothing)."""
     if not text:
         return "{}"
     if isinstance(text, Mapping):
-        return json.dumps(dict(text), sort_keys=True, separators=(",", ":"))
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"`extra_body` is not JSON ({e.msg})", field="extra_body") from None
+        value: object = dict(text)
+    else:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"`extra_body` is not JSON ({e.msg})", field="extra_body") from None
+        except RecursionError:
+            raise InputError("`extra_body` is nested too deeply", field="extra_body") from None
     if not isinstance(value, dict):
         raise InputError("`extra_body` must be a JSON object", field="extra_body")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    check_extra_body(value)
+    try:
+        return json.dumps(redact_json(value) if redacted else value, sort_keys=True,
+                          separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InputError(f"`extra_body` is not JSON-able ({type(e).__name__})",
+                         field="extra_body") from None
 
 
 def _decoding(config: LLMConfig) -> str | None:
@@ -230,7 +261,7 @@ def _api_config(config: LLMConfig) -> APIClientConfig:
         "max_retries": int(config.max_retries),
         "adaptive": adaptive_of(config),
         "structured_output": settings.structured_output,
-        "extra_body": json.loads(settings.extra_body),
+        "extra_body": json.loads(canonical_extra_body(config.extra_body)),  # not redacted
     }
     if config.base_url:
         kwargs["base_url"] = config.base_url
@@ -333,10 +364,21 @@ def _status(config: LLMConfig, scorer: str) -> RedisStatus | None:
     return RedisStatus(config.redis_url, job)
 
 
-def scheduler_config(config: LLMConfig) -> SchedulerConfig:
+def endpoint_credentials(config: LLMConfig) -> tuple[str, ...]:
+    """The API key (from the environment) and the credentials the base URL and
+    ``extra_body`` carry: never printed, never stored."""
     env = api_key_env(config)
     secret = os.environ.get(env) if env else None
-    register_secret(secret)  # the cache redacts it from every row it stores
+    found = [secret] if secret else []
+    if config.backend == "openai":
+        found += _api_config(config).credentials()
+    return tuple(found)
+
+
+def scheduler_config(config: LLMConfig) -> SchedulerConfig:
+    secrets = endpoint_credentials(config)
+    for secret in secrets:
+        register_secret(secret)  # the cache redacts them from every row it stores
     in_flight = config.max_in_flight or int(config.concurrency) * int(config.actors)
     return SchedulerConfig(
         max_in_flight=max(1, int(in_flight)),
@@ -347,7 +389,7 @@ def scheduler_config(config: LLMConfig) -> SchedulerConfig:
         cost_budget=config.cost_budget,
         price_prompt_per_1k=float(config.price_prompt or 0.0),
         price_completion_per_1k=float(config.price_completion or 0.0),
-        secrets=(secret,) if secret else (),
+        secrets=secrets,
         progress_note=adaptive_status,
     )
 
@@ -398,8 +440,15 @@ def run_llm_scoring(
     judge = build_judge(bench, train, scorer_name, config)
     samples = samples_of(config)
     items = judge.items(range(bench.n_scenarios), samples, target_keys(targets, scorer_name))
-    report = asyncio.run(_schedule(judge, bench, items, config, _store(judge, cache), backend,
-                                   log))
+    store = _store(judge, cache)
+    planned = plan_items(judge, items, config, store, benchmark=bench.identity, samples=samples)
+    note_manifest(counts={"plan": planned.as_dict()})  # beside the actuals, for its error
+    if config.dry_run:
+        raise DryRunDone(planned)
+    report = asyncio.run(run_lanes(
+        judge, items, config, store, benchmark=bench.identity, log=log,
+        client_config=_api_config(config) if config.backend == "openai" else None,
+        online=lambda todo: _schedule(judge, bench, todo, config, store, backend, log)))
     spread = score_spread(cache, bench, judge.identity, samples) if judge.kind == "scores" else None
     return ScoringReport(scorer_name, judge.identity, judge.kind, bench, samples, report, spread,
                          settings=judge.describe())
@@ -419,7 +468,7 @@ async def _schedule(judge: Judge, bench: Benchmark, items: Sequence[WorkItem],
         pool = backend
     status = _status(config, judge.name)
     root = getattr(store, "root", None)
-    claims = Claims(Path(root)) if root is not None else None
+    claims = JournalClaims(Path(root), scorer=judge.identity) if root is not None else None
     interrupts = Interrupts(log, pool)
     try:
         interrupts.install()
