@@ -69,6 +69,18 @@ def test_opinionqa_says_what_is_missing(tmp_path: Path) -> None:
         fd.load_opinionqa(other)
 
 
+def test_opinionqa_counts_respondents_without_a_weight(tmp_path: Path) -> None:
+    d = tmp_path / "American_Trends_Panel_W26"
+    layouts.write_csv(d / "info.csv", layouts.INFO_HEADER, [
+        [0, 0, 0, "Q_W26", "{}", "Q?", "['Yes', 'No', 'Refused']", "[1.0, 2.0]"]])
+    layouts.write_csv(d / "responses.csv", ["Q_W26", "WEIGHT_W26", "WEIGHT_W25W26"],
+                      [["Yes", "2", ""], ["No", "", "5"], ["No", "1", ""], ["Refused", "1", ""]])
+    load = fd.load_opinionqa(d)
+    assert load.questions[0].groups["overall"] == pytest.approx([2 / 3, 1 / 3])
+    assert load.refusal["Q_W26"]["overall"] == pytest.approx(1 / 4)
+    assert load.skipped == {"respondent with a blank WEIGHT_W26": 1}
+
+
 def test_opinionqa_with_only_refusals_is_an_error(tmp_path: Path) -> None:
     d = tmp_path / "American_Trends_Panel_W26"
     layouts.write_csv(d / "info.csv", layouts.INFO_HEADER, [
