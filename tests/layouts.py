@@ -161,28 +161,31 @@ def _utterance(user: str, conv: str, turn: int, k: int, model: str, score: int) 
 
 # ---- Community Alignment (facebook/community-alignment-dataset) -------------------------------
 
-CA_HEADER = ["conversation_id", "annotator_id", "annotator_age", "annotator_gender",
-             "annotator_country",
+CA_HEADER = ["conversation_id", "assigned_lang", "annotator_id", "annotator_age",
+             "annotator_gender", "annotator_country",
              *[f"first_turn_{x}" for x in ("prompt", "response_a", "response_b", "response_c",
                                            "response_d", "preferred_response")],
              *[f"second_turn_{x}" for x in ("prompt", "response_a", "response_b", "response_c",
-                                            "response_d", "preferred_response")]]
+                                            "response_d", "preferred_response")],
+             "first_turn_feedback"]
 
 
 def community_alignment(root: Path) -> Path:
     """``community_alignment.csv`` at the repository root: two annotators share a first turn;
     A1 voted on it twice (b, then c); A3's turn has no preference; A2's second turn shows two
-    identical candidates."""
+    identical candidates; one candidate carries the model's ``<|end_of_text|>`` in one row
+    only (the same text)."""
     cands = ["Plan a quiet day.", "Throw a party.", "Take a trip.", "Write a letter."]
+    eot = [cands[0] + "<|end_of_text|>", *cands[1:]]
     return write_csv(root / "community_alignment.csv", CA_HEADER, [
-        ["1", "A1", "25-34", "Woman", "US", "How to celebrate?", *cands, "b",
-         "", "", "", "", "", ""],
-        ["2", "A1", "25-34", "Woman", "US", "How to celebrate?", *cands, "response_c",
-         "", "", "", "", "", ""],
-        ["3", "A2", "45-54", "Man", "IN", "How to celebrate?", *cands, "b",
-         "And cheaper?", "Cook at home.", "Cook at home.", "Picnic.", "", "a"],
-        ["4", "A3", "18-24", "Man", "FR", "How to celebrate?", *cands, "",
-         "", "", "", "", "", ""]])
+        ["1", "en", "A1", "18-34", "Woman", "United States", "How to celebrate?", *cands,
+         "response_b", "", "", "", "", "", "", ""],
+        ["2", "en", "A1", "18-34", "Woman", "United States", "How to celebrate?", *eot,
+         "response_c", "", "", "", "", "", "", "fine"],
+        ["3", "en", "A2", "46-54", "Man", "India", "How to celebrate?", *cands, "response_b",
+         "And cheaper?", "Cook at home.", "Cook at home.", "Picnic.", "", "response_a", ""],
+        ["4", "en", "A3", "55+", "Man", "India", "How to celebrate?", *cands, "",
+         "", "", "", "", "", "", ""]])
 
 
 # ---- PERSONA (SynthLabsAI/PERSONA, parquet under data/) ---------------------------------------

@@ -97,14 +97,17 @@ def _flat(prefix: str, value: UntrustedJSON, out: dict[str, str]) -> None:
 
 CA_TURNS = ("first", "second", "third", "fourth")
 CA_LETTERS = ("a", "b", "c", "d")
+CA_END_OF_TEXT = "<|end_of_text|>"
 
 
 def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
     """Community Alignment's ``community_alignment.csv`` (the repository root): one row per
     (conversation, annotator) with ``annotator_id``, ``annotator_*`` demographics and per turn
     ``<turn>_turn_prompt``, ``<turn>_turn_response_a..d`` and
-    ``<turn>_turn_preferred_response`` (a letter, or ``response_<letter>``). The preferred
-    response has utility 1, the others 0; a scenario is the prompt with its candidate texts.
+    ``<turn>_turn_preferred_response`` (``response_<letter>``, or a letter). The preferred
+    response has utility 1, the others 0; a scenario is the prompt with its candidate texts
+    (a trailing ``<|end_of_text|>`` dropped). Demographics are the ``annotator_*`` columns
+    under their own names (``--group-by annotator_country``).
     A turn without a preference is skipped and counted; identical candidate texts are one
     candidate (preferred if either was); an annotator who voted on the same scenario more than
     once gets the share of their votes each candidate won (repeats averaged)."""
@@ -118,7 +121,7 @@ def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
     skipped: dict[str, int] = {}
     for line, row in csv_rows(p):
         who = row["annotator_id"]
-        demo[who] = {k[len("annotator_"):]: v for k, v in row.items()
+        demo[who] = {k: v for k, v in row.items()
                      if k.startswith("annotator_") and k != "annotator_id" and v}
         for turn in CA_TURNS:
             vote = _ca_turn(row, turn, p, line, skipped)
@@ -138,7 +141,7 @@ def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
 def _ca_turn(row: dict[str, str], turn: str, p: Path, line: int,
              skipped: dict[str, int]) -> tuple[str, list[str], str] | None:
     prompt = row.get(f"{turn}_turn_prompt") or ""
-    shown = {c: row.get(f"{turn}_turn_response_{c}") or "" for c in CA_LETTERS}
+    shown = {c: _ca_text(row.get(f"{turn}_turn_response_{c}")) for c in CA_LETTERS}
     shown = {c: t for c, t in shown.items() if t}
     if not prompt or not shown:
         return None  # the conversation ended before this turn
@@ -158,6 +161,11 @@ def _ca_turn(row: dict[str, str], turn: str, p: Path, line: int,
         count(skipped, "turn whose candidates are all identical")
         return None
     return f"ca-{digest([prompt, sorted(texts)], 12)}", texts, shown[pick]
+
+
+def _ca_text(text: str | None) -> str:
+    # Some responses end with the generating model's end-of-text token: not part of the text.
+    return (text or "").replace(CA_END_OF_TEXT, "").strip()
 
 
 # ---- PERSONA ---------------------------------------------------------------------------------

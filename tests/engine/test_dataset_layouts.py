@@ -156,6 +156,7 @@ def test_community_alignment_skips_collapses_and_averages(tmp_path: Path) -> Non
     assert r.notes[0].startswith("1 repeat votes")
     second = next(u for u in t.utility if u.shape[1] == 2)  # "Cook at home." once
     assert np.nansum(second) == 1.0
+    assert r.demographics["A2"]["annotator_country"] == "India"
 
 
 # ---- PERSONA ---------------------------------------------------------------------------------
