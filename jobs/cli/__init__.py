@@ -185,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(args_list)
     from pluralign.engine.errors import PluralignError, cli_text
     from pluralign.engine.store import manifest
+    from pluralign.jobs.plan import DryRunDone
 
 
     manifest.begin(str(args.command), ["pluralign", *args_list])
@@ -195,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except DryRunDone as e:  # --dry-run: the plan is the output
+        print(e.plan.text())
+        return 0
     except PluralignError as e:
         if args.debug:
             raise
