@@ -836,23 +836,31 @@ async def _drive(run: _Run, cfg: SchedulerConfig, claims: Claims | None) -> None
             # Answers already on their way are paid for: wait a little for them.
             await asyncio.wait(workers, timeout=cfg.grace_seconds)
     finally:
-        finished.cancel()
-        interrupted.cancel()
-        for _ in workers:
-            run.queue.put_nowait(None)
-        if run.stopping:
-            for w in workers:
-                w.cancel()  # only workers still waiting on the backend after the grace period
-        await asyncio.gather(*workers, return_exceptions=True)
-        for h in helpers:
-            h.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
         try:
-            if run.stopping:  # retries still scheduled or items still deferred: never answered
-                for it in run.pending:
-                    if it.key not in run.done:
-                        run._settle(it, None)
-            await run.hold_until_written()
+            await _wind_down(run, workers, helpers, (finished, interrupted))
         finally:
-            if claims is not None:  # on every way out, a failed write included
+            if claims is not None:  # on every way out: a failed write, a second Ctrl-C
                 claims.release_all()
+
+
+async def _wind_down(run: _Run, workers: list[asyncio.Task[None]],
+                     helpers: list[asyncio.Task[None]],
+                     waits: tuple[asyncio.Task[bool], ...]) -> None:
+    """Stop the workers and helpers, settle what was never answered and write every answer
+    received (held while the disk is full)."""
+    for wait in waits:
+        wait.cancel()
+    for _ in workers:
+        run.queue.put_nowait(None)
+    if run.stopping:
+        for w in workers:
+            w.cancel()  # only workers still waiting on the backend after the grace period
+    await asyncio.gather(*workers, return_exceptions=True)
+    for h in helpers:
+        h.cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    if run.stopping:  # retries still scheduled or items still deferred: never answered
+        for it in run.pending:
+            if it.key not in run.done:
+                run._settle(it, None)
+    await run.hold_until_written()
