@@ -47,12 +47,17 @@ def row_ranges(n1: int, shards: int) -> list[tuple[int, int]]:
 
 def realign_sharded(bench: Benchmark, predictions: np.ndarray, targets: TargetSet, *,
                     shards: int, weighted: bool = False, memory_budget: int | None = None,
-                    num_cpus: float = 1) -> AlignResult:
-    """:func:`realign` as ``shards`` Ray tasks; needs a connected Ray runtime."""
+                    num_cpus: float = 1, **options: Any) -> AlignResult:
+    """:func:`realign` as ``shards`` Ray tasks; needs a connected Ray runtime.
+
+    The tasks are spread over the cluster's hosts (each holds one shard's label side, not the
+    first host with free CPUs all of them); ``options`` go to the task's ``.options()``, for
+    instance ``resources={"api_client": 1}`` to keep them on the worker hosts."""
     import ray
 
     index = LabelIndex(bench, targets, resident=False)  # the factor only: nothing S x T
-    task = ray.remote(num_cpus=num_cpus)(_cells)
+    task = ray.remote(_cells).options(
+        **{"num_cpus": num_cpus, "scheduling_strategy": "SPREAD", **options})
     b_ref, p_ref, t_ref = ray.put(bench), ray.put(np.asarray(predictions)), ray.put(targets)
     refs = [task.remote(b_ref, p_ref, t_ref, r, weighted, memory_budget)
             for r in row_ranges(index.factor.n1, shards)]
