@@ -8,7 +8,9 @@ within one send budget per item (shared with the backend's own retries), writes 
 least every ``flush_seconds``, reports progress (a bar where someone watches standard error,
 else text lines), and stops cleanly at a token or cost budget, on a dead endpoint, or when
 interrupted. With :class:`Claims`, concurrent runs on one cache never send the same item at
-once. A crashed run resumes by rerunning: completed items are in the cache.
+once. A crashed run resumes by rerunning: completed items are in the cache. A full disk loses
+no paid answer: sending stops before the cache folder's free-space margin would be crossed,
+and answers that cannot be written are held in memory and retried, never dropped silently.
 """
 
 from __future__ import annotations
@@ -293,9 +295,9 @@ class _Run:
         self.unwritten: set[str] = set()
         """Items past the free-space check whose rows are not written yet (nor dropped)."""
         self.disk_error: str | None = None
+        """The last disk-full error of a write (rows held in memory since), else None."""
         self.flushes: set[asyncio.Future[None]] = set()
         """Flushes under way (shielded from the cancellation of the worker that began one)."""
-        """The last disk-full error of a write (rows held in memory since), else None."""
         self.deferred: dict[str, WorkItem] = {}
         self.waiting_since: float | None = None
         """When items claimed by another process began to wait (None: none waits)."""
