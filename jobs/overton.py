@@ -18,7 +18,12 @@ import numpy as np
 
 from pluralign.engine.align.consistency import majority
 from pluralign.engine.align.results import rows_table
-from pluralign.engine.data.field_data import load_overtonbench, load_valueprism, read_jsonl
+from pluralign.engine.data.field_data import (
+    OVERTONBENCH_COLUMNS,
+    load_overtonbench,
+    load_valueprism,
+    read_jsonl,
+)
 from pluralign.engine.errors import InputError
 from pluralign.engine.pluralism.judges import OVERTON_BENCHMARK, EntailmentJudge
 from pluralign.engine.pluralism.overton import (
@@ -59,6 +64,9 @@ class OvertonConfig:
     """OvertonBench parquet (or its folder): people's own 1–5 ratings of how well each model's
     answer represents them give each model's coverage of the opinion clusters (a cluster is
     covered when its mean rating is at least 4) and OvertonScore; no judge is run."""
+    overtonbench_columns: str | None = None
+    """OvertonBench: ROLE=COLUMN pairs, comma-separated, naming the participant, question,
+    model, rating or cluster column where the file calls it otherwise."""
     responses: str | None = None
     """Responses to judge, one JSON object a line: query, system, response."""
     judge: Literal["lexical", "llm"] = "lexical"
@@ -191,7 +199,7 @@ def _overtonbench(config: OvertonConfig) -> OvertonResult:
     if config.file or config.valueprism or config.responses:
         raise InputError("`overtonbench` carries its own questions, answers and ratings",
                          field="overtonbench", hint="drop `file`, `valueprism` and `responses`")
-    data = load_overtonbench(str(config.overtonbench))
+    data = load_overtonbench(str(config.overtonbench), _columns(config.overtonbench_columns))
     rows, models = overton_scores(data)
     m = current()
     if m is not None:
@@ -208,3 +216,16 @@ def _overtonbench(config: OvertonConfig) -> OvertonResult:
               "skipped": data.skipped}
     return OvertonResult([], "human ratings (OvertonBench)", report,
                          {"covered_at": COVERED}, out)
+
+
+def _columns(text: str | None) -> dict[str, str]:
+    out = {}
+    for pair in (text or "").split(","):
+        if not pair.strip():
+            continue
+        role, sep, column = pair.partition("=")
+        if not sep or role.strip() not in OVERTONBENCH_COLUMNS or not column.strip():
+            raise InputError(f"{pair.strip()!r} is not ROLE=COLUMN with a role of "
+                             f"{', '.join(OVERTONBENCH_COLUMNS)}", field="overtonbench_columns")
+        out[role.strip()] = column.strip()
+    return out

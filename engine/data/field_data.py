@@ -21,6 +21,7 @@ from pluralign.engine.data.field_ratings import (
     load_ratings,
 )
 from pluralign.engine.data.field_surveys import (
+    OVERTONBENCH_COLUMNS,
     VRD,
     SurveyLoad,
     load_global_opinions,
@@ -31,7 +32,7 @@ from pluralign.engine.data.field_surveys import (
 )
 
 __all__ = [
-    "DICES_LABEL", "PRISM_SCENARIO", "SOURCES", "VRD", "SurveyLoad", "find_files",
+    "DICES_LABEL", "OVERTONBENCH_COLUMNS", "PRISM_SCENARIO", "SOURCES", "VRD", "SurveyLoad", "find_files",
     "load_community_alignment", "load_dices", "load_global_opinions", "load_label_sets",
     "load_opinionqa", "load_overtonbench", "load_persona", "load_prism", "load_ratings",
     "load_valueprism", "option_label", "read_jsonl", "require",

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from pluralign.engine.errors import DataNotFoundError, InputError
 from pluralign.engine.jsontypes import UntrustedJSON
@@ -107,9 +108,7 @@ def table_rows(path: Path) -> Iterator[tuple[str, dict[str, UntrustedJSON]]]:
         for i, crow in csv_rows(path):
             yield f"line {i}", dict(crow)
     else:
-        import pyarrow.parquet as pq  # only parquet layouts pay for the import
-
-        for i, row in enumerate(pq.read_table(path).to_pylist()):
+        for i, row in enumerate(_parquet(path).to_pylist()):
             yield f"row {i}", row
 
 
@@ -119,9 +118,19 @@ def table_columns(path: Path) -> list[str]:
         return header(path)
     if path.suffix == ".jsonl":
         return next((list(row) for _, row in read_jsonl(path)), [])
-    import pyarrow.parquet as pq
+    return _parquet(path, names_only=True)
 
-    return list(pq.read_schema(path).names)
+
+def _parquet(path: Path, names_only: bool = False) -> Any:
+    """The parquet file's table (or column names); an error naming it when it is not one."""
+    import pyarrow.parquet as pq  # only parquet layouts pay for the import
+
+    if path.suffix != ".parquet":
+        raise InputError("not a .parquet, .jsonl or .csv file", file=path)
+    try:
+        return list(pq.read_schema(path).names) if names_only else pq.read_table(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"not a readable parquet file ({str(e)[:120]})", file=path) from None
 
 
 def literal(text: str, path: Path, rec: str, name: str) -> UntrustedJSON:

@@ -325,7 +325,8 @@ def load_overtonbench(path: str | os.PathLike[str],
             for r, names in OVERTONBENCH_COLUMNS.items()}
     for r, c in role.items():
         if c not in have:
-            raise InputError(f"no {r} column (looked for {list(OVERTONBENCH_COLUMNS[r])})",
+            raise InputError(f"no {r} column (looked for {list(OVERTONBENCH_COLUMNS[r])}; name "
+                             "yours in `overtonbench_columns`)",
                              file=f, field=r, hint=f"its columns: {', '.join(have[:40])}")
     skipped: dict[str, int] = {}
     rows: list[tuple[str, str, str, float, str]] = []

@@ -229,6 +229,14 @@ def test_overtonbench_names_the_column_it_lacks(tmp_path: Path) -> None:
         fd.load_overtonbench(p)
 
 
+def test_a_file_that_is_not_parquet_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "data" / "train-00000-of-00001.parquet"
+    bad.parent.mkdir()
+    bad.write_text("not parquet")
+    with pytest.raises(InputError, match=r"train-00000-of-00001\.parquet: not a readable parquet"):
+        fd.load_persona(tmp_path)
+
+
 def test_missing_dataset_says_where(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"huggingface\.co/datasets/allenai/ValuePrism.*gated"):
         fd.load_valueprism(tmp_path / "nope.csv")

@@ -97,3 +97,14 @@ def test_overton_from_overtonbench_ratings(tmp_path: Path, capsys: Any) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["systems"]["gpt-4o"] == {"questions": 1, "overton_score": 0.5}
     assert pq.read_table(out / "overton.parquet").num_rows == 2
+
+
+def test_overtonbench_columns_can_be_named(tmp_path: Path, capsys: Any) -> None:
+    p = layouts.write_csv(tmp_path / "ob.csv", ["pid", "q", "llm", "score", "cluster_kmeans"],
+                          [["p1", "q1", "m", "5", "0"], ["p2", "q1", "m", "1", "1"]])
+    out = tmp_path / "o"
+    assert main(["overton", "--overtonbench", str(p), "--out", str(out)]) == 2
+    assert "no question column" in capsys.readouterr().err  # pid is one of the names looked for
+    assert main(["overton", "--overtonbench", str(p), "--overtonbench-columns",
+                 "participant=pid,question=q,model=llm,rating=score", "--out", str(out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["systems"]["m"]["overton_score"] == 0.5
