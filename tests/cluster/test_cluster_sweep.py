@@ -31,7 +31,7 @@ from tests.cluster.conftest import (
     wait_job,
     wait_requests,
 )
-from tests.cluster.rig import WORKERS, Cluster
+from tests.cluster.rig import REPO, SYNTHETIC, WORKERS, Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -148,3 +148,31 @@ def test_a_killed_driver_resumes_from_the_shared_cache(rig: Cluster) -> None:
     assert resent <= FLUSH_SECONDS * RPM / RPM_WINDOW + 1 + 4 * 4
     figures("driver killed", answered_before_kill=before["total"], cached=counts["cached"],
             resent=resent, completed_by_resubmission=counts["completed"])
+
+
+def test_sharded_realignment_over_both_workers_equals_local(rig: Cluster) -> None:
+    out = rig.run("client", [
+        "ray", "job", "submit", "--address", rig.dashboard_url, "--submission-id", "realign",
+        "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(REPO)}}), "--",
+        "python", "-m", "tests.cluster.realign_job"], timeout=300)
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("realign-result: "))
+    result = json.loads(line.split(": ", 1)[1])
+    assert result["equal"] is True
+    assert result["hosts"] == sorted(rig.hosts[w].address for w in WORKERS)
+    figures("sharded realign", **result)
+
+
+def test_an_open_cluster_address_and_a_wrong_token_are_refused(rig: Cluster) -> None:
+    refused = rig.run("client", [sys.executable, "-m", "pluralign.jobs.submit", "sweep",
+                                 "--benchmark", SYNTHETIC, "--scorer", "random"],
+                      check=False, timeout=120, RAY_AUTH_MODE="disabled",
+                      RAY_ADDRESS=rig.gcs_address)
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "RAY_AUTH_MODE=disabled with the non-loopback Ray address" in refused.stderr
+    wrong = rig.base / "wrong_token"
+    wrong.write_text("0" * 64)
+    denied = rig.run("client", ["ray", "job", "list", "--address", rig.dashboard_url],
+                     check=False, timeout=120, RAY_AUTH_TOKEN_PATH=str(wrong))
+    allowed = rig.run("client", ["ray", "job", "list", "--address", rig.dashboard_url],
+                      check=False, timeout=120)
+    assert denied.returncode != 0 and allowed.returncode == 0, denied.stderr[-2000:]
