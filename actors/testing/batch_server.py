@@ -140,6 +140,8 @@ class FakeBatchServer:
         """custom_id -> times a batch processed it (each one billed)."""
         self.answered: Counter[str] = Counter()
         """custom_id -> times a batch answered it successfully."""
+        self.downloads: Counter[str] = Counter()
+        """File id -> times its content was asked for."""
         self.online: Counter[str] = Counter()
         """Request fingerprint -> times the online chat route answered it."""
         self.created = 0
@@ -341,6 +343,7 @@ class FakeBatchServer:
         fid = request.match_info["id"]
         if fid not in self.files:
             return _error(404, f"no file {fid}")
+        self.downloads[fid] += 1
         await self._hold("content")
         return web.Response(body=self.files[fid]["data"], content_type="application/jsonl")
 
