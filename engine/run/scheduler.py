@@ -528,16 +528,16 @@ class _Run:
         self.waiting_on = owners
 
     def waiting_text(self) -> str:
-        """``waiting 42s on 8 items claimed by host-a pid 1234`` while items wait on another
-        process's claims (until it stores them, or its lease runs out), else empty."""
+        """``8 items claimed by host-a pid 1234, waited on for 0m42s (lease 60s)`` while items
+        wait on another process's claims (until it stores them, or its lease runs out)."""
         if not self.deferred or self.waiting_since is None or not self.waiting_on:
             return ""
         top = max(self.waiting_on, key=lambda owner: self.waiting_on[owner])
         more = len(self.waiting_on) - 1
         others = f" and {more} more process{'es' if more > 1 else ''}" if more else ""
-        lease = f", lease {self.claims.lease:g}s" if self.claims is not None else ""
-        return (f"waiting {_fmt_seconds(time.monotonic() - self.waiting_since)} on "
-                f"{len(self.deferred)} items claimed by {top}{others}{lease}")
+        lease = f" (lease {self.claims.lease:g}s)" if self.claims is not None else ""
+        return (f"{len(self.deferred)} items claimed by {top}{others}, waited on for "
+                f"{_fmt_seconds(time.monotonic() - self.waiting_since)}{lease}")
 
     async def _send(self, batch: list[WorkItem]) -> None:
         requests, sendable = [], []

@@ -202,7 +202,8 @@ def test_the_progress_line_says_whose_claims_it_waits_on_and_a_future_lease_expi
 
     report = asyncio.run(go())
     text = log.getvalue()
-    print("\n" + next(line for line in text.splitlines() if "waiting" in line))
+    print("\n" + next(line for line in text.splitlines() if "waited on" in line))
     assert report.complete and items[0].key in paid(backend)  # taken over after the lease
-    assert f"on 1 items claimed by {other.host} pid {other.pid}, lease 0.6s" in text
+    assert f", 1 items claimed by {other.host} pid {other.pid}, waited on for 0m0" in text
+    assert "s (lease 0.6s)" in text
     assert "ETA ?" in text
