@@ -207,3 +207,17 @@ def test_the_progress_line_says_whose_claims_it_waits_on_and_a_future_lease_expi
     assert f", 1 items claimed by {other.host} pid {other.pid}, waited on for 0m0" in text
     assert "s (lease 0.6s)" in text
     assert "ETA ?" in text
+
+
+def test_a_claim_that_finds_the_disk_full_stops_sending_before_anything_is_bought(
+        tmp_path: Path) -> None:
+    class NoRoom(Claims):
+        def try_claim(self, key: str) -> bool:
+            raise enospc()
+
+    judge = ComparativeJudge(bench_of(4), JudgeSettings(model="m"))
+    backend = ScriptedBackend(judge.bench)
+    report = run(judge, backend, ScoreCache(tmp_path), claims=NoRoom(tmp_path))
+    assert not backend.calls and report.stop_kind == "disk" and report.lost == 0
+    assert report.not_started == report.items and report.stopped is not None
+    assert "0 answers stored this run" in report.stopped
