@@ -7,7 +7,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from pluralign.actors.pool import BackendHost, BackendPool, one_per_request, split_budget
+from pluralign.actors.pool import (
+    ActorPlacement,
+    BackendHost,
+    BackendPool,
+    bundle_of,
+    describe_hosts,
+    one_per_request,
+    split_budget,
+)
 from pluralign.engine.run.backend import (
     Failure,
     FailureKind,
@@ -185,3 +193,38 @@ def test_actors_split_the_budget_unless_redis_shares_it() -> None:
     assert split_budget(cfg, 1) is cfg
     shared = APIClientConfig(rpm=120, redis_url="redis://127.0.0.1:1/0")
     assert split_budget(shared, 4).rpm == 120
+
+
+def test_a_bundle_holds_what_one_actor_asks_for_custom_resources_included() -> None:
+    assert bundle_of({"num_cpus": 0.1, "resources": {"api_client": 1}}) == {
+        "CPU": 0.1, "api_client": 1.0}
+    assert bundle_of({"num_gpus": 2, "num_cpus": 0}) == {"GPU": 2.0}
+    assert bundle_of({}) == {"CPU": 1.0}  # Ray's default for an actor that names nothing
+
+
+def test_an_in_process_pool_reports_no_hosts() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        gate.set()
+        pool = BackendPool.of_backends([GatedBackend(gate)])
+        await pool.generate(reqs(2))
+        assert pool.host_report() is None
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def test_the_host_line_names_actors_items_reroutes_and_lost_hosts() -> None:
+    line = describe_hosts({
+        "placement": "spread", "actors_by_host": {"10.0.0.2": 2, "10.0.0.3": 2},
+        "items_by_host": {"10.0.0.2": 70, "10.0.0.3": 10}, "rerouted_items": 6,
+        "rerouted_from": {"10.0.0.3": 6}, "hosts_lost": ["10.0.0.3"]})
+    assert line == ("placement spread: actors by host: 10.0.0.2 2, 10.0.0.3 2; items by host: "
+                    "10.0.0.2 70, 10.0.0.3 10; rerouted 6 items (from 10.0.0.3 6); "
+                    "hosts lost: 10.0.0.3")
+
+
+def test_an_unknown_placement_is_refused_before_anything_is_placed() -> None:
+    pytest.importorskip("ray")
+    with pytest.raises(ValueError, match="spread, pack"):
+        ActorPlacement("scatter", 2, {"num_cpus": 0.1})  # type: ignore[arg-type]

@@ -52,6 +52,34 @@ def test_killing_an_actor_mid_run_loses_nothing(ray_local: Any, make_fake_server
     assert all(r.ok for r in flat)
     assert pool.reroutes >= 1
     assert victim not in actors_after
+    hosts = pool.host_report()
+    assert hosts is not None and hosts["actors_by_host"] == {"127.0.0.1": 2}
+    assert sum(hosts["items_by_host"].values()) == len(flat)
+    assert hosts["rerouted_items"] >= 1 and hosts["rerouted_from"].keys() == {"127.0.0.1"}
+    assert hosts["hosts_lost"] == []  # the replacement runs on the same host: nothing lost
+
+
+def test_spread_and_pack_place_every_actor_in_its_own_bundle(ray_local: Any,
+                                                              make_fake_server: Any) -> None:
+    from ray.util.placement_group import placement_group_table
+
+    server = make_fake_server()
+    cfg = APIClientConfig(base_url=server.url, api_key_env=FAKE_KEY_ENV)
+    for strategy in ("spread", "pack"):
+        pool = api_client_actors(cfg, 2, placement=strategy)  # type: ignore[arg-type]
+
+        async def main(pool: BackendPool = pool) -> list[GenerationResult]:
+            try:
+                return await pool.generate(batches(1, 2)[0])
+            finally:
+                await pool.close()
+
+        assert all(r.ok for r in asyncio.run(main()))
+        assert pool.placement is not None
+        table = placement_group_table(pool.placement.group)
+        assert table["strategy"] == strategy.upper()
+        assert [b for b in table["bundles"].values()] == [{"CPU": 0.1}] * 2
+        assert table["state"] == "REMOVED"  # closed with its pool
 
 
 def test_pool_of_actors_reports_fatal_replica_when_none_can_start(ray_local: Any) -> None:
