@@ -69,7 +69,7 @@ def parse_memory_budget(text: str | int | None) -> int:
                 return max(1, int(default_memory_budget() / DEFAULT_BUDGET_FRACTION * frac))
             mult = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
             value = int(float(t[:-1] if mult > 1 else t) * mult)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: 1e9999 is an infinite size
             raise InputError(f"not a memory size: {text!r}", field="memory_budget",
                              hint="e.g. 512M, 2G or 25%") from None
     if value < 2**20:
