@@ -5,9 +5,116 @@ or a help text is written once."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from numbers import Integral, Real
+from typing import Annotated, Any, Literal
+
+from pluralign.engine.errors import InputError
+
+INT_MAX = 2**63 - 1
+"""Largest integer any setting takes (it must fit the int64 of Arrow tables and seeds)."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting accepts, declared on its field as
+    ``Annotated[int, Range(1)]``; the config checks it when built and the command line when
+    parsing its flag (``jobs/cli/flags.py``), so the API and the flags refuse the same values.
+    A numeric field without one takes any finite number (floats) or 0..2**63-1 (integers)."""
+
+    low: float | None = None
+    """Smallest value taken (None: no bound below)."""
+    high: float | None = None
+    """Largest value taken (None: no bound above)."""
+    above: bool = False
+    """``low`` itself is refused (the value must be above it)."""
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is refused, or None when it is taken."""
+        low_bad = self.low is not None and (value <= self.low if self.above else value < self.low)
+        if low_bad or (self.high is not None and value > self.high):
+            return f"must be {self.text()}"
+        return None
+
+    def text(self) -> str:
+        """``at least 1``, ``above 0``, ``between 1 and 1,048,576``..."""
+        low, high = (None if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,g}"
+                     for v in (self.low, self.high))
+        if low is not None and high is not None and not self.above:
+            return f"between {low} and {high}"
+        parts = [] if low is None else [f"above {low}" if self.above else f"at least {low}"]
+        parts += [] if high is None else [f"at most {high}"]
+        return " and ".join(parts) or "a finite number"
+
+
+MAX_TOKENS = 1 << 20
+"""Most tokens one answer may ask for (no served model writes more in one answer)."""
+MAX_SHOTS = 1000
+"""Most in-context examples per query."""
+MAX_IN_FLIGHT = 100_000
+"""Most requests in flight (per client, or over a pool) or inputs per request."""
+MAX_ACTORS = 10_000
+"""Most API-client actors, vLLM replicas or GPUs per replica."""
+MAX_RETRIES = 100
+"""Most retries of one item."""
+MAX_SHARDS = 100_000
+"""Most Ray tasks one re-alignment is split into."""
+DAY_SECONDS = 86_400.0
+"""Longest timeout, grace period or poll interval taken, in seconds."""
+
+INT_RANGE = Range(0, INT_MAX)
+"""What an integer setting without its own :class:`Range` takes."""
+FLOAT_RANGE = Range()
+"""What a float setting without its own :class:`Range` takes (any finite number)."""
+
+
+def numeric_problem(value: object, kind: type, limits: Range) -> str | None:
+    """Why ``value`` cannot be a setting of type ``kind`` (int or float) within ``limits``,
+    or None: not a number, NaN or infinite, a float where an integer is wanted, out of range."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return f"must be {'an integer' if kind is int else 'a number'}"
+    if kind is int and not isinstance(value, Integral):
+        return "must be an integer"
+    if not math.isfinite(value):
+        return "must be a finite number"
+    return limits.problem(value)
+
+
+@functools.cache
+def numeric_fields(cls: type) -> dict[str, tuple[type, Range]]:
+    """Field name -> (int or float, its Range) for every numeric field of the dataclass
+    ``cls`` (optional ones included: None stays allowed)."""
+    out: dict[str, tuple[type, Range]] = {}
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        tp, limits = hints[f.name], None
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+            rest = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = rest[0] if len(rest) == 1 else None
+        if typing.get_origin(tp) is Annotated:
+            tp, *extra = typing.get_args(tp)
+            limits = next((m for m in extra if isinstance(m, Range)), None)
+        if tp in (int, float):
+            out[f.name] = (tp, limits or (INT_RANGE if tp is int else FLOAT_RANGE))
+    return out
+
+
+def check_numbers(config: object) -> None:
+    """Refuse, before any work, a numeric field of the dataclass ``config`` outside what it
+    takes (:class:`Range`): one :class:`InputError` naming the argument and the value."""
+    for name, (kind, limits) in numeric_fields(type(config)).items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        why = numeric_problem(value, kind, limits)
+        if why is not None:
+            raise InputError(f"`{name}` {why}, got {value!r}", field=name)
 
 
 @dataclass(frozen=True)
@@ -23,10 +130,13 @@ class SplitConfig:
     """Split to evaluate."""
     train_split: str = "train"
     """Split scorers learn or draw examples from (evaluation splits are never for tuning)."""
-    limit: int | None = None
+    limit: Annotated[int, Range(1)] | None = None
     """Only the first N scenarios (a limited run shares its cache entries with a full one)."""
     cache: str | None = None
     """Score cache folder (None: $PLURALIGN_CACHE or the user cache dir)."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
 
 
 @dataclass(frozen=True)
@@ -54,17 +164,17 @@ class LLMConfig:
     extra_body: str | Mapping[str, Any] | None = None
     """Extra request-body fields sent with every request, a JSON object or its text
     (identity)."""
-    samples: int = 1
+    samples: Annotated[int, Range(1)] = 1
     """Samples per item (self-consistency; 1 = greedy; identity through the temperature)."""
-    temperature: float | None = None
+    temperature: Annotated[float, Range(0)] | None = None
     """Sampling temperature (None: 0 with one sample, 0.7 with more; identity)."""
-    max_tokens: int = 1024
+    max_tokens: Annotated[int, Range(1, MAX_TOKENS)] = 1024
     """Most tokens per answer (identity)."""
     sampling_seed: int | None = None
     """Base seed sent with requests (None: none; identity)."""
     few_shot: bool | None = None
     """In-context examples from the training split (None: the judge's default; identity)."""
-    shots: int | None = None
+    shots: Annotated[int, Range(1, MAX_SHOTS)] | None = None
     """In-context examples per query of a few-shot judge (None: the judge's default, five for
     prompt-aligned, one per label level for the regression judges' rubric; identity only when
     it differs from that default). Refused for a zero-shot run."""
@@ -72,37 +182,38 @@ class LLMConfig:
     """How in-context examples are ranked (identity)."""
     prompts: str | None = None
     """Judges' templates and attribute definitions (a TOML or JSON file; identity)."""
-    rpm: float | None = None
-    """Requests per minute for this key."""
-    tpm: float | None = None
-    """Tokens per minute for this key."""
-    concurrency: int = 16
+    rpm: Annotated[float, Range(0, above=True)] | None = None
+    """Requests per minute for this key (None: no limit)."""
+    tpm: Annotated[float, Range(0, above=True)] | None = None
+    """Tokens per minute for this key (None: no limit)."""
+    concurrency: Annotated[int, Range(1, MAX_IN_FLIGHT)] = 16
     """Requests in flight per API client."""
-    actors: int = 1
+    actors: Annotated[int, Range(1, MAX_ACTORS)] = 1
     """API-client actors or vLLM replicas."""
     placement: Literal["spread", "pack"] = "spread"
     """Where Ray puts the actors: spread over the hosts that have room (a placement group,
     one bundle per actor), or pack them onto as few as possible."""
-    tensor_parallel: int = 1
+    tensor_parallel: Annotated[int, Range(1, MAX_ACTORS)] = 1
     """GPUs per vLLM replica."""
     engine_args: tuple[str, ...] = ()
     """vLLM engine settings as KEY=VALUE texts (``structured_outputs_config=JSON`` is part of
     the identity)."""
-    max_in_flight: int | None = None
+    max_in_flight: Annotated[int, Range(1, MAX_IN_FLIGHT)] | None = None
     """Requests in flight over the pool (None: concurrency x actors)."""
-    max_retries: int = 6
-    """Most times one item is sent in total, every retry included."""
-    request_timeout: float = 60.0
+    max_retries: Annotated[int, Range(0, MAX_RETRIES)] = 5
+    """Times one item may be sent again after its first send (0: each item is sent once,
+    never retried); the HTTP client's retries and the scheduler's re-sends share them."""
+    request_timeout: Annotated[float, Range(0, DAY_SECONDS, above=True)] = 60.0
     """Seconds before one HTTP attempt counts as timed out."""
-    grace_seconds: float = 3.0
+    grace_seconds: Annotated[float, Range(0, DAY_SECONDS)] = 3.0
     """On an interrupt, seconds to wait for answers in flight."""
-    token_budget: int | None = None
+    token_budget: Annotated[int, Range(1)] | None = None
     """Stop sending once this many tokens were used."""
-    cost_budget: float | None = None
+    cost_budget: Annotated[float, Range(0, above=True)] | None = None
     """Stop sending once the estimated cost reaches this."""
-    price_prompt: float = 0.0
+    price_prompt: Annotated[float, Range(0)] = 0.0
     """Cost per 1,000 prompt tokens (for ``cost_budget``)."""
-    price_completion: float = 0.0
+    price_completion: Annotated[float, Range(0)] = 0.0
     """Cost per 1,000 completion tokens (for ``cost_budget``)."""
     use_ray: bool = False
     """Run API clients (or vLLM replicas) as Ray actors; False: in this process, one replica
@@ -113,7 +224,7 @@ class LLMConfig:
     """Share rate limits across a cluster and publish job progress through this Redis."""
     job_id: str | None = None
     """Job name for progress in Redis (None: the judge's name and a random suffix)."""
-    limit: int | None = None
+    limit: Annotated[int, Range(1)] | None = None
     """Only the first N scenarios (a limited run shares its cache entries with a full one)."""
     lane: Literal["online", "batch", "auto"] = "online"
     """How requests go: online (one HTTP call each), batch (the provider's Batch API, about
@@ -121,7 +232,7 @@ class LLMConfig:
     could not answer)."""
     cancel_batches: bool = False
     """Cancel this cache's batches still running at the provider (instead of reattaching)."""
-    batch_poll_seconds: float = 30.0
+    batch_poll_seconds: Annotated[float, Range(0, DAY_SECONDS, above=True)] = 30.0
     """Seconds between looks at a running batch (grows with backoff up to 10x)."""
     adaptive: Literal["auto", "on", "off"] = "auto"
     """Adaptive concurrency (AIMD on 429s): auto = where neither rpm nor tpm is given; on =
@@ -131,6 +242,14 @@ class LLMConfig:
     prices: str | None = None
     """Price table for plans and budgets: a JSON file of model -> prices per 1M tokens (None:
     the shipped table)."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
+
+    @property
+    def max_sends(self) -> int:
+        """Most times one item is sent in total: the first send and every retry."""
+        return 1 + int(self.max_retries)
 
 
 @dataclass(frozen=True)
@@ -158,12 +277,15 @@ class RewardConfig:
     or a path relative to ``base_url`` (identity)."""
     squash: bool = False
     """Map head values through the logistic function onto (0, 1) (identity)."""
-    batch: int = 32
+    batch: Annotated[int, Range(1, MAX_IN_FLIGHT)] = 32
     """Inputs per request."""
     revision: str | None = None
     """Model revision (commit or tag of the weights; identity)."""
     engine_args: tuple[str, ...] = ()
     """vLLM engine settings as KEY=VALUE texts, typed by vLLM's own parser (``--backend vllm``
     only)."""
-    tensor_parallel: int = 1
+    tensor_parallel: Annotated[int, Range(1, MAX_ACTORS)] = 1
     """GPUs the in-process vLLM model is split over (``--backend vllm`` only)."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self)

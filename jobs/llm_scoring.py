@@ -382,7 +382,7 @@ def scheduler_config(config: LLMConfig) -> SchedulerConfig:
     in_flight = config.max_in_flight or int(config.concurrency) * int(config.actors)
     return SchedulerConfig(
         max_in_flight=max(1, int(in_flight)),
-        max_sends=max(1, int(config.max_retries or 1)),
+        max_sends=config.max_sends,
         grace_seconds=max(0.0, float(config.grace_seconds or 0.0)),
         batch_size=max(1, min(4, int(config.concurrency))),
         token_budget=config.token_budget,
