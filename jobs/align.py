@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 import numpy as np
 import pyarrow as pa
 
-from pluralign.engine.align.realign import AlignResult, chosen_responses
+from pluralign.engine.align.realign import AlignResult, chosen_responses, parse_memory_budget
 from pluralign.engine.align.results import finite_or_none
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.target_sets import resolve_target_sets
@@ -27,7 +27,14 @@ from pluralign.engine.errors import InputError
 from pluralign.engine.judges import CHOICE_JUDGES, SCORE_JUDGES
 from pluralign.engine.store.files import check_output
 from pluralign.jobs import api
-from pluralign.jobs.configs import LLMConfig, RewardConfig, SplitConfig
+from pluralign.jobs.configs import (
+    MAX_SHARDS,
+    LLMConfig,
+    Range,
+    RewardConfig,
+    SplitConfig,
+    check_numbers,
+)
 from pluralign.jobs.runtime import (
     load_splits,
     note_manifest,
@@ -60,7 +67,7 @@ class AlignConfig:
     scorer_id: str | None = None
     """Exact scorer identity (as printed by sweep, e.g. of an LLM scorer): read its cached
     scores instead of those of the scorer named."""
-    samples: int | None = None
+    samples: Annotated[int, Range(1)] | None = None
     """With cached samples: average the first N (None: every cached sample)."""
     seed: int = 0
     """Seed of the random scorer."""
@@ -71,7 +78,7 @@ class AlignConfig:
     ('{"helpfulness": 1}' or helpfulness=1,verbosity=0)."""
     target: tuple[str, ...] = ()
     """An inline target (repeatable)."""
-    shards: int | None = None
+    shards: Annotated[int, Range(1, MAX_SHARDS)] | None = None
     """Re-align as N Ray tasks over blocks of targets (None: automatic above 2e9 responses x
     targets when Ray is already running)."""
     memory_budget: int | str | None = None
@@ -84,6 +91,11 @@ class AlignConfig:
     (nothing is sent)."""
     reward: RewardConfig | None = None
     """The reward model's settings, for ``reward`` read without `scorer_id`."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
+        if self.memory_budget is not None:
+            parse_memory_budget(self.memory_budget)
 
     def specs(self) -> list[str]:
         """Every target spec: the sets, then the inline targets."""

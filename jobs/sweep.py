@@ -19,13 +19,17 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from pluralign.engine.align.metrics import SetSummary, implicit_bias, regression_quality, summarize
 from pluralign.engine.align.per_scenario import per_scenario_table, standard_error
-from pluralign.engine.align.realign import AlignResult, accuracy_from_choices
+from pluralign.engine.align.realign import (
+    AlignResult,
+    accuracy_from_choices,
+    parse_memory_budget,
+)
 from pluralign.engine.align.results import finite_or_none, per_target_table
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.sources import resolve_data_dir
@@ -38,7 +42,14 @@ from pluralign.engine.store.cache import ScoreCache
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.files import check_output
 from pluralign.jobs import api
-from pluralign.jobs.configs import LLMConfig, RewardConfig, SplitConfig
+from pluralign.jobs.configs import (
+    MAX_SHARDS,
+    LLMConfig,
+    Range,
+    RewardConfig,
+    SplitConfig,
+    check_numbers,
+)
 from pluralign.jobs.llm_scoring import sample_spread
 from pluralign.jobs.runtime import (
     cache_dir,
@@ -73,7 +84,7 @@ class SweepConfig:
     ('{"helpfulness": 1}' or helpfulness=1,verbosity=0)."""
     per_scenario_all: bool = False
     """Write per_scenario.parquet rows for the all-targets set too."""
-    shards: int | None = None
+    shards: Annotated[int, Range(1, MAX_SHARDS)] | None = None
     """Re-align as N Ray tasks over blocks of targets (None: automatic above 2e9 responses x
     targets on a sweep already on Ray)."""
     memory_budget: int | str | None = None
@@ -83,6 +94,11 @@ class SweepConfig:
     """The LLM judge's settings (needed for an LLM scorer)."""
     reward: RewardConfig | None = None
     """The reward model's settings (needed for ``reward``)."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
+        if self.memory_budget is not None:
+            parse_memory_budget(self.memory_budget)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,16 @@ from pluralign.engine.data.target_sets import DEFAULT_SETS, TARGET_SET_NAMES
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges import CHOICE_JUDGES, SCORE_JUDGES
 from pluralign.jobs import api
-from pluralign.jobs.cli.flags import add_config_flags, config_from_args
-from pluralign.jobs.configs import LLMConfig, RewardConfig, SplitConfig
+from pluralign.jobs.cli.flags import add_config_flags, config_from_args, number
+from pluralign.jobs.configs import (
+    FLOAT_RANGE,
+    INT_RANGE,
+    MAX_SHARDS,
+    LLMConfig,
+    Range,
+    RewardConfig,
+    SplitConfig,
+)
 from pluralign.jobs.runtime import load_splits as load_typed_splits
 from pluralign.jobs.runtime import note_manifest, scorer_options
 from pluralign.jobs.sharded import SHARD_THRESHOLD
@@ -74,10 +82,10 @@ def add_scorer_args(p: argparse.ArgumentParser, scorer_help: str, *,
         p.add_argument("--scorer-id", default=None,
                        help="exact scorer identity (as printed by sweep, e.g. of an LLM "
                             "scorer): read its cached scores instead of --scorer's")
-        p.add_argument("--samples", type=int, default=None,
+        p.add_argument("--samples", type=number(int, Range(1)), default=None,
                        help="with cached scores: average the first N samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random scorer")
-    p.add_argument("--value", type=float, default=0.5, help="value of the constant scorer")
+    p.add_argument("--seed", type=number(int, INT_RANGE), default=0, help="seed of the random scorer")
+    p.add_argument("--value", type=number(float, FLOAT_RANGE), default=0.5, help="value of the constant scorer")
 
 
 def add_target_args(p: argparse.ArgumentParser, default: Sequence[str] | None) -> None:
@@ -173,12 +181,13 @@ def budget_arg(text: str) -> int:
     try:
         return parse_memory_budget(text)
     except InputError as e:
-        raise argparse.ArgumentTypeError(str(e).splitlines()[0]) from None
+        raise argparse.ArgumentTypeError(
+            str(e).splitlines()[0].removeprefix("field 'memory_budget': ")) from None
 
 
 def add_realign_args(p: Any) -> None:
     """``--shards`` and ``--memory-budget`` for the commands that re-align."""
-    p.add_argument("--shards", type=int, default=None,
+    p.add_argument("--shards", type=number(int, Range(1, MAX_SHARDS)), default=None,
                    help="re-align as N Ray tasks over blocks of targets (on a sweep already "
                         f"on Ray, automatic above {SHARD_THRESHOLD:,} responses x targets)")
     p.add_argument("--memory-budget", default=None, type=budget_arg,

@@ -22,6 +22,8 @@ import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, TypeVar
 
+from pluralign.jobs.configs import Range, numeric_fields, numeric_problem
+
 C = TypeVar("C")
 
 Adder = argparse.ArgumentParser | argparse._ArgumentGroup
@@ -163,7 +165,7 @@ def add_config_flags(
                 kwargs["action"] = "append"
             default = list(default or ())
         elif tp in (int, float):
-            kwargs["type"] = tp
+            kwargs["type"] = number(*numeric_fields(cls)[f.name])
         if types and f.name in types:
             kwargs["type"] = types[f.name]
         if f.name in required:
@@ -171,6 +173,25 @@ def add_config_flags(
         parser.add_argument(flag, default=default, help=_help(doc, default, True), **kwargs)
         added.append(f.name)
     return added
+
+
+def number(kind: type, limits: Range) -> Callable[[str], int | float]:
+    """argparse type of a numeric flag: an int or float within ``limits`` (NaN, infinities and
+    out-of-range values refused while parsing, naming the flag and the range)."""
+    def parse(text: str) -> int | float:
+        try:
+            value: int | float = int(text) if kind is int else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{'an integer' if kind is int else 'a number'} is wanted, got {text!r}"
+            ) from None
+        why = numeric_problem(value, kind, limits)
+        if why is not None:
+            raise argparse.ArgumentTypeError(f"{why}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _options(parser: Adder) -> set[str]:
