@@ -23,6 +23,9 @@ HELPSTEER2_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 MIC_ATTRIBUTES = ("care", "fairness", "liberty", "loyalty", "authority", "sanctity")
 MIC_LEVELS = tuple(round(i / 6, 2) for i in range(7))
 NEUTRAL = 0.5
+MAX_RESPONSES = 26
+"""Most responses one scenario may have: LLM judges letter them A to Z (and every scorer
+reads a benchmark the same way, so a file one judge cannot read is refused at load)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,14 +156,26 @@ def _validate_scenario(
     seen.add(sc.id)
     if not isinstance(sc.prompt, str):
         raise InputError("prompt must be a string", file=file, record=rec, field="prompt")
+    if not sc.prompt.strip():
+        raise InputError("empty prompt: there is nothing to steer a response to", file=file,
+                         record=rec, field="prompt")
     if len(sc.responses) < 2:
         raise InputError(
             f"needs at least 2 responses, has {len(sc.responses)}",
             file=file, record=rec, field="responses",
         )
-    if any(not isinstance(r, str) for r in sc.responses):
-        raise InputError("every response must be a string", file=file, record=rec,
-                         field="responses")
+    if len(sc.responses) > MAX_RESPONSES:
+        raise InputError(
+            f"has {len(sc.responses):,} responses; at most {MAX_RESPONSES} are taken",
+            file=file, record=rec, field="responses",
+            hint="judges letter responses A to Z; split the scenario")
+    for r, text in enumerate(sc.responses):
+        if not isinstance(text, str):
+            raise InputError(f"every response must be a string (response {r} is not)",
+                             file=file, record=rec, field="responses")
+        if not text.strip():
+            raise InputError("empty response: there is nothing to judge", file=file,
+                             record=rec, field=f"responses[{r}]")
     if len(sc.labels) != len(sc.responses):
         raise InputError(
             f"{len(sc.labels)} label dicts for {len(sc.responses)} responses",

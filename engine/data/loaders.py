@@ -77,7 +77,7 @@ def load_steerable_json(path: str | os.PathLike[str], name: str, split: str) -> 
     else ``f"{split}-{index:05d}"``.
     """
     file = str(path)
-    data = read_json(Path(path))
+    data = _read_unique(Path(path))
     if not isinstance(data, list):
         raise InputError(
             f"top level must be a JSON list of scenarios, got {type(data).__name__}",
@@ -95,6 +95,54 @@ def load_steerable_json(path: str | os.PathLike[str], name: str, split: str) -> 
         return bench
     levels = _infer_levels(bench, file)
     return make_benchmark(name, split, attributes, levels, scenarios, source=file)
+
+
+class _Repeated(dict[str, object]):
+    """An object that named ``key`` twice (kept only to say where)."""
+
+    key = ""
+
+
+def _marking_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in pairs:
+        if k in out:
+            marked = _Repeated(pairs)
+            marked.key = k
+            return marked
+        out[k] = v
+    return out
+
+
+def _read_unique(path: Path) -> UntrustedJSON:
+    """A benchmark file's JSON; an object naming a key twice (``json`` would silently keep
+    the last value) is refused naming the record and the field."""
+    try:
+        return read_json(path, unique_keys=True)
+    except InputError as e:
+        if "appears twice" not in str(e):
+            raise
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_marking_pairs)
+        record, where = _repeated_in(data, "")
+        raise InputError(f"key {where.rpartition('.')[2]!r} appears twice in one object",
+                         file=path, record=record, field=where.lstrip("."),
+                         hint="each key once per object") from None
+
+
+def _repeated_in(value: object, where: str) -> tuple[int | None, str]:
+    """(record index, field path) of the first object naming a key twice."""
+    if isinstance(value, _Repeated):
+        return None, f"{where}.{value.key}"
+    items: list[tuple[object, str, int | None]] = []
+    if isinstance(value, dict):
+        items = [(v, f"{where}.{k}", None) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(v, f"{where}[{i}]" if where else "", i) for i, v in enumerate(value)]
+    for item, inner, index in items:
+        record, found = _repeated_in(item, inner)
+        if found:
+            return (index if not where else record), found
+    return None, ""
 
 
 def _attributes_from_first(record: object, file: str) -> tuple[str, ...]:
@@ -284,15 +332,19 @@ def read_rows(path: Path) -> list[Row]:
 
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON: {e.msg}", file=path,
-                                 record=f"{len(rows)} (line {line_no})") from None
+    try:
+        with path.open(encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise InputError(f"not valid JSON: {e.msg}", file=path,
+                                     record=f"{len(rows)} (line {line_no})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text ({e.reason})", file=path,
+                         record=f"{len(rows)}") from None
     return rows
 
 

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from pluralign.engine.data.benchmark import Benchmark, make_benchmark
+from pluralign.engine.data.benchmark import MAX_RESPONSES, Benchmark, make_benchmark
 from pluralign.engine.data.loaders import (
     benchmark_family,
     known_benchmark,
@@ -164,7 +164,8 @@ def parse_synthetic(spec: str) -> dict[str, int]:
 
 def _check_synthetic(p: Mapping[str, int], spec: str) -> None:
     rules = [("S", p["S"] >= 1, "at least 1 scenario"),
-             ("R", 2 <= p["R_min"] <= p["R_max"], "responses must be 2 <= min <= max"),
+             ("R", 2 <= p["R_min"] <= p["R_max"] <= MAX_RESPONSES,
+              f"responses must be 2 <= min <= max <= {MAX_RESPONSES}"),
              ("A", p["A"] >= 1, "at least 1 attribute"),
              ("L", p["L"] >= 2, "at least 2 levels"),
              ("seed", p["seed"] >= 0, "a non-negative seed")]

@@ -233,6 +233,6 @@ def test_synthetic_benchmark_beyond_memory(tmp_path: Path, capsys: Any) -> None:
 
 
 def test_synthetic_benchmark_with_huge_shape(tmp_path: Path, capsys: Any) -> None:
-    refused(capsys, with_bench(sweep(tmp_path), "synthetic:S=1000000,A=5000,R=2-40"), "'S'",
+    refused(capsys, with_bench(sweep(tmp_path), "synthetic:S=1000000,A=5000,R=2-26"), "'S'",
             "would need")
     untouched(tmp_path)
