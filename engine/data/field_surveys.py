@@ -266,12 +266,14 @@ VRD = ("Value", "Right", "Duty")
 
 
 def load_valueprism(path: str | os.PathLike[str]) -> list[OvertonQuery]:
-    """ValuePrism's ``full`` CSVs (one file or a folder of them, subfolders included): columns
-    ``situation``, ``vrd`` (Value, Right or Duty), ``text``, ``explanation``, ``valence``. Each
-    situation is a query whose window is its values, rights and duties (the Value Kaleidoscope
+    """ValuePrism's ``full`` CSVs (one file, the ``full`` folder, or the repository holding it):
+    columns ``situation``, ``vrd`` (Value, Right or Duty), ``text``, ``explanation``,
+    ``valence``. Each situation is a query whose window is its values, rights and duties (the Value Kaleidoscope
     view: every listed consideration is a reasonable one). An entry reads ``Value: Honesty``;
     rights and duties already say so (``Duty to ...``) and are kept as written."""
     p = require(path, "valueprism")
+    if p.is_dir() and (p / "full").is_dir():
+        p = p / "full"  # the repository's other folders (relevance, valence ...) are tasks
     windows: dict[str, list[Perspective]] = {}
     for f in find_files(p, ("*.csv",), "valueprism"):
         need_columns(f, header(f), ("situation", "vrd", "text"))

@@ -111,7 +111,10 @@ def test_global_opinions_with_nothing_usable_is_an_error(tmp_path: Path) -> None
 
 
 def test_valueprism_window_reads_as_written(tmp_path: Path) -> None:
-    (q,) = fd.load_valueprism(layouts.valueprism(tmp_path / "full" / "full.csv").parent.parent)
+    layouts.valueprism(tmp_path / "full" / "train.csv")
+    layouts.write_csv(tmp_path / "relevance" / "train.csv", ["situation", "vrd", "text", "label"],
+                      [["x", "Value", "y", "Yes"]])  # another task's folder: not read
+    (q,) = fd.load_valueprism(tmp_path)
     assert [w.text for w in q.window] == ["Value: Honesty", "Right to truthful information",
                                           "Duty to protect others' feelings"]
 
