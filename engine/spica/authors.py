@@ -45,7 +45,10 @@ def default_strategy(cls: str) -> str:
 def _read_json(path: Path) -> UntrustedJSON:
     if not path.exists():
         raise DataNotFoundError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read: {e}", file=path) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as first:
