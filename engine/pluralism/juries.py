@@ -347,11 +347,17 @@ def _sample_size(g: dict[str, object], attrs: tuple[str, ...], source: str, rec:
     return n
 
 
+WEIGHT_RANGE = (1e-9, 1e12)
+"""Smallest and largest weight or group size taken: within it sums over any jury stay finite
+and exact enough (a size of 1e308 made every total infinite)."""
+
+
 def _positive(value: object, source: str, rec: str | None, field: str) -> float:
+    low, high = WEIGHT_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{field.rsplit('.', 1)[-1]} must be a positive number, got {value!r}",
-                         file=source, record=rec, field=field)
+            or not math.isfinite(value) or not low <= value <= high:
+        raise InputError(f"{field.rsplit('.', 1)[-1]} must be a positive number from {low:g} "
+                         f"to {high:g}, got {value!r}", file=source, record=rec, field=field)
     return float(value)
 
 
