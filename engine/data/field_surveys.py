@@ -132,6 +132,10 @@ def load_opinionqa(survey_dir: str | os.PathLike[str], group_by: str | None = No
     each option among its substantive answers; its refusal rate is the weighted share of
     refusals among all its answers (kept apart, in ``refusal``)."""
     d = require(survey_dir, "opinionqa")
+    waves = sorted(x.name for x in d.glob("American_Trends_Panel_W*") if x.is_dir())
+    if waves and not (d / "info.csv").exists():
+        raise InputError(f"holds {len(waves)} survey folders, not one survey", file=d,
+                         hint=f"pass one of them, e.g. {d / waves[0]}")
     info, resp = require(d / "info.csv", "opinionqa"), require(d / "responses.csv", "opinionqa")
     need_columns(info, header(info), ("key", "question", "references", "option_ordinal"))
     cols = header(resp)

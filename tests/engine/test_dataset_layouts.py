@@ -63,6 +63,8 @@ def test_opinionqa_says_what_is_missing(tmp_path: Path) -> None:
     (d / "metadata.csv").unlink()
     with pytest.raises(InputError, match=r"metadata\.csv: metadata\.csv is needed to group by"):
         fd.load_opinionqa(d, "POLPARTY")
+    with pytest.raises(InputError, match="holds 1 survey folders, not one survey"):
+        fd.load_opinionqa(d.parent)
     other = tmp_path / "American_Trends_Panel_W27"
     d.rename(other)
     with pytest.raises(InputError, match=r"field 'WEIGHT_W27': missing column"):
