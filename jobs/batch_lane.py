@@ -269,36 +269,16 @@ class BatchLane:
             if "too_many" in view.errors or "size" in view.errors or "large" in view.errors:
                 self.max_requests = max(1, len(items) // 2)  # split smaller next time
                 self.split_again = True
-        rows: list[Mapping[str, object]] = []
-        done: list[WorkItem] = []
-        leftover: list[WorkItem] = []
-        for it in items:
-            res = results.get(it.key)
-            if res is None:
-                leftover.append(it)
-                continue
-            self.report.prompt_tokens += res.usage.prompt_tokens
-            self.report.completion_tokens += res.usage.completion_tokens
-            if res.failure is None:
-                try:
-                    rows += self.task.parse(it, res)
-                    done.append(it)
-                    self.report.completed += 1
-                    continue
-                except AnswerError as e:
-                    self._count_failure(FailureKind.BAD_ANSWER.value, str(e))
-                    leftover.append(it)
-                    continue
-            self._count_failure(res.failure.kind.value, res.failure.message)
-            if res.failure.kind in _FINAL:
-                rows += self.task.failure_rows(it, f"{res.failure.kind.value}: "
-                                                   f"{res.failure.message}"[:500])
-                done.append(it)
-                self.report.failed += 1
-            else:
-                leftover.append(it)
-        if rows:
-            await asyncio.to_thread(self.store.append, rows)
+        stored = await asyncio.to_thread(store_results, self.task, items, results, self.store)
+        done, leftover = stored.done, stored.leftover
+        r = self.report
+        r.completed, r.failed = r.completed + stored.completed, r.failed + stored.failed
+        r.prompt_tokens += stored.prompt_tokens
+        r.completion_tokens += stored.completion_tokens
+        for kind, n in stored.failures.items():
+            r.failures[kind] = r.failures.get(kind, 0) + n
+        for kind, text in stored.failure_examples.items():
+            r.failure_examples.setdefault(kind, text)
         self.claims.release(it.key for it in done)
         self.journal.step(entry, "collected", status=view.status)
         self.claims.release([f"batch-{entry.local_id}"])
@@ -307,15 +287,66 @@ class BatchLane:
                  f"written, {len(leftover)} to send again")
         return leftover
 
-    def _count_failure(self, kind: str, message: str) -> None:
-        self.report.failures[kind] = self.report.failures.get(kind, 0) + 1
-        self.report.failure_examples.setdefault(kind, message[:300])
-
     def _write_failures(self, items: Sequence[WorkItem], reason: str) -> None:
         rows = [r for it in items for r in self.task.failure_rows(it, reason[:500])]
         if rows:
             self.store.append(rows)
         self.report.failed += len(items)
+
+
+@dataclass
+class Stored:
+    """What :func:`store_results` wrote and what is left to send again."""
+
+    done: list[WorkItem] = field(default_factory=list)
+    leftover: list[WorkItem] = field(default_factory=list)
+    completed: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    failure_examples: dict[str, str] = field(default_factory=dict)
+
+    def count(self, kind: str, message: str) -> None:
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+        self.failure_examples.setdefault(kind, message[:300])
+
+
+def store_results(task: Task, items: Sequence[WorkItem],
+                  results: Mapping[str, GenerationResult], store: ResultStore) -> Stored:
+    """Write the rows of a batch's results (by item key) through ``store``, one part: answers
+    as the task parses them, final failures (too long, cut at max_tokens) as failure rows;
+    items without a result, or with one worth sending again, are the leftover."""
+    out = Stored()
+    rows: list[Mapping[str, object]] = []
+    for it in items:
+        res = results.get(it.key)
+        if res is None:
+            out.leftover.append(it)
+            continue
+        out.prompt_tokens += res.usage.prompt_tokens
+        out.completion_tokens += res.usage.completion_tokens
+        if res.failure is None:
+            try:
+                rows += task.parse(it, res)
+            except AnswerError as e:
+                out.count(FailureKind.BAD_ANSWER.value, str(e))
+                out.leftover.append(it)
+                continue
+            out.done.append(it)
+            out.completed += 1
+            continue
+        out.count(res.failure.kind.value, res.failure.message)
+        if res.failure.kind in _FINAL:
+            rows += task.failure_rows(it, f"{res.failure.kind.value}: "
+                                          f"{res.failure.message}"[:500])
+            out.done.append(it)
+            out.failed += 1
+        else:
+            out.leftover.append(it)
+    if rows:
+        store.append(rows)
+    return out
 
 
 # ------------------------------------------------------------------------- lanes

@@ -18,7 +18,7 @@ from typing import Any
 from pluralign.actors.backends.batch_journal import BatchJournal
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges import Judge, WorkItem
-from pluralign.engine.run.backend import GenerationRequest
+from pluralign.engine.run.backend import GenerationRequest, Message
 from pluralign.engine.run.scheduler import ResultStore, plan
 from pluralign.engine.store.claims import Claims
 from pluralign.jobs.configs import LLMConfig
@@ -128,7 +128,13 @@ def prices_for(model: str, path: str | None = None, *, prompt_per_1k: float = 0.
 
 # ------------------------------------------------------------------------- token counting
 
-Counter = Callable[[str], int]
+Counter = Callable[[Sequence[Message]], int]
+"""Prompt tokens of one request's messages."""
+
+
+def _per_message(count: Callable[[str], int]) -> Counter:
+    """A text counter applied per message, plus the chat template's usual overhead."""
+    return lambda messages: sum(count(m.content) + MESSAGE_OVERHEAD for m in messages) + 3
 
 
 def _tiktoken_counter(model: str) -> Counter | None:
@@ -142,34 +148,44 @@ def _tiktoken_counter(model: str) -> Counter | None:
         enc = tiktoken.encoding_for_model(model.rsplit("/", 1)[-1])
     except Exception:  # an unknown name, or no network for the tables
         return None
-    return lambda text: len(enc.encode(text, disallowed_special=()))
+    return _per_message(lambda text: len(enc.encode(text, disallowed_special=())))
 
 
 def _local_counter(model: str) -> Counter | None:
-    """The tokenizer of a local model folder (``tokenizer.json``), via transformers or
-    tokenizers where one is installed (the vLLM environment has both)."""
+    """The tokenizer and chat template of a local model folder, via transformers where it is
+    installed (the vLLM environment has it), else the bare tokenizer via tokenizers."""
     folder = Path(model)
-    if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+    if not (folder / "tokenizer.json").is_file():
         return None
     try:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(str(folder))
-        return lambda text: len(tok.encode(text, add_special_tokens=False))
+
+        def templated(messages: Sequence[Message]) -> int:
+            chat = [{"role": m.role, "content": m.content} for m in messages]
+            ids = tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True)
+            if isinstance(ids, Mapping):  # newer transformers return a BatchEncoding
+                ids = ids["input_ids"]
+            return len(ids)
+
+        templated([Message("user", "x")])  # a folder without a chat template fails here
+        return templated
     except Exception:
         pass
     try:
         from tokenizers import Tokenizer
 
         fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        return lambda text: len(fast.encode(text, add_special_tokens=False).ids)
+        return _per_message(lambda text: len(fast.encode(text, add_special_tokens=False).ids))
     except Exception:
         return None
 
 
 def token_counter(model: str, backend: str) -> tuple[Counter, str]:
-    """(count of one text's tokens, how it is counted): a local model folder's tokenizer,
-    tiktoken for OpenAI model names, else the 4-characters-per-token estimate."""
+    """(prompt tokens of a request's messages, how they are counted): a local model folder's
+    tokenizer and chat template, tiktoken for OpenAI model names, else the
+    4-characters-per-token estimate."""
     if backend == "vllm" or Path(model).is_dir():
         local = _local_counter(model)
         if local is not None:
@@ -177,12 +193,12 @@ def token_counter(model: str, backend: str) -> tuple[Counter, str]:
     exact = _tiktoken_counter(model)
     if exact is not None:
         return exact, "exact (tiktoken)"
-    return (lambda text: math.ceil(len(text) / CHARS_PER_TOKEN),
+    return (_per_message(lambda text: math.ceil(len(text) / CHARS_PER_TOKEN)),
             f"estimate ({CHARS_PER_TOKEN:g} characters per token)")
 
 
 def request_tokens(req: GenerationRequest, count: Counter) -> int:
-    return sum(count(m.content) + MESSAGE_OVERHEAD for m in req.messages) + 3
+    return count(req.messages)
 
 
 # ------------------------------------------------------------------------- the plan
