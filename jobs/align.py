@@ -36,6 +36,7 @@ from pluralign.jobs.configs import (
     check_numbers,
 )
 from pluralign.jobs.runtime import (
+    check_samples,
     load_splits,
     note_manifest,
     progress,
@@ -193,6 +194,7 @@ def cached_scores(config: AlignConfig) -> api.Scores:
     s = config.splits
     bench, train = load_splits(s.benchmark, s.split, s.data, limit=s.limit,
                                train_split=s.train_split if need else None)
+    check_samples(bench, config.samples)
     ident = config.scorer_id or api.scorer_identity(
         bench, config.scorer, train=train, config=settings,
         **scorer_options(config.scorer, seed=config.seed, value=config.value))

@@ -15,11 +15,16 @@ from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.sources import load_benchmark
 from pluralign.engine.errors import InputError
 from pluralign.engine.run.progress import note as progress
-from pluralign.engine.store.files import write_json, write_parquet
+from pluralign.engine.store.files import require_memory, write_json, write_parquet
 from pluralign.engine.store.manifest import current, with_manifest
 
-__all__ = ["cache_dir", "load_splits", "note_manifest", "progress", "scorer_options",
-           "write_json_atomic", "write_parquet_atomic"]
+__all__ = ["SAMPLE_BYTES", "cache_dir", "check_samples", "load_splits", "note_manifest",
+           "progress", "scorer_options", "write_json_atomic", "write_parquet_atomic"]
+
+SAMPLE_BYTES = 1024
+"""Bytes per (response, attribute, sample) while a run holds its work items or cached
+samples (measured: about 850 per comparative item of one scenario's responses, 480 per
+per-response item)."""
 
 
 def cache_dir(arg: str | os.PathLike[str] | None) -> Path:
@@ -49,6 +54,16 @@ def load_splits(benchmark: str, split: str = "eval", data: str | None = None, *,
                              field="train_split", hint="evaluation splits are never for tuning")
         train = load_benchmark(benchmark, train_split, data)
     return bench, train
+
+
+def check_samples(bench: Benchmark, samples: int | None, *, field: str = "samples") -> None:
+    """Refuse, before any work, a sample count whose work items or cached samples would not
+    fit in memory (like a synthetic benchmark's size), naming ``field`` and the need."""
+    if samples is None or samples <= 1:
+        return
+    need = float(bench.n_responses) * len(bench.attributes) * samples * SAMPLE_BYTES
+    require_memory(need, f"{samples:,} samples of {bench.n_responses:,} responses x "
+                   f"{len(bench.attributes)} attributes", field=field, hint="use fewer samples")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -53,6 +53,7 @@ from pluralign.jobs.configs import (
 from pluralign.jobs.llm_scoring import sample_spread
 from pluralign.jobs.runtime import (
     cache_dir,
+    check_samples,
     load_splits,
     note_manifest,
     progress,
@@ -147,6 +148,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
                          field="llm", hint="pass `llm=LLMConfig(model=...)`")
     need = api.needs_train(config.scorer, llm)
     bench, train = _load(config.splits, need)
+    check_samples(bench, None if llm is None else llm.samples)
     # Resolve targets before scoring: a bad target file should fail in a second, not after.
     sets = resolve_target_sets(config.targets, bench, config.splits.data)
     if config.scorer in CHOICE_JUDGES:

@@ -26,8 +26,8 @@ from pluralign.jobs.configs import (
     RewardConfig,
     SplitConfig,
 )
+from pluralign.jobs.runtime import check_samples, note_manifest, scorer_options
 from pluralign.jobs.runtime import load_splits as load_typed_splits
-from pluralign.jobs.runtime import note_manifest, scorer_options
 from pluralign.jobs.sharded import SHARD_THRESHOLD
 
 __all__ = ["DEFAULT_SETS", "TARGET_SET_NAMES", "finite_or_none"]
@@ -152,6 +152,7 @@ def scorer_splits(args: argparse.Namespace
         config = reward_config(args)
     need = not getattr(args, "scorer_id", None) and api.needs_train(args.scorer, config)
     bench, train = load_splits(args, need_train=need)
+    check_samples(bench, getattr(args, "samples", None))
     return bench, train, config
 
 
