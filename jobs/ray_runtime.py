@@ -98,6 +98,27 @@ def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
             os.environ[env] = saved
 
 
+def _started_processes() -> list[Any]:
+    """The processes (``subprocess.Popen``) of the Ray runtime this process started: raylet,
+    GCS and the rest; none for a cluster it only connected to, or where Ray's internals
+    moved."""
+    try:
+        from ray._private import worker
+
+        node: Any = worker._global_node
+        groups: list[Any] = list(node.all_processes.values()) if node else []
+        return [info.process for infos in groups for info in infos]
+    except Exception:
+        return []
+
+
+def started_ray_intact() -> bool:
+    """False when a process of the Ray runtime this process started has died (a signal to
+    the whole process group reaches the raylet and GCS too): an orderly shutdown then only
+    waits on the dead."""
+    return all(p.poll() is None for p in _started_processes())
+
+
 def stop_started_ray(grace: float = 3.0) -> None:
     """Shut down the Ray runtime this process started, within ``grace`` seconds, for an exit
     that skips the ``ray.shutdown`` Ray runs at exit: the second Ctrl-C.
@@ -110,14 +131,7 @@ def stop_started_ray(grace: float = 3.0) -> None:
     if "ray" not in sys.modules:
         return  # this run never started Ray
     ray = _ray()
-    try:
-        from ray._private import worker
-
-        node: Any = worker._global_node
-        groups: list[Any] = list(node.all_processes.values()) if node else []
-        started: list[Any] = [info.process for infos in groups for info in infos]
-    except Exception:  # Ray internals moved: only the orderly shutdown below
-        started = []
+    started = _started_processes()  # empty where Ray's internals moved: only ray.shutdown
     # The raylet's own children (the dashboard agent, the runtime-env agent, workers) are not in
     # that list and, once the raylet is gone, belong to init: note them now, while they can
     # still be found as its descendants.

@@ -10,6 +10,7 @@ Ray Serve deployment with replicas (or autoscaling) instead of one local process
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 from collections.abc import Iterator
@@ -50,8 +51,12 @@ def stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(ServeConfig, args)
     stop = threading.Event()
+    # The local server stops between requests when SIGTERM sets the event. Under --ray,
+    # SIGTERM stays a Ctrl-C (a KeyboardInterrupt, see handled_by_command): it must also end
+    # a deployment still starting, which blocks in Ray and never looks at the event.
+    stopping = stop_on_sigterm(stop) if not config.ray else contextlib.nullcontext()
     try:
-        with stop_on_sigterm(stop):
+        with stopping:
             serve(config, stop=stop)
     except KeyboardInterrupt:
         if not config.ray:

@@ -15,10 +15,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pluralign.engine.align.realign import parse_memory_budget
 from pluralign.engine.errors import InputError
-from pluralign.jobs.ray_runtime import init_local_ray, refuse_open_cluster
+from pluralign.jobs.ray_runtime import (
+    init_local_ray,
+    refuse_open_cluster,
+    started_ray_intact,
+    stop_started_ray,
+)
 from pluralign.jobs.runtime import cache_dir, progress
 from pluralign.jobs.serve.http import TOKEN_ENV, check_bind, load_token, serve_local
 from pluralign.jobs.serve.query import Limits, QueryService
@@ -150,5 +156,25 @@ def _serve_ray(config: ServeConfig, cache: str, data: str | None, limits: Limits
             on_ready(f"http://{config.host}:{config.port}")
         stop.wait()
     finally:
-        ray_serve.shutdown()  # type: ignore[no-untyped-call]
+        _shut_down(ray_serve, ray, started=not config.address)
+
+
+SERVE_SHUTDOWN_GRACE = 5.0
+"""Seconds Ray Serve gets to shut its deployment down before the runtime goes anyway."""
+
+
+def _shut_down(ray_serve: Any, ray: Any, *, started: bool) -> None:
+    """Shut Ray Serve down, then Ray: in seconds, whatever state a signal left them in. A
+    terminal's Ctrl-C or a group's SIGTERM also reaches the local runtime's raylet and GCS;
+    Ray Serve's orderly shutdown then waits about half a minute for a controller that is
+    gone, so it gets :data:`SERVE_SHUTDOWN_GRACE` in a thread (an orderly one takes 2-4 s),
+    none when the runtime this process started has lost a process already; that runtime is
+    then taken down with every process it spawned (:func:`stop_started_ray`)."""
+    if not started or started_ray_intact():
+        done = threading.Thread(target=ray_serve.shutdown, daemon=True)
+        done.start()
+        done.join(SERVE_SHUTDOWN_GRACE)
+    if started:
+        stop_started_ray()
+    else:
         ray.shutdown()

@@ -13,10 +13,13 @@ with the same ``args`` (see docs/serve.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+import ray
 from ray import serve
 
+from pluralign.engine.run.hosts import is_loopback
 from pluralign.jobs.serve.http import load_token, respond
 from pluralign.jobs.serve.query import Limits, QueryService
 
@@ -31,12 +34,35 @@ class AlignReplica:
 
     def __init__(self, cache: str, data: str | None, lru: int, limits: Limits,
                  memory_budget: int | None, token: str | None) -> None:
+        loopback_replica_grpc()
         self.service = QueryService(cache, data, lru=lru, limits=limits,
                                     memory_budget=memory_budget)
         self.token = token
 
     async def __call__(self, request: Request) -> JSONResponse:
         return await respond(self.service, self.token, request)
+
+
+def loopback_replica_grpc() -> bool:
+    """On a node whose Ray address is loopback (the local runtime ``serve --ray`` starts),
+    make this replica's inter-deployment gRPC server listen on 127.0.0.1 instead of every
+    interface (Ray Serve binds ``[::]`` whatever the node's address); a node of a real
+    cluster keeps Ray's binding. Runs in the replica's constructor, before Ray Serve starts
+    that server; True when the binding was changed."""
+    from ray.serve._private import replica as serve_replica
+
+    node_ip = ray.util.get_node_ip_address()
+    add: Callable[[Any, str], int] | None = getattr(serve_replica, "add_port_to_grpc_server",
+                                                    None)
+    if add is None or not is_loopback(node_ip) or getattr(add, "loopback", False):
+        return False
+
+    def on_loopback(server: Any, address: str) -> int:
+        return add(server, address.replace("[::]", "127.0.0.1", 1))
+
+    on_loopback.loopback = True  # type: ignore[attr-defined]
+    serve_replica.add_port_to_grpc_server = on_loopback
+    return True
 
 
 AlignDeployment = serve.deployment(name="pluralign-align", max_ongoing_requests=32,

@@ -298,7 +298,7 @@ def test_serve_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_serve_ray_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
+def test_serve_ray_command_stops_cleanly_on_sigterm(cache_dir: Path, tmp_path: Path) -> None:
     """Ray's init replaces the SIGTERM handler; the job puts the command line's back, so a
     SIGTERM still shuts Ray Serve and Ray down and exits 0."""
     import os
@@ -308,17 +308,23 @@ def test_serve_ray_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
 
     pytest.importorskip("ray.serve")
     port = _free_port()
-    short = tempfile.mkdtemp(prefix="plsv", dir="/tmp")  # Ray's socket paths must stay short
+    short = tempfile.mkdtemp(prefix="plsv")  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1",
            "RAY_TMPDIR": short}
-    proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--ray", "--cache",
-                             str(cache_dir), "--port", str(port), "--autoscale", "1,1",
-                             "--max-synthetic-scenarios", "100"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    log = tmp_path / "serve.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--ray", "--cache",
+                                 str(cache_dir), "--port", str(port), "--autoscale", "1,1",
+                                 "--max-synthetic-scenarios", "100"],
+                                stderr=err, text=True, env=env)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc, 240)
         status, out = call_json(f"http://127.0.0.1:{port}/v1/align", ALIGN_BODY, timeout=60)
         assert status == 200, out
+        deadline = time.monotonic() + 120  # the deployment reports RUNNING after it answers
+        while "Ctrl-C stops" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
     finally:
@@ -326,7 +332,7 @@ def test_serve_ray_command_stops_cleanly_on_sigterm(cache_dir: Path) -> None:
             proc.kill()
             proc.wait()
         shutil.rmtree(short, ignore_errors=True)
-    assert proc.stderr is not None and "autoscaling 1,1" in proc.stderr.read()
+    assert "autoscaling 1,1" in log.read_text()
 
 
 def test_serve_flags_are_the_config_fields() -> None:

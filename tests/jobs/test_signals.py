@@ -10,12 +10,17 @@ is left. Figures are printed (``-s`` shows them).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +33,7 @@ from pluralign.actors.testing.fake_server import FakeOpenAIServer
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.engine.store.choices import ChoiceCache
 from pluralign.engine.store.generations import GenerationCache
-from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV
+from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, free_port
 
 HANG = 90.0
 """Seconds after which a command that has not exited counts as hung (not a speed bound)."""
@@ -217,3 +222,99 @@ def test_inside_a_command_sigterm_outside_a_run_is_a_ctrl_c() -> None:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+def _ray_processes(ray_tmp: str) -> set[int]:
+    """Live processes of the Ray session under ``ray_tmp`` (each names it on its command line)."""
+    import psutil
+
+    found = set()
+    for p in psutil.process_iter(["pid", "cmdline", "status"]):
+        with contextlib.suppress(psutil.Error):
+            if (p.info["status"] != psutil.STATUS_ZOMBIE
+                    and any(ray_tmp in arg for arg in p.info["cmdline"] or ())):
+                found.add(p.info["pid"])
+    return found
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """The addresses the processes ``pids`` listen on (TCP)."""
+    import psutil
+
+    return sorted({c.laddr.ip for c in psutil.net_connections("inet")
+                   if c.status == psutil.CONN_LISTEN and c.pid in pids})
+
+
+def _loopback(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS))
+@pytest.mark.parametrize("mode", [
+    pytest.param("local"), pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
+def test_serve_stops_on_a_signal_and_leaves_nothing_behind(
+        mode: str, sig: str, tmp_path: Path) -> None:
+    """``serve`` and ``serve --ray`` stop on SIGINT or SIGTERM; ``--ray`` leaves no Ray
+    process, and while it served every socket of it listened on loopback (its replica's gRPC
+    server included)."""
+    psutil = pytest.importorskip("psutil")
+    if mode == "ray":
+        pytest.importorskip("ray.serve")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ray_tmp = tempfile.mkdtemp(prefix="plrs")  # short: Ray's socket paths have a size limit
+    env = {**_env(), "RAY_TMPDIR": ray_tmp}
+    (tmp_path / "c").mkdir()
+    argv = ["serve", "--cache", str(tmp_path / "c"), "--port", str(port),
+            *(["--ray"] if mode == "ray" else [])]
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pluralign", *argv], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    left: set[int] = set()
+    try:
+        deadline = time.monotonic() + 180
+        while not _healthy(url):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "serve never answered /healthz"
+            time.sleep(0.2)
+        family = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        family |= _ray_processes(ray_tmp) | {proc.pid}
+        listening = _listening(family)
+        t_signal = time.monotonic()
+        os.killpg(proc.pid, SIGNALS[sig])  # a terminal's Ctrl-C reaches the whole group
+        rc = proc.wait(timeout=HANG)
+        seconds = time.monotonic() - t_signal
+        deadline = time.monotonic() + 30  # children notice their parent's end
+        while (left := {p for p in family | _ray_processes(ray_tmp)
+                        if psutil.pid_exists(p) and p != proc.pid
+                        and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in left | _ray_processes(ray_tmp):  # never leave them to the next test
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    print(f"\nserve{' --ray' if mode == 'ray' else ''} {sig}: exit {rc} after {seconds:.2f} s;"
+          f" processes left {len(left)}; listening on {', '.join(listening)}")
+    text = log.read_text()
+    assert rc in (0, 130), text[-2000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert not _healthy(url)
+    assert left == set()
+    assert listening and all(_loopback(ip) for ip in listening), listening
