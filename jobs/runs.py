@@ -56,14 +56,15 @@ def identity_of(summary: Mapping[str, Any]) -> tuple[str, str, int | None] | Non
 
 def check_comparable(runs: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Refuse, in one line naming the mismatch, runs (name, summary) that differ in benchmark
-    identity, split or scenarios. Runs that declare no benchmark are left out of the check."""
+    identity, split or scenarios. Runs that declare no benchmark are left out of the check, and
+    a field only one of two runs declares (a jury's summary names no split) is not compared."""
     declared = [(name, ident) for name, s in runs if (ident := identity_of(s)) is not None]
     if len(declared) < 2:
         return
     first_name, first = declared[0]
     for name, ident in declared[1:]:
         for what, a, b in zip(IDENTITY_FIELDS, first, ident, strict=True):
-            if a != b:
+            if a not in ("", None) and b not in ("", None) and a != b:  # both declare it
                 raise InputError(
                     f"{name} is not comparable with {first_name}: {what} {b} vs {a}",
                     hint="compare runs of the same benchmark identity, split and scenarios")

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("report", help="one static HTML report over run folders",
                        description=__doc__)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=field_docs(ReportConfig)["runs"])
-    add_config_flags(p, ReportConfig, skip=("runs",), required=("out",))
+    add_config_flags(p, ReportConfig, skip=("runs",), required=("out",),
+                     negative={"drilldown": "--no-drilldown"})
     p.set_defaults(func=run)
 
 

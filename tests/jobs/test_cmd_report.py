@@ -3,6 +3,7 @@ the numbers shown equal the runs' summary.json."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -243,3 +244,126 @@ def test_report_of_a_folder_that_is_no_run_is_one_line(tmp_path: Path, capsys) -
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "empty" in err[0] and "summary.json" in err[0]
     assert not (tmp_path / "r.html").exists()
+
+
+# -- input handling, names drawn as text, the drill-down, comparability -------------------
+
+def _sweep_summary(**over: object) -> dict:
+    row = {"name": "all", "n_targets": 2, "n_defined": 2, "mean": 60.0, "std": 1.0,
+           "weighted_mean": 20.0, "by_n_attributes": {"1": {"mean": 60.0, "std": 1.0,
+                                                            "targets": 2}}}
+    return {"benchmark": "b@1", "split": "eval", "scenarios": 3, "scorer": "s#1",
+            "sets": [row], **over}
+
+
+@pytest.mark.parametrize("summary", [
+    [1, 2],
+    _sweep_summary(sets={"all": 1}),
+    _sweep_summary(sets=["all"]),
+    _sweep_summary(sets=[{"name": "all", "mean": "high"}]),
+    _sweep_summary(sets=[{"name": "all", "by_n_attributes": [1, 2]}]),
+    _sweep_summary(regression={"helpfulness": 0.1}),
+    _sweep_summary(seconds=[1]),
+    _sweep_summary(scenarios="many"),
+    {"gaps": {}, "groups": ["g1"]},
+    {"gaps": {}, "groups": [{"group": "g", "accuracy": 50}], "config": {"alphas": "0,1"}},
+    {"gaps": {"accuracy": 3}, "groups": [{"group": "g"}]},
+    {"bank": "x", "groups": [{"group": "g", "baseline": 1.0, "spica": 1.0, "gain": 0.0}]},
+])
+def test_a_summary_of_an_unexpected_shape_is_one_line(tmp_path: Path, summary: object,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "summary.json" in err[0], err
+    assert "TypeError" not in err[0] and "AttributeError" not in err[0]
+    assert not out.exists()
+
+
+def test_names_are_drawn_as_text_and_no_legend_entry_is_dropped(tmp_path: Path) -> None:
+    """A run folder and groups named like mathtext, and a group starting with '_'."""
+    from pluralign.jobs.report import build_report
+
+    groups = [{"group": name, "n_jurors": 2, "accuracy": 50.0 + i, "closeness": 0.5,
+               "welfare_a0": 0.4 + 0.1 * i, "welfare_a1": 0.3}
+              for i, name in enumerate(["$x^2$", "_hidden", "$\\frac{a}{b}$"])]
+    jury = tmp_path / "$jury$"
+    jury.mkdir()
+    (jury / "summary.json").write_text(json.dumps(
+        {"benchmark": "b@1", "groups": groups, "gaps": {}, "config": {"alphas": [0, 1]}}))
+    sweep = tmp_path / "$\\alpha$ run"
+    sweep.mkdir()
+    (sweep / "summary.json").write_text(json.dumps(_sweep_summary(
+        sets=[{**_sweep_summary()["sets"][0], "by_n_attributes": {
+            "1": {"mean": 60.0, "std": 1.0, "targets": 2},
+            "2": {"mean": 55.0, "std": 1.0, "targets": 2}}}])))
+    page = build_report([sweep, jury])
+    for name in ("$x^2$", "$\\frac{a}{b}$", "$\\alpha$ run: all"):
+        assert html.escape(name) in page or name in page, name
+    assert "\u200b_hidden" in page  # the legend keeps the entry matplotlib would drop
+    welfare = page[page.index("welfare vs α"):]
+    assert welfare.count("_hidden") >= 1
+
+
+def test_drilldown_embeds_every_scenario_and_opens_in_a_browser(tmp_path: Path) -> None:
+    import base64
+    import gzip
+
+    from pluralign.jobs.runs import load_sweep
+    from tests.jobs.sweep_runs import sweep
+
+    run = sweep(tmp_path, "random", "random")
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    text = out.read_text()
+    m = re.search(r'<script type="application/octet-stream" id="drill-0"[^>]*>([^<]+)</script>',
+                  text)
+    assert m
+    data = json.loads(gzip.decompress(base64.b64decode(m.group(1))))
+    loaded = load_sweep(run)
+    assert [s["id"] for s in data["scenarios"]] == [s.id for s in loaded.bench.scenarios]
+    assert loaded.predictions is not None
+    first = data["scenarios"][0]
+    assert first["predictions"][0] == [round(float(v), 4) for v in loaded.predictions[0]]
+    assert {s["name"] for s in data["sets"]} == {"random-sampled", "high", "low"}
+    no_drill = tmp_path / "plain.html"
+    assert main(["report", str(run), "--out", str(no_drill), "--no-drilldown"]) == 0
+    assert "drill-0" not in no_drill.read_text()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(out.as_uri())
+        assert page.locator(".drill-list").count() == 0  # nothing decoded before it is opened
+        page.click("button[data-open='0']")
+        page.wait_for_selector(".drill-list tr[data-scenario]")
+        assert page.locator(".drill-list tr[data-scenario]").count() == 24
+        page.fill(".drill input[type=search]", loaded.bench.scenarios[5].id)
+        assert page.locator(".drill-list tr[data-scenario]").count() == 1
+        page.click(".drill-list a")
+        assert page.inner_text(".drill-detail h4") == loaded.bench.scenarios[5].id
+        browser.close()
+    assert errors == []
+
+
+def test_runs_that_are_not_comparable_are_refused(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.jobs.sweep_runs import sweep
+
+    a, short = sweep(tmp_path, "a", "random"), sweep(tmp_path, "short", "random", limit=6)
+    out = tmp_path / "r.html"
+    capsys.readouterr()
+    assert main(["report", str(a), str(short), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not comparable" in err[0] and "scenarios 6 vs 24" in err[0]
+    assert not out.exists()
