@@ -23,7 +23,7 @@ import numpy as np
 from pluralign.actors.backends.reward_client import HTTPRewardClient, VLLMRewardModel
 from pluralign.actors.backends.vllm_replica import parse_engine_arg, typed_engine_args
 from pluralign.engine.data.benchmark import Benchmark
-from pluralign.engine.errors import InputError
+from pluralign.engine.errors import InputError, ScoringInterrupted
 from pluralign.engine.judges.reward import (
     RewardScorer,
     RewardSettings,
@@ -31,8 +31,10 @@ from pluralign.engine.judges.reward import (
     parse_reward_attributes,
     score_rewards,
 )
+from pluralign.engine.run.scheduler import STDERR
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.configs import RewardConfig
+from pluralign.jobs.interrupts import Interrupts
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,21 @@ def _backend(config: RewardConfig) -> Any:
                             route=config.route, api_key_env=key_env)
 
 
+async def _score(scorer: RewardScorer, cache: ScoreCache, backend: Any,
+                 batch: int) -> dict[str, int]:
+    """:func:`score_rewards`, where SIGINT/SIGTERM (inside a command) stop sending: the batch
+    in flight is written, then :class:`ScoringInterrupted` (exit 130)."""
+    stops: list[str] = []
+    interrupts = Interrupts(STDERR)
+    with interrupts.installed():
+        interrupts.attach(stops.append)
+        counts = await score_rewards(scorer, cache, backend, batch=batch,
+                                     stopped=lambda: bool(stops))
+    if stops:
+        raise ScoringInterrupted()
+    return counts
+
+
 def run_reward_scoring(config: RewardConfig, bench: Benchmark,
                        cache: ScoreCache) -> RewardReport:
     """Score ``bench`` with the reward model through ``cache``: only pairs the cache lacks are
@@ -125,8 +142,7 @@ def run_reward_scoring(config: RewardConfig, bench: Benchmark,
     if todo:
         backend = _backend(config)
         try:
-            counts = asyncio.run(score_rewards(scorer, cache, backend,
-                                               batch=int(config.batch)))
+            counts = asyncio.run(_score(scorer, cache, backend, int(config.batch)))
         finally:
             close = getattr(backend, "close", None)  # the in-process vLLM model holds an engine
             if callable(close):

@@ -160,8 +160,11 @@ class RewardScorer:
 
 
 async def score_rewards(scorer: RewardScorer, cache: ScoreCache, backend: RewardBackend,
-                        *, batch: int = 32) -> dict[str, int]:
-    """Score every pending pair through ``backend`` in batches, one cache part per batch.
+                        *, batch: int = 32,
+                        stopped: Callable[[], bool] = lambda: False) -> dict[str, int]:
+    """Score every pending pair through ``backend`` in batches, one cache part per batch;
+    once ``stopped()`` is true (an interrupt) no further batch is sent, the one in flight is
+    still written.
 
     A batch the backend fails on as a whole is written as failures (a rerun retries them); one
     bad item never stops the others. Returns counts: ``sent``, ``scored``, ``failed``.
@@ -170,6 +173,8 @@ async def score_rewards(scorer: RewardScorer, cache: ScoreCache, backend: Reward
     todo = scorer.pending(done)
     counts = {"sent": 0, "scored": 0, "failed": 0}
     for start in range(0, len(todo), batch):
+        if stopped():
+            break
         chunk = todo[start:start + batch]
         texts = [scorer.text(i, r) for i, r in chunk]
         try:
