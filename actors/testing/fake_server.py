@@ -436,7 +436,8 @@ class FakeOpenAIServer:
 
     async def _pooling(self, request: web.Request) -> web.Response:
         """A reward model's pooling route: two heads per input, each a stable function of the
-        text (SHA-256), so tests can recompute them; counted like chat requests."""
+        text (SHA-256), so tests can recompute them; counted (an event, a paid answer) and
+        delayed (latency, jitter) like chat requests."""
         body = await request.json()
         texts = body.get("input") if isinstance(body, dict) else None
         if isinstance(texts, str):
@@ -444,7 +445,12 @@ class FakeOpenAIServer:
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             return web.json_response(_err("input must be a string or a list of strings"),
                                      status=400)
-        self._counters.total += 1
+        now = time.monotonic()
+        delay = self.config.latency + self._rng.uniform(0.0, self.config.jitter)
+        if delay > 0:  # as slow as a chat answer, so tests can interrupt a reward run
+            await asyncio.sleep(delay)
+        self._counters.record(Event(now, 200, fingerprint(body), self._key_hash(request) or "",
+                                    ""))
         return web.json_response({"object": "list", "model": self.config.model, "data": [
             {"index": i, "object": "pooling", "data": fake_reward(t)}
             for i, t in enumerate(texts)]})
