@@ -61,6 +61,13 @@ def _sweep(url: str, tmp: Path) -> list[str]:
             "--out", str(tmp / "out")]
 
 
+def _reward(url: str, tmp: Path) -> list[str]:
+    return ["sweep", "--benchmark", "synthetic:S=60,A=2,L=3", "--scorer", "reward",
+            "--reward-attributes", "a0=0,a1=1", "--reward-batch", "1", "--base-url", url,
+            "--model", "fake", "--api-key-env", FAKE_KEY_ENV, "--targets", "all",
+            "--cache", str(tmp / "c"), "--out", str(tmp / "out")]
+
+
 def _spica(url: str, tmp: Path) -> list[str]:
     prompts = tmp / "prompts.txt"
     prompts.write_text("".join(f"How should one answer question number {i}?\n"
@@ -100,6 +107,13 @@ def _stored_scores(cache: Path) -> int:
     return len(set(zip(*(ok[c].to_pylist() for c in ok.column_names), strict=True)))
 
 
+def _stored_rewards(cache: Path) -> int:
+    """Reward answers stored: one text (a scenario's response) a request, a row per head."""
+    rows = pa.concat_tables([pq.read_table(p) for p in ScoreCache(cache).parts()])
+    ok = rows.filter(pc.is_null(rows["error"])).select(["scenario", "response"])
+    return len(set(zip(*(ok[c].to_pylist() for c in ok.column_names), strict=True)))
+
+
 def _stored_choices(cache: Path) -> int:
     return len(ChoiceCache(cache).completed_keys())
 
@@ -110,6 +124,7 @@ def _stored_generations(cache: Path) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[str, Path], list[str]], Callable[[Path], int]]] = {
     "sweep": (_sweep, _stored_scores),
+    "sweep-reward": (_reward, _stored_rewards),
     "spica-generate": (_spica, _stored_generations),
     "opinions": (_opinions, _stored_choices),
     "overton": (_overton, _stored_choices),
@@ -148,7 +163,7 @@ def test_the_first_signal_stops_sending_and_stores_every_paid_answer(
                                 env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
     try:
-        _wait_for_answers(server, 12, proc)
+        _wait_for_answers(server, 6, proc)
         t_signal = time.monotonic()
         proc.send_signal(SIGNALS[sig])
         rc = proc.wait(timeout=HANG)
