@@ -42,6 +42,7 @@ from pluralign.engine.run.scheduler import ResultStore, ScheduleReport, plan
 from pluralign.engine.store.claims import Claims
 from pluralign.engine.store.manifest import endpoint_host
 from pluralign.jobs.configs import LLMConfig
+from pluralign.jobs.prefix_order import prefix_order
 
 Online = Callable[[Sequence[WorkItem]], Awaitable[ScheduleReport]]
 """Runs the online lane (the scheduler) over some items."""
@@ -388,6 +389,8 @@ async def run_lanes(task: Task, items: Sequence[WorkItem], config: LLMConfig,
                     log: TextIO | None) -> ScheduleReport:
     """Send ``items`` through ``config.lane``: online (``online``), batch, or auto."""
     root = getattr(store, "root", None)
+    if config.backend == "vllm":
+        items = prefix_order(task, items)  # shared prefixes back to back: prefix-cache hits
     if config.lane == "online" and not config.cancel_batches:
         held = BatchJournal(root).open_keys(task.identity) if root is not None else set()
         waiting = [it for it in items if it.key in held]
