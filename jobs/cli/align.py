@@ -20,7 +20,8 @@ from pluralign.jobs.cli.args import (
     llm_config,
     reward_config,
 )
-from pluralign.jobs.cli.flags import add_config_flags, config_from_args
+from pluralign.jobs.cli.flags import add_config_flags, config_from_args, number
+from pluralign.jobs.configs import INT_RANGE
 
 __all__ = ["JSON_LIMIT", "config_of", "register", "run"]
 
@@ -38,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                          types={"memory_budget": budget_arg})
 
     add({*MODELS, "shards", "memory_budget", "out"})
-    p.add_argument("--show", type=int, default=10, help="chosen responses to print per target")
+    p.add_argument("--show", type=number(int, INT_RANGE), default=10,
+                   help="chosen responses to print per target")
     add(MODELS)  # the rest: --shards, --memory-budget, --out
     add_llm_scorer_args(p)
     p.set_defaults(func=run)
