@@ -20,6 +20,8 @@ import json
 import sys
 
 from pluralign.jobs.cache_admin import gc_cache, list_cache, show_scorers, verify_cache
+from pluralign.jobs.cli.flags import number
+from pluralign.jobs.configs import Range
 
 __all__ = ["register", "run_gc", "run_ls", "run_show", "run_verify"]
 
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     verify = action("verify", help="check every part; rc 3 when any cannot be trusted")
     verify.set_defaults(func=run_verify)
     gc = action("gc", help="remove stale temp files and duplicate rows, compact")
-    gc.add_argument("--min-age", type=float, default=600.0,
+    gc.add_argument("--min-age", type=number(float, Range(0)), default=600.0,
                     help="only temp files older than this many seconds (default 600: younger "
                          "ones may belong to a write in progress)")
     gc.set_defaults(func=run_gc)
