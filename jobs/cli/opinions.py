@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 
 from pluralign.jobs.cli.args import add_llm_args, llm_config
-from pluralign.jobs.cli.flags import add_config_flags, config_from_args, field_docs
+from pluralign.jobs.cli.flags import add_config_flags, config_from_args, field_docs, number
+from pluralign.jobs.configs import Range
 from pluralign.jobs.opinions import LOGPROBS_K, OpinionsConfig, OpinionsResult, run_opinions
 from pluralign.jobs.runtime import progress
 
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_config_flags(p.add_mutually_exclusive_group(required=True), OpinionsConfig,
                      only=SOURCES)
     add_config_flags(p, OpinionsConfig, only=("group_by", "rotate_options"))
-    p.add_argument("--logprobs", nargs="?", type=int, const=LOGPROBS_K, default=None,
+    p.add_argument("--logprobs", nargs="?", type=number(int, Range(1)), const=LOGPROBS_K,
+                   default=None,
                    metavar="K", help=field_docs(OpinionsConfig)["logprobs"])
     add_config_flags(p, OpinionsConfig, skip=(*SOURCES, "group_by", "rotate_options"),
                      required=("out",))
