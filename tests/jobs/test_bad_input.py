@@ -400,6 +400,11 @@ CASES = [
     Case("distribution shuffles -1", command("distribution", "--file", "{tmp}/d.json", "--out",
                                              "{tmp}/out", "--shuffles", "-1"), ("--shuffles",)),
     Case("serve port -1", command("serve", "--port", "-1"), ("--port",)),
+    Case("align show -1", align("--show", "-1"), ("--show",)),
+    Case("cache gc min-age nan", command("cache", "gc", "--cache", "{tmp}/cache", "--min-age",
+                                         "nan"), ("--min-age",)),
+    Case("opinions logprobs 0", command("opinions", "--file", "{tmp}/o.json", "--out",
+                                        "{tmp}/out", "--logprobs", "0"), ("--logprobs",)),
     Case("overton threshold nan", command("overton", "--file", "{tmp}/o.json", "--out",
                                           "{tmp}/out", "--threshold", "nan"), ("--threshold",)),
     # benchmark files
