@@ -2,7 +2,9 @@
 ASGI server Ray Serve itself ships) or on a cluster by the Ray Serve deployment in
 :mod:`pluralign.jobs.serve.ray_serve`.
 
-Routes: ``POST /v1/align``, ``GET /v1/scorers``, ``GET /healthz``. Answers are JSON; errors
+Routes: ``POST /v1/align``, ``GET /v1/scorers``, ``GET /healthz``, and ``GET /`` (with
+``/static/*``): the page of ``pluralign view``, which over a service lists its scorers and
+re-aligns targets through ``/v1/align``. Answers are JSON; errors
 are ``{"error": "<one line>"}`` with 400 (bad input, naming the field), 401 (missing or wrong
 bearer token, checked before the body is read), 404 (not cached, no such data, unknown route),
 408 (body not sent within the deadline), 413 (body, targets or synthetic size beyond the
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from pluralign.engine.errors import DataNotFoundError, PluralignError
 from pluralign.engine.run.hosts import is_loopback
 from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
+from pluralign.jobs.view import static_files
 
 if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server starts
     from starlette.applications import Starlette
@@ -63,6 +66,8 @@ def admit(token: str | None, method: str, path: str,
           authorization: str | None) -> tuple[int, ErrorAnswer] | None:
     """The refusal of a request by its line and headers alone (unknown route, missing or
     wrong token), before any of its body is read; None when it may go on."""
+    if method == "GET" and path in static_files():  # the page holds no data: no token
+        return None
     path = path.rstrip("/") or "/"
     if path == "/healthz" and method == "GET":
         return None
@@ -137,6 +142,11 @@ async def respond(service: QueryService, token: str | None, request: Request) ->
                     request.headers.get("authorization"))
     if refused is not None:  # refused before a byte of the body is read
         return JSONResponse(refused[1], status_code=refused[0])
+    if request.method == "GET" and request.url.path in static_files():  # pluralign view's page
+        from starlette.responses import Response
+
+        content, kind = static_files()[request.url.path]
+        return Response(content, headers={"Content-Type": kind})  # type: ignore[return-value]
     body = None
     if request.method == "POST":
         try:
