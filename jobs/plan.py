@@ -201,6 +201,15 @@ def request_tokens(req: GenerationRequest, count: Counter) -> int:
     return count(req.messages)
 
 
+def _item_tokens(judge: Judge, item: WorkItem, count: Counter) -> int:
+    """Prompt tokens of ``item``'s request; 0 when its prompt cannot be built (the run
+    records that item as failed without sending it)."""
+    try:
+        return request_tokens(judge.request(item), count)
+    except Exception:
+        return 0
+
+
 # ------------------------------------------------------------------------- the plan
 
 
@@ -276,29 +285,28 @@ def _even_sample(items: Sequence[WorkItem], k: int) -> list[WorkItem]:
 
 
 def cached_usage(store: ResultStore, benchmark: str, scorer: str,
-                 keys: Sequence[str]) -> list[tuple[int, int]]:
-    """(prompt, completion) tokens the cache measured for the items whose first row keys are
-    ``keys`` (from each row's ``meta``), where it holds them."""
+                 keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Row key -> (prompt, completion) tokens the provider counted, from the ``meta`` of the
+    cached rows with these keys (where the cache holds them)."""
     read = getattr(store, "read", None)
     if read is None or not keys:
-        return []
+        return {}
     try:
         table = read(benchmark, scorer, text=True)
     except TypeError:  # the choice cache returns every column without being asked
         table = read(benchmark, scorer)
     except Exception:
-        return []
+        return {}
     if "meta" not in table.column_names:
-        return []
+        return {}
     wanted = set(keys)
-    out = []
+    out: dict[str, tuple[int, int]] = {}
     for key, meta in zip(table["key"].to_pylist(), table["meta"].to_pylist(), strict=True):
-        if key not in wanted or not meta:
+        if key not in wanted or key in out or not meta:
             continue
-        wanted.discard(key)
         try:
             m = json.loads(meta)
-            out.append((int(m["prompt_tokens"]), int(m["completion_tokens"])))
+            out[key] = (int(m["prompt_tokens"]), int(m["completion_tokens"]))
         except (ValueError, KeyError, TypeError):
             continue
     return out
@@ -329,7 +337,7 @@ def plan_run(judge: Judge, items: Sequence[WorkItem], store: ResultStore, *, ben
         pending = keep
     count, method = token_counter(model, backend)
     sample = _even_sample(pending, COUNT_LIMIT)
-    counted = sum(request_tokens(judge.request(it), count) for it in sample)
+    counted = sum(_item_tokens(judge, it, count) for it in sample)
     scale = len(pending) / len(sample) if sample else 0.0
     prompt = counted * scale
     if len(sample) < len(pending):
@@ -337,16 +345,18 @@ def plan_run(judge: Judge, items: Sequence[WorkItem], store: ResultStore, *, ben
     # Calibrate on what the provider counted for cached items of the same judge.
     waiting = {it.key for it in p.pending}
     done = _even_sample([it for it in p_unique(items) if it.key not in waiting], 500)
-    measured = cached_usage(store, benchmark, judge.identity,
-                            [it.row_keys[0] for it in done if it.row_keys]) if pending else []
+    usage = cached_usage(store, benchmark, judge.identity,
+                         [it.row_keys[0] for it in done if it.row_keys]) if pending else {}
+    measured = [(it, usage[it.row_keys[0]]) for it in done
+                if it.row_keys and it.row_keys[0] in usage]
     completion_per = float(max_tokens * samples)
     completion_method = f"max_tokens x {samples} sample(s) (an upper bound)"
     if measured:
-        completion_per = sum(c for _, c in measured) / len(measured)
+        completion_per = sum(c for _, (_, c) in measured) / len(measured)
         completion_method = f"measured mean of {len(measured)} cached answers"
         if not method.startswith("exact"):
-            ours = sum(request_tokens(judge.request(it), count) for it in done[:len(measured)])
-            theirs = sum(pr for pr, _ in measured)
+            ours = sum(_item_tokens(judge, it, count) for it, _ in measured)
+            theirs = sum(pr for _, (pr, _) in measured)
             if ours > 0 and theirs > 0:
                 prompt *= theirs / ours
                 method += f", calibrated on {len(measured)} cached answers"
