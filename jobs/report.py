@@ -22,11 +22,12 @@ from pluralign.engine.align.results import current_names
 from pluralign.engine.errors import InputError, PluralignError
 from pluralign.engine.store.files import read_json, write_bytes
 from pluralign.jobs import report_drilldown
-from pluralign.jobs.runs import check_comparable
+from pluralign.jobs.compare import compare_runs
+from pluralign.jobs.runs import SweepRun, check_comparable, load_sweep
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
-_RC = {"text.parse_math": False, "text.usetex": False, "font.size": 10.0,
+_RC: Any = {"text.parse_math": False, "text.usetex": False, "font.size": 10.0,
        "legend.fontsize": 10.0, "axes.titlesize": 11.0, "xtick.labelsize": 9.0,
        "ytick.labelsize": 9.0}
 """Names are drawn as text, never as mathtext or LaTeX (a run or group named ``$x$`` stays
@@ -119,7 +120,7 @@ def _check_shape(summary: dict[str, Any], kind: str, path: Path) -> None:
     rows = summary.get("sets" if kind == "sweep" else "groups")
     name = "sets" if kind == "sweep" else "groups"
     need(isinstance(rows, list), name, "not a list")
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows if isinstance(rows, list) else []):
         need(isinstance(row, dict), f"{name}[{i}]", "not an object")
         label = row.get("name" if kind == "sweep" else "group")
         need(isinstance(label, str), f"{name}[{i}]", "no name")
@@ -704,7 +705,7 @@ s.parentNode.setAttribute('data-rect',[r.left+scrollX,r.top+scrollY,r.width,r.he
 
 def build_report(paths: Sequence[Path], title: str = "pluralign report", *,
                  cache: str | None = None, data: str | None = None,
-                 drilldown: bool = True) -> str:
+                 drilldown: bool = True, bootstrap: int = 1000) -> str:
     """The whole report as one HTML string: a comparison of the runs, then one section each
     (a sweep's with its per-scenario drill-down when its benchmark and cache can be read).
     Runs of another benchmark identity, split or scenario count are refused."""
@@ -715,7 +716,7 @@ def build_report(paths: Sequence[Path], title: str = "pluralign report", *,
     runs = _unique([load_run(p) for p in paths])
     check_comparable([(str(p), r.summary) for p, r in zip(paths, runs, strict=True)])
     with matplotlib.rc_context(_RC):
-        body = _body(runs, list(paths), title, __version__, cache, data, drilldown)
+        body = _body(runs, list(paths), title, __version__, cache, data, drilldown, bootstrap)
     script = f"{_SCRIPT}{report_drilldown.SCRIPT}"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
@@ -723,9 +724,12 @@ def build_report(paths: Sequence[Path], title: str = "pluralign report", *,
 
 
 def _body(runs: list[Run], paths: list[Path], title: str, version: str, cache: str | None,
-          data: str | None, drilldown: bool) -> list[str]:
+          data: str | None, drilldown: bool, bootstrap: int = 1000) -> list[str]:
     sweeps = [r for r in runs if r.kind == "sweep"]
     body = [f"<h1>{html.escape(title)}</h1><p>{len(runs)} run(s); pluralign {version}.</p>"]
+    loaded = {i: _loaded(run, path, cache, data) for i, (run, path)
+              in enumerate(zip(runs, paths, strict=True))
+              if run.kind == "sweep" and (drilldown or len(sweeps) > 1)}
     if sweeps:
         body.append("<h2>Sweeps side by side</h2>")
         body.append(_compare_table(sweeps))
@@ -733,8 +737,14 @@ def _body(runs: list[Run], paths: list[Path], title: str, version: str, cache: s
         reg = regression_figure(sweeps)
         if reg:
             body.append(reg)
+        paired = [x for x in loaded.values() if x is not None and x.predictions is not None]
+        if len(paired) > 1:
+            body.append(paired_table(paired, bootstrap))
     for i, (run, path) in enumerate(zip(runs, paths, strict=True)):
-        drill = _drill(run, path, i, cache, data) if drilldown and run.kind == "sweep" else None
+        sweep = loaded.get(i)
+        drill = (report_drilldown.block(i, run.label, report_drilldown.encoded(sweep),
+                                        sweep.bench.n_scenarios)
+                 if drilldown and sweep is not None else None)
         try:
             body.append(_run_section(run, drill))
         except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
@@ -744,13 +754,39 @@ def _body(runs: list[Run], paths: list[Path], title: str, version: str, cache: s
     return body
 
 
-def _drill(run: Run, path: Path, index: int, cache: str | None, data: str | None) -> str | None:
-    """The run's drill-down block, or None with a note saying why it is left out."""
+def _loaded(run: Run, path: Path, cache: str | None, data: str | None) -> SweepRun | None:
+    """The sweep with its benchmark and cached scores, or None with a note saying why the
+    drill-down and the paired comparison leave it out."""
     try:
-        return report_drilldown.for_run(path, run.label, index, cache=cache, data=data)
+        return load_sweep(path, cache=cache, data=data, label=run.label)
     except PluralignError as e:
-        run.notes.append(f"no per-scenario drill-down: {str(e).splitlines()[0]}")
+        run.notes.append(f"no per-scenario drill-down or paired comparison: "
+                         f"{str(e).splitlines()[0]}")
         return None
+
+
+def paired_table(sweeps: Sequence[SweepRun], bootstrap: int) -> str:
+    """``pluralign compare`` of the first sweep (A) against each other one (B)."""
+    rows = []
+    a = sweeps[0]
+    for b in sweeps[1:]:
+        r = compare_runs(a, b, bootstrap=bootstrap)
+        for s in r.sets:
+            rows.append([f"<td>{html.escape(b.label)}</td>", f"<td>{html.escape(s.set)}</td>",
+                         f"<td>{s.targets}</td>", _cell(s.accuracy_diff, "paired/acc", 1),
+                         f"<td>[{s.accuracy_lo:+.1f}, {s.accuracy_hi:+.1f}]</td>",
+                         _cell(s.weighted_diff, "paired/weighted", 1),
+                         f"<td>[{s.weighted_lo:+.1f}, {s.weighted_hi:+.1f}]</td>",
+                         f"<td>{100 * s.a_beats_b:.0f} %</td>",
+                         f"<td>{100 * s.b_beats_a:.0f} %</td>"])
+    table = _table(["B", "set", "targets", "accuracy A − B", "95 % interval",
+                    "weighted A − B", "95 % interval", "A beats B", "B beats A"], rows)
+    return (f"<h3>Paired comparison: A = {html.escape(a.label)}</h3><p class=\"muted\">"
+            f"Differences in mean accuracy and weighted score over each set's targets, with "
+            f"a paired bootstrap interval over scenarios ({bootstrap} resamples, the same "
+            f"scenarios drawn for both runs), and the share of targets each run serves "
+            f"better (as <code>pluralign compare</code>).</p>"
+            + table.replace(' data-key="paired/', ' data-paired="'))
 
 
 def _unique(runs: list[Run]) -> list[Run]:
@@ -801,6 +837,8 @@ class ReportConfig:
     drilldown: bool = True
     """Embed each sweep's per-scenario drill-down (compressed, opened on demand);
     ``--no-drilldown`` leaves it out."""
+    bootstrap: int = 1000
+    """Bootstrap resamples of the paired comparison of two or more sweeps."""
 
 
 @dataclass(frozen=True)
@@ -823,6 +861,7 @@ def run_report(config: ReportConfig) -> ReportResult:
         raise InputError(f"the report needs matplotlib ({e})",
                          hint="pip install 'pluralign[report]'") from None
     page = build_report([Path(r) for r in config.runs], title=config.title, cache=config.cache,
-                        data=config.data, drilldown=config.drilldown)
+                        data=config.data, drilldown=config.drilldown,
+                        bootstrap=config.bootstrap)
     path = write_bytes(config.out, page.encode())
     return ReportResult(path, len(page), len(config.runs))

@@ -10,13 +10,12 @@ import base64
 import gzip
 import html
 import json
-import os
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from pluralign.jobs.decisions import decisions_table
-from pluralign.jobs.runs import SweepRun, load_sweep
+from pluralign.jobs.runs import SweepRun
 
 JSONObj = dict[str, Any]
 
@@ -95,13 +94,6 @@ def block(index: int, label: str, data: str, n_scenarios: int) -> str:
             f'{size} embedded)</button><div class="drill-body"></div>'
             f'<script type="application/octet-stream" id="drill-{index}" '
             f'data-run="{html.escape(label)}">{data}</script></div>')
-
-
-def for_run(path: str | os.PathLike[str], label: str, index: int, *, cache: str | None,
-            data: str | None) -> str:
-    """The drill-down block of a sweep folder (raises what loading the run raises)."""
-    run = load_sweep(path, cache=cache, data=data, label=label)
-    return block(index, label, encoded(run), run.bench.n_scenarios)
 
 
 SCRIPT = r"""

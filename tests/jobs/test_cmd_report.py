@@ -367,3 +367,16 @@ def test_runs_that_are_not_comparable_are_refused(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not comparable" in err[0] and "scenarios 6 vs 24" in err[0]
     assert not out.exists()
+
+
+def test_two_sweeps_are_compared_paired(tmp_path: Path) -> None:
+    from pluralign.jobs.compare import compare
+    from pluralign.jobs.report import build_report
+    from tests.jobs.sweep_runs import sweep
+
+    a, b = sweep(tmp_path, "a", "random"), sweep(tmp_path, "b", "oracle")
+    page = build_report([a, b], bootstrap=100, drilldown=False)
+    want = compare(a, b, bootstrap=100)
+    shown = [float(v) for v in re.findall(r'data-paired="acc" data-value="([^"]+)"', page)]
+    assert shown == [s.accuracy_diff for s in want.sets]
+    assert "Paired comparison: A = a" in page and "drill-0" not in page
