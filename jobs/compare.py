@@ -138,7 +138,8 @@ def run_sets(run: SweepRun) -> list[TargetSet]:
 
 def compare_runs(a: SweepRun, b: SweepRun, *, bootstrap: int = 1000, seed: int = 0,
                  level: float = 0.95, sets: Sequence[TargetSet] | None = None) -> CompareResult:
-    """The paired comparison of two loaded runs over the target sets both evaluated."""
+    """The paired comparison of two loaded runs over ``sets`` (default: the target sets both
+    evaluated)."""
     check_comparable([(str(a.path), a.summary), (str(b.path), b.summary)])
     if a.predictions is None or b.predictions is None:
         raise InputError("compare needs score predictions; a judge that picks responses "
@@ -146,9 +147,10 @@ def compare_runs(a: SweepRun, b: SweepRun, *, bootstrap: int = 1000, seed: int =
     if bootstrap < 1 or not 0 < level < 1:
         raise InputError("`bootstrap` must be >= 1 and `level` in (0, 1)", field="bootstrap")
     weights = resample_weights(a.bench.n_scenarios, bootstrap, seed)
-    b_names = {s.name for s in run_sets(b)}
-    rows = [_compare_set(a, b, ts, weights, level)
-            for ts in (sets if sets is not None else run_sets(a)) if ts.name in b_names]
+    if sets is None:  # the sets both runs evaluated
+        b_names = {s.name for s in run_sets(b)}
+        sets = [ts for ts in run_sets(a) if ts.name in b_names]
+    rows = [_compare_set(a, b, ts, weights, level) for ts in sets]
     if not rows:
         raise InputError("the runs share no target set", field="runs")
     err = error_difference(a.bench, a.predictions, b.predictions, weights)

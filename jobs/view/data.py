@@ -24,6 +24,7 @@ from pluralign.engine.align.realign import label_distances
 from pluralign.engine.data.benchmark import NEUTRAL
 from pluralign.engine.data.targets import TargetSet, from_dicts
 from pluralign.engine.errors import InputError
+from pluralign.engine.pluralism.juries import load_jury
 from pluralign.jobs.compare import compare_runs, run_sets
 from pluralign.jobs.decisions import decisions_table
 from pluralign.jobs.runs import SweepRun, check_comparable, load_sweep, read_summary
@@ -60,12 +61,16 @@ class ViewData:
     """The runs one viewer shows; refuses runs that are not comparable."""
 
     def __init__(self, runs: Sequence[str | Path], *, cache: str | None = None,
-                 data: str | None = None, bootstrap: int = 500, seed: int = 0) -> None:
+                 data: str | None = None, bootstrap: int = 500, seed: int = 0,
+                 groups: str | None = None) -> None:
         if not runs:
             raise InputError("no run folders given", field="runs")
         check_comparable([(str(r), read_summary(Path(r))) for r in runs])
         labels = _unique_labels([Path(r).name or str(r) for r in runs])
         self.runs = [_load(r, label, cache, data) for r, label in zip(runs, labels, strict=True)]
+        if groups:
+            for vr in self.runs:
+                vr.sets += group_sets(groups, vr.run)
         self.bootstrap, self.seed = bootstrap, seed
         self._compared: dict[tuple[int, int], JSONObj] = {}
         self.compute = threading.Lock()
@@ -200,6 +205,22 @@ class ViewData:
             if vr._decisions is None:
                 vr._decisions = _by_scenario(decisions_table(vr.run))
             return vr._decisions
+
+
+GROUP_PREFIX = "group: "
+"""Target sets made of a jury group's jurors are named ``group: <name>``."""
+
+
+def group_sets(path: str, run: SweepRun) -> list[TargetSet]:
+    """One target set per group of a jury file (docs/juries.md): its jurors' targets, named
+    by juror."""
+    jury = load_jury(path, run.bench.attributes, run.bench.levels)
+    out = []
+    for g, name in enumerate(jury.group_names):
+        idx = np.flatnonzero(jury.group_of == g)
+        out.append(TargetSet(GROUP_PREFIX + name, jury.attributes, jury.values[idx], None,
+                             tuple(jury.juror_ids[i] for i in idx)))
+    return out
 
 
 def _unique_labels(names: list[str]) -> list[str]:

@@ -33,6 +33,9 @@ class ViewConfig:
     """Bootstrap resamples of the run comparison."""
     seed: int = 0
     """Seed of the comparison's resampling."""
+    groups: str | None = None
+    """A jury's group file (docs/juries.md): each group becomes a target set of its jurors'
+    targets (a table filter, a paired comparison row, one preset per juror)."""
     write_decisions: bool = False
     """Also write each run's decisions.parquet (every prediction, label, reasoning, raw
     answer and choice) into its folder."""
@@ -42,7 +45,7 @@ def run_view(config: ViewConfig, *, stop: threading.Event | None = None) -> None
     """Serve the viewer over ``config.runs`` until ``stop`` is set or Ctrl-C."""
     token = load_token(config.token_file)
     data = ViewData(config.runs, cache=config.cache, data=config.data,
-                    bootstrap=config.bootstrap, seed=config.seed)
+                    bootstrap=config.bootstrap, seed=config.seed, groups=config.groups)
     if config.write_decisions:
         for vr in data.runs:
             path = write_decisions(vr.run)

@@ -149,3 +149,20 @@ def test_incomparable_runs_are_refused(runs: list[Path], tmp_path: Path) -> None
     with pytest.raises(InputError, match="scenarios 5 vs 24"):
         ViewData([runs[0], short])
     assert np.isfinite(summary(short)["sets"][0]["mean"])
+
+
+def test_a_jury_file_adds_group_sets_presets_and_comparison_rows(runs: list[Path],
+                                                                 tmp_path: Path) -> None:
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps({"groups": [
+        {"name": "g1", "jurors": [{"id": "x", "target": {"a0": 1}},
+                                  {"id": "y", "target": {"a1": 0, "a2": 1}}]},
+        {"name": "_g2", "jurors": [{"id": "z", "target": {"a2": 0.25}}]}]}))
+    data = ViewData(runs, bootstrap=20, groups=str(groups))
+    info = data.runs_info()["runs"][0]
+    assert {"name": "group: g1", "targets": 2} in info["target_sets"]
+    presets = {p["name"]: p["target"] for p in info["presets"]}
+    assert presets["group: g1: g1/y"] == {"a1": 0.0, "a2": 1.0}
+    assert data.table(0, "group: _g2")["targets"] == 1
+    rows = {s["set"]: s for s in data.compare(0, 1, "{}")["sets"]}
+    assert rows["group: g1"]["targets"] == 2 and rows["group: g1"]["accuracy_b"] == 100.0
