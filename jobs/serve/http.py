@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 from pluralign.engine.errors import DataNotFoundError, PluralignError
 from pluralign.engine.run.hosts import is_loopback
+from pluralign.jobs.serve.asgi import ServiceApp
 from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
 from pluralign.jobs.view import static_files
 
 if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server starts
-    from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
@@ -162,16 +162,10 @@ async def respond(service: QueryService, token: str | None, request: Request) ->
     return JSONResponse(obj, status_code=status)
 
 
-def make_app(service: QueryService, token: str | None) -> Starlette:
-    """The ASGI application for a local server."""
-    from starlette.applications import Starlette
-    from starlette.routing import Route
-
-    async def endpoint(request: Request) -> JSONResponse:
-        return await respond(service, token, request)
-
-    methods = ["GET", "POST", "PUT", "DELETE"]
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=methods)])
+def make_app(service: QueryService, token: str | None) -> ServiceApp:
+    """The ASGI application for a local server: :func:`admit` and :func:`handle` on plain
+    ASGI, repeated queries answered from their encoded answers (jobs/serve/asgi.py)."""
+    return ServiceApp(service, token, admit=admit, handle=handle)
 
 
 def serve_local(service: QueryService, token: str | None, host: str, port: int, *,
@@ -189,8 +183,11 @@ def serve_local(service: QueryService, token: str | None, host: str, port: int, 
     print(f"pluralign serve: {url} (cache {service.cache.root}, "
           f"{'token required' if token else 'no token: loopback only'})",
           file=sys.stderr, flush=True)
+    # No proxy-header rewriting, Server or Date header: per-request work nobody here reads.
     server = uvicorn.Server(uvicorn.Config(make_app(service, token), host=host, port=port,
-                                           log_level="warning", access_log=False))
+                                           log_level="warning", access_log=False,
+                                           proxy_headers=False, server_header=False,
+                                           date_header=False))
     thread = threading.Thread(target=server.run, name="pluralign-serve", daemon=True)
     thread.start()
     try:

@@ -12,10 +12,13 @@ adds is picked up by the next query without a restart.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
+import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from pluralign.engine.errors import DataNotFoundError, InputError, NotCached, To
 from pluralign.engine.scorers import get_scorer, scorer_names
 from pluralign.engine.store.cache import ScoreCache, summarize
 from pluralign.engine.store.hashing import Hasher
+from pluralign.engine.store.parts import PART_GLOB
 from pluralign.jobs.runtime import load_splits, scorer_options
 
 __all__ = ["LRU", "AlignAnswer", "Answer", "ErrorAnswer", "HealthAnswer", "Limits",
@@ -73,6 +77,7 @@ SERVED_BENCHMARKS = ("helpsteer2", "mic")
 SERVED_SPLITS = ("eval", "train")
 """Splits a request may name."""
 MAX_SEED = 2**63 - 1
+_PART = re.compile(fnmatch.translate(PART_GLOB))
 
 
 class LRU(Generic[K, V]):
@@ -85,25 +90,47 @@ class LRU(Generic[K, V]):
         self._d: OrderedDict[K, V] = OrderedDict()
         self._w: dict[K, int] = {}
         self._weigh, self._max_weight = weigh, max_weight
+        self._total = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def get(self, key: K, make: Callable[[], V]) -> V:
+        found = self.peek(key)
+        if found is not None:
+            return found
+        value = make()
+        with self._lock:
+            self.misses += 1
+        self.put(key, value)
+        return value
+
+    def peek(self, key: K) -> V | None:
+        """The value kept for ``key`` (now the most recent), or None."""
         with self._lock:
             if key in self._d:
                 self._d.move_to_end(key)
                 self.hits += 1
                 return self._d[key]
-        value = make()
+        return None
+
+    def put(self, key: K, value: V) -> None:
+        """Keep ``value``, dropping the least recent entries beyond the bounds."""
         with self._lock:
-            self.misses += 1
+            if key in self._d:
+                self._total -= self._w[key]
             self._d[key] = value
+            self._d.move_to_end(key)
             self._w[key] = self._weigh(value) if self._weigh else 0
+            self._total += self._w[key]
             while len(self._d) > 1 and (len(self._d) > self.size or (
-                    self._weigh and sum(self._w.values()) > self._max_weight)):
+                    self._weigh and self._total > self._max_weight)):
                 old, _ = self._d.popitem(last=False)
-                self._w.pop(old, None)
-        return value
+                self._total -= self._w.pop(old, 0)
+
+    @property
+    def weight(self) -> int:
+        """The entries' total weight."""
+        return self._total
 
     def __len__(self) -> int:
         return len(self._d)
@@ -341,6 +368,8 @@ class QueryService:
         # by entries and by bytes.
         self._indexes: LRU[tuple[str, str], LabelIndex] = LRU(
             16 * lru, weigh=_index_bytes, max_weight=self.memory_budget)
+        self._listing: tuple[int, int] | None = None
+        """(modification time, version) of the cache folder at its last listing."""
 
     # -- pieces, each kept in an LRU ------------------------------------------------------
     def _splits(self, q: Query, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
@@ -359,9 +388,28 @@ class QueryService:
         key = (q.benchmark, q.split, q.limit, q.scorer, q.seed, q.value)
         return bench, self._idents.get(key, lambda: str(scorer.identity(bench, train)))
 
+    def version(self) -> int:
+        """A number that changes whenever a part file is added to the cache or removed from
+        it: a hash of the part names (one directory listing, no stat per file), listed again
+        only when the folder's modification time moved or is under a second old (a change
+        within the same clock tick leaves it as it was)."""
+        try:
+            mtime = os.stat(self.cache.root).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+        seen = self._listing
+        if seen is not None and seen[0] == mtime and time.time_ns() - mtime > 1_000_000_000:
+            return seen[1]
+        try:
+            names = os.listdir(self.cache.root)
+        except FileNotFoundError:
+            return 0
+        version = hash(tuple(sorted(n for n in names if _PART.fullmatch(n))))
+        self._listing = (mtime, version)
+        return version
+
     def predictions(self, bench: Benchmark, ident: str, samples: int | None) -> np.ndarray:
-        listing = tuple(p.name for p in self.cache.parts())  # a new part: a new key
-        key = (bench.identity, ident, samples, hash(listing))
+        key = (bench.identity, ident, samples, self.version())  # a new part: a new key
 
         def load() -> np.ndarray:
             preds = self.cache.predictions(bench, ident, samples)
