@@ -162,3 +162,21 @@ def test_api_client_adapts_to_a_hidden_rpm_limit(monkeypatch: pytest.MonkeyPatch
     assert lim.rate_limited >= 1 and lim.cuts >= 1 and lim.rate is not None
     assert lim.rate_limited == sum(1 for e in stats["events"] if e["status"] == 429)
     assert os.environ["PLURALIGN_TEST_KEY"] == "sk-test-adaptive"
+
+
+def test_a_brief_429_pauses_but_does_not_start_pacing() -> None:
+    """An injected or momentary 429 (short Retry-After) must not throttle a young run to the
+    few answers its window holds."""
+    clock = VirtualClock()
+
+    async def main() -> AdaptiveLimiter:
+        lim = AdaptiveLimiter(8, start=4, period=60.0, clock=clock, sleep=clock.sleep)
+        for _ in range(3):
+            await lim.acquire()
+            lim.settle(200)
+        await lim.acquire()
+        lim.settle(429, retry_after=0.05)
+        return lim
+
+    lim = asyncio.run(main())
+    assert lim.rate is None and lim.cuts == 1
