@@ -20,6 +20,7 @@ from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.llm_scoring import build_judge
 from pluralign.jobs.plan import plan_items
 from tests.real_engine.conftest import ENGINE
+from tests.real_engine.vllm_server import STRUCTURED
 
 
 def test_vllm_run_batch_round_trip(tiny_model: Path, tmp_path: Path) -> None:
@@ -41,15 +42,16 @@ def test_vllm_run_batch_round_trip(tiny_model: Path, tmp_path: Path) -> None:
     engine = [f"--{k.replace('_', '-')}={v}" for k, v in ENGINE.items()]
     done = subprocess.run([sys.executable, "-m", "vllm.entrypoints.launchers.run_batch",
                            "-i", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"),
-                           "--model", str(tiny_model), *engine],
+                           "--model", str(tiny_model), *engine,
+                           "--structured-outputs-config", STRUCTURED],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
 
     results = results_of((tmp_path / "out.jsonl").read_bytes(), requests)
     assert set(results) == set(requests)  # one output line per request, by custom_id
     stored = store_results(judge, items, results, cache)
-    assert stored.completed + stored.failed == len(items), stored.failure_examples
-    assert not stored.leftover
+    assert stored.completed == len(items), stored.failure_examples  # every item scored
+    assert not stored.leftover and not stored.failed
     # A rerun would send nothing: every item is in the cache.
     assert not plan(items, cache.completed_keys(bench.identity, judge.identity)).pending
     engine_prompt = sum(r.usage.prompt_tokens for r in results.values())
