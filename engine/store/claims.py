@@ -135,10 +135,21 @@ class Claims:
         """This process's owner file, created on first use (and again if reaped meanwhile)."""
         path = self.root / self._owner_name()
         if self._owner_file is None or not path.exists():
+            if self._owner_file is None:
+                self._reap_owners()
             path.unlink(missing_ok=True)
             self._exclusive(path)
             self._owner_file = path
         return path
+
+    def _reap_owners(self) -> None:
+        """Remove owner files that no claim links to any more and whose process is gone (a
+        run killed with nothing claimed leaves one behind)."""
+        for owner in self.root.glob(f"*{OWNER_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                if owner.stat().st_nlink <= 1 and self._stale(owner):
+                    owner.unlink()
+                    self._watched.pop(owner.name, None)
 
     def _create(self, path: Path) -> bool:
         """Create the claim ``path``; False when it exists."""

@@ -125,3 +125,17 @@ def test_a_file_that_takes_the_folders_place_later_is_the_same_error(tmp_path: P
     (tmp_path / ".claims").write_text("not a folder")
     with pytest.raises(InputError, match="is a file"):
         c.try_claim("k")
+
+
+def test_an_owner_file_left_by_a_dead_process_is_removed(tmp_path: Path) -> None:
+    gone = Claims(tmp_path)
+    assert gone.try_claim("k")
+    gone.release(["k"])  # killed now: its owner file stays, linked by no claim
+    owner = next((tmp_path / ".claims").glob("*.owner"))
+    owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": 2**22 + 12345}))
+    alive = Claims(tmp_path)
+    assert alive.try_claim("x")
+    mine = Claims(tmp_path)
+    assert mine.try_claim("z")
+    names = {p.name for p in (tmp_path / ".claims").glob("*.owner")}
+    assert owner.name not in names and len(names) == 2
