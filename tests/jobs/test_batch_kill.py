@@ -77,3 +77,32 @@ def test_kill_9_then_rerun_reattaches_and_never_pays_twice(stage: str, tmp_path:
             assert "reattaching" in rerun.stderr
     assert (tmp_path / "out" / "summary.json").is_file()
     assert len(ScoreCache(tmp_path / "cache").completed_keys()) > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_batches_running_and_says_how_to_reattach(tmp_path: Path) -> None:
+    with FakeBatchServer(in_progress_s=30.0) as server:
+        proc = subprocess.Popen(sweep(server.url, tmp_path), env=env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not any(b.status == "in_progress" for b in list(server.batches.values())):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+        assert "left running at the provider" in err and "--cancel-batches" in err
+        assert [b.status for b in server.batches.values()] == ["in_progress"]
+        # --cancel-batches cancels it and keeps what it had finished; nothing new is sent.
+        server.config.in_progress_s = 60.0
+        cancel = subprocess.run([*sweep(server.url, tmp_path), "--cancel-batches"], env=env(),
+                                capture_output=True, text=True, timeout=120)
+        assert "cancelling" in cancel.stderr, cancel.stderr[-2000:]
+        assert [b.status for b in server.batches.values()] == ["cancelled"]
+        assert server.created == 1
+        # A plain rerun sends the rest, and only the rest.
+        server.config.in_progress_s = 0.2
+        rerun = subprocess.run(sweep(server.url, tmp_path), env=env(), capture_output=True,
+                               text=True, timeout=120)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert max(server.answered.values()) == 1
