@@ -17,6 +17,9 @@ from pluralign.actors.ratelimit import (
 )
 from pluralign.actors.testing.fake_server import FakeOpenAIServer
 from pluralign.engine.run.backend import GenerationRequest, Message
+from tests.fake_openai import redis_url
+
+__all__ = ["redis_url"]
 
 
 class VirtualClock:
@@ -180,3 +183,33 @@ def test_a_brief_429_pauses_but_does_not_start_pacing() -> None:
 
     lim = asyncio.run(main())
     assert lim.rate is None and lim.cuts == 1
+
+
+@pytest.mark.redis
+def test_adaptive_limiter_obeys_the_redis_shared_budget(redis_url: str) -> None:
+    """Two adaptive limiters of one key (two clients, as two processes would be) share the
+    Redis budget below them: together they are granted no more than it allows."""
+    import time
+
+    async def main() -> list[float]:
+        a = make_limiter(20, None, key="shared", redis_url=redis_url, period=1.0, adaptive=8)
+        b = AdaptiveLimiter(8, inner=make_limiter(20, None, key="shared",
+                                                  redis_url=redis_url, period=1.0))
+        assert isinstance(a, AdaptiveLimiter)
+        grants: list[float] = []
+
+        async def client(lim: AdaptiveLimiter) -> None:
+            for _ in range(15):
+                await lim.acquire()
+                grants.append(time.monotonic())
+                lim.settle(200)
+
+        await asyncio.gather(client(a), client(b))
+        await a.close()
+        await b.close()
+        return grants
+
+    grants = asyncio.run(main())
+    grants.sort()
+    in_first_second = sum(1 for t in grants if t < grants[0] + 1.0)
+    assert len(grants) == 30 and in_first_second <= 20
