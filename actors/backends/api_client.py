@@ -154,8 +154,8 @@ def check_extra_body(extra: Mapping[str, object]) -> None:
     messages, ``n``, sampling settings, the answer schema), naming the first such key."""
     for key in extra:
         if key in RESERVED_BODY_KEYS:
-            raise InputError(f"`extra_body` may not set {key!r}: it is part of what identifies "
-                             f"the work and is set by {RESERVED_BODY_KEYS[key]}",
+            raise InputError(f"{key!r} is part of what identifies the work and is set by "
+                             f"{RESERVED_BODY_KEYS[key]}",
                              field="extra_body", hint=f"drop {key!r} from `extra_body`")
 
 
@@ -168,25 +168,25 @@ def check_base_url(url: str, api_key_env: str | None = None) -> None:
         parts = urlsplit(str(url))
         host, _ = parts.hostname, parts.port  # .port raises on a port out of range
     except ValueError as e:
-        raise InputError(f"`base_url` {shown!r} is not a URL ({e})", field="base_url",
+        raise InputError(f"{shown!r} is not a URL ({e})", field="base_url",
                          hint="e.g. http://127.0.0.1:8000/v1") from None
     if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in url):
-        raise InputError(f"`base_url` {shown!r} is not an http(s) URL with a host",
+        raise InputError(f"{shown!r} is not an http(s) URL with a host",
                          field="base_url", hint="e.g. http://127.0.0.1:8000/v1 or "
                                                 "https://api.openai.com/v1")
     if parts.fragment:
-        raise InputError(f"`base_url` {shown!r} has a #fragment, which is never sent",
+        raise InputError(f"{shown!r} has a #fragment, which is never sent",
                          field="base_url", hint="drop the #... part")
     if parts.password is None:
         return
     if api_key_env:
-        raise InputError(f"`base_url` {shown!r} carries a password and `api_key_env` names a "
-                         f"key (${api_key_env}): an endpoint takes one credential",
+        raise InputError(f"{shown!r} carries a password and `api_key_env` names a key "
+                         f"(${api_key_env}): an endpoint takes one credential",
                          field="base_url", hint="drop user:password@ from `base_url`, or "
                                                 "set `api_key_env` to none")
     if parts.query:
-        raise InputError(f"`base_url` {shown!r} carries a password and a query string: keep "
-                         "the credential in one place", field="base_url",
+        raise InputError(f"{shown!r} carries a password and a query string: keep the "
+                         "credential in one place", field="base_url",
                          hint="drop user:password@ or the ?query from `base_url`")
 
 
