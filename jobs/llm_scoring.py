@@ -227,6 +227,7 @@ def build_judge(bench: Benchmark, train: Benchmark | None, scorer_name: str,
     if config.prompts:
 
         prompts = load_prompts(config.prompts)
+        prompts.check_definitions(bench.attributes)  # a typo'd attribute is not ignored
     settings = judge_settings(config)
     settings = JudgeSettings(**{**settings.as_dict(),
                                 "few_shot": few_shot_for(scorer_name, config.few_shot),

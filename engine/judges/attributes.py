@@ -7,7 +7,7 @@ still work; callers may pass their own definitions instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from pluralign.engine.errors import InputError
@@ -70,13 +70,29 @@ def generic_definition(attribute: str) -> str:
     return f"'{attribute}' is the quality of a response that this attribute names."
 
 
+def check_definitions(definitions: Mapping[str, str], attributes: Iterable[str], *,
+                      file: str | None = None) -> None:
+    """Every defined attribute is one of ``attributes`` or has a built-in definition (one file
+    may define both benchmarks' attributes); else an InputError naming the first other one (a
+    typo would otherwise be ignored silently)."""
+    attributes = list(attributes)
+    unknown = [a for a in definitions if a not in attributes and a not in _DEFINITIONS]
+    if unknown:
+        raise InputError(f"a definition for unknown attribute {unknown[0][:40]!r}", file=file,
+                         record="definitions", field=unknown[0][:40],
+                         hint=f"attributes: {', '.join(sorted(attributes))}")
+
+
 def definitions_for(
     attributes: Sequence[str], overrides: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """Definition per attribute: ``overrides`` first, then built-ins, then a generic sentence.
+    """Definition per attribute: ``overrides`` first, then built-ins, then a generic sentence;
+    an override for an attribute neither given nor built in is refused.
 
     The result goes into every judge's identity, so editing a definition misses the cache.
     """
+    if overrides:
+        check_definitions(overrides, attributes)
     out: dict[str, str] = {}
     for a in attributes:
         if overrides is not None and a in overrides:

@@ -21,6 +21,7 @@ from pluralign.engine.judges.base import (
     request_seed,
 )
 from pluralign.engine.judges.fewshot import Example
+from pluralign.engine.judges.prompts import render
 from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult
 from pluralign.engine.store.cache import ScoreRow
@@ -71,9 +72,8 @@ def default_templates() -> dict[str, str]:
 def system_prompt(attribute: str, definition: str, scale: int = SCALE,
                   tmpl: Mapping[str, str] | None = None) -> str:
     t = tmpl or default_templates()
-    return t["system"].format(
-        attribute=attribute, definition=definition, scale=scale, mid=scale // 2
-    )
+    return render(t["system"], attribute=attribute, definition=definition, scale=scale,
+                  mid=scale // 2)
 
 
 def user_prompt(
@@ -83,11 +83,10 @@ def user_prompt(
     """The query: the question, then ``(letter, response text)`` pairs in the order shown."""
     t = tmpl or default_templates()
     block = t["separator"].join(
-        t["response"].format(letter=letter, text=text) for letter, text in lettered
+        render(t["response"], letter=letter, text=text) for letter, text in lettered
     )
-    return t["user"].format(
-        question=question, responses=block, attribute=attribute, scale=scale
-    )
+    return render(t["user"], question=question, responses=block, attribute=attribute,
+                  scale=scale)
 
 
 def example_pair(example: Example, attribute: str,

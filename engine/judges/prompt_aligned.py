@@ -29,6 +29,7 @@ from pluralign.engine.judges.base import (
     request_seed,
 )
 from pluralign.engine.judges.fewshot import ChoiceExample, ChoiceExampleSelector
+from pluralign.engine.judges.prompts import render
 from pluralign.engine.judges.scoring import (
     ORDER_SCHEME,
     json_answer,
@@ -114,9 +115,9 @@ def user_prompt(question: str, lettered: Sequence[tuple[str, str]],
     t = tmpl or {"user": USER_TEMPLATE, "response": RESPONSE_TEMPLATE,
                  "separator": RESPONSE_SEPARATOR}
     block = t["separator"].join(
-        t["response"].format(letter=letter, text=text) for letter, text in lettered
+        render(t["response"], letter=letter, text=text) for letter, text in lettered
     )
-    return t["user"].format(question=question, responses=block)
+    return render(t["user"], question=question, responses=block)
 
 
 def parse_choice(value: object, choice_letters: Sequence[str]) -> tuple[str, str]:
@@ -191,7 +192,7 @@ class ChoiceJudge:
     def system(self, target: str) -> str:
         t = self.templates()
         criteria = target_instructions(json.loads(target or "{}"))
-        return t["system"].format(criteria=t["none"] if criteria == NO_CRITERIA else criteria)
+        return render(t["system"], criteria=t["none"] if criteria == NO_CRITERIA else criteria)
 
     def examples(self, scenario: int, target: str) -> list[ChoiceExample]:
         """Solved examples for (scenario, target), nearest first; [] when zero-shot."""
@@ -210,7 +211,7 @@ class ChoiceJudge:
         user = user_prompt(example.prompt, list(zip(lets, example.responses, strict=True)),
                            {**t, "user": t["example_user"]})
         letter = lets[example.choice]
-        answer = {"reasoning": t["example_reasoning"].format(letter=letter), "choice": letter}
+        answer = {"reasoning": render(t["example_reasoning"], letter=letter), "choice": letter}
         return user, json_answer(answer)
 
     def order(self, scenario: int, target: str, sample: int) -> tuple[int, ...]:

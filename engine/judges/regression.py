@@ -19,6 +19,7 @@ from pluralign.engine.judges.base import (
     request_seed,
 )
 from pluralign.engine.judges.fewshot import Example
+from pluralign.engine.judges.prompts import render
 from pluralign.engine.judges.scoring import ScoringJudge, json_answer, meta_with, system_then
 from pluralign.engine.run.backend import GenerationRequest, GenerationResult
 from pluralign.engine.store.cache import ScoreRow
@@ -59,15 +60,14 @@ def default_templates() -> dict[str, str]:
 
 def system_prompt(attribute: str, definition: str, scale: int = SCALE,
                   tmpl: Mapping[str, str] | None = None) -> str:
-    return (tmpl or default_templates())["system"].format(
-        attribute=attribute, definition=definition, scale=scale, mid=scale // 2
-    )
+    return render((tmpl or default_templates())["system"], attribute=attribute,
+                  definition=definition, scale=scale, mid=scale // 2)
 
 
 def user_prompt(question: str, text: str, attribute: str, scale: int = SCALE,
                 tmpl: Mapping[str, str] | None = None) -> str:
-    return (tmpl or default_templates())["user"].format(
-        question=question, text=text, attribute=attribute, scale=scale)
+    return render((tmpl or default_templates())["user"], question=question, text=text,
+                  attribute=attribute, scale=scale)
 
 
 def example_pairs(example: Example, attribute: str,
