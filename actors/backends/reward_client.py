@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from pluralign.actors.backends.api_client import check_base_url
 from pluralign.engine.store.cache import register_secret
+from pluralign.engine.store.redaction import safe_url, url_credentials
 
 
 def _heads(value: object) -> list[float] | str:
@@ -56,14 +58,17 @@ class HTTPRewardClient:
     def __init__(self, base_url: str, model: str, *, route: str = "/pooling",
                  api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
                  retries: int = 2) -> None:
-        if route.startswith("/"):  # from the server root, as vLLM serves /pooling, /classify
-            parts = urlsplit(base_url)
-            self.url = f"{parts.scheme}://{parts.netloc}{route}"
-        else:  # relative to the base URL (e.g. "rewards" under .../v1)
-            self.url = base_url.rstrip("/") + "/" + route
+        check_base_url(base_url, api_key_env)  # http(s), a host, one credential
+        parts = urlsplit(base_url)
+        # From the server root, as vLLM serves /pooling and /classify, or relative to the base
+        # URL (e.g. "rewards" under .../v1); either way before the query, never after it.
+        path = route if route.startswith("/") else parts.path.rstrip("/") + "/" + route
+        self.url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
         self.model = model
         self._key = os.environ.get(api_key_env) if api_key_env else None
         register_secret(self._key)
+        for credential in url_credentials(base_url):
+            register_secret(credential)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
 
@@ -77,11 +82,11 @@ class HTTPRewardClient:
                     async with session.post(self.url, json=body, headers=headers) as resp:
                         if resp.status == 200:
                             return parse_pooling_answer(await resp.json(), len(texts))
-                        last = f"HTTP {resp.status} from {self.url}"
+                        last = f"HTTP {resp.status} from {safe_url(self.url)}"
                         if resp.status not in (429, 500, 502, 503, 504):
                             break
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    last = f"{type(exc).__name__} calling {self.url}"
+                    last = f"{type(exc).__name__} calling {safe_url(self.url)}"
                 await asyncio.sleep(0.2 * 2 ** attempt)
         raise RuntimeError(last)
 
