@@ -26,7 +26,7 @@ from pluralign.engine.data.field_files import (
 from pluralign.engine.errors import InputError
 from pluralign.engine.jsontypes import UntrustedJSON
 from pluralign.engine.pluralism.annotators import Rating, Ratings, check_usable
-from pluralign.engine.store.hashing import digest
+from pluralign.engine.store.hashing import digest, text_digest
 
 # ---- PRISM -----------------------------------------------------------------------------------
 
@@ -131,9 +131,10 @@ def load_community_alignment(path: str | os.PathLike[str]) -> Ratings:
     ratings, repeats = [], 0
     for (who, scenario), vs in votes.items():
         repeats += len(vs) - 1
+        picks = [pick for _, pick in vs]
         for text in vs[0][0]:
-            won = sum(pick == text for _, pick in vs) / len(vs)
-            ratings.append(Rating(who, scenario, digest(text, 12), won))
+            ratings.append(Rating(who, scenario, text_digest(text, 12),
+                                  picks.count(text) / len(vs)))
     notes = [f"{repeats} repeat votes (same annotator, same scenario) averaged"] if repeats else []
     return check_usable(Ratings(ratings, (0.0, 1.0), demo, str(p), skipped=skipped, notes=notes))
 
@@ -193,12 +194,12 @@ def load_persona(path: str | os.PathLike[str]) -> Ratings:
                 if not isinstance(row.get(col), str) or not str(row[col]).strip():
                     raise InputError("missing or empty", file=f, record=rec, field=col)
             text = str(row["persona"])
-            who = f"persona-{digest(text, 12)}"
+            who = f"persona-{text_digest(text, 12)}"
             demo[who] = {k.strip(): v.strip() for k, _, v in
                          (ln.partition(":") for ln in text.splitlines()) if v.strip()}
-            scenario = f"pe-{digest(str(row['instruction']), 12)}"
-            ratings.append(Rating(who, scenario, digest(str(row["data"]), 12), 1.0))
-            ratings.append(Rating(who, scenario, digest(str(row["original"]), 12), 0.0))
+            scenario = f"pe-{text_digest(str(row['instruction']), 12)}"
+            ratings.append(Rating(who, scenario, text_digest(str(row["data"]), 12), 1.0))
+            ratings.append(Rating(who, scenario, text_digest(str(row["original"]), 12), 0.0))
     _persona_common(ratings, files[0] if len(files) == 1 else p)
     return check_usable(Ratings(ratings, (0.0, 1.0), demo, str(p)))
 

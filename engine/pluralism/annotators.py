@@ -72,14 +72,18 @@ class Ratings:
 
 @dataclass(frozen=True)
 class Tables:
-    """Ratings as arrays: per scenario a (jurors × responses) utility table, NaN = not rated."""
+    """Ratings as arrays: per scenario a (its jurors × responses) utility table, NaN = not
+    rated. Each table holds only the jurors who rated the scenario, so a layout with many
+    jurors and many scenarios (Community Alignment) stays small."""
 
     jurors: tuple[str, ...]
     scenarios: tuple[str, ...]
     responses: tuple[tuple[str, ...], ...]
     """Response ids per scenario, in first-seen order."""
+    members: tuple[np.ndarray, ...]
+    """int64 indices into ``jurors`` per scenario: the rows of its table."""
     utility: tuple[np.ndarray, ...]
-    """float64 (J, R_s) per scenario."""
+    """float64 (len(members[s]), R_s) per scenario."""
 
 
 def tables(r: Ratings) -> Tables:
@@ -87,13 +91,17 @@ def tables(r: Ratings) -> Tables:
     jurors = tuple(dict.fromkeys(x.annotator for x in r.ratings))
     jidx = {j: k for k, j in enumerate(jurors)}
     scen: dict[str, dict[str, int]] = {}
+    rows: dict[str, dict[int, int]] = {}
     for x in r.ratings:
         scen.setdefault(x.scenario, {}).setdefault(x.response, len(scen[x.scenario]))
-    util = {s: np.full((len(jurors), len(resp)), np.nan) for s, resp in scen.items()}
+        rows.setdefault(x.scenario, {}).setdefault(jidx[x.annotator], len(rows[x.scenario]))
+    util = {s: np.full((len(rows[s]), len(resp)), np.nan) for s, resp in scen.items()}
     for x in r.ratings:
-        util[x.scenario][jidx[x.annotator], scen[x.scenario][x.response]] = (x.value - lo) / (hi - lo)
+        row = rows[x.scenario][jidx[x.annotator]]
+        util[x.scenario][row, scen[x.scenario][x.response]] = (x.value - lo) / (hi - lo)
     names = tuple(scen)
     return Tables(jurors, names, tuple(tuple(scen[s]) for s in names),
+                  tuple(np.fromiter(rows[s], dtype=np.int64, count=len(rows[s])) for s in names),
                   tuple(util[s] for s in names))
 
 
@@ -131,6 +139,32 @@ def select(util: np.ndarray, alphas: Sequence[float],
     return chosen, w, n
 
 
+def select_many(utils: Sequence[np.ndarray], alphas: Sequence[float],
+                each_response: bool = False) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """:func:`select` of every table in ``utils``, the same answers; tables with the same
+    number of complete jurors and responses go to the welfare functions together (one call
+    per shape rather than per scenario: Community Alignment has tens of thousands)."""
+    if each_response:
+        return [select(u, alphas, True) for u in utils]
+    out: list[tuple[np.ndarray, np.ndarray, int]] = [
+        (np.full(len(alphas), -1), np.full((len(alphas), u.shape[1]), np.nan), 0) for u in utils]
+    buckets: dict[tuple[int, int], list[int]] = {}
+    complete = []
+    for i, u in enumerate(utils):
+        full = u[~np.isnan(u).any(axis=1)]
+        complete.append(full)
+        if len(full):
+            buckets.setdefault(full.shape, []).append(i)
+    for (n, _), idx in buckets.items():
+        stack = np.stack([complete[i].T for i in idx])  # (S, R, n): jurors on the last axis
+        w = welfare_many(stack, alphas)  # (K, S, R)
+        best = np.nanmax(w, axis=2, keepdims=True)
+        chosen = np.argmax(w >= best - TIE, axis=2)  # (K, S)
+        for k, i in enumerate(idx):
+            out[i] = (chosen[:, k], w[:, k, :], n)
+    return out
+
+
 def _select_each(util: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, int]:
     rated = ~np.isnan(util)
     n = int(rated.any(axis=1).sum())
@@ -151,14 +185,21 @@ def check_usable(r: Ratings) -> Ratings:
     per-response layouts, any juror)."""
     if not r.ratings:
         raise InputError("no ratings", file=r.source, hint=_skips(r))
-    t = tables(r)
-    if not any(u.shape[1] >= 2 and select(u, (0.0,), r.each_response)[2] > 0
-               for u in t.utility):
+    responses: dict[str, set[str]] = {}
+    rated: dict[tuple[str, str], int] = {}
+    for x in r.ratings:
+        responses.setdefault(x.scenario, set()).add(x.response)
+        rated[(x.scenario, x.annotator)] = rated.get((x.scenario, x.annotator), 0) + 1
+    if r.each_response:
+        ok = any(len(v) >= 2 for v in responses.values())
+    else:  # a juror who rated every response of a scenario with two or more
+        ok = any(n >= 2 and n == len(responses[s]) for (s, _), n in rated.items())
+    if not ok:
         what = ("two responses rated" if r.each_response
                 else "two responses and a juror who rated every response of it")
         raise InputError(f"no complete scenario: none has {what}", file=r.source,
-                         hint=f"{len(t.scenarios)} scenarios, {len(t.jurors)} annotators; "
-                         + _skips(r))
+                         hint=f"{len(responses)} scenarios, "
+                         f"{len({a for _, a in rated})} annotators; " + _skips(r))
     return r
 
 
@@ -205,8 +246,8 @@ def _selection(t: Tables, mask: np.ndarray, alphas: Sequence[float], group: str,
     differs = [0] * len(alphas)
     counted = 0
     utilitarian = list(alphas).index(0.0) if 0.0 in alphas else None
-    for s, util in enumerate(t.utility):
-        chosen, w, n = select(util[mask], alphas, each_response)
+    subs = [util[mask[t.members[s]]] for s, util in enumerate(t.utility)]
+    for s, (chosen, w, n) in enumerate(select_many(subs, alphas, each_response)):
         if n == 0:
             continue
         counted += 1
@@ -239,8 +280,8 @@ def juror_utilities(t: Tables, choices: Mapping[str, str]) -> np.ndarray:
             continue
         col = util[:, t.responses[s].index(pick)]
         seen = ~np.isnan(col)
-        total[seen] += col[seen]
-        count[seen] += 1
+        total[t.members[s][seen]] += col[seen]  # a juror is in a scenario's rows once
+        count[t.members[s][seen]] += 1
     with np.errstate(invalid="ignore"):
         return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
 

@@ -14,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pluralign.engine.errors import InputError
-from pluralign.engine.pluralism.annotators import Rating, Ratings, evaluate, juror_utilities, tables
+from pluralign.engine.pluralism.annotators import (
+    Rating,
+    Ratings,
+    evaluate,
+    juror_utilities,
+    select,
+    select_many,
+    tables,
+)
 from pluralign.engine.pluralism.opinions import logprob_distribution, sample_distribution
 from pluralign.engine.pluralism.overton import (
     coverage_precision,
@@ -168,11 +176,31 @@ def test_annotators_equal_loop(rows: list[tuple[int, int, int, int]]) -> None:
             picks[s] = next(k for k, m in enumerate(means) if m >= max(means) - 1e-12)
     per_juror = []  # then, as for a system's picks: each juror's mean utility of those rated
     for j in range(len(t.jurors)):
-        us = [t.utility[s][j, k] for s, k in picks.items() if not np.isnan(t.utility[s][j, k])]
+        rows = {s: list(t.members[s]).index(j) for s in picks if j in t.members[s]}
+        us = [t.utility[s][i, picks[s]] for s, i in rows.items()
+              if not np.isnan(t.utility[s][i, picks[s]])]
         if us:
             per_juror.append(np.mean(us))
     want = float(np.mean(per_juror)) if per_juror else None
     assert res["groups"][0]["optimal_welfare_a0"] == (None if want is None else pytest.approx(want))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(2, 3), st.integers(0, 2**31)),
+                min_size=1, max_size=12))
+def test_select_many_equals_select_per_scenario(shapes: list[tuple[int, int, int]]) -> None:
+    utils = []
+    for n, r, seed in shapes:  # some tables share a shape, some have an unrated cell
+        rng = np.random.default_rng(seed)
+        u = rng.choice([0.0, 0.25, 0.5, 1.0], size=(n, r))
+        if seed % 3 == 0:
+            u[0, 0] = np.nan
+        utils.append(u)
+    alphas = (0.0, 0.5, 1.0, math.inf)
+    for u, (chosen, w, n) in zip(utils, select_many(utils, alphas), strict=True):
+        want_chosen, want_w, want_n = select(u, alphas)
+        assert n == want_n and chosen.tolist() == want_chosen.tolist()
+        assert np.array_equal(w, want_w, equal_nan=True)
 
 
 # Loaders of the field's datasets: tests/engine/test_dataset_layouts.py
