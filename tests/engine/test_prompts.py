@@ -3,6 +3,7 @@ errors that name the file, table and key, and changes the scorer identity."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from pluralign.engine.errors import InputError
 from pluralign.engine.judges import JudgeSettings, load_prompts, make_judge
 from pluralign.engine.judges.base import WorkItem
+from pluralign.engine.judges.prompts import render
 from tests.engine.test_judges import tiny_bench
 
 SETTINGS = JudgeSettings(model="m1")
@@ -88,3 +90,76 @@ def test_work_item_type_is_unchanged() -> None:
     # prompts change requests, never the shape of work items
     judge = make_judge("regression", tiny_bench(), SETTINGS)
     assert all(isinstance(i, WorkItem) for i in judge.items([0], 1))
+
+
+# ---------------------------------------------------------------- templates as str.format parses
+
+@pytest.mark.parametrize(("template", "words"), [
+    ("{question:{question.__class__.__mro__}}", ["inside the format spec of {question}"]),
+    ("{attribute:{definition.__class__.__init__.__globals__}}", ["inside the format spec"]),
+    ("{question:d}", ["format spec 'd'", "fill, alignment, width and precision"]),
+    ("{scale:>400000000}", ["too wide", "1,000"]),
+    ("{text:.1000001}", ["too wide"]),
+    ("{question.__class__}", ["attribute or index access"]),
+    ("{question[0]}", ["attribute or index access"]),
+    ("{0} {}", ["unknown placeholder"]),
+    ("{question!x}", ["conversion !x"]),
+    ("{question:=5}", ["format spec '=5'"]),
+    ("{question} " * 65, ["more than 64 placeholders"]),
+    ("x" * 70_000, ["too long"]),
+    ("{question", ["does not format", "{{"]),
+])
+def test_templates_are_parsed_as_str_format_does(tmp_path: Path, template: str,
+                                                 words: list[str]) -> None:
+    path = _file(tmp_path, json.dumps({"regression": {"user": template}}), "p.json")
+    with pytest.raises(InputError) as e:
+        load_prompts(path)
+    message = str(e.value)
+    assert str(path) in message and "record regression" in message and "'user'" in message
+    assert all(w in message for w in words), message
+    assert "\n" not in message and len(message) < 400
+
+
+def test_simple_specs_render_as_str_format_would() -> None:
+    values = {"question": "What?", "text": "abcdefgh", "attribute": "care", "scale": 100}
+    for template in ("{question:>12}|{text:.3}|{attribute:*^10}", "{scale}/{question!r}",
+                     "{{literal}} {text:<4.2s}"):
+        assert render(template, **values) == template.format(
+            **{k: str(v) for k, v in values.items()})
+    with pytest.raises(InputError, match="attribute or index access"):
+        render("{question.__class__}", question="q")
+
+
+def test_a_definition_for_an_unknown_attribute_names_the_file(tmp_path: Path) -> None:
+    bench = tiny_bench()
+    path = _file(tmp_path, '[definitions]\nhelpfullness = "typo"\ncare = "a MIC attribute"\n')
+    prompts = load_prompts(path)
+    with pytest.raises(InputError) as e:
+        prompts.check_definitions(bench.attributes)
+    assert str(path) in str(e.value) and "'helpfullness'" in str(e.value)
+    with pytest.raises(InputError, match="unknown attribute 'helpfullness'"):
+        make_judge("comparative-regression", bench, SETTINGS, prompts=prompts)
+    # a built-in attribute of another benchmark is fine (one file may serve both)
+    load_prompts(_file(tmp_path, '[definitions]\ncare = "x"\n', "ok.toml")).check_definitions(
+        bench.attributes)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("deep.json", "[" * 100_000 + "]" * 100_000),
+    ("deep.toml", "a = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+])
+def test_deeply_nested_files_name_the_file(tmp_path: Path, name: str, text: str) -> None:
+    path = _file(tmp_path, text, name)
+    with pytest.raises(InputError) as e:
+        load_prompts(path)
+    assert str(path) in str(e.value)
+
+
+def test_credential_named_keys_in_prompt_files_are_never_echoed(tmp_path: Path) -> None:
+    secret = "sk-prompt-file-planted-1234"
+    for text in (f'[definitions]\napi_key = "{secret}"\n', f'[regression]\ntoken = "{secret}"\n',
+                 f'[api_key]\nvalue = "{secret}"\n'):
+        path = _file(tmp_path, text)
+        with pytest.raises(InputError) as e:
+            load_prompts(path).check_definitions(tiny_bench().attributes)
+        assert secret not in str(e.value)

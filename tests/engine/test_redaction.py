@@ -57,3 +57,39 @@ def test_argv_and_nested_values() -> None:
     out = redact_argv(["x", "--api-key", KEY, "--password=pw", "--max-tokens", "9"])
     assert out == ["x", "--api-key", REDACTED, f"--password={REDACTED}", "--max-tokens", "9"]
     assert scrub({"a": [KEY, 1], KEY: "b"}, [KEY]) == {"a": [REDACTED, 1], REDACTED: "b"}
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("api_key", True), ("apiKey", True), ("x-api-key", True), ("access_token", True),
+    ("token", True), ("sig", True), ("X-Amz-Signature", True), ("client_secret", True),
+    ("password", True), ("Authorization", True), ("hf_token", True),
+    ("max_tokens", False), ("stop_token_ids", False), ("top_logprobs", False),
+    ("monkey", False), ("keywords", False), ("note", False),
+])
+def test_credential_names(name: str, secret: bool) -> None:
+    assert redaction.is_credential_name(name) is secret
+
+
+def test_json_credentials_are_redacted_at_any_depth_in_values_and_text() -> None:
+    body = {"metadata": {"api_key": "sk-1", "deep": [{"token": 7}]}, "top_p": 0.9,
+            "max_tokens": 5}
+    assert redaction.redact_json(body) == {
+        "metadata": {"api_key": REDACTED, "deep": [{"token": REDACTED}]}, "top_p": 0.9,
+        "max_tokens": 5}
+    assert sorted(redaction.credential_values(body)) == ["7", "sk-1"]
+    import json
+    for text in (json.dumps(body), f"--extra-body={json.dumps(body)}",
+                 f"error: {body!r} was refused", '{"api\\u005fkey": "sk-1"}'):
+        out = redact(text)
+        assert "sk-1" not in out and REDACTED in out, out
+    assert "0.9" in redact(json.dumps(body)) and '"max_tokens": 5' in redact(json.dumps(body))
+
+
+def test_url_credentials_and_safe_url() -> None:
+    url = "https://u:p%40ss-word@h:8443/v1?api-version=2024&key=k-123&sig=s-456"
+    assert redaction.url_credentials(url) == ["p%40ss-word", "p@ss-word", "k-123", "s-456"]
+    assert redaction.url_credentials("https://tok-only@h/v1") == ["tok-only"]
+    shown = redaction.safe_url(url)
+    assert shown == (f"https://{REDACTED}@h:8443/v1?api-version=2024&key={REDACTED}"
+                     f"&sig={REDACTED}")
+    assert redact("http://u:p@ss@host/v1") == f"http://{REDACTED}@host/v1"
