@@ -7,6 +7,10 @@ Printed per level: answers paid, answers stored, lost (paid and never stored: mu
 first run's exit code and last line, the rerun's paid answers and how many of them the first
 run had paid already (bought twice: must be 0), and leftover claim files.
 
+A fourth run, ``squeeze``, starts with 1.4 MB free; once the first part is written another
+writer takes every free byte for five seconds, then gives it back: the margin cannot help
+there, so the answers that find no room must be held in memory and stored once room returns.
+
 Needs root (it mounts a tmpfs). Run: ``python benchmarks/disk_full.py [--scenarios 2500]``.
 The last line is one JSON object.
 """
@@ -19,6 +23,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +35,7 @@ from pluralign.engine.store.cache import SCORE_LAYOUT
 from pluralign.engine.store.parts import PartStore
 
 KEY_ENV = "PLURALIGN_BENCH_API_KEY"
-LEVELS = {"432K": 432 * 1024, "900K": 900 * 1024, "1.4M": 1400 * 1024}
+LEVELS = {"432K": 432 * 1024, "900K": 900 * 1024, "1.4M": 1400 * 1024, "squeeze": 1400 * 1024}
 
 
 def free_bytes(path: Path) -> int:
@@ -44,6 +50,23 @@ def fill_to(mount: Path, free: int) -> Path:
     with open(ballast, "wb") as fh:
         fh.write(b"\0" * size)
     return ballast
+
+
+def squeeze(mount: Path, cache: Path, seconds: float, done: threading.Event) -> None:
+    """Once the sweep wrote its first part, take every free byte for ``seconds``."""
+    while not done.is_set() and not list(cache.glob("part-*.parquet")):
+        time.sleep(0.05)
+    hog = mount / "hog"
+    fd = os.open(hog, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass  # the disk is full now
+    finally:
+        os.close(fd)
+    time.sleep(seconds)
+    hog.unlink()
 
 
 def sweep(url: str, cache: Path, out: Path, scenarios: int) -> subprocess.CompletedProcess[str]:
@@ -73,7 +96,14 @@ def one_level(name: str, free: int, work: Path, scenarios: int) -> dict[str, obj
         ballast = fill_to(mount, free)
         cache = mount / "cache"
         with FakeOpenAIServer() as server:
+            done = threading.Event()
+            hog = threading.Thread(target=squeeze, args=(mount, cache, 5.0, done))
+            if name == "squeeze":
+                hog.start()
             first = sweep(server.url, cache, work / f"out-{name}", scenarios)
+            done.set()
+            if hog.is_alive():
+                hog.join()
             paid_first = Counter(server.stats()["ok_by_fingerprint"])
             stored = stored_items(cache)
             claims = len(list((cache / ".claims").glob("*"))) if (cache / ".claims").is_dir() else 0
@@ -82,13 +112,16 @@ def one_level(name: str, free: int, work: Path, scenarios: int) -> dict[str, obj
             rerun = sweep(server.url, cache, work / f"rerun-{name}", scenarios)
             paid_rerun = Counter(server.stats()["ok_by_fingerprint"])
         paid = sum(paid_first.values())
-        last = (first.stderr.strip().splitlines() or [""])[-1]
+        lines = first.stderr.strip().splitlines() or [""]
+        last = lines[-1]
+        held = [ln for ln in lines if "held" in ln or "waiting up to" in ln]
         return {
             "level": name, "free_kib": free // 1024, "paid": paid, "stored": stored,
             "lost": paid - stored, "exit": first.returncode, "last_line": last,
             "claim_files_left": claims, "rerun_exit": rerun.returncode,
             "rerun_paid": sum(paid_rerun.values()),
             "rerun_paid_twice": len(set(paid_rerun) & set(paid_first)),
+            "held_lines": held,
         }
     finally:
         subprocess.run(["umount", str(mount)], check=False)
@@ -108,6 +141,8 @@ def main() -> None:
                   f"exit {r['exit']}, claims left {r['claim_files_left']}; rerun paid "
                   f"{r['rerun_paid']} (twice {r['rerun_paid_twice']}), exit {r['rerun_exit']}\n"
                   f"  last line: {r['last_line']}", flush=True)
+            for line in r["held_lines"]:
+                print(f"  {line}", flush=True)
     print(json.dumps({"scenarios": args.scenarios, "levels": results}))
 
 

@@ -103,11 +103,16 @@ class SpaceGuard:
             return None
 
     def describe(self) -> str:
-        """``<folder> has 412.0 KiB free (the margin is 600.0 KiB)``, as measured now."""
+        """``<folder> has 68.0 KiB free, under the 89.7 KiB kept for answers in flight`` (the
+        figures of the check that found no room; the free space now where it differs)."""
         free = self.free_now()
-        have = "?" if free is None else format_bytes(free)
-        need = f" (the margin is {format_bytes(self.shortfall[1])})" if self.shortfall else ""
-        return f"{self.folder} has {have} free{need}"
+        now = "?" if free is None else format_bytes(free)
+        if self.shortfall is None:
+            return f"{self.folder} has {now} free"
+        had, need = (format_bytes(b) for b in self.shortfall)
+        later = f" ({now} free now)" if now != had else ""
+        return (f"{self.folder} had {had} free, under the {need} kept for the answers in "
+                f"flight{later}")
 
 
 _T = TypeVar("_T")

@@ -75,7 +75,8 @@ def test_a_small_free_space_figure_stops_before_anything_is_sent(tmp_path: Path)
     assert not backend.calls and report.requests == 0
     assert report.stop_kind == "disk" and not report.complete and report.lost == 0
     assert report.stopped is not None and report.stopped.startswith("disk full: ")
-    assert f"{tmp_path} has 9.8 KiB free" in report.stopped
+    assert f"{tmp_path} had 9.8 KiB free, under the " in report.stopped
+    assert "kept for the answers in flight;" in report.stopped  # the same figure now
     assert "0 answers stored this run" in report.stopped and report.disk_free == 10_000
     assert report.not_started == report.items
     assert no_claims_left(tmp_path)
