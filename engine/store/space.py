@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,8 +68,14 @@ class SpaceGuard:
     """Bytes one item's rows take in a part: a generous guess until a part was written."""
     shortfall: tuple[int, int] | None = None
     """(free, margin) of the check that last found no room; None while there was room."""
+    refresh_seconds: float = 0.25
+    """How long a measured figure is reused, less what this process wrote meanwhile (on a
+    network file system each measurement is a round trip); a figure that finds no room is
+    always measured again first."""
     _seen: list[float] = field(default_factory=lambda: [0.0, 0.0], repr=False)
     """Row bytes and items of the parts learnt from so far."""
+    _last: tuple[float, int] | None = field(default=None, repr=False)
+    """(when, bytes free) of the last measurement, less the parts written since."""
 
     def margin(self, items: int) -> int:
         """Bytes to keep free so that ``items`` answers, one part of them and the reserve fit
@@ -78,7 +85,13 @@ class SpaceGuard:
     def room_for(self, items: int) -> bool:
         """Whether ``items`` unwritten answers still fit above the reserve (True where the
         folder cannot be measured: a write that then fails is caught by its own error)."""
-        free, need = self.free_now(), self.margin(items)
+        need = self.margin(items)
+        last, now = self._last, time.monotonic()
+        if last is not None and now - last[0] < self.refresh_seconds and last[1] >= need:
+            self.shortfall = None
+            return True
+        free = self.free_now()
+        self._last = None if free is None else (now, free)
         self.shortfall = None if free is None or free >= need else (free, need)
         return self.shortfall is None
 
@@ -90,6 +103,9 @@ class SpaceGuard:
             size = stored_size(part)
         except OSError:
             return
+        last = self._last
+        if last is not None:
+            self._last = (last[0], last[1] - size)
         self._seen[0] += max(0.0, size - self.part_bytes / 2)
         self._seen[1] += items
         if self._seen[0] > 0:

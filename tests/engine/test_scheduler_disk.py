@@ -222,3 +222,23 @@ def test_a_claim_that_finds_the_disk_full_stops_sending_before_anything_is_bough
     assert not backend.calls and report.stop_kind == "disk" and report.lost == 0
     assert report.not_started == report.items and report.stopped is not None
     assert "0 answers stored this run" in report.stopped
+
+
+def test_a_measured_figure_is_reused_less_what_was_written_and_no_room_is_measured_again(
+        tmp_path: Path) -> None:
+    calls: list[int] = []
+    figures = iter([1_000_000, 50_000, 2_000_000])
+
+    def free(folder: Path) -> int:
+        calls.append(1)
+        return next(figures)
+
+    space = SpaceGuard(tmp_path, free=free, reserve=0, part_bytes=0, item_bytes=100,
+                       refresh_seconds=3600)
+    assert all(space.room_for(10) for _ in range(100)) and len(calls) == 1
+    part = tmp_path / "part.parquet"
+    part.write_bytes(b"x" * 990_000)
+    space.learn(part, 10)  # this process's own write counts at once
+    assert not space.room_for(1)  # too little left by the cached figure: measured again
+    assert len(calls) == 2 and space.shortfall == (50_000, space.margin(1))
+    assert space.room_for(1) and len(calls) == 3  # a figure that found no room is not reused
