@@ -15,12 +15,14 @@ from hypothesis import strategies as st
 from pluralign.actors.backends.api_client import (
     APIClientConfig,
     OpenAIBackend,
+    chat_url,
     classify_status,
     parse_retry_after,
     schema_errors,
 )
 from pluralign.actors.ratelimit import LocalLimiter
 from pluralign.actors.testing.fake_server import FakeOpenAIServer
+from pluralign.engine.errors import InputError
 from pluralign.engine.run.backend import (
     Backend,
     FailureKind,
@@ -371,3 +373,55 @@ def test_auth_and_url_failures_say_what_to_check(make_fake_server: Any, fake_key
     assert says in r.failure.message and r.attempts == 1
     if status != 404:
         assert f"${FAKE_KEY_ENV}" in r.failure.message
+
+
+# ---------------------------------------------------------------- endpoint and body checks
+
+@pytest.mark.parametrize(("url", "key_env", "words"), [
+    ("notaurl", None, "not an http(s) URL with a host"),
+    ("file:///etc/passwd", None, "not an http(s) URL with a host"),
+    ("http://:80/v1", None, "not an http(s) URL with a host"),
+    ("http://h:99999/v1", None, "not a URL"),
+    ("http://h/v1#frag", None, "#fragment"),
+    ("http://u:pw-planted@h/v1", "OPENAI_API_KEY", "`api_key_env` to none"),
+    ("http://u:pw-planted@h/v1?api-version=1", None, "a password and a query string"),
+])
+def test_bad_base_urls_are_refused_in_one_line_without_credentials(
+        url: str, key_env: str | None, words: str) -> None:
+    with pytest.raises(InputError) as e:
+        APIClientConfig(base_url=url, api_key_env=key_env)
+    message = str(e.value)
+    assert words in message and e.value.field == "base_url" and "\n" not in message
+    assert "pw-planted" not in message
+
+
+def test_the_chat_route_goes_before_the_query(make_fake_server: Any, fake_key: str) -> None:
+    assert chat_url("https://h/v1/?api-version=2&key=k") == (
+        "https://h/v1/chat/completions?api-version=2&key=k")
+    server = make_fake_server()
+    [r] = run(config(server, base_url=f"{server.url}?api_key=qk-planted"), requests(1))
+    assert r.failure is None and server.stats()["by_status"] == {"200": 1}
+
+
+@pytest.mark.parametrize("key", ["model", "messages", "n", "temperature", "max_tokens", "seed",
+                                 "response_format", "logprobs", "top_logprobs", "stream"])
+def test_extra_body_may_not_override_the_work(key: str) -> None:
+    with pytest.raises(InputError, match=f"'{key}' is part of what identifies the work"):
+        APIClientConfig(extra_body={key: 1})
+    APIClientConfig(extra_body={"top_p": 0.9, "metadata": {"n": 3}})  # nested: not the body's
+
+
+def test_a_url_password_and_body_credentials_never_show(fake_key: str) -> None:
+    from tests.fake_openai import free_port
+
+    port = free_port()
+    planted = ("pw-planted-1", "sig-planted-2", "bk-planted-3")
+    for url in (f"http://user:{planted[0]}@127.0.0.1:{port}/v1",
+                f"http://127.0.0.1:{port}/v1?sig={planted[1]}"):
+        cfg = APIClientConfig(base_url=url, api_key_env=None,
+                              extra_body={"metadata": {"api_key": planted[2]}})
+        [r] = run(cfg, requests(1))
+        assert r.failure is not None and "connection refused" in r.failure.message
+        shown = "\n".join([r.failure.message, repr(cfg), repr(OpenAIBackend(cfg))])
+        assert not any(s in shown for s in planted)
+        assert len(cfg.credentials()) == 2 and planted[2] in cfg.credentials()
