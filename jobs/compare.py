@@ -21,13 +21,12 @@ import pyarrow.parquet as pq
 
 from pluralign.engine.align.paired import (
     PairedSums,
-    blocks,
+    all_outcomes,
     error_difference,
     interval,
-    outcomes,
     resample_weights,
 )
-from pluralign.engine.data.targets import TargetSet, from_dicts
+from pluralign.engine.data.targets import TargetSet, all_targets, from_dicts
 from pluralign.engine.errors import InputError
 from pluralign.jobs.runs import SweepRun, check_comparable, load_sweep, read_summary
 from pluralign.jobs.runtime import write_json_atomic
@@ -127,12 +126,15 @@ def run_sets(run: SweepRun) -> list[TargetSet]:
     for s, t in zip(cols["set"], cols["target"], strict=True):
         by.setdefault(str(s), []).append(str(t))
     attrs = run.bench.attributes
+    grid = all_targets(attrs, run.bench.levels)
     sets = []
     for name, texts in by.items():
         try:
-            sets.append(from_dicts(name, attrs, [json.loads(t) for t in texts], source=str(table)))
+            ts = from_dicts(name, attrs, [json.loads(t) for t in texts], source=str(table))
         except json.JSONDecodeError as e:
             raise InputError(f"a target is not JSON ({e})", file=table, field="target") from None
+        same = len(ts) == len(grid) and np.array_equal(ts.values, grid.values, equal_nan=True)
+        sets.append(TargetSet(name, attrs, grid.values, grid.grid) if same else ts)
     return sets
 
 
@@ -169,9 +171,9 @@ def _compare_set(a: SweepRun, b: SweepRun, ts: TargetSet, weights: np.ndarray,
                  level: float) -> SetComparison:
     assert a.predictions is not None and b.predictions is not None
     sums = PairedSums(weights.shape[0])
-    for block in blocks(ts):
-        sums.add(weights, outcomes(a.bench, a.predictions, block),
-                 outcomes(b.bench, b.predictions, block))
+    for oa, ob in zip(all_outcomes(a.bench, a.predictions, ts),
+                      all_outcomes(b.bench, b.predictions, ts), strict=True):
+        sums.add(weights, oa, ob)
     m = sums.means()
     acc, w = m["acc_a"] - m["acc_b"], m["w_a"] - m["w_b"]
     n = max(sums.targets, 1)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pluralign.engine.align.realign import chosen_responses, label_distances
+from pluralign.engine.align.align_loop import target_scale
+from pluralign.engine.align.realign import chosen_responses
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.targets import TargetSet
 
@@ -41,10 +42,9 @@ def outcomes(bench: Benchmark, predictions: np.ndarray, targets: TargetSet,
     """Every scenario's outcome for every target of ``targets`` (``chosen``: (S, T) picks of a
     judge that chooses itself; by default the predictions' choice)."""
     picks = chosen_responses(bench, predictions, targets) if chosen is None else chosen
-    d = label_distances(bench, targets)
+    d = distances(bench, targets)
     starts = bench.offsets[:-1]
-    dmin = np.minimum.reduceat(d, starts, axis=0)
-    dmax = np.maximum.reduceat(d, starts, axis=0)
+    dmin, dmax = _scenario_extremes(bench, d)
     rows = starts[:, None] + np.maximum(picks.astype(np.int64), 0)
     d_sel = np.take_along_axis(d, rows, axis=0)
     counted = (dmax > dmin) & (picks >= 0)
@@ -53,13 +53,46 @@ def outcomes(bench: Benchmark, predictions: np.ndarray, targets: TargetSet,
     return Outcomes(counted, counted & (d_sel == dmin), weighted, picks.astype(np.int8))
 
 
-def blocks(targets: TargetSet, size: int = BLOCK) -> Iterator[TargetSet]:
-    """``targets`` in blocks of at most ``size`` (the grid marker dropped)."""
+def _scenario_extremes(bench: Benchmark, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, T) smallest and largest of each scenario's rows of ``d`` (N, T): one gather of
+    every scenario's responses (padded with its first), much faster than ``reduceat``."""
+    sizes = np.diff(bench.offsets)
+    pos = np.arange(int(sizes.max()))[None, :]
+    idx = bench.offsets[:-1, None] + np.where(pos < sizes[:, None], pos, 0)
+    g = d[idx]  # (S, R, T)
+    return g.min(axis=1), g.max(axis=1)
+
+
+def distances(bench: Benchmark, targets: TargetSet) -> np.ndarray:
+    """float64 (N, T): :func:`label_distances` by matrix products over integer label units
+    (exact: the squared sums are small integers, so ties stay ties), several times faster on
+    large blocks of targets."""
+    scale = target_scale(bench, targets)
+    units = np.round(bench.labels * scale)
+    named = ~np.isnan(targets.values)
+    v = np.where(named, np.round(np.nan_to_num(targets.values) * scale), 0.0)
+    m = named.astype(np.float64)
+    sq = (units**2) @ m.T - 2.0 * (units @ v.T) + (v**2).sum(axis=1)[None, :]
+    return np.sqrt(np.maximum(sq, 0.0)) / scale
+
+
+def blocks(targets: TargetSet, size: int = BLOCK) -> Iterator[tuple[slice, TargetSet]]:
+    """``targets`` in blocks of at most ``size``: (its columns, the block's targets)."""
     if len(targets) <= size:
-        yield targets
+        yield slice(0, len(targets)), targets
         return
     for t0 in range(0, len(targets), size):
-        yield targets.take(np.arange(t0, min(t0 + size, len(targets))))
+        cols = slice(t0, min(t0 + size, len(targets)))
+        yield cols, targets.take(np.arange(cols.start, cols.stop))
+
+
+def all_outcomes(bench: Benchmark, predictions: np.ndarray,
+                 targets: TargetSet) -> Iterator[Outcomes]:
+    """:func:`outcomes` of every target, block by block; the choices are made once over the
+    whole set (fast on the grid of every target)."""
+    picks = chosen_responses(bench, predictions, targets)
+    for cols, block in blocks(targets):
+        yield outcomes(bench, predictions, block, picks[:, cols])
 
 
 def resample_weights(n_scenarios: int, n_boot: int, seed: int) -> np.ndarray:

@@ -19,8 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pluralign.engine.align.paired import Outcomes, blocks, outcomes
-from pluralign.engine.align.realign import label_distances
+from pluralign.engine.align.paired import Outcomes, all_outcomes, distances, outcomes
 from pluralign.engine.data.benchmark import NEUTRAL
 from pluralign.engine.data.targets import TargetSet, from_dicts
 from pluralign.engine.errors import InputError
@@ -269,7 +268,7 @@ def _run_info(i: int, vr: ViewRun) -> JSONObj:
 def _one_target(run: SweepRun, ts: TargetSet) -> tuple[Outcomes, list[list[int]]]:
     assert run.predictions is not None
     o = outcomes(run.bench, run.predictions, ts)
-    d = label_distances(run.bench, ts)[:, 0]
+    d = distances(run.bench, ts)[:, 0]
     off = run.bench.offsets
     closest = []
     for s in range(run.bench.n_scenarios):
@@ -300,8 +299,7 @@ def _set_outcomes(run: SweepRun, ts: TargetSet) -> tuple[np.ndarray, np.ndarray]
     assert run.predictions is not None
     correct = np.zeros(run.bench.n_scenarios, dtype=np.int64)
     counted = np.zeros(run.bench.n_scenarios, dtype=np.int64)
-    for block in blocks(ts):
-        o = outcomes(run.bench, run.predictions, block)
+    for o in all_outcomes(run.bench, run.predictions, ts):
         correct += o.correct.sum(axis=1)
         counted += o.counted.sum(axis=1)
     return correct, counted
