@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import TextIO
 
 from pluralign.actors.backends.api_client import APIClientConfig
-from pluralign.actors.backends.batch_journal import BatchEntry, BatchJournal
+from pluralign.actors.backends.batch_anthropic import AnthropicBatchClient, is_anthropic
+from pluralign.actors.backends.batch_journal import BATCHES_DIR, BatchEntry, BatchJournal
 from pluralign.actors.backends.batch_openai import (
     MAX_BYTES,
     MAX_REQUESTS,
     BatchAPIError,
+    BatchClient,
     BatchView,
     OpenAIBatchClient,
-    request_line,
-    results_of,
     split_lines,
 )
 from pluralign.engine.errors import InputError, ScoringInterrupted
@@ -79,7 +79,7 @@ class BatchLaneReport:
 class BatchLane:
     """Sends a task's items through a provider Batch API and writes what comes back."""
 
-    def __init__(self, task: Task, store: ResultStore, client: OpenAIBatchClient,
+    def __init__(self, task: Task, store: ResultStore, client: BatchClient,
                  cache_root: Path, *, benchmark: str | None, endpoint: str, model: str,
                  poll_seconds: float = 30.0, log: TextIO | None = None,
                  max_requests: int = MAX_REQUESTS, max_bytes: int = MAX_BYTES,
@@ -174,7 +174,7 @@ class BatchLane:
         """Bring an ``uploaded`` or ``creating`` entry to ``submitted``: a batch the provider
         already made from its input file is found, never created twice."""
         if entry.step == "creating" and entry.input_file_id:
-            found = await self.client.find(entry.input_file_id)
+            found = await self.client.find(entry.input_file_id, since=entry.created - 60)
             if found is not None:
                 return self.journal.step(entry, "submitted", batch_id=found.id,
                                          status=found.status)
@@ -206,11 +206,11 @@ class BatchLane:
                 self._write_failures([it], f"request: {type(e).__name__}: {e}")
                 continue
             reqs.append((it, req))
-            lines.append(request_line(self.client.body(req), it.key))
+            lines.append(self.client.line(req, it.key))
         for group in split_lines(lines, max_requests=self.max_requests,
                                  max_bytes=self.max_bytes):
             keys = [reqs[i][0].key for i in group]
-            entry = self.journal.new(provider="openai", endpoint=self.endpoint,
+            entry = self.journal.new(provider=self.client.provider, endpoint=self.endpoint,
                                      model=self.model, scorer=self.task.identity, keys=keys)
             self.claims.try_claim(f"batch-{entry.local_id}")
             file_id = await self.client.upload([lines[i] for i in group], entry.local_id)
@@ -264,7 +264,8 @@ class BatchLane:
         results: dict[str, GenerationResult] = {}
         for file_id in (view.output_file_id, view.error_file_id):
             if file_id:
-                results.update(results_of(await self.client.content(file_id), requests))
+                results.update(self.client.results(await self.client.content(file_id),
+                                                   requests))
         if view.status == "failed":
             self.say(f"[batch] {view.id} failed at the provider: {view.errors or 'no reason'}")
             if "too_many" in view.errors or "size" in view.errors or "large" in view.errors:
@@ -412,7 +413,11 @@ async def run_lanes(task: Task, items: Sequence[WorkItem], config: LLMConfig,
         raise InputError("the batch lane needs a cache folder (its journal lives there)",
                          field="cache")
     started = time.monotonic()
-    lane = BatchLane(task, store, OpenAIBatchClient(client_config), Path(root),
+    client: BatchClient = (
+        AnthropicBatchClient(client_config, Path(root) / BATCHES_DIR)
+        if is_anthropic(client_config.model, client_config.base_url)
+        else OpenAIBatchClient(client_config))
+    lane = BatchLane(task, store, client, Path(root),
                      benchmark=benchmark, endpoint=endpoint_host(client_config.base_url) or "",
                      model=client_config.model, poll_seconds=float(config.batch_poll_seconds),
                      log=log, rounds=1 if config.lane == "auto" else 3)

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pluralign.actors.backends.api_client import (
     APIClientConfig,
@@ -113,9 +113,44 @@ def split_lines(lines: Sequence[bytes], *, max_requests: int = MAX_REQUESTS,
     return groups
 
 
+class BatchClient(Protocol):
+    """A provider's Batch API as the batch lane uses it (OpenAI's, Anthropic's)."""
+
+    provider: str
+
+    def line(self, req: GenerationRequest, custom_id: str) -> bytes:
+        """One request of a batch input, as a JSONL line."""
+        ...
+
+    async def upload(self, lines: Sequence[bytes], name: str) -> str:
+        """Make ``lines`` available to :meth:`create`; returns their reference."""
+        ...
+
+    async def create(self, input_ref: str, metadata: Mapping[str, str]) -> BatchView: ...
+
+    async def find(self, input_ref: str, since: float = 0.0) -> BatchView | None:
+        """The batch already created from ``input_ref`` (after ``since``), if any."""
+        ...
+
+    async def get(self, batch_id: str) -> BatchView: ...
+
+    async def cancel(self, batch_id: str) -> BatchView: ...
+
+    async def content(self, file_id: str) -> bytes: ...
+
+    def results(self, data: bytes, requests: Mapping[str, GenerationRequest]
+                ) -> dict[str, GenerationResult]:
+        """custom_id -> result of each line of a downloaded output or error file."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class OpenAIBatchClient:
     """The Batch API of an OpenAI-compatible endpoint (``config.base_url``, key from
     ``config.api_key_env`` as the online client reads it)."""
+
+    provider = "openai"
 
     def __init__(self, config: APIClientConfig, *, retries: int = 8) -> None:
         self.config = config
@@ -130,6 +165,13 @@ class OpenAIBatchClient:
     def body(self, req: GenerationRequest) -> dict[str, object]:
         """The request body the online lane would send for ``req``."""
         return self._online.request_body(req)
+
+    def line(self, req: GenerationRequest, custom_id: str) -> bytes:
+        return request_line(self.body(req), custom_id)
+
+    def results(self, data: bytes, requests: Mapping[str, GenerationRequest]
+                ) -> dict[str, GenerationResult]:
+        return results_of(data, requests)
 
     async def start(self) -> None:
         if self._session is not None:
@@ -154,6 +196,8 @@ class OpenAIBatchClient:
         await self._online.close()
 
     def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
         return f"{self.config.base_url.rstrip('/')}/{path.lstrip('/')}"
 
     def _headers(self) -> dict[str, str]:
@@ -220,7 +264,8 @@ class OpenAIBatchClient:
     async def cancel(self, batch_id: str) -> BatchView:
         return BatchView.of(await self._call("POST", f"batches/{batch_id}/cancel"))
 
-    async def find(self, input_file_id: str, pages: int = 20) -> BatchView | None:
+    async def find(self, input_file_id: str, since: float = 0.0,
+                   pages: int = 20) -> BatchView | None:
         """The batch created from ``input_file_id``, if the provider has one (newest first;
         what a process killed between creating a batch and writing its id down looks up)."""
         after: str | None = None

@@ -282,6 +282,7 @@ class FakeBatchServer:
         r.add_get("/v1/batches/{id}", self._get)
         r.add_post("/v1/batches/{id}/cancel", self._cancel)
         r.add_post("/v1/messages/batches", self._anthropic_create)
+        r.add_get("/v1/messages/batches", self._anthropic_list)
         r.add_get("/v1/messages/batches/{id}", self._anthropic_get)
         r.add_get("/v1/messages/batches/{id}/results", self._anthropic_results)
         r.add_post("/v1/messages/batches/{id}/cancel", self._anthropic_cancel)
@@ -448,6 +449,19 @@ class FakeBatchServer:
                                    "errored": len(b.failed_ids), "canceled": 0, "expired": 0},
                 "results_url": f"{self.url}/messages/batches/{b.id}/results" if ended else None,
                 "created_at": int(b.created_at)}
+
+    async def _anthropic_list(self, request: web.Request) -> web.Response:
+        limit = int(request.query.get("limit", "20"))
+        with self._lock:
+            now = time.time()
+            mine = sorted((b for b in self.batches.values() if b.anthropic),
+                          key=lambda b: b.created_at, reverse=True)[:limit]
+            for b in mine:
+                self._advance(b, now)
+            data = [self._anthropic_view(b) for b in mine]
+        return web.json_response({"data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None,
+                                  "last_id": data[-1]["id"] if data else None})
 
     async def _anthropic_get(self, request: web.Request) -> web.Response:
         with self._lock:

@@ -110,17 +110,14 @@ def test_a_large_batch_is_split(fake_key: str, tmp_path: Path) -> None:
 
 
 def test_rate_limited_creation_is_waited_out(fake_key: str, tmp_path: Path) -> None:
-    from pluralign.jobs import batch_lane
-
-    with FakeBatchServer(create_limit=1, create_window=0.3) as server:
-        old = batch_lane.MAX_REQUESTS
-        try:
-            report = run_llm_scoring(bench(), None, SCORER,
-                                     config(server.url, "--lane", "batch"),
-                                     ScoreCache(tmp_path), log=None)
-        finally:
-            batch_lane.MAX_REQUESTS = old
+    """The provider answers 429 to a second batch within its window: the lane waits out the
+    Retry-After and creates it (split batches make two creations back to back)."""
+    with FakeBatchServer(create_limit=1, create_window=0.3, max_requests=30) as server:
+        report = run_llm_scoring(bench(), None, SCORER, config(server.url, "--lane", "batch"),
+                                 ScoreCache(tmp_path), log=None)
         assert report.schedule.complete
+        assert server.create_429 >= 1
+        assert max(server.processed.values()) == 1
 
 
 def test_online_lane_leaves_open_batch_items_alone(fake_key: str, tmp_path: Path) -> None:
@@ -143,3 +140,53 @@ def test_online_lane_leaves_open_batch_items_alone(fake_key: str, tmp_path: Path
         report = run_llm_scoring(b, None, SCORER, cfg, cache, log=None)
         assert report.schedule.not_started == 5 and not report.schedule.complete
         assert online.stats()["total"] == items - 5
+
+
+def test_anthropic_message_batches(fake_key: str, tmp_path: Path) -> None:
+    """A Claude model goes through Message Batches: inline requests, a forced tool for the
+    schema, results by custom_id; a rerun sends nothing."""
+    b = bench()
+    with FakeBatchServer() as server:
+        cfg = config(server.url, "--lane", "batch", "--model", "claude-test")
+        report = run_llm_scoring(b, None, SCORER, cfg, ScoreCache(tmp_path), log=None)
+        assert report.schedule.complete and report.schedule.completed == report.schedule.items
+        assert [x.anthropic for x in server.batches.values()] == [True]
+        assert max(server.processed.values()) == 1
+        again = run_llm_scoring(b, None, SCORER, cfg, ScoreCache(tmp_path), log=None)
+        assert again.schedule.cached == again.schedule.items and server.created == 1
+    assert all(0 <= s <= 1 for s in scores(ScoreCache(tmp_path), report.identity).values())
+
+
+def test_anthropic_batch_creation_cut_off_is_found_not_repeated(fake_key: str,
+                                                                tmp_path: Path) -> None:
+    """A run that died after creating a Message Batch but before writing its id down: the
+    rerun finds it among the provider's batches (size and time) and creates none."""
+    import asyncio
+
+    from pluralign.actors.backends.batch_anthropic import AnthropicBatchClient
+    from pluralign.jobs.llm_scoring import build_judge
+
+    b = bench()
+    with FakeBatchServer() as server:
+        cfg = config(server.url, "--lane", "batch", "--model", "claude-test")
+        judge = build_judge(b, None, SCORER, cfg)
+        items = judge.items(range(b.n_scenarios), 1)
+        journal = BatchJournal(tmp_path)
+        entry = journal.new(provider="anthropic", endpoint="h", model="claude-test",
+                            scorer=judge.identity, keys=[it.key for it in items])
+        from pluralign.jobs.llm_scoring import _api_config
+
+        client = AnthropicBatchClient(_api_config(cfg), tmp_path / ".batches")
+
+        async def create_then_die() -> str:
+            ref = await client.upload([client.line(judge.request(it), it.key) for it in items],
+                                      entry.local_id)
+            await client.create(ref, {})
+            await client.close()
+            return ref
+
+        ref = asyncio.run(create_then_die())
+        journal.step(entry, "creating", input_file_id=ref)  # the id was never written
+        report = run_llm_scoring(b, None, SCORER, cfg, ScoreCache(tmp_path), log=None)
+        assert report.schedule.complete and server.created == 1
+        assert max(server.processed.values()) == 1

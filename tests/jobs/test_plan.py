@@ -89,7 +89,8 @@ def test_the_manifest_records_the_plan_beside_the_actuals(fake_key: str,
         with FakeOpenAIServer() as server:
             run_llm_scoring(bench(4), None, "regression", config(server.url),
                             ScoreCache(tmp_path), log=None)
-        assert m.counts["plan"]["to_send"] == 16
+        planned = m.counts["plan"]
+        assert isinstance(planned, dict) and planned["to_send"] == 16
     finally:
         manifest.end()
 
