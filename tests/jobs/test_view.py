@@ -166,3 +166,34 @@ def test_a_jury_file_adds_group_sets_presets_and_comparison_rows(runs: list[Path
     assert data.table(0, "group: _g2")["targets"] == 1
     rows = {s["set"]: s for s in data.compare(0, 1, "{}")["sets"]}
     assert rows["group: g1"]["targets"] == 2 and rows["group: g1"]["accuracy_b"] == 100.0
+
+
+def test_the_job_serves_until_stopped_and_writes_decisions(runs: list[Path]) -> None:
+    import threading
+
+    from pluralign.jobs.view.job import ViewConfig, run_view
+
+    stop = threading.Event()
+    thread = threading.Thread(target=run_view, args=(ViewConfig(
+        runs=(str(runs[0]),), port=0, write_decisions=True),), kwargs={"stop": stop})
+    thread.start()
+    try:
+        deadline = 30.0
+        while not (runs[0] / "decisions.parquet").exists() and deadline > 0:
+            deadline -= 0.05
+            thread.join(0.05)
+        assert (runs[0] / "decisions.parquet").exists()
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+
+
+def test_distances_equal_label_distances(runs: list[Path]) -> None:
+    from pluralign.engine.align.paired import distances
+    from pluralign.engine.align.realign import label_distances
+    from pluralign.jobs.compare import run_sets
+
+    run = load_sweep(runs[0])
+    for ts in run_sets(run):
+        assert np.array_equal(distances(run.bench, ts), label_distances(run.bench, ts))
