@@ -17,6 +17,7 @@ import pytest
 from pluralign.engine.align.realign import realign
 from pluralign.engine.data.synthetic import synthetic_benchmark
 from pluralign.engine.data.targets import all_targets, from_dicts
+from pluralign.engine.errors import InputError
 from pluralign.engine.judges.fake_answerer import label_answerer
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.cli.args import add_llm_args as add_backend_args
@@ -290,7 +291,6 @@ def test_a_typed_config_and_its_flags_share_the_judge_identity() -> None:
 
 @pytest.mark.parametrize("flag", ["--samples", "--actors"])
 def test_bad_counts_are_input_errors(flag: str, tmp_path: Path) -> None:
-    from pluralign.engine.errors import InputError
 
     bench, train = bench_pair(2)
     with pytest.raises(InputError, match=flag.lstrip("-")):
@@ -400,7 +400,6 @@ def test_shots_changes_identity_and_examples_only_when_not_the_default(
     ("comparative-regression", ("--shots", "0"), "at least one example"),
 ])
 def test_bad_shots_are_clear_errors(scorer: str, extra: tuple[str, ...], message: str) -> None:
-    from pluralign.engine.errors import InputError
     from pluralign.jobs.llm_scoring import build_judge
 
     bench, train = bench_pair(4)
@@ -457,3 +456,43 @@ def test_after_a_first_ctrl_c_a_command_keeps_quitting_at_once(
             assert handler is saved and exits == []
     finally:
         signal.signal(signal.SIGINT, saved)
+
+
+# ---------------------------------------------------------------- extra body and endpoint
+
+
+@pytest.mark.parametrize("body", ['{"n": 100000}', '{"model": "other"}',
+                                  '{"messages": []}', '{"temperature": 2}',
+                                  '{"max_completion_tokens": 9}'])
+def test_extra_body_overriding_the_work_is_refused_before_sending(
+        tmp_path: Path, fake_key: str, make_fake_server: Any, body: str) -> None:
+    server = make_fake_server()
+    bench, train = bench_pair(2)
+    key = next(iter(json.loads(body)))
+    with pytest.raises(InputError, match=f"'{key}' is part of what identifies the work"):
+        run_llm_scoring(bench, train, "regression",
+                        parse(server.url, "--extra-body", body, "--zero-shot"),
+                        ScoreCache(tmp_path))
+    assert server.stats()["total"] == 0 and not parquet_bytes(tmp_path)
+
+
+def test_a_credential_in_extra_body_is_no_part_of_the_identity(fake_key: str) -> None:
+    bench, train = bench_pair(2)
+
+    def identity(body: str) -> str:
+        return llm_scorer_identity(bench, train, "regression",
+                                   parse("http://127.0.0.1:9/v1", "--extra-body", body))
+
+    one = identity('{"metadata": {"api_key": "sk-one-1234"}, "top_p": 0.9}')
+    assert one == identity('{"metadata": {"api_key": "sk-two-5678"}, "top_p": 0.9}')
+    assert one != identity('{"metadata": {"api_key": "sk-one-1234"}, "top_p": 0.8}')
+
+
+def test_a_bad_base_url_is_refused_before_sending(tmp_path: Path, fake_key: str) -> None:
+    bench, train = bench_pair(2)
+    for url in ("notaurl", "file:///etc/passwd", "http://u:pw-planted@127.0.0.1:9/v1"):
+        with pytest.raises(InputError) as e:
+            run_llm_scoring(bench, train, "regression", parse(url, "--zero-shot"),
+                            ScoreCache(tmp_path))
+        assert e.value.field == "base_url" and "pw-planted" not in str(e.value)
+    assert not parquet_bytes(tmp_path)
