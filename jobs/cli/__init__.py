@@ -180,8 +180,19 @@ def _flag_field(error: Exception, args: argparse.Namespace, aliases: dict[str, s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit status."""
+    """Run the command line; returns the process exit status. From here on SIGINT and SIGTERM
+    end a command cleanly (exit 130; a run that sends first stores what is paid), while it
+    imports and parses too."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    with handled_by_command():
+        try:
+            return _run(args_list)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+
+def _run(args_list: list[str]) -> int:
     args = parse(args_list)
     from pluralign.engine.errors import PluralignError, cli_text
     from pluralign.engine.store import manifest
@@ -191,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest.begin(str(args.command), ["pluralign", *args_list])
     try:
         check_names(args)
-        with handled_by_command():
-            rc = args.func(args)
+        rc = args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -37,9 +37,25 @@ from tests.fake_openai import FAKE_KEY, FAKE_KEY_ENV, free_port
 
 HANG = 90.0
 """Seconds after which a command that has not exited counts as hung (not a speed bound)."""
-IN_FLIGHT_MARGIN = 0.02
-"""Seconds after the signal within which an arriving request was already on its way."""
+IN_FLIGHT_MARGIN = 0.15
+"""Seconds after the signal within which an arriving request was already on its way: the
+fake server's thread shares this process and stamps a request when it gets the CPU, tens of
+milliseconds late on a busy machine; a request sent after the signal arrives a whole answer
+latency (0.3 s and more) after an answer it waited for."""
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
+FULL = pytest.mark.signals
+"""The rest of the matrix: its own CI stage (``python -m pytest -m signals
+tests/jobs/test_signals.py``); the default run keeps one signal per command (~40 s)."""
+DEFAULT_SIGNAL = {"sweep": "SIGINT", "sweep-reward": "SIGTERM", "spica-generate": "SIGTERM",
+                  "opinions": "SIGINT", "overton": "SIGTERM"}
+
+
+@pytest.fixture(autouse=True)
+def _full_matrix_in_its_own_stage(request: pytest.FixtureRequest) -> None:
+    if (request.node.get_closest_marker("signals") is not None
+            and "signals" not in (request.config.getoption("markexpr") or "")):
+        pytest.skip("the full signal matrix runs in its own stage: "
+                    "python -m pytest -m signals tests/jobs/test_signals.py")
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +167,9 @@ def _wait_for_answers(server: FakeOpenAIServer, n: int, proc: subprocess.Popen[s
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("sig", list(SIGNALS))
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(("command", "sig"), [
+    pytest.param(c, s, marks=[] if DEFAULT_SIGNAL[c] == s else [FULL])
+    for c in COMMANDS for s in SIGNALS])
 def test_the_first_signal_stops_sending_and_stores_every_paid_answer(
         command: str, sig: str, server: FakeOpenAIServer, tmp_path: Path) -> None:
     argv, stored_in = COMMANDS[command]
@@ -186,25 +203,36 @@ def test_the_first_signal_stops_sending_and_stores_every_paid_answer(
     assert claims == []
 
 
+def _wait_for_rss(proc: subprocess.Popen[str], size: int) -> None:
+    import psutil
+
+    deadline = time.monotonic() + HANG
+    while psutil.Process(proc.pid).memory_info().rss < size:
+        assert proc.poll() is None, f"the command ended first (rc {proc.poll()})"
+        assert time.monotonic() < deadline, f"under {size >> 20} MB after {HANG:g} s"
+        time.sleep(0.02)
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's background job starts
 
 
-@pytest.mark.parametrize("sig", list(SIGNALS))
-def test_a_signal_while_a_huge_sweep_prepares_its_items_ends_it(
+@pytest.mark.parametrize("sig", [pytest.param("SIGINT", marks=FULL), "SIGTERM"])
+def test_a_signal_while_a_big_sweep_prepares_its_items_ends_it(
         sig: str, server: FakeOpenAIServer, tmp_path: Path) -> None:
-    """A sweep of a million samples spends its first seconds building work items: a signal
-    then ends it (exit 130, nothing sent), even for a process that started with SIGINT
-    ignored. A sweep refused up front (exit 2: too many samples) sends nothing either."""
+    """A sweep of 1,000 samples (120,000 items) spends its first seconds building work items:
+    a signal then ends it (exit 130, nothing sent after it), even for a process that started
+    with SIGINT ignored (a script's background job, which used to ignore Ctrl-C until it
+    sent)."""
     server.reset()
     log = tmp_path / "log.txt"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pluralign", *_sweep(server.url, tmp_path),
-                                 "--samples", "1000000"], env=_env(), stdout=out,
+                                 "--samples", "1000"], env=_env(), stdout=out,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                 preexec_fn=_ignore_sigint)
     try:
-        time.sleep(4.0)  # imports and the start of item building
+        _wait_for_rss(proc, 220 << 20)  # past its imports (~160 MB): building items
         t_signal = time.monotonic()
         proc.send_signal(SIGNALS[sig])
         rc = proc.wait(timeout=HANG)
@@ -213,11 +241,13 @@ def test_a_signal_while_a_huge_sweep_prepares_its_items_ends_it(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    print(f"\nsweep --samples 1000000 {sig} while preparing: exit {rc} after {seconds:.2f} s; "
-          f"requests: {server.stats()['total']}")
-    assert rc in (130, 2), log.read_text()[-2000:]
+    events = server.stats()["events"]
+    after = [e for e in events if float(str(e["t"])) > t_signal + IN_FLIGHT_MARGIN]
+    print(f"\nsweep --samples 1000 {sig} while preparing: exit {rc} after {seconds:.2f} s; "
+          f"requests before the signal {len(events) - len(after)}, after {len(after)}")
+    assert rc == 130, log.read_text()[-2000:]
     assert "Traceback" not in log.read_text()
-    assert server.stats()["total"] == 0
+    assert after == []
 
 
 def test_inside_a_command_sigterm_outside_a_run_is_a_ctrl_c() -> None:
@@ -276,7 +306,7 @@ def _healthy(url: str) -> bool:
 
 @pytest.mark.parametrize("sig", list(SIGNALS))
 @pytest.mark.parametrize("mode", [
-    pytest.param("local"), pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.slow])])
+    pytest.param("local"), pytest.param("ray", marks=[pytest.mark.ray, FULL])])
 def test_serve_stops_on_a_signal_and_leaves_nothing_behind(
         mode: str, sig: str, tmp_path: Path) -> None:
     """``serve`` and ``serve --ray`` stop on SIGINT or SIGTERM; ``--ray`` leaves no Ray
