@@ -79,12 +79,13 @@ class BackendHost:
     def ping(self) -> str:
         return self._backend_name
 
-    def node(self) -> str:
-        """The address of the host this actor runs on (for the per-host counts)."""
+    def node(self) -> tuple[str, str]:
+        """(address, Ray node id) of the host this actor runs on: the per-host counts name the
+        address; a host that left and came back is another node."""
         import ray
 
         address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        return address
+        return address, ray.get_runtime_context().get_node_id()
 
 
 class ApiClientActor(BackendHost):
@@ -117,6 +118,8 @@ class _Slot:
         self.draining = False
         self.host: str | None = None
         """Where the current worker runs (a Ray node's address; None in-process)."""
+        self.node_id: str | None = None
+        """The Ray node of the current worker (None in-process)."""
 
     async def start(self) -> None:
         self.ready.set()
@@ -169,15 +172,20 @@ class _LocalSlot(_Slot):
 
 class _RaySlot(_Slot):
     def __init__(self, index: int, make_actor: Callable[[], RayActor],
-                 start_timeout: float, first_actor: Callable[[], RayActor] | None = None
-                 ) -> None:
+                 start_timeout: float, first_actor: Callable[[], RayActor] | None = None,
+                 make_on: Callable[[str], RayActor] | None = None) -> None:
         super().__init__(index)
         self.make_actor = make_actor
         self.first_actor = first_actor
         """Makes the first actor (in its placement group bundle); replacements come from
         ``make_actor``, placed wherever the surviving hosts have room."""
+        self.make_on = make_on
+        """Makes an actor on a given node (moving to a host that joined)."""
         self.start_timeout = start_timeout
         self.actor: RayActor = None
+        self._busy: dict[int, int] = {}
+        """Calls in flight per actor (by ``id``): a moved-from actor goes once it has none."""
+        self._leaving: dict[int, RayActor] = {}
 
     async def start(self) -> None:
         import ray
@@ -186,12 +194,12 @@ class _RaySlot(_Slot):
         actor = make()
         try:
             await asyncio.wait_for(actor.start.remote(), self.start_timeout)
-            host = await asyncio.wait_for(actor.node.remote(), self.start_timeout)
+            host, node_id = await asyncio.wait_for(actor.node.remote(), self.start_timeout)
         except BaseException:
             with contextlib.suppress(Exception):  # do not leave a half-started actor behind
                 ray.kill(actor, no_restart=True)
             raise
-        self.actor, self.host = actor, str(host)
+        self.actor, self.host, self.node_id = actor, str(host), str(node_id)
         if self.draining:  # a replacement started after the stop
             actor.drain.remote()
         self.ready.set()
@@ -208,11 +216,52 @@ class _RaySlot(_Slot):
     async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         import ray.exceptions as rex
 
+        actor = self.actor
+        self._busy[id(actor)] = self._busy.get(id(actor), 0) + 1
         try:
-            results: list[GenerationResult] = await self.actor.generate.remote(list(requests))
+            results: list[GenerationResult] = await actor.generate.remote(list(requests))
             return results
         except rex.RayError as e:  # dead, unreachable, or raised inside: replace it, reroute
             raise SlotDied(f"actor {self.index} failed: {type(e).__name__}") from e
+        finally:
+            self._busy[id(actor)] -= 1
+            if not self._busy[id(actor)]:
+                del self._busy[id(actor)]
+                self._let_go(id(actor))
+
+    async def move_to(self, node_id: str, timeout: float = 60.0) -> bool:
+        """Start this slot's next actor on ``node_id`` and send new batches there; the old
+        actor finishes what it has in flight (nothing is sent twice), then goes. False (and
+        nothing changed) when no actor started there."""
+        import ray
+
+        if self.make_on is None or self.actor is None:
+            return False
+        actor = self.make_on(node_id)
+        try:
+            await asyncio.wait_for(actor.start.remote(), timeout)
+            host, node = await asyncio.wait_for(actor.node.remote(), timeout)
+        except BaseException as e:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+            if not isinstance(e, Exception):
+                raise
+            return False
+        if self.draining:
+            actor.drain.remote()
+        old, self.actor, self.host, self.node_id = self.actor, actor, str(host), str(node)
+        self._leaving[id(old)] = old
+        if id(old) not in self._busy:
+            self._let_go(id(old))
+        return True
+
+    def _let_go(self, key: int) -> None:
+        old = self._leaving.pop(key, None)
+        if old is not None:
+            import ray
+
+            with contextlib.suppress(Exception):  # its host may be gone already
+                ray.kill(old, no_restart=True)
 
     async def replace(self) -> None:
         import ray
@@ -262,7 +311,12 @@ class HostReport(TypedDict):
     rerouted_from: dict[str, int]
     """``rerouted_items`` by the host they were taken from."""
     hosts_lost: list[str]
-    """Hosts whose actors died and that ran none of the pool's actors at the end."""
+    """Hosts whose actors died and that ran none of the pool's actors at the end (a host that
+    came back is another Ray node: lost, and joined)."""
+    hosts_joined: list[str]
+    """Hosts that joined mid-run and got an actor moved there (``spread`` only)."""
+    items_after_join: dict[str, int]
+    """Requests answered by the actors moved to a joined host, by host."""
 
 
 def describe_hosts(report: HostReport) -> str:
@@ -278,6 +332,9 @@ def describe_hosts(report: HostReport) -> str:
                  f"{per_host(report['rerouted_from'])})")
     if report["hosts_lost"]:
         line += f"; hosts lost: {', '.join(report['hosts_lost'])}"
+    if report["hosts_joined"]:
+        line += (f"; hosts joined: {', '.join(report['hosts_joined'])} (items after joining: "
+                 f"{per_host(report['items_after_join'])})")
     return line
 
 
@@ -317,10 +374,30 @@ class ActorPlacement:
         return {**self.options, "scheduling_strategy": PlacementGroupSchedulingStrategy(
             self.group, placement_group_bundle_index=index)}
 
+    watch_seconds = 2.0
+    """How often a ``spread`` pool looks for hosts that joined."""
+
     def replacement(self) -> dict[str, object]:
         """``.options()`` of a replacement actor: the same resources, outside the group."""
         return {**self.options,
                 "scheduling_strategy": "SPREAD" if self.strategy == "spread" else "DEFAULT"}
+
+    def on_node(self, node_id: str) -> dict[str, object]:
+        """``.options()`` of an actor that must run on ``node_id`` (a host that joined)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return {**self.options, "scheduling_strategy": NodeAffinitySchedulingStrategy(
+            node_id, soft=False)}
+
+    def feasible_nodes(self) -> dict[str, str]:
+        """Alive nodes whose resources can hold one actor: node id -> address (a Ray call)."""
+        import ray
+
+        need = bundle_of(self.options)
+        return {n["NodeID"]: n["NodeManagerAddress"]
+                for n in ray.nodes()  # type: ignore[no-untyped-call]
+                if n.get("Alive") and all(n.get("Resources", {}).get(k, 0) >= v
+                                          for k, v in need.items())}
 
     async def ready(self, timeout: float) -> None:
         """Wait until every bundle is reserved (a cluster without room fails here)."""
@@ -354,7 +431,15 @@ class BackendPool:
         self._placed: Counter[str] = Counter()
         self._answered: Counter[str] = Counter()
         self._rerouted: Counter[str] = Counter()
-        self._died_on: set[str] = set()
+        self._died_on: dict[str, str] = {}
+        """Ray node id -> address, of nodes where one of our actors died."""
+        self._joined: dict[str, str] = {}
+        """Ray node id -> address, of hosts that joined mid-run and got an actor."""
+        self._after_join: Counter[str] = Counter()
+        self._watcher: asyncio.Task[None] | None = None
+        self._known: set[str] = set()
+        """Nodes that could hold an actor when the pool started (the others joined later)."""
+        self._stopping = False
 
     @classmethod
     def of_backends(cls, backends: Sequence[Backend], *, max_reroutes: int = 3) -> BackendPool:
@@ -384,7 +469,8 @@ class BackendPool:
     def drain(self) -> None:
         """Stop every worker sending (the first Ctrl-C): requests not yet sent and pending
         retries fail as interrupted, answers in flight still arrive; a worker started
-        afterwards starts drained."""
+        afterwards starts drained. Actors stop moving to new hosts."""
+        self._stopping = True
         for slot in self._slots:
             slot.drain()
 
@@ -403,6 +489,10 @@ class BackendPool:
             await self.placement.ready(timeout)
         errors = await asyncio.gather(*(s.start() for s in self._slots), return_exceptions=True)
         self._placed.update(s.host for s in self._slots if s.host is not None)
+        if self.placement is not None and self.placement.strategy == "spread":
+            with contextlib.suppress(Exception):  # no look, no moves
+                self._known = set(await asyncio.to_thread(self.placement.feasible_nodes))
+                self._watcher = asyncio.ensure_future(self._watch(self.placement))
         for slot, err in zip(self._slots, errors, strict=True):
             if isinstance(err, BaseException):
                 log.warning("worker %d failed to start: %s", slot.index, type(err).__name__)
@@ -426,20 +516,22 @@ class BackendPool:
             slot = await self._pick()
             if slot is None:
                 break
-            generation, host = slot.generation, slot.host
+            generation, host, node = slot.generation, slot.host, slot.node_id
             slot.in_flight += len(requests)
             try:
                 results = one_per_request(requests, await slot.call(requests))
                 if host is not None:
                     self._answered[host] += len(requests)
+                    if node in self._joined:
+                        self._after_join[host] += len(requests)
                 return results
             except SlotDied as e:
                 log.warning("%s%s; rerouting %d requests (attempt %d)", e,
                             f" on {host}" if host else "", len(requests), attempt + 1)
                 self.reroutes += 1
-                if host is not None:
+                if host is not None and node is not None:
                     self._rerouted[host] += len(requests)
-                    self._died_on.add(host)
+                    self._died_on[node] = host
                 self._replace(slot, generation)
             finally:
                 slot.in_flight -= len(requests)
@@ -466,17 +558,45 @@ class BackendPool:
             return
         slot.generation += 1
         slot.ready.clear()
-        slot.host = None
+        slot.host = slot.node_id = None
         task = asyncio.ensure_future(slot.replace())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _watch(self, placement: ActorPlacement) -> None:
+        """Every few seconds: when a host that could hold an actor has none while another
+        holds two or more (a host joined, or came back after a loss), move one actor there."""
+        while not self._stopping:
+            await asyncio.sleep(placement.watch_seconds)
+            try:
+                await self._rebalance(await asyncio.to_thread(placement.feasible_nodes))
+            except Exception as e:  # a failed look is retried on the next tick
+                log.debug("rebalancing skipped: %s", type(e).__name__)
+
+    async def _rebalance(self, nodes: Mapping[str, str]) -> None:
+        """Move one actor from the busiest host to the emptiest host that joined since the
+        pool started, while they differ by two or more."""
+        new = [n for n in nodes if n not in self._known]
+        live = [s for s in self._slots if isinstance(s, _RaySlot) and s.ready.is_set()
+                and not s.retired and s.node_id is not None]
+        if not new or not live or self._stopping:
+            return
+        count = Counter(s.node_id for s in live)
+        target = min(new, key=lambda n: count[n])
+        busiest, most = count.most_common(1)[0]
+        if most - count[target] < 2:
+            return
+        slot = min((s for s in live if s.node_id == busiest), key=lambda s: s.in_flight)
+        if await slot.move_to(target):
+            self._joined[target] = nodes[target]
+            log.warning("host %s joined: actor %d moved there", nodes[target], slot.index)
+
     def host_report(self) -> HostReport | None:
-        """Actors and answers per host, what was rerouted from where and which hosts were
-        lost; None for an in-process pool."""
+        """Actors and answers per host, what was rerouted from where, which hosts were lost
+        and which joined; None for an in-process pool."""
         if not self._placed and not self._died_on:
             return None
-        live = {s.host for s in self._slots if s.host is not None and not s.retired
+        live = {s.node_id for s in self._slots if s.node_id is not None and not s.retired
                 and s.ready.is_set()}
         return {
             "placement": self.placement.strategy if self.placement else "default",
@@ -484,10 +604,17 @@ class BackendPool:
             "items_by_host": dict(sorted(self._answered.items())),
             "rerouted_items": sum(self._rerouted.values()),
             "rerouted_from": dict(sorted(self._rerouted.items())),
-            "hosts_lost": sorted(self._died_on - live),
+            "hosts_lost": sorted({a for n, a in self._died_on.items() if n not in live}),
+            "hosts_joined": sorted(set(self._joined.values())),
+            "items_after_join": dict(sorted(self._after_join.items())),
         }
 
     async def close(self) -> None:
+        self._stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watcher
         for task in list(self._tasks):
             await task
         await asyncio.gather(*(s.close() for s in self._slots), return_exceptions=True)
@@ -525,7 +652,10 @@ def placed_actors(actor_cls: type, config: object, size: int, options: Mapping[s
     def replacement() -> RayActor:
         return remote_cls.options(**group.replacement()).remote(config)
 
-    slots = [_RaySlot(i, replacement, start_timeout, first(i)) for i in range(size)]
+    def on_node(node_id: str) -> RayActor:
+        return remote_cls.options(**group.on_node(node_id)).remote(config)
+
+    slots = [_RaySlot(i, replacement, start_timeout, first(i), on_node) for i in range(size)]
     pool = (pool_cls or BackendPool)(slots)
     pool.placement = group
     return pool

@@ -218,10 +218,12 @@ def test_the_host_line_names_actors_items_reroutes_and_lost_hosts() -> None:
     line = describe_hosts({
         "placement": "spread", "actors_by_host": {"10.0.0.2": 2, "10.0.0.3": 2},
         "items_by_host": {"10.0.0.2": 70, "10.0.0.3": 10}, "rerouted_items": 6,
-        "rerouted_from": {"10.0.0.3": 6}, "hosts_lost": ["10.0.0.3"]})
+        "rerouted_from": {"10.0.0.3": 6}, "hosts_lost": ["10.0.0.3"],
+        "hosts_joined": ["10.0.0.4"], "items_after_join": {"10.0.0.4": 9}})
     assert line == ("placement spread: actors by host: 10.0.0.2 2, 10.0.0.3 2; items by host: "
                     "10.0.0.2 70, 10.0.0.3 10; rerouted 6 items (from 10.0.0.3 6); "
-                    "hosts lost: 10.0.0.3")
+                    "hosts lost: 10.0.0.3; hosts joined: 10.0.0.4 (items after joining: "
+                    "10.0.0.4 9)")
 
 
 def test_an_unknown_placement_is_refused_before_anything_is_placed() -> None:

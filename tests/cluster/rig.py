@@ -311,7 +311,7 @@ class Cluster:
         def enough() -> bool:
             out = self.run("head", ["ray", "status", "--address", self.gcs_address],
                            check=False, timeout=60)
-            return out.stdout.count(" node_") >= n
+            return active_nodes(out.stdout) >= n
         _until(enough, timeout, f"{n} Ray nodes")
 
     def describe(self) -> str:
@@ -387,7 +387,7 @@ def job_submit(head_ip: str, submission_id: str, command: Sequence[str]) -> list
             "python", "-m", "pluralign.jobs.submit", *command]
 
 
-SYNTHETIC = "synthetic:S=16,R=2-2,A=5,L=5,seed=7"
+SYNTHETIC = "synthetic:S=64,R=2-2,A=5,L=5,seed=7"
 """The rig's benchmark: built from its seed on the driver, so no data set is needed."""
 
 
@@ -406,6 +406,14 @@ def sweep_command(head_ip: str, provider_url: str, cache: str, out: str, *,
 def shell_line(args: Sequence[str]) -> str:
     """``args`` as one shell line; ``$NAME`` placeholders stay unquoted (the docs use them)."""
     return " ".join(a if re.fullmatch(r"[\w@%+=:,./$-]+", a) else shlex.quote(a) for a in args)
+
+
+def active_nodes(status: str) -> int:
+    """Alive nodes in ``ray status`` output (its Active section; lost nodes are listed further
+    down, under failures)."""
+    if "Active:" not in status:
+        return 0
+    return status.split("Active:", 1)[1].split("Pending:", 1)[0].count(" node_")
 
 
 def fake_key() -> str:

@@ -92,33 +92,44 @@ def test_pack_puts_every_actor_on_one_worker_host(rig: Cluster) -> None:
     figures("pack", actors_by_host=actors)
 
 
-def test_a_worker_host_cut_off_mid_run_loses_nothing(rig: Cluster) -> None:
+def test_a_host_cut_off_mid_run_loses_nothing_and_one_that_joins_gets_work(
+        rig: Cluster) -> None:
     reset_provider(rig)
     folder = _run_folder(rig, "lost")
     victim = rig.hosts["worker2"]
+    items = 48 * 5  # long enough for the host to come back while the job runs
+    revived = False
     try:
-        submit(rig, "lost", sweep(rig, folder))
+        submit(rig, "lost", sweep(rig, folder, limit=48))
         wait_requests(rig, 20)
         victim.kill()  # its PID namespace: raylet, actors, agents, all at once
+        wait_requests(rig, 40)  # the run goes on without it
+        rig.revive("worker2")  # a fresh Ray node at the same address joins the cluster
+        revived = True
         assert wait_job(rig, "lost") == "SUCCEEDED", job_logs(rig, "lost")[-4000:]
     finally:
-        rig.revive("worker2")
+        if not revived:
+            rig.revive("worker2")
     summary = json.loads((folder / "out" / "summary.json").read_text())
     counts = placement_counts(summary)
     hosts = counts["placement"]
-    assert counts["completed"] == ITEMS and counts["lost"] == 0 and counts["duplicated"] == 0
+    assert counts["completed"] == items and counts["lost"] == 0 and counts["duplicated"] == 0
     assert hosts["hosts_lost"] == [victim.address]
     assert hosts["rerouted_items"] == hosts["rerouted_from"].get(victim.address, 0)
     stats: dict[str, Any] = rig.provider_stats()
     twice = paid_twice(stats)
     # Only what the lost host had in flight can have been paid twice.
     assert twice <= hosts["rerouted_items"]
-    assert len(stats["ok_by_fingerprint"]) == ITEMS  # every item answered
+    assert len(stats["ok_by_fingerprint"]) == items  # every item answered
     log = job_logs(rig, "lost")
     assert f"hosts lost: {victim.address}" in log
+    # The host that joined got actors moved to it, and answered items.
+    assert hosts["hosts_joined"] == [victim.address]
+    assert hosts["items_after_join"].get(victim.address, 0) > 0
     figures("lost host", host=victim.address, actors_by_host=hosts["actors_by_host"],
             items_by_host=hosts["items_by_host"], rerouted=hosts["rerouted_items"],
-            lost=counts["lost"], paid_twice=twice, provider_requests=stats["total"])
+            lost=counts["lost"], paid_twice=twice, provider_requests=stats["total"],
+            items=items, items_after_join=hosts["items_after_join"])
 
 
 def test_a_killed_driver_resumes_from_the_shared_cache(rig: Cluster) -> None:
