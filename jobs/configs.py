@@ -81,9 +81,13 @@ def numeric_problem(value: object, kind: type, limits: Range) -> str | None:
         return f"must be {'an integer' if kind is int else 'a number'}"
     if kind is int and not isinstance(value, Integral):
         return "must be an integer"
-    if not math.isfinite(value):
+    if isinstance(value, Integral) and kind is int:
+        return limits.problem(int(value))  # exact: an integer of 400 digits is no float
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
         return "must be a finite number"
-    return limits.problem(value)
+    return "must be a finite number" if not math.isfinite(number) else limits.problem(number)
 
 
 @functools.cache
@@ -108,7 +112,8 @@ def numeric_fields(cls: type) -> dict[str, tuple[type, Range]]:
 def check_numbers(config: object) -> None:
     """Refuse, before any work, a numeric field of the dataclass ``config`` outside what it
     takes (:class:`Range`): one :class:`InputError` naming the argument and the value."""
-    for name, (kind, limits) in numeric_fields(type(config)).items():
+    cls: type = type(config)
+    for name, (kind, limits) in numeric_fields(cls).items():
         value = getattr(config, name)
         if value is None:
             continue
