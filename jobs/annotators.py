@@ -133,6 +133,6 @@ def run_annotators(config: AnnotatorsConfig) -> AnnotatorsResult:
     write_json_atomic(out / "summary.json", {
         "dataset": config.dataset, "path": str(config.path), "group_by": config.group_by,
         "alphas": [str(a) for a in alphas], "tau": config.tau, "jurors": report["jurors"],
-        "scenarios": report["scenarios"], "ratings": report["ratings"],
-        "skipped": ratings.skipped, "notes": ratings.notes, "groups": report["groups"]})
+        "scenarios": report["scenarios"], "shared_scenarios": report["shared_scenarios"],
+        "ratings": report["ratings"], "skipped": ratings.skipped, "notes": ratings.notes, "groups": report["groups"]})
     return AnnotatorsResult(ratings, tuple(alphas), report, choices, out)

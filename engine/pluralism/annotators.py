@@ -215,6 +215,8 @@ class AnnotatorReport(TypedDict):
     selection: list[dict[str, object]]
     """Per group, scenario and α: the welfare-optimal response."""
     scenarios: int
+    shared_scenarios: int
+    """Scenarios rated by two or more jurors (the rest have a one-person jury)."""
     jurors: int
     ratings: int
 
@@ -237,6 +239,7 @@ def evaluate(r: Ratings, alphas: Sequence[float], group_by: str | None = None,
             row.update(_system(t, mask, alphas, choices, tau))
         rows.append(row)
     return {"groups": rows, "selection": picks, "scenarios": len(t.scenarios),
+            "shared_scenarios": sum(len(m) >= 2 for m in t.members),
             "jurors": len(t.jurors), "ratings": len(r.ratings)}
 
 

@@ -30,9 +30,13 @@ def run(args: argparse.Namespace) -> int:
     result = run_annotators(config_from_args(AnnotatorsConfig, args))
     ratings, report = result.ratings, result.report
     lo, hi = ratings.scale
+    shared = report["shared_scenarios"]
     print(f"\n{report['jurors']} annotators, {report['scenarios']} scenarios, "
           f"{report['ratings']} ratings from {ratings.source}\n(utility: the rating on "
           f"{lo:g}..{hi:g} rescaled to [0, 1])")
+    if shared < report["scenarios"]:
+        print(f"{shared:,} of the scenarios are rated by two or more annotators; the others "
+              "have a one-person jury")
     if ratings.skipped:
         print("skipped: " + ", ".join(f"{n:,} {why}" for why, n in ratings.skipped.items()))
     for note in ratings.notes:

@@ -59,6 +59,7 @@ def test_annotators_counts_what_community_alignment_skips(tmp_path: Path, capsys
     assert main(["annotators", "--dataset", "community-alignment", "--path", str(tmp_path),
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    assert "1 of the scenarios are rated by two or more annotators" in printed
     skipped = next(line for line in printed.splitlines() if line.startswith("skipped: "))
     assert sorted(skipped[9:].split(", ")) == ["1 identical candidates collapsed",
                                                "1 turn without a preference"]
