@@ -40,6 +40,7 @@ from pluralign.engine.run.backend import NO_LOGPROBS
 from pluralign.engine.run.scheduler import Dispatcher, ScheduleReport
 from pluralign.engine.store.files import check_output
 from pluralign.engine.store.manifest import current, file_record
+from pluralign.engine.store.redaction import safe_url
 from pluralign.jobs.configs import LLMConfig
 from pluralign.jobs.pluralism_runs import cache_store, run_judge, samples_of, settings
 from pluralign.jobs.runtime import write_json_atomic, write_parquet_atomic
@@ -186,7 +187,7 @@ def run_opinions(config: OpinionsConfig, llm: LLMConfig,
     else:
         tops = logprobs_by_question(rows)
         if not tops and any(NO_LOGPROBS in (r["error"] or "") for r in rows):
-            raise PluralignError(f"{llm.base_url or llm.backend}: {NO_LOGPROBS}")
+            raise PluralignError(f"{safe_url(llm.base_url or llm.backend)}: {NO_LOGPROBS}")
         dists = {key: logprob_distribution(tops[key], letters(len(q.options)))
                  for q, key in zip(questions, keys, strict=True) if key in tops}
         answered, missing = with_distributions(questions, keys, dists, label)
