@@ -64,15 +64,16 @@ def find_files(path: Path, patterns: Sequence[str], dataset: str) -> list[Path]:
 
 
 def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV file with a header (the first data row is line 2)."""
+    """(line number, row) of a CSV file with a header (the first data row is line 2); a UTF-8
+    byte-order mark, as spreadsheet exports write, is not part of the first column's name."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         yield from enumerate(csv.DictReader(f), start=2)
 
 
 def header(path: Path) -> list[str]:
     """The CSV file's column names."""
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         return next(csv.reader(f), [])
 
 

@@ -208,6 +208,12 @@ def test_label_sets_name_their_demographic_columns(tmp_path: Path) -> None:
         evaluate(fd.load_label_sets(p), (0.0,), "gender")
 
 
+def test_a_byte_order_mark_is_not_part_of_a_column_name(tmp_path: Path) -> None:
+    p = tmp_path / "labels.csv"
+    p.write_text("item,annotator,label\nc1,w1,a\nc1,w2,b\n", encoding="utf-8-sig")
+    assert len(fd.load_label_sets(p).ratings) == 4
+
+
 def test_label_sets_without_two_labels_are_an_error(tmp_path: Path) -> None:
     p = layouts.write_csv(tmp_path / "labels.csv", ["item", "annotator", "label"],
                           [["c1", "w1", "ok"], ["c2", "w1", "ok"]])
