@@ -37,7 +37,9 @@ _CREDENTIAL_ENDINGS = ("_key", "apikey", "_token", "accesstoken", "_secret", "pa
                        "_passwd", "_pwd", "_sig", "_signature", "_credential", "_credentials",
                        "_auth", "_cookie")
 """Endings of names that hold credentials (``x-api-key``, ``hf_token``, ``client_secret``)."""
-_QUERY_PARAM = re.compile(r"(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&\s\"'#<>]+)")
+_QUERY_PARAM = re.compile(r"(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&\s\"'#<>]+?)"
+                          r"(?=[:;,.)]?(?:[&\s\"'#<>]|$))")
+"""``name=value``; a value ends before punctuation that ends a sentence (``...=KEY: text``)."""
 _JSON_PAIR = re.compile(
     r"""(?P<name>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')(?P<sep>\s*:\s*)"""
     r"""(?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|(?![{\["'])[^\s,}\]]+)""")

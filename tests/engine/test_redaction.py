@@ -93,3 +93,9 @@ def test_url_credentials_and_safe_url() -> None:
     assert shown == (f"https://{REDACTED}@h:8443/v1?api-version=2024&key={REDACTED}"
                      f"&sig={REDACTED}")
     assert redact("http://u:p@ss@host/v1") == f"http://{REDACTED}@host/v1"
+
+
+def test_a_query_value_ends_before_the_sentence_goes_on() -> None:
+    text = "HTTP 401 from http://h/v1?api_key=sk-q-1234: the key was refused"
+    assert redact(text) == f"HTTP 401 from http://h/v1?api_key={REDACTED}: the key was refused"
+    assert redact("token=ab:cd x") == f"token={REDACTED} x"
