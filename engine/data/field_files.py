@@ -67,14 +67,23 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV file with a header (the first data row is line 2); a UTF-8
     byte-order mark, as spreadsheet exports write, is not part of the first column's name."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        yield from enumerate(csv.DictReader(f), start=2)
+    line = 1
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                yield line, row
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", file=path, record=f"after line {line}",
+                         hint="save it as UTF-8") from None
 
 
 def header(path: Path) -> list[str]:
     """The CSV file's column names."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        return next(csv.reader(f), [])
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), [])
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", file=path, hint="save it as UTF-8") from None
 
 
 def need_columns(path: Path, have: Sequence[str] | None, need: Sequence[str]) -> None:

@@ -212,6 +212,9 @@ def test_a_byte_order_mark_is_not_part_of_a_column_name(tmp_path: Path) -> None:
     p = tmp_path / "labels.csv"
     p.write_text("item,annotator,label\nc1,w1,a\nc1,w2,b\n", encoding="utf-8-sig")
     assert len(fd.load_label_sets(p).ratings) == 4
+    p.write_bytes("item,annotator,label\nc1,w1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"labels\.csv, record after line 1: not UTF-8"):
+        fd.load_label_sets(p)
 
 
 def test_label_sets_without_two_labels_are_an_error(tmp_path: Path) -> None:
