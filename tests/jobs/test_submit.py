@@ -54,6 +54,24 @@ def test_submit_splits_its_own_options_from_the_command() -> None:
         _split([])
 
 
+def test_the_result_line_carries_the_out_folder_and_its_summary(tmp_path: Path) -> None:
+    from pluralign.jobs.submit import out_of, parse_result, result_line
+
+    assert out_of(["sweep", "--out", "runs/a", "--limit", "3"]) == Path("runs/a")
+    assert out_of(["sweep", "--out=runs/b"]) == Path("runs/b")
+    assert out_of(["sweep", "--limit", "3"]) is None
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text(json.dumps({"scenarios": 6, "sets": []}))
+    (out / "per_target.parquet").write_bytes(b"")
+    log = f"progress\n{result_line(out, '10.0.0.11')}\nray: shutting down\n"
+    result = parse_result(log)
+    assert result == {"host": "10.0.0.11", "out": str(out.resolve()),
+                      "files": ["per_target.parquet", "summary.json"],
+                      "summary": {"scenarios": 6, "sets": []}}
+    assert parse_result("no result here\n") is None
+
+
 def test_cluster_yaml_is_valid_for_the_ray_launcher() -> None:
     yaml = pytest.importorskip("yaml")
     pytest.importorskip("jsonschema")
