@@ -96,17 +96,25 @@ def need_columns(path: Path, have: Sequence[str] | None, need: Sequence[str]) ->
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, UntrustedJSON]]]:
     """(line number, object) for each non-blank line; an error names the file and line."""
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not JSON ({e.msg})", file=path, record=f"line {i}") from None
-            if not isinstance(obj, dict):
-                raise InputError("a line must be a JSON object", file=path, record=f"line {i}")
-            yield i, obj
+    i = 0
+    try:
+        with path.open(encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if line.strip():
+                    yield i, _json_object(line, path, i)
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", file=path, record=f"after line {i}" if i else None,
+                         hint="save it as UTF-8") from None
+
+
+def _json_object(line: str, path: Path, i: int) -> dict[str, UntrustedJSON]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise InputError(f"not JSON ({e.msg})", file=path, record=f"line {i}") from None
+    if not isinstance(obj, dict):
+        raise InputError("a line must be a JSON object", file=path, record=f"line {i}")
+    return obj
 
 
 def table_rows(path: Path) -> Iterator[tuple[str, dict[str, UntrustedJSON]]]:

@@ -140,6 +140,12 @@ def test_prism_models_of_opening_turns_pooled_across_users(tmp_path: Path) -> No
     assert pick[("gender=Male", "0")] == "gpt-4"
 
 
+def test_prism_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    (tmp_path / "utterances.jsonl").write_bytes(b'{"user_id": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"utterances\.jsonl: not UTF-8 text"):
+        fd.load_prism(tmp_path)
+
+
 def test_prism_without_turn_zero_is_an_error(tmp_path: Path) -> None:
     layouts.write_jsonl(tmp_path / "utterances.jsonl", [
         {"user_id": "u1", "turn": 1, "model_name": "gpt-4", "score": 50}])
