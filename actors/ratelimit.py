@@ -341,11 +341,11 @@ OVERLOADED = frozenset({429, 503, 529})
 class AdaptiveLimiter:
     """AIMD for an endpoint whose limits are unknown: concurrency starts at ``start``, grows by
     one per round of clean answers (+1/limit each) up to ``max_concurrency``, and is cut by
-    ``beta`` on a 429 or an overload. A 429 also pauses every send until its Retry-After; one
-    whose Retry-After is a tenth of ``period`` or more (a window limit draining) starts pacing
-    sends at ``rate_beta`` of the rate the server accepted over the last ``period`` (providers
-    count limits per minute), a rate that then grows by ``rate_gain`` of itself per period
-    while answers come back clean (the additive increase of the TCP-style sawtooth).
+    ``beta`` on a 429 or an overload. A 429 also pauses every send until its Retry-After and
+    paces sends at ``rate_beta`` of the rate the server accepted over the last ``period``
+    (providers count limits per minute; over the run so far while it is younger), a rate that
+    then grows by ``rate_gain`` of itself per period while answers come back clean (the
+    additive increase of the TCP-style sawtooth).
 
     One cut per episode: a 429 of a request sent before the last cut does not cut again. A
     budget ``inner`` (a token bucket, in Redis or here) is still obeyed: AIMD adapts below it.
@@ -384,6 +384,7 @@ class AdaptiveLimiter:
         self._pause_until = 0.0
         self._next_send = 0.0
         self._last_cut = -math.inf
+        self._first: float | None = None  # when the first clean answer came
         self._sent: deque[float] = deque()  # send times of requests in flight (oldest first)
         self._accepted: deque[float] = deque()  # answer times of clean answers, last period
         self._lock: asyncio.Lock | None = None
@@ -459,22 +460,23 @@ class AdaptiveLimiter:
         self._last_cut = now
         self.cuts += 1
         self.limit = max(1.0, self.limit * self._beta)
-        # Pace only on a window limit: a Retry-After of a tenth of the period or more (the
-        # window must drain), or once pacing is on. A brief 429 (an injected fault, a momentary
-        # overload) pauses and cuts concurrency but must not throttle the whole run to the few
-        # answers a young run has in its window.
-        window_limit = retry_after is not None and retry_after >= 0.1 * self._period
-        if status == 429 and (self.rate is not None or window_limit):
+        if status == 429:
             while self._accepted and self._accepted[0] <= now - self._period:
                 self._accepted.popleft()
-            accepted = len(self._accepted) / self._period
+            # The rate the server accepted over the last period, or over the run so far while
+            # it is younger than that (a young run's window holds only its first answers).
+            span = self._period if self._first is None else min(
+                self._period, max(now - self._first, 1e-3))
+            accepted = len(self._accepted) / span
             floor = 1.0 / self._period  # at least one request per period
             base = accepted if accepted > 0 else (self.rate or floor)
-            self.rate = max(floor, self._rate_beta * min(base, self.rate or math.inf))
+            self.rate = max(floor, self._rate_beta * base)
             self._next_send = max(self._next_send, self._pause_until)
 
     def _speed_up(self, now: float) -> None:
         self.answered += 1
+        if self._first is None:
+            self._first = now
         self._accepted.append(now)
         while self._accepted and self._accepted[0] <= now - self._period:
             self._accepted.popleft()

@@ -77,15 +77,17 @@ def test_a_429_cuts_once_per_episode_pauses_and_paces() -> None:
 
     async def main() -> AdaptiveLimiter:
         lim = AdaptiveLimiter(16, start=8, beta=0.5, period=10.0, clock=clock, sleep=clock.sleep)
-        for _ in range(20):  # 20 clean answers within the period: 2 per second accepted
+        for _ in range(20):  # 20 clean answers, one each half second
             await lim.acquire()
             lim.settle(200)
+            clock.now += 0.5
         before = lim.limit
         await lim.acquire()
         await lim.acquire()
         lim.settle(429, retry_after=3.0)
         assert lim.limit == pytest.approx(before * 0.5)
-        assert lim.rate == pytest.approx(0.9 * 20 / 10.0)
+        # 19 answers within the last period (the first is 10 s old) over those 10 s
+        assert lim.rate == pytest.approx(0.9 * 19 / 10.0)
         lim.settle(429, retry_after=3.0)  # sent before the cut: same episode
         assert lim.limit == pytest.approx(before * 0.5) and lim.cuts == 1
         t = clock.now
@@ -167,22 +169,23 @@ def test_api_client_adapts_to_a_hidden_rpm_limit(monkeypatch: pytest.MonkeyPatch
     assert os.environ["PLURALIGN_TEST_KEY"] == "sk-test-adaptive"
 
 
-def test_a_brief_429_pauses_but_does_not_start_pacing() -> None:
-    """An injected or momentary 429 (short Retry-After) must not throttle a young run to the
-    few answers its window holds."""
+def test_a_young_run_is_paced_at_what_it_got_so_far() -> None:
+    """A 429 early in a run (a window holding only its first answers) paces at the rate the
+    run has been answered at, not at that handful spread over the whole period."""
     clock = VirtualClock()
 
     async def main() -> AdaptiveLimiter:
         lim = AdaptiveLimiter(8, start=4, period=60.0, clock=clock, sleep=clock.sleep)
-        for _ in range(3):
+        for _ in range(11):
             await lim.acquire()
             lim.settle(200)
+            clock.now += 0.1  # ten answers a second, for one second
         await lim.acquire()
         lim.settle(429, retry_after=0.05)
         return lim
 
     lim = asyncio.run(main())
-    assert lim.rate is None and lim.cuts == 1
+    assert lim.rate == pytest.approx(0.9 * 11 / 1.1)
 
 
 @pytest.mark.redis
