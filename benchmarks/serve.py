@@ -11,6 +11,12 @@ Serve deployment with 1 and 2 replicas — and measures, per benchmark:
 * the same single-target query through ``pluralign align`` processes (start-up included).
 
 Every figure is wall-clock on whatever else the machine runs. The last line is one JSON object.
+* a burst of 2,000 queries over 32 connections (``--burst``, ``--burst-clients``): repeated
+  queries, distinct ones (none answered before) and, where ApacheBench (``ab``) is installed,
+  one query repeated by a client that takes almost none of the CPU: p50/p99 and queries/s;
+* the local service's resident memory after 20 large queries (1,000 targets with per-scenario
+  choices each) and after 20 more (``--large``): bounded by its LRUs.
+
 Run: ``python benchmarks/serve.py [--data DIR] [--queries 200] [--no-ray]``.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -108,6 +115,103 @@ def _measure(url: str, bodies: list[bytes], n: int, clients: int) -> dict[str, f
             "p99_ms": float(np.percentile(lat, 99) * 1e3), "qps": qps}
 
 
+def _burst(url: str, bodies: list[bytes], n: int, clients: int) -> dict[str, float]:
+    """``n`` queries from ``clients`` concurrent connections (aiohttp, one event loop, so the
+    client costs little of the CPU the service needs): per-query p50/p99 and queries/s."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> tuple[list[float], float]:
+        lat: list[float] = []
+        todo = iter(range(min(n, 4 * clients)))  # the warm-up round
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+        async def client(session: aiohttp.ClientSession) -> None:
+            for i in todo:
+                t0 = time.perf_counter()
+                async with session.post(url, data=bodies[i % len(bodies)],
+                                        headers=headers) as r:
+                    await r.read()
+                    assert r.status == 200, r.status
+                lat.append(time.perf_counter() - t0)
+
+        connector = aiohttp.TCPConnector(limit=clients)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(client(session) for _ in range(clients)))  # warm
+            todo = iter(range(4 * clients, 4 * clients + n))
+            lat.clear()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client(session) for _ in range(clients)))
+            return lat, time.perf_counter() - t0
+
+    lat, seconds = asyncio.run(run())
+    a = np.array(lat)
+    return {"p50_ms": float(np.percentile(a, 50) * 1e3),
+            "p99_ms": float(np.percentile(a, 99) * 1e3), "qps": n / seconds}
+
+
+def _ab(url: str, body: bytes, n: int, clients: int) -> dict[str, float] | None:
+    """The same burst from ApacheBench (C, one thread: almost none of the CPU the service
+    needs), one body repeated; None where ``ab`` is not installed. Its percentiles are whole
+    milliseconds."""
+    if shutil.which("ab") is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        f.write(body)
+        f.flush()
+        cmd = ["ab", "-q", "-k", "-c", str(clients), "-n", str(n), "-p", f.name, "-T",
+               "application/json", "-H", f"Authorization: Bearer {TOKEN}", url]
+        subprocess.run([*cmd[:6], str(min(n, 300)), *cmd[7:]], capture_output=True, check=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    bad = re.search(r"Non-2xx responses:\s+(\d+)", out)
+    if bad or int(re.search(r"Failed requests:\s+(\d+)", out).group(1)):  # type: ignore[union-attr]
+        raise RuntimeError(f"ab: failed requests\n{out}")
+    field = {k: float(re.search(rx, out).group(1))  # type: ignore[union-attr]
+             for k, rx in (("p50_ms", r"\n\s+50%\s+(\d+)"), ("p99_ms", r"\n\s+99%\s+(\d+)"),
+                           ("qps", r"Requests per second:\s+([\d.]+)"))}
+    return field
+
+
+def _distinct_bodies(name: str, bench: Any, count: int) -> list[bytes]:
+    """Up to ``count`` single-target queries, no two alike (as many as the target grid has):
+    a burst cycling through them answers none from an earlier answer while they last."""
+    grid = all_targets(bench.attributes, bench.levels)
+    order = np.random.default_rng(3).permutation(len(grid))[:count]
+    return [json.dumps({"benchmark": name, "scorer": "random", "seed": 0, "targets": [
+        json.loads(grid.json(int(t))) or {bench.attributes[0]: 1.0}]}).encode() for t in order]
+
+
+def _rss_after_large(url: str, name: str, bench: Any, pid: int, count: int
+                     ) -> dict[str, float]:
+    """The service's resident memory (MB) before and after ``count`` large queries (1,000
+    distinct targets each, with the chosen response per scenario), then after as many more:
+    what it keeps across requests is bounded (its LRUs), so the second round adds little."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    grid = all_targets(bench.attributes, bench.levels)
+    rng = np.random.default_rng(5)
+
+    def big(i: int) -> bytes:
+        pick = rng.choice(len(grid), size=min(1000, len(grid)), replace=False)
+        targets = [json.loads(grid.json(int(t))) or {bench.attributes[0]: 1.0} for t in pick]
+        return json.dumps({"benchmark": name, "scorer": "random", "seed": 0,
+                           "targets": targets, "per_scenario": True}).encode()
+
+    def rss() -> float:
+        return float(proc.memory_info().rss) / 2**20
+
+    _post(url, big(0))
+    before = rss()
+    for i in range(count):
+        _post(url, big(i))
+    after = rss()
+    for i in range(count):
+        _post(url, big(count + i))
+    return {"rss_before_mb": before, "rss_after_mb": after, "rss_after_2x_mb": rss()}
+
+
 def _cli(name: str, cache: Path, env: dict[str, str], target: dict[str, float], runs: int
          ) -> float:
     times = []
@@ -121,6 +225,24 @@ def _cli(name: str, cache: Path, env: dict[str, str], target: dict[str, float], 
     return float(np.median(times))
 
 
+def _bursts(results: dict[str, Any], key: str, url: str, name: str, bench: Any,
+            args: argparse.Namespace) -> None:
+    """A burst of ``args.burst`` queries over ``args.burst_clients`` connections: repeated
+    queries (50 single-target bodies cycled), distinct ones (none answered before) and, where
+    ApacheBench is installed, one body from ab (a client that takes almost no CPU)."""
+    n, c = args.burst, args.burst_clients
+    runs = {"burst_repeated": _burst(url, _bodies(name, bench, 1, 50, 1), n, c),
+            "burst_distinct": _burst(url, _distinct_bodies(name, bench, n + 4 * c), n, c)}
+    ab = _ab(url, _bodies(name, bench, 1, 1, 1)[0], n, c)
+    if ab is not None:
+        runs["burst_ab"] = ab
+    results[key].update(runs)
+    mode, label = key.split("/")
+    for what, r in runs.items():
+        print(f"{mode:<12} {label:<11} {what} ({n:,} queries, {c} at once): p50 "
+              f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['qps']:.0f} q/s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=os.environ.get("PLURALIGN_DATA"))
@@ -128,6 +250,11 @@ def main() -> None:
     parser.add_argument("--big-queries", type=int, default=20, help="1,000-target queries")
     parser.add_argument("--cli-runs", type=int, default=3)
     parser.add_argument("--no-ray", action="store_true", help="local server only")
+    parser.add_argument("--burst", type=int, default=2000, help="queries of each burst")
+    parser.add_argument("--burst-clients", type=int, default=32,
+                        help="concurrent connections of a burst")
+    parser.add_argument("--large", type=int, default=20,
+                        help="large queries before the memory reading (local server)")
     args = parser.parse_args()
     if args.data is None and (Path(__file__).resolve().parents[2] / "shared/data").exists():
         args.data = str(Path(__file__).resolve().parents[2] / "shared/data")
@@ -156,7 +283,8 @@ def main() -> None:
     try:
         for mode, extra in modes:
             port = _free_port()
-            proc = _start(["--cache", str(cache), *extra], env, port)
+            proc = _start(["--cache", str(cache), "--max-synthetic-scenarios", "1000", *extra],
+                          env, port)
             url = f"http://127.0.0.1:{port}/v1/align"
             try:
                 for label, (name, bench) in loaded.items():
@@ -167,6 +295,15 @@ def main() -> None:
                           f"p99 {one['p99_ms']:.1f} ms, {one['qps']:.0f} q/s | 1,000 targets: "
                           f"p50 {big['p50_ms']:.1f} ms, p99 {big['p99_ms']:.1f} ms, "
                           f"{big['qps']:.1f} q/s", flush=True)
+                    _bursts(results, f"{mode}/{label}", url, name, bench, args)
+                    if mode == "local" and args.large:
+                        mem = _rss_after_large(url, name, bench, proc.pid, args.large)
+                        results[f"{mode}/{label}"]["memory"] = mem
+                        print(f"{mode:<12} {label:<11} RSS {mem['rss_before_mb']:.0f} MB -> "
+                              f"{mem['rss_after_mb']:.0f} MB after {args.large} queries of "
+                              f"1,000 targets with per-scenario choices -> "
+                              f"{mem['rss_after_2x_mb']:.0f} MB after {args.large} more",
+                              flush=True)
             finally:
                 _stop(proc)
         for label, (name, bench) in loaded.items():

@@ -27,6 +27,7 @@ from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 
+from pluralign.engine.align.align_loop import target_scale
 from pluralign.engine.align.realign import (
     LabelIndex,
     chosen_responses,
@@ -38,7 +39,7 @@ from pluralign.engine.data.sources import parse_synthetic
 from pluralign.engine.data.target_sets import TARGET_SET_NAMES, resolve_target_sets
 from pluralign.engine.data.targets import TargetSet
 from pluralign.engine.errors import DataNotFoundError, InputError, NotCached, TooLarge
-from pluralign.engine.scorers import get_scorer, scorer_names
+from pluralign.engine.scorers import Scorer, get_scorer, scorer_names
 from pluralign.engine.store.cache import ScoreCache, summarize
 from pluralign.engine.store.hashing import Hasher
 from pluralign.engine.store.parts import PART_GLOB
@@ -362,6 +363,7 @@ class QueryService:
                            tuple[Benchmark, Benchmark | None]] = LRU(
             lru, weigh=_benchmarks_bytes, max_weight=self.memory_budget)
         self._idents: LRU[tuple[str, str, int | None, str, int, float], str] = LRU(4 * lru)
+        self._scorers: LRU[tuple[str, int, float], Scorer] = LRU(4 * lru)  # slow to build
         self._preds: LRU[tuple[str, str, int | None, int], np.ndarray] = LRU(lru)
         self._targets: LRU[tuple[str, tuple[str, ...]], list[TargetSet]] = LRU(16 * lru)
         # Label indexes of one target weigh little, of all targets up to the budget: bounded
@@ -383,7 +385,8 @@ class QueryService:
         if q.scorer_id:
             bench, _ = self._splits(q, False)
             return bench, q.scorer_id
-        scorer = get_scorer(q.scorer, **scorer_options(q.scorer, seed=q.seed, value=q.value))
+        scorer = self._scorers.get((q.scorer, q.seed, q.value), lambda: get_scorer(
+            q.scorer, **scorer_options(q.scorer, seed=q.seed, value=q.value)))
         bench, train = self._splits(q, bool(scorer.needs_train))
         key = (q.benchmark, q.split, q.limit, q.scorer, q.seed, q.value)
         return bench, self._idents.get(key, lambda: str(scorer.identity(bench, train)))
@@ -429,6 +432,11 @@ class QueryService:
 
     def index(self, bench: Benchmark, ts: TargetSet) -> LabelIndex:
         h = Hasher().array(ts.values).hexdigest()
+        try:
+            target_scale(bench, ts)  # what LabelIndex needs first: values on a fine grid
+        except ValueError as e:
+            raise InputError(f"{str(e)[:160]}", field="targets",
+                             hint="give target values such as 0.25, 0.5 or 1") from None
         return self._indexes.get(
             (bench.content_hash, h),
             lambda: LabelIndex(bench, ts, memory_budget=self.memory_budget))

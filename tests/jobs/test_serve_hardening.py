@@ -114,6 +114,15 @@ def test_every_numeric_and_name_field_is_checked(cache_dir: Path, field: str,
     assert status == 400 and field in out["error"], out
 
 
+def test_a_target_value_off_any_fine_grid_is_a_400(cache_dir: Path) -> None:
+    """Found by the fuzz test: 0.5470993563022928 fits no grid of 1/1,000,000 and used to
+    fail the label index with a ValueError, a 500."""
+    body = {"benchmark": BENCH, "scorer": "random", "seed": 2,
+            "targets": [{"a0": 0.5470993563022928}]}
+    status, out = _ask(_service(cache_dir, max_synthetic_scenarios=20), body)
+    assert status == 400 and "targets" in out["error"] and "grid" in out["error"], out
+
+
 @pytest.fixture(scope="module")
 def server(cache_dir: Path) -> Iterator[str]:
     import uvicorn
