@@ -71,6 +71,7 @@ def test_get_root_is_the_viewer_page(service_url: str) -> None:
     assert _get(service_url, "/static/nothing.js")[0] == 404
 
 
+@pytest.mark.slow
 def test_the_page_drives_the_service(service_url: str, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
