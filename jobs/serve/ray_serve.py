@@ -51,7 +51,7 @@ def loopback_replica_grpc() -> bool:
     that server; True when the binding was changed."""
     from ray.serve._private import replica as serve_replica
 
-    node_ip = ray.util.get_node_ip_address()
+    node_ip = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
     add: Callable[[Any, str], int] | None = getattr(serve_replica, "add_port_to_grpc_server",
                                                     None)
     if add is None or not is_loopback(node_ip) or getattr(add, "loopback", False):
@@ -61,7 +61,7 @@ def loopback_replica_grpc() -> bool:
         return add(server, address.replace("[::]", "127.0.0.1", 1))
 
     on_loopback.loopback = True  # type: ignore[attr-defined]
-    serve_replica.add_port_to_grpc_server = on_loopback
+    setattr(serve_replica, "add_port_to_grpc_server", on_loopback)  # noqa: B010
     return True
 
 
