@@ -95,7 +95,8 @@ class ServiceApp:
             100_000, weigh=len, max_weight=ANSWERS_BYTES)
         self.static = static_files()
         self.routes: dict[str, Handler] = {"/v1/align": self._align, "/healthz": self._handled,
-                                           "/v1/scorers": self._handled}
+                                           "/v1/scorers": self._handled,
+                                           "/openapi.json": self._handled}
         self.routes.update(dict.fromkeys(self.static, self._static))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -2,7 +2,8 @@
 ASGI server Ray Serve itself ships) or on a cluster by the Ray Serve deployment in
 :mod:`pluralign.jobs.serve.ray_serve`.
 
-Routes: ``POST /v1/align``, ``GET /v1/scorers``, ``GET /healthz``, and ``GET /`` (with
+Routes: ``POST /v1/align``, ``GET /v1/scorers``, ``GET /healthz``, ``GET /openapi.json``
+(the OpenAPI description), and ``GET /`` (with
 ``/static/*``): the page of ``pluralign view``, which over a service lists its scorers and
 re-aligns targets through ``/v1/align``. Answers are JSON; errors
 are ``{"error": "<one line>"}`` with 400 (bad input, naming the field), 401 (missing or wrong
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from pluralign.engine.errors import DataNotFoundError, PluralignError
 from pluralign.engine.run.hosts import is_loopback
 from pluralign.jobs.serve.asgi import ServiceApp
+from pluralign.jobs.serve.openapi import openapi
 from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
 from pluralign.jobs.view import static_files
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server
     from starlette.responses import JSONResponse
 
 TOKEN_ENV = "PLURALIGN_SERVE_TOKEN"
+PUBLIC = ("/healthz", "/openapi.json")
+"""Routes answered to GET without a token: they hold no data."""
 
 
 def load_token(token_file: str | None, *, env: str = TOKEN_ENV) -> str | None:
@@ -69,7 +73,7 @@ def admit(token: str | None, method: str, path: str,
     if method == "GET" and path in static_files():  # the page holds no data: no token
         return None
     path = path.rstrip("/") or "/"
-    if path == "/healthz" and method == "GET":
+    if path in PUBLIC and method == "GET":
         return None
     if path not in ("/v1/align", "/v1/scorers"):
         return _error(404, f"no route {method} {path[:80]}")
@@ -90,6 +94,8 @@ def handle(service: QueryService, token: str | None, method: str, path: str,
     path = path.rstrip("/") or "/"
     if path == "/healthz":
         return 200, service.health()
+    if path == "/openapi.json":
+        return 200, openapi(service.limits)
     try:
         if path == "/v1/scorers":
             if method != "GET":

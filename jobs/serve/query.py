@@ -45,12 +45,13 @@ from pluralign.engine.store.hashing import Hasher
 from pluralign.engine.store.parts import PART_GLOB
 from pluralign.jobs.runtime import load_splits, scorer_options
 
-__all__ = ["LRU", "AlignAnswer", "Answer", "ErrorAnswer", "HealthAnswer", "Limits",
+__all__ = ["LRU", "QUERY_FIELDS", "AlignAnswer", "Answer", "ErrorAnswer", "HealthAnswer", "Limits",
            "NotCached", "Query", "QueryService", "ScorerRow", "ScorersAnswer", "TargetAnswer",
            "TooLarge", "parse_query", "status_of"]
 
-_FIELDS = {"benchmark", "split", "limit", "scorer", "scorer_id", "seed", "value", "samples",
-           "targets", "per_scenario", "weighted"}
+QUERY_FIELDS = frozenset({"benchmark", "split", "limit", "scorer", "scorer_id", "seed",
+                          "value", "samples", "targets", "per_scenario", "weighted"})
+"""The fields of a ``POST /v1/align`` body (jobs/serve/openapi.py describes each)."""
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -204,7 +205,7 @@ class ErrorAnswer(TypedDict):
     error: str
 
 
-Answer = AlignAnswer | ScorersAnswer | HealthAnswer | ErrorAnswer
+Answer = AlignAnswer | ScorersAnswer | HealthAnswer | ErrorAnswer | dict[str, Any]
 """Every JSON object the service answers."""
 
 
@@ -272,10 +273,10 @@ def parse_query(body: object, limits: Limits) -> Query:
     """A validated query, or :class:`InputError` naming the field (or :class:`TooLarge`)."""
     if not isinstance(body, dict):
         raise InputError("the request body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
+    unknown = sorted(set(body) - QUERY_FIELDS)
     if unknown:
         raise InputError(f"unknown field(s) {', '.join(unknown)}", field=unknown[0],
-                         hint=f"known: {', '.join(sorted(_FIELDS))}")
+                         hint=f"known: {', '.join(sorted(QUERY_FIELDS))}")
     if "benchmark" not in body:
         raise InputError("missing", field="benchmark")
     bench = _benchmark(_field(body, "benchmark", str, ""), limits)

@@ -26,7 +26,7 @@ from pluralign.engine.data.target_sets import TARGET_SET_NAMES
 from pluralign.engine.scorers import get_scorer, score_through_cache
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.serve.http import make_app
-from pluralign.jobs.serve.query import Limits, QueryService
+from pluralign.jobs.serve.query import QUERY_FIELDS, Limits, QueryService
 
 BENCH = "synthetic:S=12,R=2-3,A=2,L=3,seed=4"
 TOKEN = "fuzz-token-51c0"
@@ -199,6 +199,15 @@ def test_any_route_method_and_token_answer_json(client: Client, method: str, pat
     if status == 200 and data[:1] != b"{":  # the viewer's page (GET /)
         return
     check(status, data)
+
+
+def test_the_openapi_description_is_public_and_names_every_field(client: Client) -> None:
+    status, data = client.call("GET", "/openapi.json", None, token=None)
+    doc = check(status, data)
+    schema = doc["components"]["schemas"]["AlignRequest"]
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert set(schema["properties"]) == QUERY_FIELDS
+    assert set(doc["paths"]) >= {"/v1/align", "/v1/scorers", "/healthz"}
 
 
 def test_the_service_still_answers_after_the_fuzzing(client: Client) -> None:
