@@ -29,7 +29,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = self._suggestion(message)
-        super().error(message + (f" (did you mean {hint}?)" if hint else ""))
+        # One line, like every other refusal: argparse's usage block (30 lines for sweep) would
+        # bury it, and --help has it.
+        self.exit(2, f"{self.prog}: error: {message}"
+                     f"{f' (did you mean {hint}?)' if hint else ''}\n")
 
     def _suggestion(self, message: str) -> str | None:
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
