@@ -451,15 +451,16 @@ def endpoint() -> Iterator[FakeOpenAIServer]:
 
 
 def clean_refusal(case: Case, tmp: Path, url: str, capsys: Any) -> str | None:
-    """None when ``case`` exits 2 with one error line, no traceback, naming its needles;
-    else what went wrong."""
+    """None when ``case`` exits 2 saying one line (an error line naming its needles, no
+    traceback, no usage block, no progress); else what went wrong."""
     rc = run_main(case.argv(tmp, url))
     err = capsys.readouterr().err
     lines = error_lines(err)
     with capsys.disabled():
         print(f"\n  {case.name}: rc {rc} -> {lines[-1] if lines else err[-200:]!r}")
-    if rc != 2 or len(lines) != 1 or "Traceback" in err:
-        return f"rc {rc}, {len(lines)} error lines: {err[-400:]}"
+    said = [line for line in err.splitlines() if line.strip()]
+    if rc != 2 or len(lines) != 1 or said != lines or "Traceback" in err:
+        return f"rc {rc}, {len(said)} lines, {len(lines)} error lines: {err[-400:]}"
     missing = [n for n in case.needles if n.lower() not in lines[0].lower()]
     return f"{lines[0]!r} does not name {missing}" if missing else None
 
