@@ -245,7 +245,8 @@ class BatchLane:
                 wait = self.poll
             if self.active:
                 await asyncio.sleep(wait)
-                wait = min(10 * self.poll, wait * 1.5)
+                # Grow, but stay well inside the claims' lease (the heartbeat is per round).
+                wait = min(10 * self.poll, self.claims.lease / 3, wait * 1.5)
         return leftover
 
     def _progress(self) -> None:
