@@ -27,9 +27,9 @@ from pluralign.engine.data.benchmark import (
     make_benchmark,
 )
 from pluralign.engine.data.levels import grid_scale
-from pluralign.engine.errors import InputError
+from pluralign.engine.errors import DuplicateKeyError, InputError
 from pluralign.engine.jsontypes import UntrustedJSON
-from pluralign.engine.store.files import read_json, write_bytes
+from pluralign.engine.store.files import read_json, unique_pairs, write_bytes
 from pluralign.schemas.records import Scenario
 
 KNOWN_BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
@@ -324,7 +324,7 @@ def read_rows(path: Path) -> list[Row]:
         return list(_read_csv(path))
     if suffix == ".jsonl":
         return _read_jsonl(path)
-    data = read_json(path)
+    data = _read_unique(path)
     if not isinstance(data, list):
         raise InputError("top level must be a JSON list of rows", file=path)
     return data
@@ -332,19 +332,23 @@ def read_rows(path: Path) -> list[Row]:
 
 def _read_jsonl(path: Path) -> list[Row]:
     rows: list[Row] = []
-    try:
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"not valid JSON: {e.msg}", file=path,
-                                     record=f"{len(rows)} (line {line_no})") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text ({e.reason})", file=path,
-                         record=f"{len(rows)}") from None
+    with path.open("rb") as f:  # decoded line by line, so a bad byte names its record
+        for line_no, raw in enumerate(f, start=1):
+            where = f"{len(rows)} (line {line_no})"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"not UTF-8 text ({e.reason})", file=path,
+                                 record=where) from None
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line, object_pairs_hook=unique_pairs))
+            except json.JSONDecodeError as e:
+                raise InputError(f"not valid JSON: {e.msg}", file=path, record=where) from None
+            except DuplicateKeyError as e:
+                raise InputError(str(e), file=path, record=where, field=e.key,
+                                 hint="each key once per object") from None
     return rows
 
 
