@@ -333,3 +333,48 @@ def test_a_split_of_a_named_benchmark_is_a_name_never_a_path(split: str, tmp_pat
     (tmp_path / "eval.json").write_text("[]")  # a file the path would reach
     with pytest.raises(InputError, match="split"):
         load_benchmark("helpsteer2", split, tmp_path / "helpsteer2", download=False)
+
+
+# ---------------------------------------------------------------- refused at load
+
+
+def _rec(**fields: Any) -> dict[str, Any]:
+    return {"prompt": "p", "responses": ["a", "b"], "labels": [{"x": 0}, {"x": 1}], **fields}
+
+
+@pytest.mark.parametrize(("text", "record", "field", "fragment"), [
+    ('[{"prompt": "p", "responses": ["a", "b"], "labels": [{"x": 0, "x": 1}, {"x": 1}]}]',
+     "record 0", "labels[0].x", "'x' appears twice"),
+    (json.dumps([_rec(), _rec()])[:-1] + ', {"prompt": "q", "id": 1, "id": 2,'
+     ' "responses": ["a", "b"], "labels": [{"x": 0}, {"x": 1}]}]', "record 2", "id", "twice"),
+    (json.dumps([_rec(), _rec(prompt=" \n")]), "record 1", "prompt", "empty prompt"),
+    (json.dumps([_rec(responses=["a", "\t"])]), "record 0", "responses[1]", "empty response"),
+    (json.dumps([_rec(responses=[str(i) for i in range(27)],
+                      labels=[{"x": i % 2} for i in range(27)])]),
+     "record 0", "responses", "27 responses; at most 26"),
+])
+def test_benchmark_file_refused_naming_record_and_field(
+        tmp_path: Path, text: str, record: str, field: str, fragment: str) -> None:
+    path = tmp_path / "bench.json"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        load_benchmark(str(path), "eval")
+    msg = str(info.value)
+    assert str(path) in msg and record in msg and f"field '{field}'" in msg, msg
+    assert fragment in msg
+
+
+def test_raw_rows_not_utf8_or_with_a_repeated_key_name_file_and_record(tmp_path: Path) -> None:
+    bad = tmp_path / "rows.jsonl"
+    bad.write_bytes(b'{"prompt": "a"}\n{"prompt": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"rows.jsonl, record 1 \(line 2\): not UTF-8"):
+        load_benchmark(f"helpsteer2-raw:{bad}", "eval")
+    bad.write_text('{"prompt": "a"}\n{"prompt": "b", "prompt": "c"}\n')
+    with pytest.raises(InputError, match=r"record 1 \(line 2\), field 'prompt'.*twice"):
+        load_benchmark(f"helpsteer2-raw:{bad}", "eval")
+
+
+def test_synthetic_responses_beyond_what_judges_letter_are_refused() -> None:
+    parse_synthetic("synthetic:R=2-26")
+    with pytest.raises(InputError, match=r"field 'R'.*<= 26"):
+        parse_synthetic("synthetic:R=2-27")

@@ -429,6 +429,9 @@ CASES = [
     Case("benchmark not UTF-8", bench_file(LATIN1), ("bench.json", "utf-8")),
     Case("raw rows not UTF-8", bench_file(b'{"prompt": "caf\xe9"}\n', "rows.jsonl"),
          ("rows.jsonl", "UTF-8")),
+    Case("raw rows repeated key", bench_file('{"prompt": "a"}\n{"prompt": "b", "prompt": "c"}\n',
+                                             "rows.jsonl"),
+         ("rows.jsonl", "record 1", "'prompt'", "twice")),
     Case("synthetic R=2-27", plain("--benchmark", "synthetic:S=5,R=2-27"), ("'R'", "26")),
     # group, target and SPICA files
     Case("group size 1e308", groups(group(size=1e308)), ("groups.json", "'size'")),
