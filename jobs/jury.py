@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pyarrow as pa
 
@@ -30,9 +30,14 @@ from pluralign.engine.pluralism.jury_eval import (
 from pluralign.engine.pluralism.welfare import parse_alphas
 from pluralign.engine.store.files import check_output
 from pluralign.jobs.api import Scores
+from pluralign.jobs.configs import Range
 from pluralign.jobs.runtime import progress, write_json_atomic, write_parquet_atomic
 
 __all__ = ["JuryJobConfig", "JuryJobResult", "check_jury", "run_jury"]
+
+
+MAX_BOOTSTRAP = 100_000
+"""Most bootstrap resamples (10**12 was accepted and failed allocating 87 TiB after scoring)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +54,7 @@ class JuryJobConfig:
     utility: Literal["distance", "indicator"] = "distance"
     """Juror utility: the closeness 1 - d/sqrt(k) (distance) or correct/incorrect
     (indicator)."""
-    bootstrap: int = 1000
+    bootstrap: Annotated[int, Range(0, MAX_BOOTSTRAP)] = 1000
     """Bootstrap resamples of scenarios for the intervals (0: none)."""
     confidence: float = 0.95
     """Interval level."""
