@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from pluralign.engine.align.realign import parse_memory_budget
 from pluralign.engine.errors import InputError
+from pluralign.jobs.configs import Range
 from pluralign.jobs.ray_runtime import (
     init_local_ray,
     refuse_open_cluster,
@@ -43,7 +44,7 @@ class ServeConfig:
     """Data folder (None: $PLURALIGN_DATA, then the user data dir)."""
     host: str = "127.0.0.1"
     """Address to bind; beyond loopback only with a bearer token."""
-    port: int = 8321
+    port: Annotated[int, Range(0, 65_535)] = 8321
     """Port to listen on."""
     token_file: str | None = None
     """File holding the bearer token (None: $PLURALIGN_SERVE_TOKEN, or the variable token_env
