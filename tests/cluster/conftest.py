@@ -126,8 +126,9 @@ def reset_provider(rig: Cluster) -> None:
 
 def sweep(rig: Cluster, folder: Path, **options: Any) -> list[str]:
     """The rig's sweep with its cache and --out under ``folder``."""
+    options.setdefault("rpm", CLIENT_RPM)
     return sweep_command(rig.head.address, rig.provider_url, str(folder / "cache"),
-                         str(folder / "out"), rpm=CLIENT_RPM, **options)
+                         str(folder / "out"), **options)
 
 
 def placement_counts(summary: dict[str, Any]) -> dict[str, Any]:
@@ -140,21 +141,21 @@ def paid_twice(stats: dict[str, Any]) -> int:
     return sum(n - 1 for n in stats["ok_by_fingerprint"].values() if n > 1)
 
 
-def budget_use(stats: dict[str, Any]) -> tuple[int, int, float]:
+def budget_use(stats: dict[str, Any], limit: int, window: float) -> tuple[int, int, float]:
     """(windows over the limit, most requests in any window, share of the limit used).
 
-    A window starts at every request and lasts RPM_WINDOW seconds; the share is the answered
-    requests over what the limit allows from the first request to the last."""
+    A window starts at every request the provider saw and lasts ``window`` seconds; the share
+    is the answered requests over what the limit allows from the first request to the last."""
     times = sorted(float(e["t"]) for e in stats["events"])
     ok = sum(1 for e in stats["events"] if int(e["status"]) == 200)
     most, over, j = 0, 0, 0
     for i, t in enumerate(times):
-        while j < len(times) and times[j] < t + RPM_WINDOW:
+        while j < len(times) and times[j] < t + window:
             j += 1
         most = max(most, j - i)
-        over += int(j - i > RPM)
+        over += int(j - i > limit)
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    allowed = RPM * span / RPM_WINDOW + 1  # the first request opens the window
+    allowed = limit * span / window + 1  # the first request opens the window
     return over, most, ok / allowed if allowed else 0.0
 
 

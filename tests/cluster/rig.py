@@ -387,7 +387,7 @@ def job_submit(head_ip: str, submission_id: str, command: Sequence[str]) -> list
             "python", "-m", "pluralign.jobs.submit", *command]
 
 
-SYNTHETIC = "synthetic:S=64,R=2-2,A=5,L=5,seed=7"
+SYNTHETIC = "synthetic:S=200,R=2-2,A=5,L=5,seed=7"
 """The rig's benchmark: built from its seed on the driver, so no data set is needed."""
 
 
