@@ -41,6 +41,7 @@ FAKE_URL = "http://127.0.0.1:8089/v1"
 SKIP: list[tuple[Callable[[list[str]], bool], str]] = [
     (lambda a: a[1] == "fake-server", "the test's own fake server stands in for it"),
     (lambda a: a[1] == "serve", "a long-running service (tests/jobs/test_serve.py covers it)"),
+    (lambda a: a[1] == "view", "a long-running web viewer (tests/jobs/test_view*.py cover it)"),
     (lambda a: any(f in a for f in ("--valueprism", "--global-opinions", "--opinionqa", "--overtonbench")),
      "reads a published dataset, which pluralign does not ship"),
     (lambda a: _flag(a, "--dataset") not in (None, "ratings"),

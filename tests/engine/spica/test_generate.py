@@ -297,12 +297,17 @@ def test_a_library_call_leaves_ctrl_c_to_its_caller(tmp_path):
             await asyncio.sleep(0.05)
             return await super().generate(requests)
 
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt) as caught:
-        grow_bank(META, PROMPTS, lambda: CtrlC(), "m", GenerationCache(tmp_path / "c"),
-                  config=replace(FAST, batch_size=3, max_in_flight=3), log=None)
-    assert not isinstance(caught.value, GenerationInterrupted)
-    assert signal.getsignal(signal.SIGINT) is before
+    # The caller's own handler: Python's default one (a shell starts background jobs, and so
+    # this test process, with SIGINT ignored).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt) as caught:
+            grow_bank(META, PROMPTS, lambda: CtrlC(), "m", GenerationCache(tmp_path / "c"),
+                      config=replace(FAST, batch_size=3, max_in_flight=3), log=None)
+        assert not isinstance(caught.value, GenerationInterrupted)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_batch_size_and_concurrency_set_the_schedulers_batching():
