@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, TextIO, TypeAlias, TypedDict, cast
+from typing import Protocol, TextIO, TypeAlias, TypedDict, cast, runtime_checkable
 
 from pluralign.engine.judges.base import AnswerError, Task, WorkItem
 from pluralign.engine.run import progress as progress_bars
@@ -61,6 +62,63 @@ class ResultStore(Protocol):
     def completed_keys(
         self, benchmark: str | None = None, scorer: str | None = None
     ) -> set[str]: ...
+
+
+@runtime_checkable
+class ListedStore(Protocol):
+    """A store that can say cheaply which parts it holds (a directory listing): the scheduler
+    then re-reads :meth:`ResultStore.completed_keys` only when another writer added or removed
+    a part, instead of before every batch."""
+
+    def part_names(self) -> frozenset[str]: ...
+
+
+class _CacheView:
+    """The keys this run knows are complete in the store, kept in memory.
+
+    Our own writes are added as they are made. Before each batch (after claiming it) and
+    each write the store's part names are listed: the keys are re-read from disk only when a
+    part appeared that this run did not write (another process stored rows, maybe the very
+    items just claimed here, released since) or one went away (a compaction). A store that
+    cannot list its parts is re-read every time. Thread-safe: writes run in a thread."""
+
+    def __init__(self, store: ResultStore, benchmark: str | None, scorer: str) -> None:
+        self.store, self.benchmark, self.scorer = store, benchmark, scorer
+        self.listed = store if isinstance(store, ListedStore) else None
+        self.names: frozenset[str] | None = None
+        """The part names the keys reflect (None: not read yet, or not listable)."""
+        self.keys: set[str] = set()
+        self.mine: set[str] = set()
+        """Keys this run stored (kept across re-reads)."""
+        self.lock = threading.Lock()
+
+    def stale(self) -> bool:
+        """Whether the store must be read again (a listing; no part is read)."""
+        if self.listed is None or self.names is None:
+            return True
+        return self.listed.part_names() != self.names
+
+    def read(self) -> set[str]:
+        """Read the completed keys from the store (blocking: call in a thread). The names are
+        listed first, so a part written during the read shows as new at the next look."""
+        names = self.listed.part_names() if self.listed is not None else None
+        keys = self.store.completed_keys(self.benchmark, self.scorer)
+        with self.lock:
+            keys |= self.mine
+            self.keys, self.names = keys, names
+        return keys
+
+    def current(self) -> set[str]:
+        """The completed keys, read again only when :meth:`stale` (blocking)."""
+        return self.read() if self.stale() else self.keys
+
+    def wrote(self, written: object, keys: Sequence[str]) -> None:
+        """Our own part ``written`` (its path) holds ``keys`` (successes) now."""
+        with self.lock:
+            self.mine.update(keys)
+            self.keys.update(keys)
+            if self.names is not None and isinstance(written, Path):
+                self.names = self.names | {written.name}
 
 
 class Dispatcher(Protocol):
@@ -277,10 +335,13 @@ class _Run:
     def __init__(self, judge: Task, pending: list[WorkItem], backend: Dispatcher,
                  store: ResultStore, config: SchedulerConfig, report: ScheduleReport,
                  status: StatusSink | None, log: TextIO | None, claims: Claims | None = None,
-                 benchmark: str | None = None, space: SpaceGuard | None = None) -> None:
+                 benchmark: str | None = None, space: SpaceGuard | None = None,
+                 view: _CacheView | None = None) -> None:
         self.judge, self.backend, self.store, self.cfg = judge, backend, store, config
         self.report, self.status, self.log = report, status, log
         self.claims, self.benchmark, self.space = claims, benchmark, space
+        self.view = view or _CacheView(store, benchmark, judge.identity)
+        """What is complete in the cache (read again only when another writer wrote)."""
         self.queue: asyncio.Queue[WorkItem | None] = asyncio.Queue()
         for it in pending:
             self.queue.put_nowait(it)
@@ -484,9 +545,10 @@ class _Run:
                 self.deferred[it.key] = it
         if not mine:
             return mine
-        # Read the cache after claiming: a claim is released only once its rows are stored.
-        completed = await asyncio.to_thread(self.store.completed_keys, self.benchmark,
-                                            self.judge.identity)
+        # Look at the cache after claiming: a claim is released only once its rows are stored
+        # (read from disk only when a part this run did not write appeared).
+        completed = (await asyncio.to_thread(self.view.read) if self.view.stale()
+                     else self.view.keys)
         fresh = []
         for it in mine:
             if all(k in completed for k in it.row_keys):
@@ -618,11 +680,12 @@ class _Run:
         stored."""
         items = [o.item for o in outputs]
         try:
-            before = self.store.completed_keys(self.benchmark, self.judge.identity)
+            before = self.view.current()
             twice = sum(1 for it in items if it.row_keys and all(k in before for k in it.row_keys))
         except Exception:  # counting is advisory; the write below is not
             twice = 0
         written = self.store.append([row for o in outputs for row in o.rows])
+        self.view.wrote(written, [k for o in outputs if not o.failed for k in o.item.row_keys])
         self.report.bought_twice += twice
         if self.space is not None and isinstance(written, Path):
             self.space.learn(written, len(items))
@@ -776,12 +839,13 @@ async def run_schedule(
     cfg = config or SchedulerConfig()
     if space is None and claims is not None:
         space = SpaceGuard(claims.cache_root, reserve=cfg.disk_reserve)
-    completed = await asyncio.to_thread(store.completed_keys, benchmark, judge.identity)
+    view = _CacheView(store, benchmark, judge.identity)
+    completed = await asyncio.to_thread(view.read)
     p = plan(items, completed)
     report = ScheduleReport(judge.identity, items=p.items, duplicates=p.duplicates,
                             cached=p.cached)
     run = _Run(judge, p.pending, backend, store, cfg, report, status, log, claims, benchmark,
-               space)
+               space, view)
     if on_start is not None:
 
         def stop(reason: str = "interrupted") -> None:

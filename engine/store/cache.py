@@ -222,6 +222,12 @@ class ScoreCache:
         """The visible part files, oldest first."""
         return self._store.parts()
 
+    def part_names(self) -> frozenset[str]:
+        """Names of the visible parts, from one directory listing (see
+        :meth:`PartStore.part_names`): the scheduler re-reads :meth:`completed_keys` only
+        when they differ from what it read and wrote."""
+        return self._store.part_names()
+
     def append(
         self,
         records: Iterable[ScoreRecord | ScoreFailure | Mapping[str, object]],

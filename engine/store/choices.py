@@ -84,6 +84,12 @@ class ChoiceCache:
         """The visible part files, oldest first."""
         return self._store.parts()
 
+    def part_names(self) -> frozenset[str]:
+        """Names of the visible parts, from one directory listing (see
+        :meth:`PartStore.part_names`): the scheduler re-reads :meth:`completed_keys` only
+        when they differ from what it read and wrote."""
+        return self._store.part_names()
+
     def read(self, benchmark: str | None = None, scorer: str | None = None) -> pa.Table:
         """The winning row per key (the latest success, else the latest failure), optionally of
         one benchmark and scorer, every column, in write order; refuses other schema versions."""

@@ -86,6 +86,12 @@ class GenerationCache:
         """The visible part files, oldest first."""
         return self._store.parts()
 
+    def part_names(self) -> frozenset[str]:
+        """Names of the visible parts, from one directory listing (see
+        :meth:`PartStore.part_names`): the scheduler re-reads :meth:`completed_keys` only
+        when they differ from what it read and wrote."""
+        return self._store.part_names()
+
     def load(self) -> dict[str, CachedGeneration]:
         """Every stored outcome by key (successes are never replaced by later failures)."""
         return {r.key: r for r in _records(self._store.latest())}

@@ -159,11 +159,20 @@ def part_order(name: str) -> tuple[int, str]:
     return (-1 if stamp is None else stamp, name)
 
 
+def part_names(root: Path) -> list[str]:
+    """Names of the part files in ``root`` (``PART_GLOB``), unordered: one directory listing,
+    no stat per file (cheap enough to ask before every batch whether another process wrote)."""
+    try:
+        with os.scandir(root) as entries:
+            return [e.name for e in entries if e.name.startswith("part-")
+                    and e.name.endswith(".parquet") and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def list_parts(root: Path) -> list[str]:
     """Names of the part files in ``root``, oldest first."""
-    if not root.is_dir():
-        return []
-    return sorted((p.name for p in root.glob(PART_GLOB) if p.is_file()), key=part_order)
+    return sorted(part_names(root), key=part_order)
 
 
 def temp_files(root: Path) -> list[Path]:
@@ -384,6 +393,12 @@ class PartStore:
     def parts(self) -> list[Path]:
         """The visible part files, oldest first."""
         return [self.root / n for n in list_parts(self.root)]
+
+    def part_names(self) -> frozenset[str]:
+        """Names of the visible parts: one directory listing, nothing read. Equal names mean
+        equal contents (a part is never rewritten), so a caller that remembers the names it
+        read, plus those of its own appends, knows when another writer added or removed one."""
+        return frozenset(part_names(self.root))
 
     def refresh(self) -> None:
         """Read (and check) parts that appeared since the last look."""
