@@ -97,6 +97,8 @@ class Claims:
         self.links = True
         """Claims are hard links to the owner file (False: one small file per claim)."""
         self._owner_file: Path | None = None
+        self._made = False
+        """The claims folder was made (or found) by this object."""
         self._watched: dict[str, tuple[int, int, float]] = {}  # name -> (ino, mtime_ns, since)
 
     def _path(self, key: str) -> Path:
@@ -132,9 +134,10 @@ class Claims:
         return True
 
     def _owner(self) -> Path:
-        """This process's owner file, created on first use (and again if reaped meanwhile)."""
+        """This process's owner file, created on first use (and again if reaped meanwhile:
+        ``link`` then fails with FileNotFoundError and :meth:`_create` forgets it)."""
         path = self.root / self._owner_name()
-        if self._owner_file is None or not path.exists():
+        if self._owner_file is None:
             if self._owner_file is None:
                 self._reap_owners()
             path.unlink(missing_ok=True)
@@ -154,7 +157,11 @@ class Claims:
     def _create(self, path: Path) -> bool:
         """Create the claim ``path``; False when it exists."""
         if not self.links:
-            return self._exclusive(path)
+            try:
+                return self._exclusive(path)
+            except FileNotFoundError:
+                self._mkdir()  # the folder was removed meanwhile
+                return self._exclusive(path)
         for _ in range(2):
             try:
                 os.link(self._owner(), path)
@@ -163,6 +170,7 @@ class Claims:
                 return False
             except FileNotFoundError:
                 self._owner_file = None  # reaped by a process that thought us stale: again
+                self._mkdir()  # or the whole folder was removed
             except OSError as e:
                 if e.errno not in _NO_LINKS:
                     raise
@@ -174,7 +182,9 @@ class Claims:
         """True when this process now holds ``key`` (it was free, stale, or already ours)."""
         if key in self.held:
             return True
-        self._mkdir()
+        if not self._made:  # once: a folder removed meanwhile is made again by _create
+            self._mkdir()
+            self._made = True
         path = self._path(key)
         for _ in range(2):
             if self._create(path):

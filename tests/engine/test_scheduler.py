@@ -582,3 +582,52 @@ def test_a_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     assert mine.try_claim("k")  # its owner is dead: taken over
     stale = Claims(tmp_path, lease_seconds=0.0)
     assert stale.try_claim("k")  # a lease that ran out is stale too
+
+
+class CountingCache(ScoreCache):
+    """A score cache that counts the reads of its completed keys."""
+
+    reads = 0
+
+    def completed_keys(self, benchmark: str | None = None, scorer: str | None = None) -> set[str]:
+        self.reads += 1
+        return super().completed_keys(benchmark, scorer)
+
+
+def test_the_cache_is_read_once_when_no_other_process_writes(tmp_path: Path) -> None:
+    from pluralign.engine.store.claims import Claims
+
+    bench = bench_of(20)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    cache = CountingCache(tmp_path)
+    report = run(judge, ScriptedBackend(bench), cache, claims=Claims(tmp_path))
+    assert report.complete and report.completed == report.items > 0
+    assert len(cache.parts()) > 1  # several writes of its own: none of them read back
+    assert cache.reads == 1
+
+
+def test_an_item_another_process_stored_meanwhile_is_not_sent(tmp_path: Path) -> None:
+    """A part written by someone else after the run planned is seen before its items are sent
+    (the keys kept in memory are read again when a part this run did not write appears)."""
+    from pluralign.engine.store.claims import Claims
+
+    bench = bench_of(8)
+    judge = ComparativeJudge(bench, JudgeSettings(model="m"))
+    items = judge.items(range(bench.n_scenarios), 1)
+    last = items[-1]
+    answer = label_answerer(bench, noise=0.05)
+
+    def elsewhere(req: GenerationRequest, n: int) -> None:
+        if req.id == items[0].key:  # the first send: another writer stores the last item
+            rows = judge.parse(last, GenerationResult(last.key, samples=(
+                Sample(answer(body_of(judge.request(last)))),), usage=Usage(1, 1)))
+            ScoreCache(tmp_path).append(rows)
+        return None
+
+    backend = ScriptedBackend(bench, elsewhere)
+    cfg = replace(FAST, max_in_flight=1, batch_size=1)
+    cache = CountingCache(tmp_path)
+    report = run(judge, backend, cache, cfg, claims=Claims(tmp_path))
+    assert report.complete and report.elsewhere == 1 and report.completed == len(items) - 1
+    assert last.key not in backend.calls and backend.calls[items[0].key] == 1
+    assert cache.reads >= 2  # read again once the other part appeared
