@@ -440,6 +440,7 @@ class BackendPool:
         self._known: set[str] = set()
         """Nodes that could hold an actor when the pool started (the others joined later)."""
         self._stopping = False
+        self._abandoned = False
 
     @classmethod
     def of_backends(cls, backends: Sequence[Backend], *, max_reroutes: int = 3) -> BackendPool:
@@ -609,6 +610,13 @@ class BackendPool:
             "items_after_join": dict(sorted(self._after_join.items())),
         }
 
+    def abandon(self) -> None:
+        """The Ray runtime under the actors is gone (a signal to the process group killed its
+        GCS and raylet, and the job took the rest down): :meth:`close` then makes no Ray call —
+        none to close or kill an actor, none to remove the placement group — since each would
+        wait on the dead, and replacements still starting are cancelled, not awaited."""
+        self._stopping = self._abandoned = True
+
     async def close(self) -> None:
         self._stopping = True
         if self._watcher is not None:
@@ -616,9 +624,13 @@ class BackendPool:
             with contextlib.suppress(BaseException):
                 await self._watcher
         for task in list(self._tasks):
-            await task
-        await asyncio.gather(*(s.close() for s in self._slots), return_exceptions=True)
-        if self.placement is not None:
+            if self._abandoned:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        slots = [s for s in self._slots if not (self._abandoned and isinstance(s, _RaySlot))]
+        await asyncio.gather(*(s.close() for s in slots), return_exceptions=True)
+        if self.placement is not None and not self._abandoned:
             self.placement.remove()
 
 

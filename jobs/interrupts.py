@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from pluralign.actors.backends.api_client import stop_sending
 from pluralign.engine.run import signals
 from pluralign.engine.run.signals import handled_by_command
-from pluralign.jobs.ray_runtime import stop_started_ray
+from pluralign.jobs.ray_runtime import abandon_broken_ray, stop_started_ray
 
 __all__ = ["Interrupts", "handled_by_command"]
 
@@ -36,6 +36,17 @@ class Interrupts(signals.Interrupts):
         if drain is not None:
             drain()  # nor do the API-client actors (Ray keeps SIGINT from their processes)
         super().drain()
+
+    def uninstall(self) -> None:
+        """Hand the signals back; after a signal that killed part of the Ray runtime this
+        process started (a SIGTERM to the whole group reaches its raylet and GCS), take the
+        rest down now and have ``pool`` make no Ray call as it closes: each would wait a
+        minute on the dead GCS before Ray aborts the process (exit 1, not 130)."""
+        super().uninstall()
+        if self.count and abandon_broken_ray():
+            abandon = getattr(self.pool, "abandon", None)
+            if abandon is not None:
+                abandon()
 
     def _exit_now(self) -> None:
         self._say("interrupted again: exiting now")

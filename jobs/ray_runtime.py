@@ -126,11 +126,13 @@ def stop_started_ray(grace: float = 3.0) -> None:
     Ray's own children die with the driver, but the agents the raylet spawned outlive a raylet
     that was killed rather than shut down, so the orderly ``ray.shutdown`` runs first (in a
     thread, so a stuck one cannot hold the exit); what still runs after ``grace`` is killed. A
-    cluster the driver only connected to (RAY_ADDRESS) loses only this driver.
+    cluster the driver only connected to (RAY_ADDRESS) loses only this driver. No later Ray
+    call of this process starts a runtime of its own (:func:`forbid_implicit_init`).
     """
     if "ray" not in sys.modules:
         return  # this run never started Ray
     ray = _ray()
+    forbid_implicit_init()
     started = _started_processes()  # empty where Ray's internals moved: only ray.shutdown
     # The raylet's own children (the dashboard agent, the runtime-env agent, workers) are not in
     # that list and, once the raylet is gone, belong to init: note them now, while they can
@@ -139,6 +141,54 @@ def stop_started_ray(grace: float = 3.0) -> None:
     done = threading.Thread(target=ray.shutdown, daemon=True)
     done.start()
     done.join(grace)
+    _kill(started, spawned)
+
+
+BROKEN_SHUTDOWN_GRACE = 20.0
+"""Seconds ``ray.shutdown`` gets to disconnect from a runtime that lost its GCS (it takes about
+5: the driver's core worker waits on the dead before it lets go)."""
+
+
+def abandon_broken_ray(grace: float = BROKEN_SHUTDOWN_GRACE) -> bool:
+    """When the Ray runtime this process started has lost a process (a SIGTERM to the whole
+    process group kills its raylet, GCS and actor workers with the driver's handler still
+    running), take down what is left of it and disconnect, before anything waits on the dead:
+    Ray gives up on an unreachable GCS only after a minute, then aborts the driver (exit 1).
+
+    True when it did: the caller then makes no Ray call of its own (each would raise, and none
+    starts a fresh runtime: :func:`forbid_implicit_init`). False, touching nothing, for an
+    intact runtime, one this process only connected to, or none.
+    """
+    if "ray" not in sys.modules or started_ray_intact():
+        return False
+    ray = _ray()
+    forbid_implicit_init()
+    started = _started_processes()
+    # The survivors first (agents, workers): the disconnect then has nothing left to wait for
+    # but the core worker's own farewell to the dead GCS.
+    _kill(started, _descendants([p.pid for p in started]))
+    done = threading.Thread(target=ray.shutdown, daemon=True)
+    done.start()
+    done.join(grace)
+    return True
+
+
+def forbid_implicit_init() -> None:
+    """From now on a Ray call of this process (``ray.get``, ``.remote``, placement groups)
+    raises where no runtime is connected, instead of calling ``ray.init`` on its own — which
+    would start a fresh local runtime on the way out of a run whose runtime is gone. The same
+    switch as ``RAY_ENABLE_AUTO_CONNECT=0``, which Ray reads only when it is imported; an
+    explicit ``ray.init`` still works."""
+    if "ray" not in sys.modules:
+        return
+    with contextlib.suppress(ImportError, AttributeError):  # where Ray's internals moved
+        from ray._private import auto_init_hook
+
+        auto_init_hook.enable_auto_connect = False
+
+
+def _kill(started: list[Any], spawned: list[Any]) -> None:
+    """Kill what still runs of ``started`` (``subprocess.Popen``) and ``spawned`` (psutil)."""
     for process in started:
         if process.poll() is None:
             process.kill()

@@ -363,3 +363,78 @@ def test_serve_stops_on_a_signal_and_leaves_nothing_behind(
     assert not _healthy(url)
     assert left == set()
     assert listening and all(_loopback(ip) for ip in listening), listening
+
+
+RAY_SIGNALS = [
+    pytest.param("SIGTERM", "group", id="SIGTERM-group"),
+    pytest.param("SIGINT", "group", id="SIGINT-group"),
+    pytest.param("SIGTERM", "driver", id="SIGTERM-driver"),
+    pytest.param("SIGINT", "driver", id="SIGINT-driver"),
+]
+"""Where a signal reaches a Ray sweep: a process manager's SIGTERM or a terminal's Ctrl-C goes
+to the whole group (the driver and the raylet, GCS and actor workers of the runtime it
+started, which a SIGTERM kills under it); ``kill PID`` reaches the driver alone."""
+
+
+@pytest.mark.ray
+@FULL
+@pytest.mark.parametrize(("sig", "to"), RAY_SIGNALS)
+def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
+        sig: str, to: str, server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """A sweep whose API clients are Ray actors: the first signal, to its group or to the
+    driver alone, stops sending, stores every paid answer, exits 130, and leaves no process of
+    the Ray runtime it started, nor starts another one on its way out (a call into a Ray whose
+    runtime the signal killed used to wait a minute on the dead GCS, then abort with exit 1)."""
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    server.reset()
+    ray_tmp = tempfile.mkdtemp(prefix="plrs")  # short: Ray's socket paths have a size limit
+    argv = [a for a in _sweep(server.url, tmp_path) if a != "--no-ray"] + ["--actors", "2"]
+    log = tmp_path / "log.txt"
+    left: set[int] = set()
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pluralign", *argv],
+                                env={**_env(), "RAY_TMPDIR": ray_tmp}, stdout=out,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for_answers(server, 6, proc)
+        family = {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
+        family |= _ray_processes(ray_tmp)
+        t_signal = time.monotonic()
+        if to == "group":
+            os.killpg(proc.pid, SIGNALS[sig])
+        else:
+            proc.send_signal(SIGNALS[sig])
+        rc = proc.wait(timeout=HANG)
+        seconds = time.monotonic() - t_signal
+        deadline = time.monotonic() + 30  # children notice their parent's end
+        while (left := {p for p in family | _ray_processes(ray_tmp)
+                        if psutil.pid_exists(p) and p != proc.pid
+                        and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        sessions = [p.name for p in Path(ray_tmp, "ray").glob("session_2*")]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in left | _ray_processes(ray_tmp):  # never leave them to the next test
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    stats = server.stats()
+    after = [e for e in stats["events"] if float(str(e["t"])) > t_signal + IN_FLIGHT_MARGIN]
+    paid, stored = _paid(server), _stored_scores(tmp_path / "c")
+    claims = list((tmp_path / "c").rglob("*.claim"))
+    print(f"\nRay sweep, {sig} to the {to}: exit {rc} after {seconds:.2f} s; requests after "
+          f"the signal: {len(after)}; paid {paid}, stored {stored}; claims left {len(claims)}; "
+          f"Ray processes left {len(left)} of {len(family)}; Ray sessions {len(sessions)}")
+    text = log.read_text()
+    assert rc == 130, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert after == []
+    assert paid == stored > 0
+    assert claims == []
+    assert left == set()
+    assert len(sessions) == 1, sessions  # no second runtime started on the way out
