@@ -13,6 +13,8 @@ last, so start-up is left out):
 
     python benchmarks/cluster_scaling.py                   # both
     python benchmarks/cluster_scaling.py --only ceiling    # no root needed
+    git worktree add ../before <commit>                    # before/after, side by side:
+    python benchmarks/cluster_scaling.py --only ceiling --before ../before
 
 Prints the figures; the last line is one JSON object.
 """
@@ -103,6 +105,29 @@ def _bodies(bench: Any, config: Any) -> list[dict[str, object]]:
             for item in judge.items(range(bench.n_scenarios), 1, None)]
 
 
+_SWEEP = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from pluralign.engine.data.sources import load_benchmark
+from pluralign.jobs import api
+from pluralign.jobs.configs import LLMConfig
+url, cache, n, concurrency = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+bench = load_benchmark(f"synthetic:S={n},R=2-2,A=5,L=5,seed=7", "eval")
+config = LLMConfig(model="fake-model", base_url=url, api_key_env=sys.argv[6], few_shot=False,
+                   concurrency=concurrency, actors=1, use_ray=False, max_in_flight=concurrency)
+api.score(bench, "comparative-regression", train=None, config=config, cache=Path(cache),
+          quiet=True)
+"""
+"""Our sweep run from another checkout (its root first on the path), in a process of its own."""
+
+
+def _sweep_from(tree: Path, url: str, cache: Path, scenarios: int, concurrency: int) -> None:
+    subprocess.run([sys.executable, "-c", _SWEEP, str(tree.resolve()), url, str(cache),
+                    str(scenarios), str(concurrency), KEY_ENV], check=True,
+                   env={**os.environ, "PYTHONPATH": str(tree.resolve())})
+
+
 async def _bare(url: str, bodies: list[dict[str, object]], concurrency: int) -> None:
     import aiohttp
 
@@ -117,7 +142,8 @@ async def _bare(url: str, bodies: list[dict[str, object]], concurrency: int) -> 
         await asyncio.gather(*(one(b) for b in bodies))
 
 
-def ceiling(latency: float, concurrency: int, scenarios: int) -> dict[str, Any]:
+def ceiling(latency: float, concurrency: int, scenarios: int,
+            before: Path | None = None) -> dict[str, Any]:
     from pluralign.engine.data.sources import load_benchmark
     from pluralign.jobs import api
     from pluralign.jobs.configs import LLMConfig
@@ -137,11 +163,17 @@ def ceiling(latency: float, concurrency: int, scenarios: int) -> dict[str, Any]:
             bodies = _bodies(bench, config)
             asyncio.run(_bare(url, bodies[:concurrency], concurrency))  # warm-up
             rates = {"bare aiohttp": 0.0, "our sweep": 0.0}
+            if before is not None:
+                rates["before"] = 0.0
             for rep in range(2):  # alternated, best of two each
                 for name in rates:
                     _reset(url)
                     if name == "bare aiohttp":
                         asyncio.run(_bare(url, bodies, concurrency))
+                    elif name == "before":
+                        assert before is not None
+                        _sweep_from(before, url, Path(tmp) / f"before{rep}", scenarios,
+                                    concurrency)
                     else:
                         api.score(bench, "comparative-regression", train=None, config=config,
                                   cache=Path(tmp) / f"cache{rep}", quiet=True)
@@ -155,8 +187,13 @@ def ceiling(latency: float, concurrency: int, scenarios: int) -> dict[str, Any]:
     ratio = rates["our sweep"] / rates["bare aiohttp"]
     print(f"driver ceiling: our sweep / bare loop = {ratio:.3f} at "
           f"{rates['bare aiohttp']:.0f} requests/s (goal >= 0.9)")
-    return {"latency_s": latency, "concurrency": concurrency, "requests": len(bodies),
-            "requests_per_s": rates, "ratio": ratio}
+    out = {"latency_s": latency, "concurrency": concurrency, "requests": len(bodies),
+           "requests_per_s": rates, "ratio": ratio}
+    if before is not None:
+        out["ratio_before"] = rates["before"] / rates["bare aiohttp"]
+        print(f"before ({before.name}): {out['ratio_before']:.3f} of the bare loop, "
+              f"side by side")
+    return out
 
 
 def main() -> None:
@@ -168,10 +205,14 @@ def main() -> None:
     ap.add_argument("--ceiling-latency", type=float, default=0.05)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--ceiling-scenarios", type=int, default=1000)
+    ap.add_argument("--before", type=Path, default=None,
+                    help="a checkout of an earlier pluralign: its sweep runs too, alternated "
+                         "with ours and the bare loop (ceiling only)")
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if args.only in (None, "ceiling"):
-        out["ceiling"] = ceiling(args.ceiling_latency, args.concurrency, args.ceiling_scenarios)
+        out["ceiling"] = ceiling(args.ceiling_latency, args.concurrency, args.ceiling_scenarios,
+                                 args.before)
     if args.only in (None, "hosts"):
         out["hosts"] = hosts(args.host_latency, args.host_scenarios)
     print(json.dumps(out))

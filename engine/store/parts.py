@@ -267,12 +267,16 @@ class _Index:
         self.row_of = np.zeros(0, dtype=np.int64)
         self.names: list[str] = []
         self.version = 0
+        self.stale = False
+        """Parts were added since the concatenated table was built (it is rebuilt when read:
+        a writer appending a part every few hundred rows must not re-concatenate every part
+        each time)."""
         self.resolved: dict[tuple[str | None, ...], tuple[int, pa.Table, pa.Table]] = {}
 
     def refresh(self) -> None:
         with self.lock:
             names = list_parts(self.root)
-            if names == self.names:
+            if names == self.names and not self.stale:
                 return
             for n in set(self.parts) - set(names):
                 del self.parts[n]  # removed by a compaction elsewhere
@@ -287,6 +291,11 @@ class _Index:
     def add(self, name: str, table: pa.Table) -> None:
         with self.lock:
             self.parts[name] = table.select(list(self.layout.index_columns))
+            self.stale = True
+
+    def built(self) -> None:
+        """Rebuild the concatenated table if parts were added since (hold the lock)."""
+        if self.stale:
             self._rebuild()
 
     def _rebuild(self) -> None:
@@ -299,6 +308,7 @@ class _Index:
         starts = np.cumsum(sizes) - sizes
         self.row_of = np.arange(int(sizes.sum()), dtype=np.int64) - np.repeat(starts, sizes)
         self.version += 1
+        self.stale = False
         self.resolved.clear()
 
     def resolve(self, values: tuple[str | None, ...], *, refresh: bool = True
@@ -306,6 +316,7 @@ class _Index:
         if refresh:
             self.refresh()
         with self.lock:
+            self.built()
             hit = self.resolved.get(values)
             if hit is not None and hit[0] == self.version:
                 return hit[1], hit[2]
