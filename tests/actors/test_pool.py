@@ -11,6 +11,8 @@ from pluralign.actors.pool import (
     ActorPlacement,
     BackendHost,
     BackendPool,
+    SlotDied,
+    _RaySlot,
     bundle_of,
     describe_hosts,
     one_per_request,
@@ -230,3 +232,75 @@ def test_an_unknown_placement_is_refused_before_anything_is_placed() -> None:
     pytest.importorskip("ray")
     with pytest.raises(ValueError, match="spread, pack"):
         ActorPlacement("scatter", 2, {"num_cpus": 0.1})  # type: ignore[arg-type]
+
+
+class _StandInSlot(_RaySlot):
+    """A Ray slot whose Ray calls are recorded instead of made: its actor answers (or dies
+    once, when ``dies``), and a replacement never comes up (a restart waiting on a dead GCS)."""
+
+    def __init__(self, index: int, *, dies: bool = False) -> None:
+        super().__init__(index, lambda: None, start_timeout=1.0)
+        self.dies = dies
+        self.ray_calls: list[str] = []
+
+    async def start(self) -> None:
+        self.ready.set()
+
+    async def call(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        if self.dies:
+            self.dies = False
+            raise SlotDied(f"actor {self.index} failed: ActorDiedError")
+        return [GenerationResult(r.id, (Sample("ok"),)) for r in requests]
+
+    async def replace(self) -> None:
+        self.ray_calls.append("start a replacement")
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        self.ray_calls.append("close and kill the actor")
+
+
+class _StandInPlacement:
+    strategy = "pack"  # no watching for hosts that join
+
+    def __init__(self) -> None:
+        self.removed = False
+
+    async def ready(self, timeout: float) -> None:
+        return None
+
+    def remove(self) -> None:
+        self.removed = True
+
+
+def test_a_pool_whose_ray_is_gone_closes_without_a_ray_call() -> None:
+    """After ``abandon`` (the job took down a runtime a signal broke) closing makes no Ray
+    call — each would wait on the dead GCS until Ray aborts the process — and a replacement
+    still starting is cancelled, not awaited."""
+    async def main() -> tuple[_StandInSlot, _StandInSlot, _StandInPlacement, list[str]]:
+        dying, live = _StandInSlot(0, dies=True), _StandInSlot(1)
+        pool = BackendPool([dying, live])
+        placement = _StandInPlacement()
+        pool.placement = placement  # type: ignore[assignment]
+        results = await pool.generate(reqs(3))  # rerouted to the live actor
+        pool.abandon()
+        await asyncio.wait_for(pool.close(), 10)
+        return dying, live, placement, [r.samples[0].text for r in results]
+
+    dying, live, placement, texts = asyncio.run(main())
+    assert texts == ["ok"] * 3
+    assert dying.ray_calls == ["start a replacement"]
+    assert live.ray_calls == []
+    assert placement.removed is False
+
+
+def test_a_pool_whose_ray_is_intact_closes_its_actors_and_placement_group() -> None:
+    async def main() -> tuple[list[str], bool]:
+        slot, placement = _StandInSlot(0), _StandInPlacement()
+        pool = BackendPool([slot])
+        pool.placement = placement  # type: ignore[assignment]
+        await pool.generate(reqs(1))
+        await pool.close()
+        return slot.ray_calls, placement.removed
+
+    assert asyncio.run(main()) == (["close and kill the actor"], True)

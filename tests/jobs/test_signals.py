@@ -427,13 +427,15 @@ def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
     after = [e for e in stats["events"] if float(str(e["t"])) > t_signal + IN_FLIGHT_MARGIN]
     paid, stored = _paid(server), _stored_scores(tmp_path / "c")
     claims = list((tmp_path / "c").rglob("*.claim"))
+    late = ", ".join(f"+{float(str(e['t'])) - t_signal:.2f} s" for e in after)
     print(f"\nRay sweep, {sig} to the {to}: exit {rc} after {seconds:.2f} s; requests after "
-          f"the signal: {len(after)}; paid {paid}, stored {stored}; claims left {len(claims)}; "
+          f"the signal: {len(after)}{f' ({late})' if late else ''}; paid {paid}, stored "
+          f"{stored}; claims left {len(claims)}; "
           f"Ray processes left {len(left)} of {len(family)}; Ray sessions {len(sessions)}")
     text = log.read_text()
     assert rc == 130, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
-    assert after == []
+    assert after == [], text[-3000:]
     assert paid == stored > 0
     assert claims == []
     assert left == set()
