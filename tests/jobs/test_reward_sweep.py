@@ -144,17 +144,17 @@ def test_facade_scores_through_the_cache_the_sweep_uses(tmp_path: Path,
     ({"attributes": {"helpfulness": -1}}, "must be a non-negative integer"),
     ({"attributes": {"length": 0}}, "unknown attribute 'length'"),
     ({"attributes": "helpfulness=0"}, "maps no head to ['correctness'"),
-    ({"attributes": HEADS, "batch": 0}, "--reward-batch must be at least 1"),
+    ({"attributes": HEADS, "batch": 0}, "`batch` must be between 1 and 100,000, got 0"),
 ])
 def test_bad_reward_settings_are_clear_errors(shared_data: Path, config: Any,
                                               message: str) -> None:
     import pluralign
 
-    if isinstance(config, dict):
-        config = pluralign.RewardConfig(model="m", **config)
-    elif config == "llm":
-        config = pluralign.LLMConfig(model="m")
-    with pytest.raises(pluralign.InputError, match=re.escape(message)):
+    with pytest.raises(pluralign.InputError, match=re.escape(message)):  # refused when built
+        if isinstance(config, dict):
+            config = pluralign.RewardConfig(model="m", **config)
+        elif config == "llm":
+            config = pluralign.LLMConfig(model="m")
         pluralign.score(_bench(shared_data, limit=2), "reward", config=config,
                         cache="/nonexistent/never-written")
 
