@@ -621,14 +621,22 @@ def _jsonschema() -> ModuleType:
     return jsonschema
 
 
+_LAST: list[tuple[JSONSchema, _Validator]] = []
+"""The schema last checked against (a copy) and its validator: a judge sends equal schemas with
+every request, and comparing one is cheaper than serializing it for :data:`_VALIDATORS`."""
+
+
 def _validator(schema: JSONSchema) -> _Validator:
     """The draft 2020-12 validator of ``schema`` (SchemaError when the schema is malformed)."""
+    if _LAST and _LAST[0][0] == schema:
+        return _LAST[0][1]
     key = json.dumps(schema, sort_keys=True, default=str)
     found = _VALIDATORS.get(key)
     if found is None:
         cls = _jsonschema().Draft202012Validator
         cls.check_schema(schema)
         found = _VALIDATORS[key] = cls(schema)
+    _LAST[:] = [(json.loads(key), found)]  # a copy: a schema changed later is not the same
     return found
 
 

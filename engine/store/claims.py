@@ -99,10 +99,15 @@ class Claims:
         self._owner_file: Path | None = None
         self._made = False
         """The claims folder was made (or found) by this object."""
+        self._root_text = os.fspath(self.root)
         self._watched: dict[str, tuple[int, int, float]] = {}  # name -> (ino, mtime_ns, since)
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}{CLAIM_SUFFIX}"
+
+    def _name(self, key: str) -> str:
+        """The claim's path as text (no Path object per claim on the hot path)."""
+        return f"{self._root_text}{os.sep}{key}{CLAIM_SUFFIX}"
 
     def _info(self) -> bytes:
         return json.dumps({"owner": self.owner, "host": self.host, "pid": self.pid,
@@ -118,7 +123,7 @@ class Claims:
             claims_folder(self.cache_root)  # a file took the folder's place: one clear line
             raise
 
-    def _exclusive(self, path: Path) -> bool:
+    def _exclusive(self, path: Path | str) -> bool:
         """Create ``path`` holding this process's info; False when it exists."""
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -128,7 +133,7 @@ class Claims:
             os.write(fd, self._info())
         except BaseException:
             os.close(fd)
-            path.unlink(missing_ok=True)
+            Path(path).unlink(missing_ok=True)
             raise
         os.close(fd)
         return True
@@ -136,13 +141,13 @@ class Claims:
     def _owner(self) -> Path:
         """This process's owner file, created on first use (and again if reaped meanwhile:
         ``link`` then fails with FileNotFoundError and :meth:`_create` forgets it)."""
+        if self._owner_file is not None:
+            return self._owner_file
         path = self.root / self._owner_name()
-        if self._owner_file is None:
-            if self._owner_file is None:
-                self._reap_owners()
-            path.unlink(missing_ok=True)
-            self._exclusive(path)
-            self._owner_file = path
+        self._reap_owners()
+        path.unlink(missing_ok=True)
+        self._exclusive(path)
+        self._owner_file = path
         return path
 
     def _reap_owners(self) -> None:
@@ -154,7 +159,7 @@ class Claims:
                     owner.unlink()
                     self._watched.pop(owner.name, None)
 
-    def _create(self, path: Path) -> bool:
+    def _create(self, path: Path | str) -> bool:
         """Create the claim ``path``; False when it exists."""
         if not self.links:
             try:
@@ -185,14 +190,17 @@ class Claims:
         if not self._made:  # once: a folder removed meanwhile is made again by _create
             self._mkdir()
             self._made = True
+        if self._create(self._name(key)):  # the usual case: free
+            self.held.add(key)
+            return True
         path = self._path(key)
         for _ in range(2):
-            if self._create(path):
-                self.held.add(key)
-                return True
             if not self._stale(path):
                 return False
             self._take_over(path)
+            if self._create(path):
+                self.held.add(key)
+                return True
         return False
 
     def claimed_elsewhere(self, key: str) -> bool:
