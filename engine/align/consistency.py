@@ -7,12 +7,14 @@ seeded base order, so over any k consecutive samples each response sits in each 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from pluralign.engine.store.hashing import seed_of
 
 
+@lru_cache(maxsize=4096)  # a judge asks again for each item's request and answer
 def base_order(k: int, key: str) -> tuple[int, ...]:
     """A seeded permutation of range(k), fixed for ``key`` (e.g. benchmark, scenario, attribute)."""
     seed = seed_of(key)
