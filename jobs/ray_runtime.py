@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,7 +150,7 @@ BROKEN_SHUTDOWN_GRACE = 20.0
 5: the driver's core worker waits on the dead before it lets go)."""
 
 
-def abandon_broken_ray(grace: float = BROKEN_SHUTDOWN_GRACE) -> bool:
+def abandon_broken_ray(grace: float = BROKEN_SHUTDOWN_GRACE, settle: float = 0.0) -> bool:
     """When the Ray runtime this process started has lost a process (a SIGTERM to the whole
     process group kills its raylet, GCS and actor workers with the driver's handler still
     running), take down what is left of it and disconnect, before anything waits on the dead:
@@ -157,10 +158,17 @@ def abandon_broken_ray(grace: float = BROKEN_SHUTDOWN_GRACE) -> bool:
 
     True when it did: the caller then makes no Ray call of its own (each would raise, and none
     starts a fresh runtime: :func:`forbid_implicit_init`). False, touching nothing, for an
-    intact runtime, one this process only connected to, or none.
+    intact runtime, one this process only connected to, or none. ``settle``: seconds to watch
+    an intact runtime for a process dying (a signal that reached it too may still be on its
+    way through it).
     """
-    if "ray" not in sys.modules or started_ray_intact():
-        return False
+    if "ray" not in sys.modules or not _started_processes():
+        return False  # no runtime of its own: nothing to watch, nothing to take down
+    deadline = time.monotonic() + settle
+    while started_ray_intact():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
     ray = _ray()
     forbid_implicit_init()
     started = _started_processes()
