@@ -558,8 +558,15 @@ class BackendPool:
         if slot.generation != generation or slot.retired:
             return
         slot.generation += 1
-        slot.ready.clear()
         slot.host = slot.node_id = None
+        if self._stopping and isinstance(slot, _RaySlot):
+            # Stopping (a signal drained the pool): a fresh actor would send nothing, and
+            # starting one calls into Ray, whose GCS the group's SIGTERM may have killed — a
+            # call that waits a minute, then aborts the process. Its batches go elsewhere or
+            # end unanswered (a rerun sends them).
+            slot.retired = True
+            return
+        slot.ready.clear()
         task = asyncio.ensure_future(slot.replace())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -569,6 +576,8 @@ class BackendPool:
         holds two or more (a host joined, or came back after a loss), move one actor there."""
         while not self._stopping:
             await asyncio.sleep(placement.watch_seconds)
+            if self._stopping:  # no look into a Ray the stopping signal may have broken
+                return
             try:
                 await self._rebalance(await asyncio.to_thread(placement.feasible_nodes))
             except Exception as e:  # a failed look is retried on the next tick

@@ -304,3 +304,21 @@ def test_a_pool_whose_ray_is_intact_closes_its_actors_and_placement_group() -> N
         return slot.ray_calls, placement.removed
 
     assert asyncio.run(main()) == (["close and kill the actor"], True)
+
+
+def test_a_drained_pool_starts_no_replacement_for_an_actor_that_dies() -> None:
+    """After the first signal a dead actor is retired, not replaced: a fresh actor would send
+    nothing, and starting one calls into a Ray whose GCS the signal may have killed."""
+    async def main() -> tuple[_StandInSlot, list[str]]:
+        dying, live = _StandInSlot(0, dies=True), _StandInSlot(1)
+        pool = BackendPool([dying, live])
+        await pool.start()
+        pool.drain()
+        results = await pool.generate(reqs(2))  # rerouted to the live actor
+        await pool.close()
+        return dying, [r.samples[0].text for r in results]
+
+    dying, texts = asyncio.run(main())
+    assert texts == ["ok", "ok"]
+    assert dying.retired
+    assert "start a replacement" not in dying.ray_calls
