@@ -16,7 +16,7 @@ import random
 import socket
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal, NoReturn, Protocol
@@ -608,8 +608,12 @@ class _Validator(Protocol):
     def iter_errors(self, instance: object, /) -> Iterator[_SchemaError]: ...
 
 
-_VALIDATORS: dict[str, _Validator] = {}
-"""One compiled validator per schema (keyed by its canonical JSON): judges reuse a handful."""
+_Check = Callable[[object], bool]
+"""A plain-Python test that an answer is valid (True only where jsonschema would agree)."""
+
+_VALIDATORS: dict[str, tuple[_Validator, _Check | None]] = {}
+"""One compiled validator per schema (keyed by its canonical JSON), with its quick check where
+the schema has one: judges reuse a handful."""
 
 
 def _jsonschema() -> ModuleType:
@@ -621,13 +625,14 @@ def _jsonschema() -> ModuleType:
     return jsonschema
 
 
-_LAST: list[tuple[JSONSchema, _Validator]] = []
+_LAST: list[tuple[JSONSchema, tuple[_Validator, _Check | None]]] = []
 """The schema last checked against (a copy) and its validator: a judge sends equal schemas with
 every request, and comparing one is cheaper than serializing it for :data:`_VALIDATORS`."""
 
 
-def _validator(schema: JSONSchema) -> _Validator:
-    """The draft 2020-12 validator of ``schema`` (SchemaError when the schema is malformed)."""
+def _validator(schema: JSONSchema) -> tuple[_Validator, _Check | None]:
+    """The draft 2020-12 validator of ``schema`` (SchemaError when the schema is malformed) and
+    its quick check (:func:`quick_check`)."""
     if _LAST and _LAST[0][0] == schema:
         return _LAST[0][1]
     key = json.dumps(schema, sort_keys=True, default=str)
@@ -635,9 +640,92 @@ def _validator(schema: JSONSchema) -> _Validator:
     if found is None:
         cls = _jsonschema().Draft202012Validator
         cls.check_schema(schema)
-        found = _VALIDATORS[key] = cls(schema)
+        found = _VALIDATORS[key] = (cls(schema), quick_check(schema))
     _LAST[:] = [(json.loads(key), found)]  # a copy: a schema changed later is not the same
     return found
+
+
+def _is_int(v: object) -> bool:
+    return type(v) is int  # JSON integers only; 5.0 and booleans go to jsonschema
+
+
+def _is_number(v: object) -> bool:
+    return type(v) is int or type(v) is float
+
+
+_QUICK_TYPES: dict[str, _Check] = {
+    "object": lambda v: type(v) is dict, "array": lambda v: type(v) is list,
+    "string": lambda v: type(v) is str, "integer": _is_int, "number": _is_number,
+    "boolean": lambda v: type(v) is bool, "null": lambda v: v is None,
+}
+_QUICK_KEYWORDS = frozenset({"type", "properties", "required", "additionalProperties",
+                             "minLength", "maxLength", "minimum", "maximum", "title",
+                             "description"})
+
+
+def _bound(value: object) -> bool:
+    return value is None or type(value) in (int, float)
+
+
+def quick_check(schema: object) -> _Check | None:
+    """A plain-Python test for the small part of JSON Schema our judges' answer schemas use
+    (``type`` as one name, ``properties``, ``required``, ``additionalProperties`` true or false,
+    ``minLength``/``maxLength``, ``minimum``/``maximum``); None for any other schema.
+
+    It is a shortcut, never the judge: True only where jsonschema also finds the value valid
+    (it is stricter: an integer written ``5.0`` is left to jsonschema), so a False sends the
+    value to jsonschema, which decides and says why.
+    """
+    if not isinstance(schema, dict) or not schema.keys() <= _QUICK_KEYWORDS:
+        return None
+    kind = schema.get("type")
+    type_ok = _QUICK_TYPES.get(kind) if isinstance(kind, str) else None
+    if kind is not None and type_ok is None:
+        return None
+    props = schema.get("properties", {})
+    required = schema.get("required", [])
+    extra = schema.get("additionalProperties", True)
+    lo_len, hi_len = schema.get("minLength"), schema.get("maxLength")
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    if (not isinstance(props, dict) or type(required) is not list
+            or not all(type(r) is str for r in required) or type(extra) is not bool
+            or not all(v is None or type(v) is int for v in (lo_len, hi_len))
+            or not (_bound(lo) and _bound(hi))):
+        return None
+    checks: dict[str, _Check] = {}
+    for name, sub in props.items():
+        check = quick_check(sub)
+        if check is None:
+            return None
+        checks[name] = check
+    needed = tuple(required)
+
+    def ok(v: object) -> bool:
+        if type_ok is not None and not type_ok(v):
+            return False
+        t = type(v)
+        if t is dict:
+            assert isinstance(v, dict)
+            for name in needed:
+                if name not in v:
+                    return False
+            for name, x in v.items():
+                check = checks.get(name)
+                if check is None:
+                    if not extra:
+                        return False
+                elif not check(x):
+                    return False
+            return True
+        if t is str:
+            assert isinstance(v, str)
+            return (lo_len is None or len(v) >= lo_len) and (hi_len is None or len(v) <= hi_len)
+        if t is int or t is float:
+            assert isinstance(v, int | float)
+            return (lo is None or v >= lo) and (hi is None or v <= hi)
+        return t is bool or t is list or v is None  # anything else is left to jsonschema
+
+    return ok
 
 
 def schema_errors(value: object, schema: JSONSchema) -> list[str]:
@@ -647,14 +735,17 @@ def schema_errors(value: object, schema: JSONSchema) -> list[str]:
     A schema that cannot be checked (malformed, or a reference that does not resolve) gives an
     error too, never a pass: a schema we cannot check must not let bad answers through.
     """
-    exceptions = _jsonschema().exceptions
     try:
-        errors = list(_validator(schema).iter_errors(value))
+        validator, quick = _validator(schema)
+        if quick is not None and quick(value):
+            return []
+        errors = list(validator.iter_errors(value))
     except Exception as e:  # SchemaError, or an unresolvable $ref raised while validating
         why = getattr(e, "message", None) or str(e) or type(e).__name__
         return [f"$: schema cannot be checked: {why}"]
     if not errors:
         return []
+    exceptions = _jsonschema().exceptions
     best = exceptions.best_match(errors)
     rest = sorted((e for e in errors if e is not best), key=exceptions.relevance, reverse=True)
     return [f"{e.json_path}: {e.message}" for e in (best, *rest)]

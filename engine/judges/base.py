@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -148,6 +148,51 @@ class Judge(Task, Protocol):
     ) -> list[WorkItem]:
         """Work items for these scenario indices and sample count (targets: prompt-aligned)."""
         ...
+
+
+BUILT_MAX = 1 << 16
+"""Most requests a judge keeps for its answers to come back (:class:`BuiltRequests`)."""
+
+
+class BuiltRequests:
+    """The requests a judge built, by item, until their answers are parsed.
+
+    Parsing an answer needs what its request was built from (the response order, the prompt's
+    fingerprint for provenance); taking them from the request that was sent costs nothing, where
+    building the request again cost as much as the first time. Bounded by ``most``: the oldest
+    are forgotten first (an item whose answer never comes back), and a forgotten one is built
+    again, so what is parsed never depends on what was kept.
+    """
+
+    def __init__(self, most: int = BUILT_MAX) -> None:
+        self.most = most
+        self._by_key: dict[str, tuple[WorkItem, GenerationRequest, tuple[int, ...]]] = {}
+
+    def keep(self, item: WorkItem, request: GenerationRequest,
+             order: tuple[int, ...] = ()) -> GenerationRequest:
+        """Remember ``request`` (and the response ``order`` it shows) for ``item``; returns it."""
+        if item.key not in self._by_key and len(self._by_key) >= self.most:
+            del self._by_key[next(iter(self._by_key))]
+        self._by_key[item.key] = (item, request, order)
+        return request
+
+    def take(self, item: WorkItem,
+             build: Callable[[WorkItem], GenerationRequest]) -> tuple[GenerationRequest,
+                                                                      tuple[int, ...]]:
+        """The request kept for ``item`` and its order, forgotten here; when none is kept (or
+        one for another item with the same key), ``build`` makes it again (and keeps it)."""
+        found = self._by_key.pop(item.key, None)
+        if found is None or (found[0] is not item and found[0] != item):
+            build(item)
+            found = self._by_key.pop(item.key)
+        return found[1], found[2]
+
+    def drop(self, item: WorkItem) -> None:
+        """Forget ``item``'s request (it failed: no answer will be parsed)."""
+        self._by_key.pop(item.key, None)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 def item_key(row_keys: Sequence[str]) -> str:

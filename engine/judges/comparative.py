@@ -162,7 +162,7 @@ class ComparativeJudge(ScoringJudge):
             pairs,
             user_prompt(sc.prompt, lettered, item.attribute, tmpl=tmpl),
         )
-        return GenerationRequest(
+        return self.built.keep(item, GenerationRequest(
             id=item.key,
             messages=messages,
             json_schema=comparative_schema(lets),
@@ -170,14 +170,14 @@ class ComparativeJudge(ScoringJudge):
             temperature=self.settings.temperature,
             seed=request_seed(self.settings.seed, item.key, self.settings.temperature),
             max_tokens=self.settings.max_tokens,
-        )
+        ), order)
 
     def parse(self, item: WorkItem, result: GenerationResult) -> list[ScoreRow]:
         assert item.attribute is not None
-        order = self.order(item.scenario, item.attribute, item.sample)
+        request, order = self.built.take(item, self.request)
         lets = letters(len(order))
         answer = parse_comparative(answer_json(result), lets)
-        prompt = self.request(item).fingerprint()
+        prompt = request.fingerprint()
         rows = []
         for pos, r in enumerate(order):
             score, reasoning = answer[lets[pos]]
@@ -190,6 +190,7 @@ class ComparativeJudge(ScoringJudge):
 
     def failure_rows(self, item: WorkItem, reason: str) -> list[ScoreRow]:
         assert item.attribute is not None
+        self.built.drop(item)
         k = len(self.bench.scenarios[item.scenario].responses)
         return [
             self.row(item.scenario, r, item.attribute, item.sample, score=None,

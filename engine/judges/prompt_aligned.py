@@ -19,6 +19,7 @@ from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.base import (
     REASONING_MAX,
     AnswerError,
+    BuiltRequests,
     ItemKind,
     JudgeSettings,
     WorkItem,
@@ -145,6 +146,8 @@ class ChoiceJudge:
         self.fewshot = fewshot if settings.few_shot else None
         """Source of solved examples, or None for zero-shot."""
         self._examples: dict[tuple[int, str], list[ChoiceExample]] = {}
+        self.built = BuiltRequests()
+        """Requests built and not yet parsed (parsing reuses their order and fingerprint)."""
         self.template_overrides: dict[str, str] = dict(templates or {})
         """Templates a user prompts file sets (the rest keep our wording)."""
         self.bench = bench
@@ -242,7 +245,7 @@ class ChoiceJudge:
         order = self.order(item.scenario, item.target, item.sample)
         lets = letters(len(order))
         lettered = [(lets[p], sc.responses[r]) for p, r in enumerate(order)]
-        return GenerationRequest(
+        return self.built.keep(item, GenerationRequest(
             id=item.key,
             messages=system_then(self.system(item.target),
                                  [self.example_pair(e)
@@ -253,18 +256,19 @@ class ChoiceJudge:
             temperature=self.settings.temperature,
             seed=request_seed(self.settings.seed, item.key, self.settings.temperature),
             max_tokens=self.settings.max_tokens,
-        )
+        ), order)
 
     def parse(self, item: WorkItem, result: GenerationResult) -> list[dict[str, object]]:
         assert item.target is not None
-        order = self.order(item.scenario, item.target, item.sample)
+        request, order = self.built.take(item, self.request)
         lets = letters(len(order))
         letter, reasoning = parse_choice(answer_json(result), lets)
         return [self._row(item, choice=order[lets.index(letter)], reasoning=reasoning,
                           error=None, meta=meta_with(result, letter=letter,
-                                                     prompt=self.request(item).fingerprint()))]
+                                                     prompt=request.fingerprint()))]
 
     def failure_rows(self, item: WorkItem, reason: str) -> list[dict[str, object]]:
+        self.built.drop(item)
         return [self._row(item, choice=None, reasoning=None, error=reason, meta="{}")]
 
     def _row(self, item: WorkItem, *, choice: int | None, reasoning: str | None,

@@ -130,7 +130,7 @@ class RegressionJudge(ScoringJudge):
             pairs,
             user_prompt(sc.prompt, sc.responses[item.response], item.attribute, tmpl=tmpl),
         )
-        return GenerationRequest(
+        return self.built.keep(item, GenerationRequest(
             id=item.key,
             messages=messages,
             json_schema=regression_schema(),
@@ -138,16 +138,18 @@ class RegressionJudge(ScoringJudge):
             temperature=self.settings.temperature,
             seed=request_seed(self.settings.seed, item.key, self.settings.temperature),
             max_tokens=self.settings.max_tokens,
-        )
+        ))
 
     def parse(self, item: WorkItem, result: GenerationResult) -> list[ScoreRow]:
         assert item.attribute is not None and item.response is not None
+        request, _ = self.built.take(item, self.request)
         score, reasoning = parse_regression(answer_json(result))
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=score / SCALE, reasoning=reasoning, error=None,
-                         meta=meta_with(result, prompt=self.request(item).fingerprint()))]
+                         meta=meta_with(result, prompt=request.fingerprint()))]
 
     def failure_rows(self, item: WorkItem, reason: str) -> list[ScoreRow]:
         assert item.attribute is not None and item.response is not None
+        self.built.drop(item)
         return [self.row(item.scenario, item.response, item.attribute, item.sample,
                          score=None, reasoning=None, error=reason, meta="{}")]

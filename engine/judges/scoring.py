@@ -13,6 +13,7 @@ from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.judges.attributes import definitions_for
 from pluralign.engine.judges.base import (
     SCALE,
+    BuiltRequests,
     ItemKind,
     JudgeSettings,
     usage_meta,
@@ -57,6 +58,8 @@ class ScoringJudge:
         self.fewshot = fewshot if settings.few_shot else None
         """Source of in-context examples, or None for zero-shot."""
         self._examples: dict[tuple[int, str], list[Example]] = {}
+        self.built = BuiltRequests()
+        """Requests built and not yet parsed (parsing reuses their order and fingerprint)."""
         self.identity = scorer_identity(self.name, self.identity_settings())
         """Name plus a hash of everything that changes the answers."""
 

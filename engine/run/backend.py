@@ -57,7 +57,13 @@ class GenerationRequest:
     first generated token (``Sample.top_logprobs``); part of the fingerprint only when set."""
 
     def fingerprint(self) -> str:
-        """SHA-256 (16 hex) of every field that changes the answer (not ``id``)."""
+        """SHA-256 (16 hex) of every field that changes the answer (not ``id``).
+
+        Worked out once per request object (the fields are frozen; a ``replace`` copy works it
+        out again): a judge asks for it when it stores the answer."""
+        known = self.__dict__.get("_fingerprint")
+        if known is not None:
+            return str(known)
         payload = {
             "messages": [(m.role, m.content) for m in self.messages],
             "schema": self.json_schema,
@@ -68,7 +74,9 @@ class GenerationRequest:
         }
         if self.top_logprobs is not None:
             payload["top_logprobs"] = self.top_logprobs
-        return digest(payload, 16)
+        found = digest(payload, 16)
+        self.__dict__["_fingerprint"] = found  # not a field: equality and repr ignore it
+        return found
 
 
 @dataclass(frozen=True)

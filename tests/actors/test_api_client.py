@@ -18,11 +18,15 @@ from pluralign.actors.backends.api_client import (
     chat_url,
     classify_status,
     parse_retry_after,
+    quick_check,
     schema_errors,
 )
 from pluralign.actors.ratelimit import LocalLimiter
 from pluralign.actors.testing.fake_server import FakeOpenAIServer
 from pluralign.engine.errors import InputError
+from pluralign.engine.judges.comparative import comparative_schema
+from pluralign.engine.judges.prompt_aligned import choice_schema
+from pluralign.engine.judges.regression import regression_schema
 from pluralign.engine.run.backend import (
     Backend,
     FailureKind,
@@ -425,3 +429,88 @@ def test_a_url_password_and_body_credentials_never_show(fake_key: str) -> None:
         shown = "\n".join([r.failure.message, repr(cfg), repr(OpenAIBackend(cfg))])
         assert not any(s in shown for s in planted)
         assert len(cfg.credentials()) == 2 and planted[2] in cfg.credentials()
+
+
+def _answer_schemas() -> list[Any]:
+    return [comparative_schema("AB"), comparative_schema("ABCDE"), regression_schema(),
+            choice_schema("ABC"), JUDGE_SCHEMA, *OTHER_SCHEMAS]
+
+
+_LEAF = (st.none() | st.booleans() | st.integers(-3, 104) | st.floats(-3, 104)
+         | st.sampled_from([0.0, 7.0, 100.0, 100.5, float("nan"), float("inf")])
+         | st.text(max_size=3) | st.sampled_from(["", "é" * 512, "x" * 513]) | st.sampled_from("ABC"))
+_ANSWERS = st.recursive(
+    _LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["A", "B", "C", "D", "E", "reasoning", "score", "choice", "why", "x"]),
+        inner, max_size=6), max_leaves=14)
+"""Answers near the judges' schemas: right and wrong keys, types, lengths and bounds."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_ANSWERS, which=st.integers(0, len(OTHER_SCHEMAS) + 4))
+def test_quick_check_passes_only_what_jsonschema_passes(value: Any, which: int) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = _answer_schemas()[which]
+    quick = quick_check(schema)
+    theirs = jsonschema.Draft202012Validator(schema).is_valid(value)
+    if quick is not None and quick(value):
+        assert theirs
+    assert (schema_errors(value, schema) == []) == theirs
+
+
+_FAULTS: list[tuple[str, Any]] = [
+    ("reasoning", "x" * 512), ("reasoning", "x" * 513), ("reasoning", ""), ("reasoning", 3),
+    ("score", 0), ("score", 100), ("score", -1), ("score", 101), ("score", True),
+    ("score", 5.0), ("score", 5.5), ("score", "5"), ("score", None), ("why", "x"),
+    ("-score", None), ("-reasoning", None), ("-letter", None), ("+letter", None),
+    ("letter", []), ("letter", "A"), ("answer", [])]
+"""One change to a valid answer: a field set to a value, removed (``-``), a letter added or
+removed, or the letter's (or the whole answer's) value replaced."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(scores=st.lists(st.integers(0, 100), min_size=5, max_size=5),
+       reasons=st.lists(st.text(min_size=1, max_size=6), min_size=5, max_size=5),
+       at=st.integers(0, 4), faults=st.lists(st.sampled_from(_FAULTS), max_size=2))
+def test_quick_check_agrees_with_jsonschema_on_judge_answers(
+        scores: list[int], reasons: list[str], at: int, faults: list[tuple[str, Any]]) -> None:
+    """Answers as a model writes them, valid or with one or two faults: the quick check and
+    jsonschema agree, except on integral floats (5.0), which only jsonschema passes."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = _answer_schemas()[1]
+    value: Any = {letter: {"reasoning": r, "score": n}
+                  for letter, r, n in zip("ABCDE", reasons, scores, strict=True)}
+    letter = "ABCDE"[at]
+    for field, bad in faults:
+        if not isinstance(value, dict) or not isinstance(value.get(letter), dict):
+            break
+        if field == "answer":
+            value = bad
+        elif field == "letter":
+            value[letter] = bad
+        elif field == "-letter":
+            value.pop(letter)
+        elif field == "+letter":
+            value["F"] = {"reasoning": "r", "score": 1}
+        elif field.startswith("-"):
+            value[letter].pop(field[1:], None)
+        else:
+            value[letter][field] = bad
+    quick = quick_check(schema)
+    assert quick is not None
+    theirs = jsonschema.Draft202012Validator(schema).is_valid(value)
+    if ("score", 5.0) in faults and theirs:
+        assert not quick(value)  # left to jsonschema, which passes it
+    else:
+        assert quick(value) == theirs
+
+
+def test_quick_check_leaves_other_schemas_to_jsonschema() -> None:
+    assert quick_check({"type": "object", "$ref": "#/defs/x"}) is None
+    assert quick_check({"type": ["string", "null"]}) is None
+    assert quick_check({"enum": [1, 2]}) is None
+    assert quick_check({"type": "object", "properties": {"a": {"pattern": "x"}}}) is None
+    quick = quick_check({"type": "integer", "minimum": 0})
+    assert quick is not None and quick(3) and not quick(-1) and not quick(True)
+    assert not quick(3.0)  # an integral float is left to jsonschema, which passes it
+    assert schema_errors(3.0, {"type": "integer", "minimum": 0}) == []

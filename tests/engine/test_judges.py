@@ -3,6 +3,7 @@ answer parsing, identities, prompt-aligned wording, the choice cache and the fak
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -32,7 +33,7 @@ from pluralign.engine.judges import (
     make_judge,
 )
 from pluralign.engine.judges.attributes import ATTRIBUTE_DEFINITIONS
-from pluralign.engine.judges.base import answer_json
+from pluralign.engine.judges.base import BuiltRequests, answer_json
 from pluralign.engine.judges.comparative import comparative_schema, parse_comparative
 from pluralign.engine.judges.fake_answerer import label_answerer, split_prompt
 from pluralign.engine.judges.prompt_aligned import describe, parse_choice, target_instructions
@@ -123,6 +124,56 @@ def test_letters_are_mapped_back_to_the_responses_they_were_shown_as() -> None:
             assert r["reasoning"] == f"saw {sc.responses[r['response']]}"
             assert r["key"] == item.row_keys[r["response"]]
             assert r["error"] is None and r["sample"] == item.sample
+
+
+def _answer_for(judge: object, item: object) -> dict[str, object]:
+    if isinstance(judge, PromptAlignedJudge):
+        return {"reasoning": "r", "choice": "B"}
+    if isinstance(judge, RegressionJudge):
+        return {"reasoning": "r", "score": 42}
+    return {letter: {"reasoning": f"r{p}", "score": 7 * p} for p, letter in enumerate("ABC")}
+
+
+@pytest.mark.parametrize("make", [
+    lambda b: ComparativeJudge(b, SETTINGS), lambda b: RegressionJudge(b, SETTINGS),
+    lambda b: PromptAlignedJudge(b, SETTINGS)])
+def test_parse_takes_the_request_built_for_the_item_and_stores_what_a_rebuild_would(
+        make: object) -> None:
+    bench = tiny_bench(n=3, k=3)
+    judge, fresh = make(bench), make(bench)  # type: ignore[operator]
+    targets = ['{"helpfulness": 1.0}'] if isinstance(judge, PromptAlignedJudge) else None
+    for item in judge.items(range(3), 2, targets):
+        req = judge.request(item)
+        assert len(judge.built) == 1
+        result = result_of(_answer_for(judge, item), req.id)
+        rows = judge.parse(item, result)
+        assert len(judge.built) == 0
+        assert rows == fresh.parse(item, result)  # nothing kept there: built again
+        prompt = json.loads(str(rows[0]["meta"]))["prompt"]
+        assert prompt == fresh.request(item).fingerprint()
+        assert prompt == dataclasses.replace(req, max_sends=2).fingerprint()
+
+
+def test_built_requests_are_bounded_and_never_taken_for_another_item() -> None:
+    bench = tiny_bench(n=4, k=3)
+    judge, fresh = ComparativeJudge(bench, SETTINGS), ComparativeJudge(bench, SETTINGS)
+    judge.built = BuiltRequests(most=3)
+    items = judge.items(range(4), 1)
+    for it in items:
+        judge.request(it)
+    assert len(judge.built) == 3
+    answer = result_of(_answer_for(judge, items[0]))
+    assert judge.parse(items[0], answer) == fresh.parse(items[0], answer)  # forgotten: rebuilt
+    judge.request(items[1])
+    other = dataclasses.replace(items[1], sample=1)  # same key, another order: not taken
+    assert other.attribute is not None and items[1].attribute is not None
+    assert (judge.order(other.scenario, other.attribute, 1)
+            != judge.order(items[1].scenario, items[1].attribute, 0))
+    assert judge.parse(other, answer) == fresh.parse(other, answer)
+    judge.request(items[2])
+    kept = len(judge.built)
+    judge.failure_rows(items[2], "gave up")
+    assert len(judge.built) == kept - 1  # no answer will come: forgotten
 
 
 def test_requests_show_each_response_in_each_position_equally_often() -> None:
