@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -382,9 +383,10 @@ started, which a SIGTERM kills under it); ``kill PID`` reaches the driver alone.
 def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
         sig: str, to: str, server: FakeOpenAIServer, tmp_path: Path) -> None:
     """A sweep whose API clients are Ray actors: the first signal, to its group or to the
-    driver alone, stops sending, stores every paid answer, exits 130, and leaves no process of
-    the Ray runtime it started, nor starts another one on its way out (a call into a Ray whose
-    runtime the signal killed used to wait a minute on the dead GCS, then abort with exit 1)."""
+    driver alone, stops sending, stores every paid answer (but those an actor worker held as
+    the group's SIGTERM killed it), exits 130, and leaves no process of the Ray runtime it
+    started, nor starts another one on its way out (a call into a Ray whose runtime the signal
+    killed used to wait a minute on the dead GCS, then abort with exit 1)."""
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("ray")
     server.reset()
@@ -433,10 +435,17 @@ def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
           f"{stored}; claims left {len(claims)}; "
           f"Ray processes left {len(left)} of {len(family)}; Ray sessions {len(sessions)}")
     text = log.read_text()
+    # A SIGTERM to the group also reaches the raylet; an actor worker dies with it (the
+    # driver reroutes its batch, and says so), and answers it had received but not yet
+    # returned go with it: at most those requests are paid and not stored. Every other answer
+    # is stored; the other signals lose none.
+    died_with = sum(int(n) for n in re.findall(r"failed: \w+.*; rerouting (\d+) requests", text))
+    print(f"requests on actors that died: {died_with}")
     assert rc == 130, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert after == [], text[-3000:]
-    assert paid == stored > 0
+    assert 0 < stored <= paid and paid - stored <= died_with, text[-3000:]
+    assert died_with == 0 or (sig, to) == ("SIGTERM", "group"), text[-3000:]
     assert claims == []
     assert left == set()
     assert len(sessions) == 1, sessions  # no second runtime started on the way out
