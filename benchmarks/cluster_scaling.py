@@ -9,7 +9,10 @@ last, so start-up is left out):
 2. **Driver ceiling** (one machine, no Ray): our sweep (in-process client, one driver) against
    a bare aiohttp loop that sends the very same request bodies at the same concurrency to the
    same endpoint (the fake server in its own process). Ratio = our requests/s over the bare
-   loop's (goal >= 0.9 at ~1,000 requests/s).
+   loop's (goal >= 0.9 at ~1,000 requests/s). Our client runs at the fixed concurrency of the
+   bare loop (``adaptive="off"``); ``--adaptive auto`` measures the default instead, whose
+   AIMD concurrency starts at 4 and grows by one per round of answers (a ramp, not a cost of
+   the driver: about a third of a 5,000-request run goes by before it reaches 64).
 
     python benchmarks/cluster_scaling.py                   # both
     python benchmarks/cluster_scaling.py --only ceiling    # no root needed
@@ -115,16 +118,18 @@ from pluralign.jobs.configs import LLMConfig
 url, cache, n, concurrency = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 bench = load_benchmark(f"synthetic:S={n},R=2-2,A=5,L=5,seed=7", "eval")
 config = LLMConfig(model="fake-model", base_url=url, api_key_env=sys.argv[6], few_shot=False,
-                   concurrency=concurrency, actors=1, use_ray=False, max_in_flight=concurrency)
+                   concurrency=concurrency, actors=1, use_ray=False, max_in_flight=concurrency,
+                   adaptive=sys.argv[7])
 api.score(bench, "comparative-regression", train=None, config=config, cache=Path(cache),
           quiet=True)
 """
 """Our sweep run from another checkout (its root first on the path), in a process of its own."""
 
 
-def _sweep_from(tree: Path, url: str, cache: Path, scenarios: int, concurrency: int) -> None:
+def _sweep_from(tree: Path, url: str, cache: Path, scenarios: int, concurrency: int,
+                adaptive: str) -> None:
     subprocess.run([sys.executable, "-c", _SWEEP, str(tree.resolve()), url, str(cache),
-                    str(scenarios), str(concurrency), KEY_ENV], check=True,
+                    str(scenarios), str(concurrency), KEY_ENV, adaptive], check=True,
                    env={**os.environ, "PYTHONPATH": str(tree.resolve())})
 
 
@@ -143,7 +148,7 @@ async def _bare(url: str, bodies: list[dict[str, object]], concurrency: int) -> 
 
 
 def ceiling(latency: float, concurrency: int, scenarios: int,
-            before: Path | None = None) -> dict[str, Any]:
+            before: Path | None = None, adaptive: str = "off") -> dict[str, Any]:
     from pluralign.engine.data.sources import load_benchmark
     from pluralign.jobs import api
     from pluralign.jobs.configs import LLMConfig
@@ -159,7 +164,7 @@ def ceiling(latency: float, concurrency: int, scenarios: int,
             url = next(w for w in server.stdout.readline().split() if w.startswith("http"))
             config = LLMConfig(model="fake-model", base_url=url, api_key_env=KEY_ENV,
                                few_shot=False, concurrency=concurrency, actors=1,
-                               use_ray=False, max_in_flight=concurrency)
+                               use_ray=False, max_in_flight=concurrency, adaptive=adaptive)
             bodies = _bodies(bench, config)
             asyncio.run(_bare(url, bodies[:concurrency], concurrency))  # warm-up
             rates = {"bare aiohttp": 0.0, "our sweep": 0.0}
@@ -173,7 +178,7 @@ def ceiling(latency: float, concurrency: int, scenarios: int,
                     elif name == "before":
                         assert before is not None
                         _sweep_from(before, url, Path(tmp) / f"before{rep}", scenarios,
-                                    concurrency)
+                                    concurrency, adaptive)
                     else:
                         api.score(bench, "comparative-regression", train=None, config=config,
                                   cache=Path(tmp) / f"cache{rep}", quiet=True)
@@ -186,8 +191,9 @@ def ceiling(latency: float, concurrency: int, scenarios: int,
             server.wait(10)
     ratio = rates["our sweep"] / rates["bare aiohttp"]
     print(f"driver ceiling: our sweep / bare loop = {ratio:.3f} at "
-          f"{rates['bare aiohttp']:.0f} requests/s (goal >= 0.9)")
-    out = {"latency_s": latency, "concurrency": concurrency, "requests": len(bodies),
+          f"{rates['bare aiohttp']:.0f} requests/s (goal >= 0.9; adaptive {adaptive})")
+    out = {"latency_s": latency, "concurrency": concurrency, "adaptive": adaptive,
+           "requests": len(bodies),
            "requests_per_s": rates, "ratio": ratio}
     if before is not None:
         out["ratio_before"] = rates["before"] / rates["bare aiohttp"]
@@ -208,11 +214,14 @@ def main() -> None:
     ap.add_argument("--before", type=Path, default=None,
                     help="a checkout of an earlier pluralign: its sweep runs too, alternated "
                          "with ours and the bare loop (ceiling only)")
+    ap.add_argument("--adaptive", choices=("off", "auto"), default="off",
+                    help="our client's adaptive concurrency (ceiling only): off = the bare "
+                         "loop's fixed concurrency; auto = the default AIMD, ramping up from 4")
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if args.only in (None, "ceiling"):
         out["ceiling"] = ceiling(args.ceiling_latency, args.concurrency, args.ceiling_scenarios,
-                                 args.before)
+                                 args.before, args.adaptive)
     if args.only in (None, "hosts"):
         out["hosts"] = hosts(args.host_latency, args.host_scenarios)
     print(json.dumps(out))

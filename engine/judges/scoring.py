@@ -164,7 +164,13 @@ def meta_with(result: GenerationResult, **extra: object) -> str:
     credentials when it writes), and judge-specific fields such as the letter a response was
     shown as and the request's ``prompt`` fingerprint (``GenerationRequest.fingerprint``:
     rebuild the exact prompt with ``judge.request(item)``)."""
-    meta = json.loads(usage_meta(result))
+    usage, attempts = result.usage, result.attempts
+    if type(usage.prompt_tokens) is type(usage.completion_tokens) is type(attempts) is int:
+        meta: dict[str, object] = {"prompt_tokens": usage.prompt_tokens,  # usage_meta's, as read
+                                   "completion_tokens": usage.completion_tokens,
+                                   "attempts": attempts}
+    else:
+        meta = json.loads(usage_meta(result))
     raw = result.samples[0].text if result.samples else ""
     meta["raw"] = raw if len(raw) <= RAW_MAX else raw[:RAW_MAX] + "...[cut]"
     meta.update(extra)

@@ -33,12 +33,13 @@ from pluralign.engine.judges import (
     make_judge,
 )
 from pluralign.engine.judges.attributes import ATTRIBUTE_DEFINITIONS
-from pluralign.engine.judges.base import BuiltRequests, answer_json
+from pluralign.engine.judges.base import BuiltRequests, answer_json, usage_meta
 from pluralign.engine.judges.comparative import comparative_schema, parse_comparative
 from pluralign.engine.judges.fake_answerer import label_answerer, split_prompt
 from pluralign.engine.judges.prompt_aligned import describe, parse_choice, target_instructions
 from pluralign.engine.judges.regression import parse_regression
-from pluralign.engine.run.backend import GenerationResult, Sample
+from pluralign.engine.judges.scoring import RAW_MAX, meta_with
+from pluralign.engine.run.backend import GenerationResult, Sample, Usage
 from pluralign.engine.store.choices import CHOICE_SCHEMA, ChoiceCache
 from pluralign.schemas.arrow import with_version
 from pluralign.schemas.records import Scenario
@@ -152,6 +153,14 @@ def test_parse_takes_the_request_built_for_the_item_and_stores_what_a_rebuild_wo
         prompt = json.loads(str(rows[0]["meta"]))["prompt"]
         assert prompt == fresh.request(item).fingerprint()
         assert prompt == dataclasses.replace(req, max_sends=2).fingerprint()
+
+
+@pytest.mark.parametrize("usage", [Usage(12, 34), Usage(0, 0), Usage(12.0, 3)])  # type: ignore[arg-type]
+def test_meta_is_usage_meta_plus_raw_and_extras(usage: Usage) -> None:
+    result = GenerationResult("x", samples=(Sample("é" * 9000),), usage=usage, attempts=2)
+    expected = {**json.loads(usage_meta(result)), "raw": "é" * RAW_MAX + "...[cut]",
+                "letter": "B", "prompt": "abc"}
+    assert meta_with(result, letter="B", prompt="abc") == json.dumps(expected, sort_keys=True)
 
 
 def test_built_requests_are_bounded_and_never_taken_for_another_item() -> None:
