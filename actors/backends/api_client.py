@@ -190,12 +190,33 @@ def check_base_url(url: str, api_key_env: str | None = None) -> None:
                          hint="drop user:password@ or the ?query from `base_url`")
 
 
-def chat_url(base_url: str) -> str:
-    """The chat-completions URL under ``base_url``: the route joins the path, before any query
-    (``https://h/v1?api-version=X`` -> ``https://h/v1/chat/completions?api-version=X``)."""
+def route_url(base_url: str, route: str) -> str:
+    """``route`` under ``base_url``, before any query: a route starting with ``/`` from the
+    server root, any other joined to the base path (``https://h/v1?api-version=X`` and
+    ``chat/completions`` -> ``https://h/v1/chat/completions?api-version=X``)."""
     parts = urlsplit(base_url)
-    path = parts.path.rstrip("/") + "/chat/completions"
+    path = route if route.startswith("/") else parts.path.rstrip("/") + "/" + route
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def chat_url(base_url: str) -> str:
+    """The chat-completions URL under ``base_url``."""
+    return route_url(base_url, "chat/completions")
+
+
+def read_api_key(config: APIClientConfig) -> str | None:
+    """The key from ``config.api_key_env`` (None without one), or a clear error; the key and
+    the credentials the URL and extra body carry are registered for redaction."""
+    key = None
+    if env := config.api_key_env:
+        key = os.environ.get(env, "")
+        if not key:
+            raise PluralignError(f"environment variable {env} is not set: export the API key "
+                                 "there (or set api_key_env to None for servers without auth)")
+        register_secret(key)  # the cache redacts it from every stored text
+    for credential in config.credentials():
+        register_secret(credential)  # and what the URL and extra_body carry
+    return key
 
 
 class _Secret:
@@ -262,16 +283,9 @@ class OpenAIBackend:
             return
         import aiohttp
 
-        env = self.config.api_key_env
-        if env:
-            value = os.environ.get(env, "")
-            if not value:
-                raise PluralignError(f"environment variable {env} is not set: export the API key "
-                                     "there (or set api_key_env to None for servers without auth)")
+        value = read_api_key(self.config)
+        if value:
             self._secret = _Secret(value)
-            register_secret(value)  # the cache redacts it from every stored text
-        for credential in self.config.credentials():
-            register_secret(credential)  # and what the URL and extra_body carry
         if self._limiter is None:
             self._limiter = make_limiter(
                 self.config.rpm, self.config.tpm, redis_url=self.config.redis_url,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +24,8 @@ from pluralign.actors.backends.api_client import (
     parse_sample,
     parse_top_logprobs,
     problems_failure,
+    read_api_key,
+    route_url,
 )
 from pluralign.engine.errors import PluralignError
 from pluralign.engine.jsontypes import UntrustedJSON
@@ -36,7 +37,7 @@ from pluralign.engine.run.backend import (
     GenerationResult,
     Usage,
 )
-from pluralign.engine.store.redaction import redact, register_secret
+from pluralign.engine.store.redaction import redact
 
 if TYPE_CHECKING:
     import aiohttp
@@ -178,14 +179,7 @@ class OpenAIBatchClient:
             return
         import aiohttp
 
-        env = self.config.api_key_env
-        if env:
-            value = os.environ.get(env, "")
-            if not value:
-                raise PluralignError(f"environment variable {env} is not set: export the API "
-                                     "key there")
-            self._key = value
-            register_secret(value)
+        self._key = read_api_key(self.config)
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=max(self.config.timeout, 300.0)))
 
@@ -198,7 +192,7 @@ class OpenAIBatchClient:
     def _url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             return path
-        return f"{self.config.base_url.rstrip('/')}/{path.lstrip('/')}"
+        return route_url(self.config.base_url, path.lstrip("/"))
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"} if self._key else {}

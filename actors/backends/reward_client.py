@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from pluralign.actors.backends.api_client import check_base_url
+from pluralign.actors.backends.api_client import check_base_url, route_url
 from pluralign.engine.store.cache import register_secret
 from pluralign.engine.store.redaction import safe_url, url_credentials
 
@@ -59,11 +58,9 @@ class HTTPRewardClient:
                  api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 120.0,
                  retries: int = 2) -> None:
         check_base_url(base_url, api_key_env)  # http(s), a host, one credential
-        parts = urlsplit(base_url)
         # From the server root, as vLLM serves /pooling and /classify, or relative to the base
         # URL (e.g. "rewards" under .../v1); either way before the query, never after it.
-        path = route if route.startswith("/") else parts.path.rstrip("/") + "/" + route
-        self.url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        self.url = route_url(base_url, route)
         self.model = model
         self._key = os.environ.get(api_key_env) if api_key_env else None
         register_secret(self._key)

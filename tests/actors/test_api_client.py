@@ -407,6 +407,20 @@ def test_the_chat_route_goes_before_the_query(make_fake_server: Any, fake_key: s
     assert r.failure is None and server.stats()["by_status"] == {"200": 1}
 
 
+def test_every_client_puts_its_route_before_the_query() -> None:
+    from pluralign.actors.backends.batch_openai import OpenAIBatchClient
+    from pluralign.actors.backends.reward_client import HTTPRewardClient
+
+    base = "https://h/v1?api-version=2"
+    batch = OpenAIBatchClient(APIClientConfig(base_url=base, model="m", api_key_env=None))
+    assert batch._url("/files") == "https://h/v1/files?api-version=2"
+    assert batch._url("batches/b1/cancel") == "https://h/v1/batches/b1/cancel?api-version=2"
+    reward = HTTPRewardClient(base, "m", api_key_env=None)
+    assert reward.url == "https://h/pooling?api-version=2"
+    assert HTTPRewardClient(base, "m", route="rewards", api_key_env=None).url == (
+        "https://h/v1/rewards?api-version=2")
+
+
 @pytest.mark.parametrize("key", ["model", "messages", "n", "temperature", "max_tokens", "seed",
                                  "response_format", "logprobs", "top_logprobs", "stream"])
 def test_extra_body_may_not_override_the_work(key: str) -> None:
