@@ -40,7 +40,7 @@ from pluralign.jobs.configs import LLMConfig  # noqa: E402
 from pluralign.jobs.llm_scoring import build_judge  # noqa: E402
 from pluralign.jobs.prefix_order import prefix_order, shared_prefix_share  # noqa: E402
 from tests.real_engine.tiny_model import build  # noqa: E402
-from tests.real_engine.vllm_server import free_port, stop  # noqa: E402
+from tests.real_engine.vllm_server import free_port, stop, wait_healthy  # noqa: E402
 
 
 def start(model: Path, port: int, log: Path, blocks: int) -> subprocess.Popen[bytes]:
@@ -52,17 +52,7 @@ def start(model: Path, port: int, log: Path, blocks: int) -> subprocess.Popen[by
         cmd += ["--num-gpu-blocks-override", str(blocks)]
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"vLLM server exited ({proc.returncode}); see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(1)
-    stop(proc)
-    raise SystemExit("vLLM server did not come up")
+    return wait_healthy(proc, port, log)
 
 
 def counters(port: int) -> dict[str, float]:

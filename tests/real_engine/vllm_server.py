@@ -28,6 +28,13 @@ def start_server(model: str | Path, port: int, log: Path, *, name: str = "tiny",
            "--load-format", "dummy", "--max-model-len", str(max_model_len), "--seed", "0",
            "--no-enable-chunked-prefill", "--structured-outputs-config", STRUCTURED]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return wait_healthy(proc, port, log, wait)
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path,
+                 wait: float = 900) -> subprocess.Popen[bytes]:
+    """``proc`` once its ``/health`` answers on loopback ``port`` (raises, the server stopped,
+    if it exits or does not come up within ``wait`` s)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
