@@ -339,13 +339,16 @@ OVERLOADED = frozenset({429, 503, 529})
 
 
 class AdaptiveLimiter:
-    """AIMD for an endpoint whose limits are unknown: concurrency starts at ``start``, grows by
-    one per round of clean answers (+1/limit each) up to ``max_concurrency``, and is cut by
-    ``beta`` on a 429 or an overload. A 429 also pauses every send until its Retry-After and
-    paces sends at ``rate_beta`` of the rate the server accepted over the last ``period``
-    (providers count limits per minute; over the run so far while it is younger), a rate that
-    then grows by ``rate_gain`` of itself per period while answers come back clean (the
-    additive increase of the TCP-style sawtooth).
+    """AIMD for an endpoint whose limits are unknown, with TCP's slow start: concurrency starts
+    at ``start`` and, until the first cut, grows by one per clean answer (doubling per round of
+    answers) up to ``max_concurrency``, so a short run is not spent below what the endpoint
+    allows. A 429 or an overload cuts it by ``beta`` and ends slow start for good: the cut value
+    becomes the threshold, and from there it grows by one per round of clean answers (+1/limit
+    each), the additive increase of "Congestion Avoidance and Control" (Jacobson, 1988). A 429
+    also pauses every send until its Retry-After and paces sends at ``rate_beta`` of the rate
+    the server accepted over the last ``period`` (providers count limits per minute; over the
+    run so far while it is younger), a rate that then grows by ``rate_gain`` of itself per
+    period while answers come back clean.
 
     One cut per episode: a 429 of a request sent before the last cut does not cut again. A
     budget ``inner`` (a token bucket, in Redis or here) is still obeyed: AIMD adapts below it.
@@ -370,6 +373,9 @@ class AdaptiveLimiter:
         self.max = int(max_concurrency)
         self.limit = float(min(max(1, start), self.max))
         """Current concurrency (float; floor() requests may be in flight)."""
+        self.threshold = math.inf
+        """Slow start grows ``limit`` by one per clean answer below this; the first cut sets it
+        to the cut value (TCP's ssthresh), after which growth is additive."""
         self.rate: float | None = None
         """Requests per second once a 429 taught one, else None (no pacing)."""
         self.in_flight = 0
@@ -393,6 +399,11 @@ class AdaptiveLimiter:
 
     def __repr__(self) -> str:
         return f"AdaptiveLimiter({self.describe()})"
+
+    @property
+    def slow_start(self) -> bool:
+        """True until the first cut: growth is exponential (one per clean answer)."""
+        return self.limit < self.threshold
 
     def describe(self) -> str:
         """``concurrency 6/16, 12 x 429, 3 waiting`` (what the progress line shows)."""
@@ -460,6 +471,7 @@ class AdaptiveLimiter:
         self._last_cut = now
         self.cuts += 1
         self.limit = max(1.0, self.limit * self._beta)
+        self.threshold = self.limit  # slow start is over: additive increase from here
         if status == 429:
             while self._accepted and self._accepted[0] <= now - self._period:
                 self._accepted.popleft()
@@ -480,7 +492,8 @@ class AdaptiveLimiter:
         self._accepted.append(now)
         while self._accepted and self._accepted[0] <= now - self._period:
             self._accepted.popleft()
-        self.limit = min(float(self.max), self.limit + 1.0 / self.limit)
+        step = 1.0 if self.slow_start else 1.0 / self.limit
+        self.limit = min(float(self.max), self.limit + step)
         if self.rate:
             # rate_gain of the rate per period: rate * period answers arrive in one period.
             self.rate += self._gain / self._period

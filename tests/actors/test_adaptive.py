@@ -216,3 +216,79 @@ def test_adaptive_limiter_obeys_the_redis_shared_budget(redis_url: str) -> None:
     grants.sort()
     in_first_second = sum(1 for t in grants if t < grants[0] + 1.0)
     assert len(grants) == 30 and in_first_second <= 20
+
+
+async def _round(lim: AdaptiveLimiter, status: int = 200) -> int:
+    """Fill every slot the limit allows, then answer them all with ``status``; returns how
+    many went (one round trip of TCP's congestion window)."""
+    sent = 0
+    while lim.in_flight < max(1, int(lim.limit)):
+        await lim.acquire()
+        sent += 1
+    for _ in range(sent):
+        lim.settle(status)
+    return sent
+
+
+def test_slow_start_reaches_the_cap_in_logarithmically_many_rounds() -> None:
+    clock = VirtualClock()
+
+    async def main() -> list[int]:
+        lim = AdaptiveLimiter(64, start=4, clock=clock, sleep=clock.sleep)
+        sizes: list[int] = []
+        while lim.limit < 64 and len(sizes) < 100:
+            sizes.append(await _round(lim))
+        assert lim.slow_start and lim.cuts == 0 and lim.rate is None
+        return sizes
+
+    sizes = asyncio.run(main())
+    assert sizes == [4, 8, 16, 32]  # doubling per round: log2(64 / 4) rounds, not 60
+    assert clock.sleeps == []  # nothing waited: slow start never blocked a free slot
+
+
+def test_a_429_in_slow_start_cuts_once_and_ends_it() -> None:
+    clock = VirtualClock()
+
+    async def main() -> AdaptiveLimiter:
+        lim = AdaptiveLimiter(64, start=4, beta=0.5, period=10.0, clock=clock,
+                              sleep=clock.sleep)
+        await _round(lim)  # 4 -> 8
+        assert lim.limit == 8.0 and lim.slow_start
+        for _ in range(8):
+            await lim.acquire()
+        lim.settle(429, retry_after=1.0)
+        assert lim.limit == 4.0 and lim.threshold == 4.0 and not lim.slow_start
+        for _ in range(7):  # the rest of the window: sent before the cut, the same episode
+            lim.settle(429, retry_after=1.0)
+        assert lim.cuts == 1 and lim.limit == 4.0 and lim.rate is not None
+        clock.now += 1.0  # past the Retry-After
+        lim.rate = None  # look at concurrency alone: a round no longer doubles it
+        await _round(lim)
+        additive = 4.0
+        for _ in range(4):  # four clean answers, +1/limit each: about one per round
+            additive += 1 / additive
+        assert lim.limit == pytest.approx(additive) and not lim.slow_start
+        return lim
+
+    lim = asyncio.run(main())
+    assert lim.rate_limited == 8
+
+
+def test_an_overload_ends_slow_start_too() -> None:
+    async def main() -> AdaptiveLimiter:
+        lim = AdaptiveLimiter(64, start=10)
+        await lim.acquire()
+        lim.settle(503)
+        await _round(lim)
+        return lim
+
+    lim = asyncio.run(main())
+    assert lim.threshold == pytest.approx(7.0) and not lim.slow_start
+    assert lim.limit < 8.0 and lim.rate is None  # one round adds about one, not seven
+
+
+def test_the_docstring_states_slow_start_and_its_end() -> None:
+    doc = " ".join((AdaptiveLimiter.__doc__ or "").split())
+    assert "slow start" in doc and "one per clean answer" in doc
+    assert "doubling per round" in doc and "ends slow start" in doc
+    assert "one per round of clean answers" in doc  # additive increase after the cut
