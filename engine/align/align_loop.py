@@ -21,6 +21,7 @@ the rules line by line:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,7 +40,17 @@ def target_scale(bench: Benchmark, targets: TargetSet) -> int:
     vals = targets.values[~np.isnan(targets.values)]
     if vals.size == 0:
         return bench.scale
-    return common_scale(bench.scale, grid_scale(np.unique(vals).tolist()))
+    distinct = np.unique(vals).tolist()
+    return common_scale(bench.scale, _grid_scale(tuple(distinct)) if len(distinct) <= 64
+                        else grid_scale(distinct))
+
+
+@functools.lru_cache(maxsize=256)
+def _grid_scale(values: tuple[float, ...]) -> int:
+    """:func:`grid_scale` of a few distinct target values, kept: a query service asks it of
+    the same few values again and again (it tries every grid up to the answer); an error
+    (values on no grid) is raised again each time, never kept."""
+    return grid_scale(values)
 
 
 def predicted_choice(pred: np.ndarray, items: list[tuple[int, float]]) -> int:

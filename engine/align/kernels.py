@@ -196,6 +196,69 @@ def _named(fn: Callable[..., Any], suffix: str) -> Callable[..., Any]:
     return copy
 
 
+def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted,  # type: ignore[no-untyped-def]
+                 counted, correct, wsum, csum, chosen_out, keep_chosen):
+    """Re-alignment of a few targets by the exact rule alone, one target and one scenario at a
+    time as the loop oracle (:mod:`engine.align_loop`) spells it, compiled: no label index, no
+    tables, no margins. For one or a handful of targets this is less work than building the
+    grid tables the cell kernels need (the service's one-target queries).
+
+    ``values`` is (T, A) float64 with NaN for an attribute a target does not name, ``unit_values``
+    the same in integer units of ``scale`` (any integer where NaN), ``units`` the labels in
+    those units. Per target: ``counted``, ``correct``, and with ``want_weighted`` the sums of
+    the published weighted score (``wsum``) and of the closeness (``csum``), in scenario order;
+    with ``keep_chosen`` the chosen response of every scenario in ``chosen_out`` (S, T).
+    """
+    n_t, n_a = values.shape
+    n_s = offsets.size - 1
+    cols = np.arange(n_a)
+    max_k = 1
+    for s in range(n_s):
+        max_k = max(max_k, offsets[s + 1] - offsets[s])
+    sq = np.empty(max_k)
+    lsq = np.empty(max_k, np.int64)
+    for t in range(n_t):
+        v = values[t]
+        uv = unit_values[t]
+        named = 0
+        for a in range(n_a):
+            if not math.isnan(v[a]):
+                named += 1
+        sqrt_k = math.sqrt(float(named))
+        for s in range(n_s):
+            r0 = offsets[s]
+            k = offsets[s + 1] - r0
+            for r in range(k):
+                total = np.int64(0)
+                for a in range(n_a):
+                    if not math.isnan(v[a]):
+                        d = units[r0 + r, a] - uv[a]
+                        total += d * d
+                lsq[r] = total
+            tie = choice_rule.label_verdict(lsq, k, 0) < 0
+            if tie and not keep_chosen:
+                continue
+            for r in range(k):
+                sq[r] = choice_rule.add_squares(pred, r0 + r, cols, v, 0.0)
+            ch = choice_rule.first_within_sqrt(sq, k, PRED_TIE)
+            if keep_chosen:
+                chosen_out[s, t] = ch
+            if tie:
+                continue
+            counted[t] += 1
+            correct[t] += choice_rule.label_verdict(lsq, k, ch)
+            if want_weighted:
+                l_max = lsq[0]
+                for r in range(1, k):
+                    l_max = max(l_max, lsq[r])
+                d_sel = math.sqrt(float(lsq[ch]))
+                wsum[t] += 1.0 - d_sel / math.sqrt(float(l_max))
+                csum[t] += 1.0 - d_sel / scale / sqrt_k
+
+
+few_targets = njit(cache=True)(_few_targets)
+
+
 # Each kernel twice: parallel over first-half rows for large blocks, and serial for small
 # ones (a one-target query), where waking the thread pool costs more than the work — and on a
 # loaded machine can wait a whole scheduler slice. Same arithmetic per cell, same results;

@@ -24,6 +24,7 @@ from pluralign.engine.align.kernels import (
     SERIAL_BELOW,
     choose_cells,
     choose_cells_serial,
+    few_targets,
     label_cells,
     label_cells_serial,
 )
@@ -324,6 +325,8 @@ def check_predictions(bench: Benchmark, predictions: np.ndarray) -> np.ndarray:
             f"predictions have shape {pred.shape}, the benchmark needs {bench.labels.shape} "
             "(responses x attributes)"
         )
+    if np.isfinite(pred).all():  # the common case: no index array built
+        return np.ascontiguousarray(pred)
     bad = np.argwhere(~np.isfinite(pred))
     if bad.size:
         r, a = (int(x) for x in bad[0])
@@ -502,6 +505,46 @@ def chosen_responses(
     return chosen[:, f.cell]
 
 
+FEW_TARGETS = 16
+"""Target sets up to this size re-align fastest by :func:`realign_few` (no label index)."""
+
+
+def realign_few(
+    bench: Benchmark, predictions: np.ndarray, targets: TargetSet, *, weighted: bool = False,
+    keep_chosen: bool = False,
+) -> tuple[AlignResult, np.ndarray | None]:
+    """:func:`realign` and, with ``keep_chosen``, :func:`chosen_responses` of a few targets,
+    equal to both bit for bit: the exact rule per target and scenario, compiled, with no label
+    index, tables or margins to build. Its cost grows with targets x responses (with no grid
+    to share between targets), so it suits a handful of targets (:data:`FEW_TARGETS`): a
+    service's one-target query, where building an index costs more than the answer."""
+    if targets.attributes != bench.attributes:
+        raise InputError(
+            f"targets are over {targets.attributes}, the benchmark over {bench.attributes}"
+        )
+    _mask_dtype(int(np.diff(bench.offsets).max()))  # the same refusal as a label index's
+    pred = check_predictions(bench, predictions)
+    scale = target_scale(bench, targets)
+    units = np.round(bench.labels * scale).astype(np.int64)
+    values = np.ascontiguousarray(targets.values, dtype=np.float64)
+    unit_values = np.nan_to_num(np.round(values * scale)).astype(np.int64)
+    n_t = len(targets)
+    counted = np.zeros(n_t, dtype=np.int64)
+    correct = np.zeros(n_t, dtype=np.int64)
+    wsum = np.zeros(n_t, dtype=np.float64)
+    csum = np.zeros(n_t, dtype=np.float64)
+    chosen = np.zeros((bench.n_scenarios, n_t) if keep_chosen else (0, 0), dtype=np.int8)
+    few_targets(pred, units, bench.offsets, values, unit_values, float(scale), weighted,
+                counted, correct, wsum, csum, chosen, keep_chosen)
+    w = close = None
+    if weighted:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(counted > 0, 100.0 * wsum / counted, np.nan)
+            close = np.where(counted > 0, 100.0 * csum / counted, np.nan)
+    return (AlignResult(counted=counted, correct=correct, weighted=w, closeness=close),
+            chosen if keep_chosen else None)
+
+
 def _label_masks(index: LabelIndex) -> np.ndarray:
     """(S, T) label masks of every target (computed when the index does not keep them)."""
     f = index.factor
@@ -557,6 +600,7 @@ def max_distance(targets: TargetSet) -> np.ndarray:
 
 
 __all__ = [
+    "FEW_TARGETS",
     "AlignResult",
     "CellSums",
     "LabelIndex",
@@ -569,4 +613,5 @@ __all__ = [
     "parse_memory_budget",
     "realign",
     "realign_cells",
+    "realign_few",
 ]

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from pluralign.engine.align import realign as align_mod
 from pluralign.engine.align.align_loop import chosen_loop, realign_loop
-from pluralign.engine.align.realign import LabelIndex, chosen_responses, realign
+from pluralign.engine.align.realign import (
+    LabelIndex,
+    chosen_responses,
+    realign,
+    realign_few,
+)
 from pluralign.engine.data.benchmark import make_benchmark
 from pluralign.engine.data.synthetic import grid_levels, noisy_predictions, synthetic_benchmark
 from pluralign.engine.data.targets import TargetSet, all_targets, from_dicts, load_target_files
@@ -40,6 +45,16 @@ def _assert_same(bench, pred, targets) -> None:
     assert np.array_equal(again.weighted, weighted, equal_nan=True)
     np.testing.assert_array_equal(chosen_responses(bench, pred, targets, index=streaming),
                                   chosen_loop(bench, pred, targets))
+    # The few-targets path (the exact rule alone, no index) gives the same bits too.
+    few, chosen = realign_few(bench, pred, targets, weighted=True, keep_chosen=True)
+    np.testing.assert_array_equal(few.counted, counted)
+    np.testing.assert_array_equal(few.correct, correct)
+    assert np.array_equal(few.weighted, weighted, equal_nan=True)
+    assert np.array_equal(few.closeness, closeness, equal_nan=True)
+    np.testing.assert_array_equal(chosen, chosen_loop(bench, pred, targets))
+    plain, none = realign_few(bench, pred, targets)
+    assert none is None and plain.weighted is None and plain.closeness is None
+    np.testing.assert_array_equal(plain.correct, correct)
 
 
 def _predictions(kind: str, bench, rng: np.random.Generator) -> np.ndarray:
@@ -316,3 +331,36 @@ def test_parallel_and_serial_kernels_keep_separate_caches() -> None:
         assert parallel.targetoptions.get("parallel") and not serial.targetoptions.get("parallel")
         assert parallel.py_func.__qualname__ != serial.py_func.__qualname__
         assert parallel.py_func.__code__ is serial.py_func.__code__  # one body, same arithmetic
+
+
+def test_few_targets_path_equals_index_path_on_helpsteer2(shared_data) -> None:
+    """realign_few (the service's path for a few targets) equals realign through a label
+    index bit for bit on every HelpSteer2 target, weighted scores and choices included."""
+    from pluralign.engine.data.sources import load_benchmark
+
+    bench = load_benchmark("helpsteer2", "eval", str(shared_data))
+    targets = all_targets(bench.attributes, bench.levels)
+    rng = np.random.default_rng(11)
+    pred = np.clip(bench.labels + rng.normal(0, 0.3, bench.labels.shape), 0, 1)
+    pred[::7] = np.round(pred[::7] * 4) / 4  # exact predicted ties too
+    fast = realign(bench, pred, targets, weighted=True)
+    few, _ = realign_few(bench, pred, targets, weighted=True)
+    np.testing.assert_array_equal(few.counted, fast.counted)
+    np.testing.assert_array_equal(few.correct, fast.correct)
+    assert np.array_equal(few.weighted, fast.weighted, equal_nan=True)
+    assert np.array_equal(few.closeness, fast.closeness, equal_nan=True)
+    pick = targets.take(rng.choice(len(targets), size=12, replace=False))
+    _, chosen = realign_few(bench, pred, pick, keep_chosen=True)
+    np.testing.assert_array_equal(chosen, chosen_responses(bench, pred, pick))
+
+
+def test_few_targets_path_refuses_as_the_index_path() -> None:
+    bench = synthetic_benchmark(3, (2, 2), 2, 5, seed=0)
+    pred = bench.labels.copy()
+    pred[3, 1] = np.inf
+    with pytest.raises(InputError) as err:
+        realign_few(bench, pred, all_targets(bench.attributes, bench.levels))
+    assert bench.scenarios[1].id in str(err.value) and "a1" in str(err.value)
+    other = from_dicts("x", ("z0", "z1"), [{"z0": 1.0}])
+    with pytest.raises(InputError, match="targets are over"):
+        realign_few(bench, bench.labels, other)
