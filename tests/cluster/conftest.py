@@ -5,10 +5,9 @@ the plain test command skips them with one line, as it does where namespaces are
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -23,8 +22,8 @@ from tests.cluster.rig import (
     RigUnavailable,
     cluster,
     job_submit,
-    probe,
     sweep_command,
+    unavailable,
 )
 
 RPM = 40
@@ -46,23 +45,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@contextlib.contextmanager
+def rig_or_skip(**options: Any) -> Iterator[Cluster]:
+    """The rig of ``cluster(**options)``, or a skip with one line saying why it cannot be made
+    here (not root, a missing command, namespaces refused); torn down on the way out."""
+    why = unavailable()
+    if why is not None:
+        pytest.skip(f"cluster rig: {why}")
+    try:
+        with cluster(**options) as c:
+            yield c
+    except RigUnavailable as e:
+        pytest.skip(f"cluster rig: {e}")
+
+
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Cluster]:
     """Head, two workers, a client and a provider host, token auth, Redis on the head; all torn
     down after the module, whatever happened."""
-    if os.geteuid() != 0:
-        pytest.skip("cluster rig: network namespaces need root")
-    missing = [t for t in ("redis-server", "nsenter") if shutil.which(t) is None]
-    if missing or not (Path(sys.executable).parent / "ray").exists():
-        pytest.skip(f"cluster rig: {', '.join(missing) or 'ray'} not installed")
-    why = probe()
-    if why is not None:
-        pytest.skip(f"cluster rig: {why}")
-    try:
-        with cluster(provider_flags=PROVIDER_FLAGS) as c:
-            yield c
-    except RigUnavailable as e:
-        pytest.skip(f"cluster rig: {e}")
+    with rig_or_skip(provider_flags=PROVIDER_FLAGS) as c:
+        yield c
 
 
 # ---------------------------------------------------------------- jobs, from the client host

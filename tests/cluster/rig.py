@@ -19,6 +19,11 @@ uses token authentication (one token file). Run it by hand with::
     sudo python -m tests.cluster.rig up          # prints the hosts; Ctrl-C tears it all down
     sudo python -m tests.cluster.rig run client -- ray job list --address http://HEAD:8265
     sudo python -m tests.cluster.rig down        # removes what a killed `up` left behind
+
+A test may bring up fewer hosts (``cluster(hosts=...)``), give a worker other resources than
+``api_client`` (``resources={"worker1": {"vllm_replica": 1}}``) and add variables to every
+host's environment (``extra_env``); tests/real_engine/test_cluster_replica.py places a vLLM
+replica on a worker host that way.
 """
 
 from __future__ import annotations
@@ -66,6 +71,20 @@ their node's environment)."""
 
 class RigUnavailable(RuntimeError):
     """Namespaces, bridges or veth pairs cannot be made here (not root, or no permission)."""
+
+
+def unavailable() -> str | None:
+    """Why the rig cannot be brought up by this process (one line), or None when it can: not
+    root, a missing command (``redis-server``, ``nsenter``, this Python's ``ray``), or
+    namespaces refused (:func:`probe`). The test fixtures skip with this line."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    missing = [t for t in ("redis-server", "nsenter") if shutil.which(t) is None]
+    if not (Path(sys.executable).parent / "ray").exists():
+        missing.append(f"ray (beside {Path(sys.executable).name})")
+    if missing:
+        return f"{', '.join(missing)} not installed"
+    return probe()
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -153,11 +172,20 @@ class Cluster:
     shared: Path = Path()
     """A folder every host is told about: the cluster's shared filesystem."""
     provider_flags: tuple[str, ...] = ()
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Worker host -> the custom resources it advertises (default :data:`WORKER_RESOURCES`)."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Variables added to every host's environment (Ray nodes pass them to their actors)."""
 
     # -- addresses and environments -----------------------------------------------------
     @property
     def head(self) -> Host:
         return self.hosts["head"]
+
+    @property
+    def workers(self) -> list[str]:
+        """The worker hosts this rig has (both, unless it was brought up with fewer)."""
+        return [name for name in WORKERS if name in self.hosts]
 
     @property
     def gcs_address(self) -> str:
@@ -199,6 +227,7 @@ class Cluster:
             env["PLURALIGN_DATA"] = os.environ["PLURALIGN_DATA"]
         if host in WORKERS:
             env[FAKE_KEY_ENV] = fake_key()
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -238,13 +267,13 @@ class Cluster:
     def start_ray(self) -> None:
         head = self.head
         self.run("head", head_start(head.address, str(head.temp_dir)), timeout=180)
-        for name in WORKERS:
+        for name in self.workers:
             self.start_worker(name)
 
     def start_worker(self, name: str) -> None:
         host = self.hosts[name]
-        self.run(name, worker_start(self.head.address, host.address, str(host.temp_dir)),
-                 timeout=180)
+        self.run(name, worker_start(self.head.address, host.address, str(host.temp_dir),
+                                    self.resources.get(name)), timeout=180)
 
     def revive(self, name: str) -> None:
         """Bring a cut-off worker host back (a fresh PID namespace, Ray started again)."""
@@ -254,7 +283,7 @@ class Cluster:
         shutil.rmtree(host.temp_dir, ignore_errors=True)
         host.temp_dir.mkdir(parents=True)
         self.start_worker(name)
-        self.wait_nodes(3)
+        self.wait_nodes(1 + len(self.workers))
 
     def start_redis(self) -> None:
         self.hosts["head"].spawn(redis_start(self.head.address), self.env("head"),
@@ -327,6 +356,7 @@ class Cluster:
         path.write_text(json.dumps({
             "base": str(self.base), "subnet": self.subnet, "bridge": self.bridge,
             "token_file": str(self.token_file), "shared": str(self.shared),
+            "resources": self.resources, "extra_env": self.extra_env,
             "hosts": {n: {"address": h.address, "netns": h.netns, "veth": h.veth,
                           "temp_dir": str(h.temp_dir), "init_pid": h.init_pid,
                           "unshare_pid": h.unshare_pid} for n, h in self.hosts.items()}}))
@@ -335,7 +365,8 @@ class Cluster:
     def load(cls, path: Path = STATE) -> Cluster:
         data = json.loads(path.read_text())
         c = cls(Path(data["base"]), data["subnet"], data["bridge"],
-                token_file=Path(data["token_file"]), shared=Path(data["shared"]))
+                token_file=Path(data["token_file"]), shared=Path(data["shared"]),
+                resources=data.get("resources", {}), extra_env=data.get("extra_env", {}))
         for name, h in data["hosts"].items():
             c.hosts[name] = Host(name, h["address"], h["netns"], h["veth"], Path(h["temp_dir"]),
                                  h["init_pid"], h["unshare_pid"])
@@ -366,10 +397,13 @@ def head_start(head_ip: str, temp_dir: str) -> list[str]:
             "--disable-usage-stats"]
 
 
-def worker_start(head_ip: str, worker_ip: str, temp_dir: str) -> list[str]:
-    """``ray start`` of a worker host, advertising ``api_client`` for the API-client actors."""
+def worker_start(head_ip: str, worker_ip: str, temp_dir: str,
+                 resources: Mapping[str, float] | None = None) -> list[str]:
+    """``ray start`` of a worker host, advertising ``api_client`` for the API-client actors
+    (or ``resources``: ``{"vllm_replica": 1}`` for a host that runs a vLLM replica)."""
+    advertised = WORKER_RESOURCES if resources is None else resources
     return ["ray", "start", "--address", f"{head_ip}:{GCS_PORT}", "--node-ip-address",
-            worker_ip, "--num-cpus", "1", "--resources", json.dumps(WORKER_RESOURCES),
+            worker_ip, "--num-cpus", "1", "--resources", json.dumps(dict(advertised)),
             "--object-store-memory", str(OBJECT_STORE), "--temp-dir", temp_dir,
             "--disable-usage-stats"]
 
@@ -451,9 +485,21 @@ def _until(check: object, timeout: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def cluster(base: Path | None = None, provider_flags: Sequence[str] = ()) -> Iterator[Cluster]:
-    """Bring the whole rig up (hosts, Redis, Ray head and both workers, the provider) and tear
-    it all down on the way out, whatever happened. Raises RigUnavailable where it cannot."""
+def cluster(base: Path | None = None, provider_flags: Sequence[str] = (), *,
+            hosts: Sequence[str] = tuple(HOSTS),
+            resources: Mapping[str, Mapping[str, float]] | None = None,
+            extra_env: Mapping[str, str] | None = None) -> Iterator[Cluster]:
+    """Bring the rig up (hosts, Redis, Ray head and workers, the provider) and tear it all down
+    on the way out, whatever happened. Raises RigUnavailable where it cannot.
+
+    ``hosts``: which of :data:`HOSTS` to make (the head always; the provider's server starts
+    only where its host is made); ``resources``: worker host -> the custom resources it
+    advertises instead of :data:`WORKER_RESOURCES`; ``extra_env``: added to every host's
+    environment."""
+    unknown = sorted(set(hosts) - set(HOSTS))
+    if unknown or "head" not in hosts:
+        raise ValueError(f"hosts must include head and come from {', '.join(HOSTS)}: "
+                         f"{', '.join(unknown) or 'no head'}")
     why = probe()
     if why is not None:
         raise RigUnavailable(why)
@@ -462,7 +508,9 @@ def cluster(base: Path | None = None, provider_flags: Sequence[str] = ()) -> Ite
     shared = (base or root) / "shared"
     tag = secrets.token_hex(3)
     c = Cluster(root, str(free_subnet()), f"plb{tag}", shared=shared,
-                token_file=root / "auth_token")
+                token_file=root / "auth_token",
+                resources={k: dict(v) for k, v in (resources or {}).items()},
+                extra_env=dict(extra_env or {}))
     try:
         c.token_file.write_text(secrets.token_hex(32))
         c.token_file.chmod(0o600)
@@ -472,12 +520,15 @@ def cluster(base: Path | None = None, provider_flags: Sequence[str] = ()) -> Ite
         _ip("addr", "add", f"{net.network_address + 1}/{net.prefixlen}", "dev", c.bridge)
         _ip("link", "set", c.bridge, "up")
         for name in HOSTS:
-            c._make_host(name)
+            if name in hosts:
+                c._make_host(name)
         c.start_redis()
-        c.start_provider(*provider_flags)
+        if "provider" in c.hosts:
+            c.start_provider(*provider_flags)
         c.start_ray()
-        c.wait_nodes(3)
-        c.wait_provider()
+        c.wait_nodes(1 + len(c.workers))
+        if "provider" in c.hosts and "client" in c.hosts:
+            c.wait_provider()
         yield c
     finally:
         c.down()
