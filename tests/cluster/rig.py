@@ -437,6 +437,21 @@ def sweep_command(head_ip: str, provider_url: str, cache: str, out: str, *,
             "--cache", cache, "--out", out]
 
 
+VLLM_BENCHMARK = "synthetic:S=4,R=2,A=2,seed=3"
+"""The vLLM sweep's benchmark: 4 scenarios x 2 attributes, 8 requests (CPU decoding is slow)."""
+
+
+def vllm_sweep_command(model: str, cache: str, out: str,
+                       engine: Mapping[str, object]) -> list[str]:
+    """The sweep with one vLLM replica (``--backend vllm``): Ray places it on the host that
+    advertises ``vllm_replica``; ``engine`` are vLLM's engine settings (``--engine-arg``)."""
+    return ["sweep", "--benchmark", VLLM_BENCHMARK, "--scorer", "comparative-regression",
+            "--zero-shot", "--max-tokens", "1200", "--targets", "all", "--backend", "vllm",
+            "--model", model, "--actors", "1",
+            *[f"--engine-arg={k}={v}" for k, v in engine.items()],
+            "--cache", cache, "--out", out]
+
+
 def shell_line(args: Sequence[str]) -> str:
     """``args`` as one shell line; ``$NAME`` placeholders stay unquoted (the docs use them)."""
     return " ".join(a if re.fullmatch(r"[\w@%+=:,./$-]+", a) else shlex.quote(a) for a in args)

@@ -22,15 +22,15 @@ import pytest
 
 from pluralign.jobs.submit import parse_result
 from tests.cluster.conftest import figures, job_logs, rig_or_skip, submit, wait_job
-from tests.cluster.rig import Cluster
+from tests.cluster.rig import Cluster, vllm_sweep_command
 from tests.real_engine.conftest import ENGINE
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 REPLICA_HOST = "worker1"
-BENCHMARK = "synthetic:S=4,R=2,A=2,seed=3"
 ITEMS = 4 * 2
-"""One comparative-regression request per (scenario, attribute)."""
+"""The sweep's benchmark (rig.VLLM_BENCHMARK): one comparative-regression request per
+(scenario, attribute)."""
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,8 @@ def test_a_sweep_from_the_client_scores_on_a_replica_on_the_worker_host(
     model = rig.shared / "tiny-model"  # where every host finds it, like a shared filesystem
     shutil.copytree(tiny_model, model)
     folder = rig.shared / "vllm-sweep"
-    command = ["sweep", "--benchmark", BENCHMARK, "--scorer", "comparative-regression",
-               "--zero-shot", "--max-tokens", "1200", "--targets", "all",
-               "--backend", "vllm", "--model", str(model), "--actors", "1",
-               *[f"--engine-arg={k}={v}" for k, v in ENGINE.items()],
-               "--cache", str(folder / "cache"), "--out", str(folder / "out")]
-    submit(rig, "vllm", command)
+    submit(rig, "vllm", vllm_sweep_command(str(model), str(folder / "cache"),
+                                           str(folder / "out"), ENGINE))
     assert wait_job(rig, "vllm", timeout=1200) == "SUCCEEDED", job_logs(rig, "vllm")[-6000:]
 
     # The results come back to the submitter: the summary through the job's log (--fetch).
