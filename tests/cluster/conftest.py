@@ -103,7 +103,7 @@ def wait_job(rig: Cluster, sid: str, timeout: float = 240) -> str:
     """The job's final status (SUCCEEDED, FAILED, STOPPED)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = job_info(rig, sid)["status"].rsplit(".", 1)[-1]
+        status: str = job_info(rig, sid)["status"].rsplit(".", 1)[-1]
         if status in ("SUCCEEDED", "FAILED", "STOPPED"):
             return status
         time.sleep(1)
