@@ -11,8 +11,9 @@ last, so start-up is left out):
    same endpoint (the fake server in its own process). Ratio = our requests/s over the bare
    loop's (goal >= 0.9 at ~1,000 requests/s). Our client runs at the fixed concurrency of the
    bare loop (``adaptive="off"``); ``--adaptive auto`` measures the default instead, whose
-   AIMD concurrency starts at 4 and grows by one per round of answers (a ramp, not a cost of
-   the driver: about a third of a 5,000-request run goes by before it reaches 64).
+   AIMD concurrency starts at 4 and, in slow start, doubles per round of answers: it reaches
+   64 after four rounds (without slow start, +1 per round, a third of a 5,000-request run went
+   by first).
 
     python benchmarks/cluster_scaling.py                   # both
     python benchmarks/cluster_scaling.py --only ceiling    # no root needed
@@ -148,7 +149,8 @@ async def _bare(url: str, bodies: list[dict[str, object]], concurrency: int) -> 
 
 
 def ceiling(latency: float, concurrency: int, scenarios: int,
-            before: Path | None = None, adaptive: str = "off") -> dict[str, Any]:
+            before: Path | None = None, adaptive: str = "off",
+            repeats: int = 2) -> dict[str, Any]:
     from pluralign.engine.data.sources import load_benchmark
     from pluralign.jobs import api
     from pluralign.jobs.configs import LLMConfig
@@ -170,7 +172,7 @@ def ceiling(latency: float, concurrency: int, scenarios: int,
             rates = {"bare aiohttp": 0.0, "our sweep": 0.0}
             if before is not None:
                 rates["before"] = 0.0
-            for rep in range(2):  # alternated, best of two each
+            for rep in range(repeats):  # alternated, best of each (a busy machine's spikes)
                 for name in rates:
                     _reset(url)
                     if name == "bare aiohttp":
@@ -193,7 +195,7 @@ def ceiling(latency: float, concurrency: int, scenarios: int,
     print(f"driver ceiling: our sweep / bare loop = {ratio:.3f} at "
           f"{rates['bare aiohttp']:.0f} requests/s (goal >= 0.9; adaptive {adaptive})")
     out = {"latency_s": latency, "concurrency": concurrency, "adaptive": adaptive,
-           "requests": len(bodies),
+           "requests": len(bodies), "repeats": repeats,
            "requests_per_s": rates, "ratio": ratio}
     if before is not None:
         out["ratio_before"] = rates["before"] / rates["bare aiohttp"]
@@ -211,17 +213,19 @@ def main() -> None:
     ap.add_argument("--ceiling-latency", type=float, default=0.05)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--ceiling-scenarios", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="runs of each, alternated; the best of each counts (ceiling only)")
     ap.add_argument("--before", type=Path, default=None,
                     help="a checkout of an earlier pluralign: its sweep runs too, alternated "
                          "with ours and the bare loop (ceiling only)")
     ap.add_argument("--adaptive", choices=("off", "auto"), default="off",
                     help="our client's adaptive concurrency (ceiling only): off = the bare "
-                         "loop's fixed concurrency; auto = the default AIMD, ramping up from 4")
+                         "loop's fixed concurrency; auto = the default AIMD, in slow start from 4")
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if args.only in (None, "ceiling"):
         out["ceiling"] = ceiling(args.ceiling_latency, args.concurrency, args.ceiling_scenarios,
-                                 args.before, args.adaptive)
+                                 args.before, args.adaptive, args.repeats)
     if args.only in (None, "hosts"):
         out["hosts"] = hosts(args.host_latency, args.host_scenarios)
     print(json.dumps(out))
