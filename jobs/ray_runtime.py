@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,14 +91,95 @@ def init_local_ray(*, dashboard: bool = False, **options: Any) -> None:
     os.environ[env] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard,
-                 dashboard_host="127.0.0.1", log_to_driver=False, **options)
+        with _own_process_groups():
+            ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard,
+                     dashboard_host="127.0.0.1", log_to_driver=False, **options)
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = flag
         if saved is None:
             os.environ.pop(env, None)
         else:
             os.environ[env] = saved
+    _watch_started_ray()
+
+
+@contextlib.contextmanager
+def _own_process_groups() -> Iterator[None]:
+    """Start each process of a local Ray runtime (GCS, raylet, dashboard, ...) in a process
+    group of its own, as Ray does on Windows, so that a signal to the driver's group (a
+    process manager's SIGTERM, a terminal's Ctrl-C) reaches the driver alone: its handler then
+    stops sending and collects what the actors hold before it shuts the runtime down, instead
+    of the raylet dying under them with answers already paid for. The raylet's children (actor
+    workers, agents) inherit its group.
+
+    Only where the kernel ties each child to the driver (Linux's parent-death signal, which Ray
+    sets): a ``kill -9`` of the driver still ends the GCS and the raylet, and
+    :func:`_watch_started_ray` ends what they spawned. Elsewhere Ray's own reaper needs them in
+    the driver's group, and nothing changes."""
+    try:
+        from ray._private import services, utils
+
+        module: Any = services
+        fate_shared = utils.detect_fate_sharing_support()  # type: ignore[no-untyped-call]
+        supported = sys.platform.startswith("linux") and bool(fate_shared)
+        base = module.ConsolePopen
+    except (ImportError, AttributeError):  # where Ray's internals moved: Ray's own behaviour
+        supported = False
+    if not supported:
+        yield
+        return
+
+    class _GroupPopen(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    module.ConsolePopen = _GroupPopen
+    try:
+        yield
+    finally:
+        module.ConsolePopen = base
+
+
+_WATCHDOGS: list[tuple[subprocess.Popen[bytes], int]] = []
+"""The watchdogs this process started, each with the write end of its pipe."""
+
+
+def _watch_started_ray() -> None:
+    """Start a watchdog (:mod:`pluralign.jobs.ray_watchdog`) over the process groups of the
+    Ray runtime this process just started: when this process ends in any way, ``kill -9``
+    included, it kills what is left in them (the agents and workers the raylet spawned, which
+    outlive a raylet that did not shut down in order). It leaves by itself once the groups are
+    empty (an orderly shutdown)."""
+    for watchdog, write in list(_WATCHDOGS):  # those of runtimes already shut down
+        if watchdog.poll() is not None:
+            os.close(write)
+            _WATCHDOGS.remove((watchdog, write))
+    groups = sorted({p.pid for p in _started_processes() if _pgid(p.pid) == p.pid})
+    if not groups:
+        return  # in the driver's group (Ray's own behaviour): nothing of ours to watch
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_watchdog.py")
+    read, write = os.pipe()
+    try:
+        # -I: no site packages, no script folder on the path; it needs the standard library only
+        watchdog = subprocess.Popen([sys.executable, "-I", script, *map(str, groups)],
+                                    stdin=read, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, process_group=0)
+    except OSError:
+        os.close(write)
+        return
+    finally:
+        os.close(read)
+    # The write end stays open, and out of every child this process execs, until this process
+    # ends: the watchdog's end then reads end-of-file.
+    _WATCHDOGS.append((watchdog, write))
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _started_processes() -> list[Any]:
