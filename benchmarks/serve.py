@@ -18,6 +18,12 @@ Every figure is wall-clock on whatever else the machine runs. The last line is o
   choices each) and after 20 more (``--large``): bounded by its LRUs.
 
 Run: ``python benchmarks/serve.py [--data DIR] [--queries 200] [--no-ray]``.
+
+Side by side with an earlier version: ``git worktree add OLD <commit>``, then
+``python benchmarks/serve.py --against OLD [--rounds 4]`` runs only the bursts, on local servers
+alternated (OLD's, then this tree's, each a fresh process, ``--rounds`` times), so both meet
+the same load of the machine; it prints every round and the medians, then removing the worktree
+is ``git worktree remove OLD``.
 """
 
 from __future__ import annotations
@@ -64,10 +70,14 @@ def _post(url: str, body: bytes) -> float:
     return time.perf_counter() - t0
 
 
-def _start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def _start(args: list[str], env: dict[str, str], port: int, tree: Path | None = None
+           ) -> subprocess.Popen[bytes]:
+    """``pluralign serve`` on loopback: this tree's, or the package of source tree ``tree``."""
+    if tree is not None:
+        env = {**env, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen([sys.executable, "-m", "pluralign", "serve", "--port",
                              str(port), *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=tree)
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
@@ -243,6 +253,46 @@ def _bursts(results: dict[str, Any], key: str, url: str, name: str, bench: Any,
               f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['qps']:.0f} q/s", flush=True)
 
 
+def _against(args: argparse.Namespace, cache: Path, env: dict[str, str],
+             loaded: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """Bursts only, on local servers of ``args.against`` (old) and of this tree (new),
+    alternated ``args.rounds`` times, a fresh process each: every round's figures and, per
+    benchmark, version and burst, the medians and the old/new ratio of the p50s."""
+    n, c = args.burst, args.burst_clients
+    rounds: dict[str, list[dict[str, float]]] = {}
+    for r in range(args.rounds):
+        for version, tree in (("old", Path(args.against).resolve()), ("new", None)):
+            port = _free_port()
+            proc = _start(["--cache", str(cache), "--max-synthetic-scenarios", "1000"], env,
+                          port, tree)
+            url = f"http://127.0.0.1:{port}/v1/align"
+            try:
+                for label, (name, bench) in loaded.items():
+                    _post(url, _bodies(name, bench, 1, 1, 9)[0])  # loads what the query needs
+                    for what, bodies in (
+                            ("repeated", _bodies(name, bench, 1, 50, 1)),
+                            ("distinct", _distinct_bodies(name, bench, n + 4 * c))):
+                        got = _burst(url, bodies, n, c)
+                        rounds.setdefault(f"{label}/{what}/{version}", []).append(got)
+                        print(f"round {r + 1} {version} {label:<11} {what:<8} ({n:,} queries, "
+                              f"{c} at once): p50 {got['p50_ms']:.1f} ms, p99 "
+                              f"{got['p99_ms']:.1f} ms, {got['qps']:.0f} q/s", flush=True)
+            finally:
+                _stop(proc)
+    out: dict[str, Any] = {}
+    for key, runs in rounds.items():
+        out[key] = {f: float(np.median([x[f] for x in runs])) for f in runs[0]}
+    for key in [k for k in out if k.endswith("/new")]:
+        base = key.removesuffix("/new")
+        out[base + "/old_over_new_p50"] = {
+            "ratio": out[base + "/old"]["p50_ms"] / out[key]["p50_ms"]}
+        print(f"median of {args.rounds}: {base}: p50 {out[base + '/old']['p50_ms']:.1f} -> "
+              f"{out[key]['p50_ms']:.1f} ms, p99 {out[base + '/old']['p99_ms']:.1f} -> "
+              f"{out[key]['p99_ms']:.1f} ms, {out[base + '/old']['qps']:.0f} -> "
+              f"{out[key]['qps']:.0f} q/s (old/new)", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=os.environ.get("PLURALIGN_DATA"))
@@ -255,6 +305,10 @@ def main() -> None:
                         help="concurrent connections of a burst")
     parser.add_argument("--large", type=int, default=20,
                         help="large queries before the memory reading (local server)")
+    parser.add_argument("--against", metavar="TREE",
+                        help="only the bursts, local servers of this source tree (an earlier "
+                             "version) and of this one alternated")
+    parser.add_argument("--rounds", type=int, default=4, help="alternations with --against")
     args = parser.parse_args()
     if args.data is None and (Path(__file__).resolve().parents[2] / "shared/data").exists():
         args.data = str(Path(__file__).resolve().parents[2] / "shared/data")
@@ -275,6 +329,14 @@ def main() -> None:
         bench = load_benchmark(name, "eval", args.data)
         score_through_cache(get_scorer("random", seed=0), bench, ScoreCache(cache))
         loaded[label] = (name, bench)
+    if args.against:
+        try:
+            results = _against(args, cache, env, loaded)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(json.dumps({k: {kk: round(vv, 3) for kk, vv in v.items()}
+                          for k, v in results.items()}))
+        return
     modes: list[tuple[str, list[str]]] = [("local", [])]
     if not args.no_ray:
         modes += [("ray-serve-1", ["--ray", "--replicas", "1"]),

@@ -203,9 +203,9 @@ def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted
     tables, no margins. For one or a handful of targets this is less work than building the
     grid tables the cell kernels need (the service's one-target queries).
 
-    ``values`` is (T, A) float64 with NaN for an attribute a target does not name, ``unit_values``
-    the same in integer units of ``scale`` (any integer where NaN), ``units`` the labels in
-    those units. Per target: ``counted``, ``correct``, and with ``want_weighted`` the sums of
+    ``values`` is (T, A) float64 with NaN for an attribute a target does not name,
+    ``unit_values`` the same rounded to integer units of ``scale`` (still float, NaN kept),
+    ``units`` the labels in those units (int64). Per target: ``counted``, ``correct``, and with ``want_weighted`` the sums of
     the published weighted score (``wsum``) and of the closeness (``csum``), in scenario order;
     with ``keep_chosen`` the chosen response of every scenario in ``chosen_out`` (S, T).
     """
@@ -232,7 +232,7 @@ def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted
                 total = np.int64(0)
                 for a in range(n_a):
                     if not math.isnan(v[a]):
-                        d = units[r0 + r, a] - uv[a]
+                        d = units[r0 + r, a] - np.int64(uv[a])
                         total += d * d
                 lsq[r] = total
             tie = choice_rule.label_verdict(lsq, k, 0) < 0

@@ -106,8 +106,8 @@ class AlignResult:
     @property
     def accuracy(self) -> np.ndarray:
         """float64 (T,): percent correct; NaN where undefined (no counted scenario)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            acc = 100.0 * self.correct / self.counted
+        # No division where nothing is counted (cheaper than silencing its warning).
+        acc = 100.0 * self.correct / np.maximum(self.counted, 1)
         return np.where(self.counted > 0, acc, np.nan)
 
 
@@ -522,27 +522,44 @@ def realign_few(
         raise InputError(
             f"targets are over {targets.attributes}, the benchmark over {bench.attributes}"
         )
-    _mask_dtype(int(np.diff(bench.offsets).max()))  # the same refusal as a label index's
-    pred = check_predictions(bench, predictions)
     scale = target_scale(bench, targets)
-    units = np.round(bench.labels * scale).astype(np.int64)
+    units, max_k = _label_units(bench, scale)
+    _mask_dtype(max_k)  # the same refusal as a label index's
+    pred = check_predictions(bench, predictions)
     values = np.ascontiguousarray(targets.values, dtype=np.float64)
-    unit_values = np.nan_to_num(np.round(values * scale)).astype(np.int64)
     n_t = len(targets)
-    counted = np.zeros(n_t, dtype=np.int64)
-    correct = np.zeros(n_t, dtype=np.int64)
-    wsum = np.zeros(n_t, dtype=np.float64)
-    csum = np.zeros(n_t, dtype=np.float64)
+    counted, correct = np.zeros((2, n_t), dtype=np.int64)
+    wsum, csum = np.zeros((2, n_t), dtype=np.float64)
     chosen = np.zeros((bench.n_scenarios, n_t) if keep_chosen else (0, 0), dtype=np.int8)
-    few_targets(pred, units, bench.offsets, values, unit_values, float(scale), weighted,
-                counted, correct, wsum, csum, chosen, keep_chosen)
+    few_targets(pred, units, bench.offsets, values, np.round(values * scale), float(scale),
+                weighted, counted, correct, wsum, csum, chosen, keep_chosen)
     w = close = None
-    if weighted:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w = np.where(counted > 0, 100.0 * wsum / counted, np.nan)
-            close = np.where(counted > 0, 100.0 * csum / counted, np.nan)
+    if weighted:  # as combine() computes them (no division where nothing is counted)
+        some, divisor = counted > 0, np.maximum(counted, 1)
+        w = np.where(some, 100.0 * wsum / divisor, np.nan)
+        close = np.where(some, 100.0 * csum / divisor, np.nan)
     return (AlignResult(counted=counted, correct=correct, weighted=w, closeness=close),
             chosen if keep_chosen else None)
+
+
+_UNITS: OrderedDict[tuple[str, int], tuple[np.ndarray, int]] = OrderedDict()
+"""The labels of the last few (benchmark, scale) pairs in integer units (read-only), with the
+benchmark's most responses in one scenario."""
+
+
+def _label_units(bench: Benchmark, scale: int) -> tuple[np.ndarray, int]:
+    """int64 (N, A): ``bench.labels`` in units of ``scale``, and the most responses of one
+    scenario; kept for the next query."""
+    key = (bench.content_hash, scale)
+    found = _UNITS.get(key)
+    if found is None:
+        units = np.round(bench.labels * scale).astype(np.int64)
+        units.flags.writeable = False
+        found = units, int(np.diff(bench.offsets).max(initial=0))
+        _UNITS[key] = found
+        while len(_UNITS) > 4:
+            _UNITS.popitem(last=False)
+    return found
 
 
 def _label_masks(index: LabelIndex) -> np.ndarray:

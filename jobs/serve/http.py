@@ -27,7 +27,7 @@ from pluralign.engine.errors import DataNotFoundError, PluralignError
 from pluralign.engine.run.hosts import is_loopback
 from pluralign.jobs.serve.asgi import ServiceApp
 from pluralign.jobs.serve.openapi import openapi
-from pluralign.jobs.serve.query import Answer, ErrorAnswer, QueryService, status_of
+from pluralign.jobs.serve.query import Answer, ErrorAnswer, NotReady, QueryService, status_of
 from pluralign.jobs.view import static_files
 
 if TYPE_CHECKING:  # starlette and uvicorn are optional: imported where a server starts
@@ -88,10 +88,28 @@ def admit(token: str | None, method: str, path: str,
 def handle(service: QueryService, token: str | None, method: str, path: str,
            authorization: str | None, body: bytes | None) -> tuple[int, Answer]:
     """(status, JSON object) for one request; never raises."""
+    answer = _handle(service, token, method, path, authorization, body, ready_only=False)
+    assert answer is not None
+    return answer
+
+
+def handle_ready(service: QueryService, token: str | None, method: str, path: str,
+                 authorization: str | None, body: bytes | None) -> tuple[int, Answer] | None:
+    """:func:`handle` of a query whose answer is small and needs nothing loaded (the same
+    status and object); None for any other request, to be answered by :func:`handle` (in a
+    worker thread). Never raises."""
+    return _handle(service, token, method, path, authorization, body, ready_only=True)
+
+
+def _handle(service: QueryService, token: str | None, method: str, path: str,
+            authorization: str | None, body: bytes | None, *, ready_only: bool
+            ) -> tuple[int, Answer] | None:
     refused = admit(token, method, path, authorization)
     if refused is not None:
         return refused
     path = path.rstrip("/") or "/"
+    if ready_only and (path != "/v1/align" or method != "POST"):
+        return None
     if path == "/healthz":
         return 200, service.health()
     if path == "/openapi.json":
@@ -111,7 +129,9 @@ def handle(service: QueryService, token: str | None, method: str, path: str,
             return _error(400, f"body: not JSON ({e})")
         except RecursionError:
             return _error(400, "body: JSON nested too deeply")
-        return 200, service.align(parsed)
+        return 200, service.align(parsed, ready_only=ready_only)
+    except NotReady:
+        return None
     except DataNotFoundError:  # its text names folders of this host: say only what is missing
         return _error(404, "this service has no data for that benchmark and split")
     except PluralignError as e:
@@ -170,8 +190,9 @@ async def respond(service: QueryService, token: str | None, request: Request) ->
 
 def make_app(service: QueryService, token: str | None) -> ServiceApp:
     """The ASGI application for a local server: :func:`admit` and :func:`handle` on plain
-    ASGI, repeated queries answered from their encoded answers (jobs/serve/asgi.py)."""
-    return ServiceApp(service, token, admit=admit, handle=handle)
+    ASGI, repeated queries answered from their encoded answers, small ones that need nothing
+    loaded computed in the event loop (:func:`handle_ready`; jobs/serve/asgi.py)."""
+    return ServiceApp(service, token, admit=admit, handle=handle, handle_ready=handle_ready)
 
 
 def serve_local(service: QueryService, token: str | None, host: str, port: int, *,

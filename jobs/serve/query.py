@@ -29,10 +29,13 @@ import numpy as np
 
 from pluralign.engine.align.align_loop import target_scale
 from pluralign.engine.align.realign import (
+    FEW_TARGETS,
+    AlignResult,
     LabelIndex,
     chosen_responses,
     parse_memory_budget,
     realign,
+    realign_few,
 )
 from pluralign.engine.data.benchmark import Benchmark
 from pluralign.engine.data.sources import parse_synthetic
@@ -46,12 +49,16 @@ from pluralign.engine.store.parts import PART_GLOB
 from pluralign.jobs.runtime import load_splits, scorer_options
 
 __all__ = ["LRU", "QUERY_FIELDS", "AlignAnswer", "Answer", "ErrorAnswer", "HealthAnswer", "Limits",
-           "NotCached", "Query", "QueryService", "ScorerRow", "ScorersAnswer", "TargetAnswer",
+           "NotCached", "NotReady", "Query", "QueryService", "ScorerRow", "ScorersAnswer", "TargetAnswer",
            "TooLarge", "parse_query", "status_of"]
 
 QUERY_FIELDS = frozenset({"benchmark", "split", "limit", "scorer", "scorer_id", "seed",
                           "value", "samples", "targets", "per_scenario", "weighted"})
 """The fields of a ``POST /v1/align`` body (jobs/serve/openapi.py describes each)."""
+
+INLINE_PAIRS = 1 << 16
+"""A query is answered where it arrives (``align(ready_only=True)``) when its targets x
+responses are at most this: tens of microseconds of compiled work."""
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -136,6 +143,21 @@ class LRU(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._d)
+
+
+class NotReady(Exception):
+    """``align(ready_only=True)``: the answer needs something loaded (a benchmark, a scorer,
+    predictions, a named target set) or is too large to compute where the request arrived."""
+
+
+def _kept(lru: LRU[K, V], key: K, make: Callable[[], V], ready_only: bool) -> V:
+    """``lru.get(key, make)``; with ``ready_only``, only what is kept (else :class:`NotReady`)."""
+    if not ready_only:
+        return lru.get(key, make)
+    found = lru.peek(key)
+    if found is None:
+        raise NotReady
+    return found
 
 
 # -- answers (JSON objects) -------------------------------------------------------------------
@@ -345,6 +367,16 @@ def _index_bytes(index: LabelIndex) -> int:
     return int(sum(a.nbytes for a in held if a is not None))
 
 
+def _check_scale(bench: Benchmark, ts: TargetSet) -> None:
+    """Target values on a grid fine enough to compare exactly (what re-alignment needs
+    first), or :class:`InputError` naming the targets."""
+    try:
+        target_scale(bench, ts)
+    except ValueError as e:
+        raise InputError(f"{str(e)[:160]}", field="targets",
+                         hint="give target values such as 0.25, 0.5 or 1") from None
+
+
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
@@ -375,22 +407,24 @@ class QueryService:
         """(modification time, version) of the cache folder at its last listing."""
 
     # -- pieces, each kept in an LRU ------------------------------------------------------
-    def _splits(self, q: Query, need_train: bool) -> tuple[Benchmark, Benchmark | None]:
+    def _splits(self, q: Query, need_train: bool, ready_only: bool = False
+                ) -> tuple[Benchmark, Benchmark | None]:
         key = (q.benchmark, q.split, q.limit, need_train)
-        return self._benches.get(key, lambda: load_splits(
+        return _kept(self._benches, key, lambda: load_splits(
             q.benchmark, q.split, self.data, limit=q.limit,
-            train_split="train" if need_train else None))
+            train_split="train" if need_train else None), ready_only)
 
-    def identity(self, q: Query) -> tuple[Benchmark, str]:
+    def identity(self, q: Query, ready_only: bool = False) -> tuple[Benchmark, str]:
         """(benchmark, scorer identity) as ``pluralign align`` computes them."""
         if q.scorer_id:
-            bench, _ = self._splits(q, False)
+            bench, _ = self._splits(q, False, ready_only)
             return bench, q.scorer_id
-        scorer = self._scorers.get((q.scorer, q.seed, q.value), lambda: get_scorer(
-            q.scorer, **scorer_options(q.scorer, seed=q.seed, value=q.value)))
-        bench, train = self._splits(q, bool(scorer.needs_train))
+        scorer = _kept(self._scorers, (q.scorer, q.seed, q.value), lambda: get_scorer(
+            q.scorer, **scorer_options(q.scorer, seed=q.seed, value=q.value)), ready_only)
+        bench, train = self._splits(q, bool(scorer.needs_train), ready_only)
         key = (q.benchmark, q.split, q.limit, q.scorer, q.seed, q.value)
-        return bench, self._idents.get(key, lambda: str(scorer.identity(bench, train)))
+        return bench, _kept(self._idents, key, lambda: str(scorer.identity(bench, train)),
+                            ready_only)
 
     def version(self) -> int:
         """A number that changes whenever a part file is added to the cache or removed from
@@ -412,7 +446,8 @@ class QueryService:
         self._listing = (mtime, version)
         return version
 
-    def predictions(self, bench: Benchmark, ident: str, samples: int | None) -> np.ndarray:
+    def predictions(self, bench: Benchmark, ident: str, samples: int | None,
+                    ready_only: bool = False) -> np.ndarray:
         key = (bench.identity, ident, samples, self.version())  # a new part: a new key
 
         def load() -> np.ndarray:
@@ -424,52 +459,74 @@ class QueryService:
                                 "responses missing); run pluralign sweep first")
             return preds
 
-        return self._preds.get(key, load)
+        return _kept(self._preds, key, load, ready_only)
 
-    def target_sets(self, bench: Benchmark, specs: tuple[str, ...]) -> list[TargetSet]:
+    def target_sets(self, bench: Benchmark, specs: tuple[str, ...], ready_only: bool = False
+                    ) -> list[TargetSet]:
+        """The named sets and inline targets of a query; with ``ready_only``, a named set only
+        when kept (inline targets are parsed, never loaded)."""
         key = (bench.identity, specs)
-        return self._targets.get(key, lambda: resolve_target_sets(list(specs), bench,
-                                                                  self.data))
+        make = lambda: resolve_target_sets(list(specs), bench, self.data)  # noqa: E731
+        inline = all(s not in TARGET_SET_NAMES for s in specs)
+        return _kept(self._targets, key, make, ready_only and not inline)
 
     def index(self, bench: Benchmark, ts: TargetSet) -> LabelIndex:
         h = Hasher().array(ts.values).hexdigest()
-        try:
-            target_scale(bench, ts)  # what LabelIndex needs first: values on a fine grid
-        except ValueError as e:
-            raise InputError(f"{str(e)[:160]}", field="targets",
-                             hint="give target values such as 0.25, 0.5 or 1") from None
+        _check_scale(bench, ts)
         return self._indexes.get(
             (bench.content_hash, h),
             lambda: LabelIndex(bench, ts, memory_budget=self.memory_budget))
 
+    def _realign(self, bench: Benchmark, preds: np.ndarray, ts: TargetSet, q: Query
+                 ) -> tuple[AlignResult, np.ndarray | None]:
+        """One set's result and, with ``per_scenario``, its choices: a few targets by the
+        exact rule alone (:func:`realign_few`: building and keeping a label index costs more
+        than such an answer), more through a kept label index."""
+        if len(ts) <= FEW_TARGETS:
+            _check_scale(bench, ts)
+            return realign_few(bench, preds, ts, weighted=q.weighted,
+                               keep_chosen=q.per_scenario)
+        index = self.index(bench, ts)
+        res = realign(bench, preds, ts, weighted=q.weighted, index=index)
+        chosen = chosen_responses(bench, preds, ts, index=index) if q.per_scenario else None
+        return res, chosen
+
     # -- the query -------------------------------------------------------------------------
-    def align(self, body: object) -> AlignAnswer:
-        """The answer to one query (a JSON-ready dict)."""
+    def align(self, body: object, *, ready_only: bool = False) -> AlignAnswer:
+        """The answer to one query (a JSON-ready dict). With ``ready_only``, only a small
+        answer from what is kept in memory (at most :data:`INLINE_PAIRS` targets x responses;
+        else :class:`NotReady`): one a server may compute where the request arrived."""
         q = parse_query(body, self.limits)
-        bench, ident = self.identity(q)
-        sets = self.target_sets(bench, q.targets)
+        if ready_only and len(q.targets) > FEW_TARGETS:
+            raise NotReady
+        bench, ident = self.identity(q, ready_only)
+        sets = self.target_sets(bench, q.targets, ready_only)
         n_targets = sum(len(ts) for ts in sets)
+        if ready_only and (any(len(ts) > FEW_TARGETS for ts in sets)
+                           or n_targets * bench.n_responses > INLINE_PAIRS):
+            raise NotReady
         if n_targets > self.limits.max_targets:
             raise TooLarge(f"the request names {n_targets} targets; the limit is "
                            f"{self.limits.max_targets}")
         if q.per_scenario and n_targets * bench.n_scenarios > self.limits.max_choice_cells:
             raise TooLarge(f"per-scenario output of {n_targets} targets x {bench.n_scenarios} "
                            f"scenarios exceeds {self.limits.max_choice_cells} cells")
-        preds = self.predictions(bench, ident, q.samples)
+        preds = self.predictions(bench, ident, q.samples, ready_only)
         out: list[TargetAnswer] = []
         for ts in sets:
-            index = self.index(bench, ts)
-            res = realign(bench, preds, ts, weighted=q.weighted, index=index)
-            chosen = chosen_responses(bench, preds, ts, index=index) if q.per_scenario else None
-            texts = ts.json_all()
-            acc = res.accuracy
+            res, chosen = self._realign(bench, preds, ts, q)
+            # Python numbers per column at once (tolist), not per element.
+            acc, counted, correct = (res.accuracy.tolist(), res.counted.tolist(),
+                                     res.correct.tolist())
+            scores = None
+            if res.weighted is not None and res.closeness is not None:
+                scores = res.weighted.tolist(), res.closeness.tolist()
             for t in range(len(ts)):
-                row = TargetAnswer(set=ts.name, target=json.loads(texts[t]),
-                                   accuracy=_finite(float(acc[t])),
-                                   counted=int(res.counted[t]), correct=int(res.correct[t]))
-                if res.weighted is not None and res.closeness is not None:
-                    row["weighted_score"] = _finite(float(res.weighted[t]))
-                    row["closeness"] = _finite(float(res.closeness[t]))
+                row = TargetAnswer(set=ts.name, target=ts.target(t), accuracy=_finite(acc[t]),
+                                   counted=counted[t], correct=correct[t])
+                if scores is not None:
+                    row["weighted_score"] = _finite(scores[0][t])
+                    row["closeness"] = _finite(scores[1][t])
                 if chosen is not None:
                     row["chosen"] = chosen[:, t].tolist()
                 out.append(row)
