@@ -620,8 +620,8 @@ class BackendPool:
         }
 
     def abandon(self) -> None:
-        """The Ray runtime under the actors is gone (a signal to the process group killed its
-        GCS and raylet, and the job took the rest down): :meth:`close` then makes no Ray call —
+        """The Ray runtime under the actors is gone (a signal sent to every process of the run
+        killed its GCS and raylet, and the job took the rest down): :meth:`close` then makes no Ray call —
         none to close or kill an actor, none to remove the placement group — since each would
         wait on the dead, and replacements still starting are cancelled, not awaited."""
         self._stopping = self._abandoned = True

@@ -22,9 +22,10 @@ __all__ = ["Interrupts", "handled_by_command"]
 
 RAY_SIGTERM_SETTLE = 0.25
 """Seconds a run stopped by SIGTERM watches the Ray runtime it started for a process dying
-before it closes its actors: a SIGTERM to the process group reaches the runtime's processes as
-it reaches the driver, and the first of them is gone within tens of milliseconds (measured:
-5-26 ms), while a run with nothing in flight can wind down sooner than that."""
+before it closes its actors. The runtime's processes have process groups of their own (a
+SIGTERM to the driver's group no longer reaches them), but a process manager may signal every
+process it knows of: the first of them is gone within tens of milliseconds (measured: 5-26 ms),
+while a run with nothing in flight can wind down sooner than that."""
 
 
 class Interrupts(signals.Interrupts):
@@ -37,7 +38,7 @@ class Interrupts(signals.Interrupts):
         super().__init__(log)
         self.pool = pool
         self.terminated = False
-        """A SIGTERM came (to the process group, it kills Ray's processes; SIGINT does not)."""
+        """A SIGTERM came (sent to Ray's processes too, it kills them; SIGINT does not)."""
 
     def drain(self) -> None:
         stop_sending()  # in-process clients send nothing more, retries included
@@ -48,7 +49,7 @@ class Interrupts(signals.Interrupts):
 
     def uninstall(self) -> None:
         """Hand the signals back; after a signal that killed part of the Ray runtime this
-        process started (a SIGTERM to the whole group reaches its raylet and GCS), take the
+        process started (a SIGTERM sent to its raylet and GCS too), take the
         rest down now and have ``pool`` make no Ray call as it closes: each would wait a
         minute on the dead GCS before Ray aborts the process (exit 1, not 130)."""
         super().uninstall()

@@ -197,8 +197,8 @@ def _started_processes() -> list[Any]:
 
 
 def started_ray_intact() -> bool:
-    """False when a process of the Ray runtime this process started has died (a signal to
-    the whole process group reaches the raylet and GCS too): an orderly shutdown then only
+    """False when a process of the Ray runtime this process started has died (a signal sent
+    to the raylet or GCS too, by a process manager that signals every process it knows of): an orderly shutdown then only
     waits on the dead."""
     return all(p.poll() is None for p in _started_processes())
 
@@ -234,9 +234,9 @@ BROKEN_SHUTDOWN_GRACE = 20.0
 
 
 def abandon_broken_ray(grace: float = BROKEN_SHUTDOWN_GRACE, settle: float = 0.0) -> bool:
-    """When the Ray runtime this process started has lost a process (a SIGTERM to the whole
-    process group kills its raylet, GCS and actor workers with the driver's handler still
-    running), take down what is left of it and disconnect, before anything waits on the dead:
+    """When the Ray runtime this process started has lost a process (a SIGTERM sent to
+    every process of the run kills its raylet, GCS and actor workers with the driver's handler
+    still running), take down what is left of it and disconnect, before anything waits on the dead:
     Ray gives up on an unreachable GCS only after a minute, then aborts the driver (exit 1).
 
     True when it did: the caller then makes no Ray call of its own (each would raise, and none
