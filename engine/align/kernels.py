@@ -205,9 +205,10 @@ def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted
 
     ``values`` is (T, A) float64 with NaN for an attribute a target does not name,
     ``unit_values`` the same rounded to integer units of ``scale`` (still float, NaN kept),
-    ``units`` the labels in those units (int64). Per target: ``counted``, ``correct``, and with ``want_weighted`` the sums of
-    the published weighted score (``wsum``) and of the closeness (``csum``), in scenario order;
-    with ``keep_chosen`` the chosen response of every scenario in ``chosen_out`` (S, T).
+    ``units`` the labels in those units (int64). Per target: ``counted``, ``correct``, and with
+    ``want_weighted`` the published weighted score (``wsum``) and the closeness (``csum``):
+    sums in scenario order, then 100 * sum / counted as :func:`engine.realign.combine`
+    computes them (NaN where nothing is counted); with ``keep_chosen`` the chosen response of every scenario in ``chosen_out`` (S, T).
     """
     n_t, n_a = values.shape
     n_s = offsets.size - 1
@@ -254,6 +255,9 @@ def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted
                 d_sel = math.sqrt(float(lsq[ch]))
                 wsum[t] += 1.0 - d_sel / math.sqrt(float(l_max))
                 csum[t] += 1.0 - d_sel / scale / sqrt_k
+        if want_weighted:
+            wsum[t] = 100.0 * wsum[t] / counted[t] if counted[t] > 0 else math.nan
+            csum[t] = 100.0 * csum[t] / counted[t] if counted[t] > 0 else math.nan
 
 
 few_targets = njit(cache=True)(_few_targets)

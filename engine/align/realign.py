@@ -533,13 +533,8 @@ def realign_few(
     chosen = np.zeros((bench.n_scenarios, n_t) if keep_chosen else (0, 0), dtype=np.int8)
     few_targets(pred, units, bench.offsets, values, np.round(values * scale), float(scale),
                 weighted, counted, correct, wsum, csum, chosen, keep_chosen)
-    w = close = None
-    if weighted:  # as combine() computes them (no division where nothing is counted)
-        some, divisor = counted > 0, np.maximum(counted, 1)
-        w = np.where(some, 100.0 * wsum / divisor, np.nan)
-        close = np.where(some, 100.0 * csum / divisor, np.nan)
-    return (AlignResult(counted=counted, correct=correct, weighted=w, closeness=close),
-            chosen if keep_chosen else None)
+    return (AlignResult(counted=counted, correct=correct, weighted=wsum if weighted else None,
+                        closeness=csum if weighted else None), chosen if keep_chosen else None)
 
 
 _UNITS: OrderedDict[tuple[str, int], tuple[np.ndarray, int]] = OrderedDict()
