@@ -378,11 +378,14 @@ RAY_SIGNALS = [
     pytest.param("SIGTERM", "driver", id="SIGTERM-driver"),
     pytest.param("SIGINT", "driver", id="SIGINT-driver"),
     pytest.param("SIGKILL", "driver", id="SIGKILL-driver"),
+    pytest.param("SIGTERM", "all", id="SIGTERM-all"),
 ]
 """Where a signal reaches a Ray sweep: a process manager's SIGTERM or a terminal's Ctrl-C goes
 to the whole group (the driver; the runtime it started has process groups of its own, so the
 signal no longer kills its raylet under the actors); ``kill PID`` reaches the driver alone,
-and ``kill -9 PID`` leaves the runtime's processes to the watchdog it started."""
+and ``kill -9 PID`` leaves the runtime's processes to the watchdog it started. systemd's
+default stop (``KillMode=control-group``) sends SIGTERM to every process of the service at
+once: the raylet dies under the actors."""
 
 
 @pytest.mark.ray
@@ -414,6 +417,10 @@ def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
         t_signal = time.monotonic()
         if to == "group":
             os.killpg(proc.pid, SIGNALS[sig])
+        elif to == "all":
+            for pid in {proc.pid} | family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, SIGNALS[sig])
         else:
             proc.send_signal(getattr(signal, sig))
         rc = proc.wait(timeout=HANG)
@@ -439,13 +446,16 @@ def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
     paid, stored = _paid(server), _stored_scores(tmp_path / "c")
     claims = list((tmp_path / "c").rglob("*.claim"))
     late = ", ".join(f"+{float(str(e['t'])) - t_signal:.2f} s" for e in after)
-    print(f"\nRay sweep, {sig} to the {to}: exit {rc} after {seconds:.2f} s; requests after "
+    whom = "every process" if to == "all" else f"the {to}"
+    print(f"\nRay sweep, {sig} to {whom}: exit {rc} after {seconds:.2f} s; requests after "
           f"the signal: {len(after)}{f' ({late})' if late else ''}; paid {paid}, stored "
           f"{stored}; claims left {len(claims)}; "
           f"Ray processes left {len(left)} of {len(family)}; Ray sessions {len(sessions)}")
     text = log.read_text()
-    # No actor worker dies under the driver: no batch is rerouted, and every paid answer is
-    # stored.
+    # No actor worker dies under the driver (no batch is rerouted) and every paid answer is
+    # stored, unless the signal reached the raylet too: an actor worker dies with it (the
+    # driver reroutes its batch, and says so), and answers it had received but not yet
+    # returned go with it: at most those requests are paid and not stored.
     died_with = sum(int(n) for n in re.findall(r"failed: \w+.*; rerouting (\d+) requests", text))
     print(f"requests on actors that died: {died_with}")
     assert left == set()
@@ -457,7 +467,7 @@ def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
         return
     assert rc == 130, text[-3000:]
     assert after == [], text[-3000:]
-    assert died_with == 0, text[-3000:]
-    assert 0 < stored == paid, text[-3000:]
+    assert 0 < stored <= paid and paid - stored <= died_with, text[-3000:]
+    assert died_with == 0 or to == "all", text[-3000:]
     assert claims == []
     assert len(sessions) == 1, sessions  # no second runtime started on the way out
