@@ -253,15 +253,7 @@ class Cluster:
             _ip("-n", host.netns, *args)
         host.temp_dir.mkdir(parents=True, exist_ok=True)
         (self.base / "home" / name).mkdir(parents=True, exist_ok=True)
-        # --kill-child: the namespace's init dies with unshare, which dies with the process
-        # that made it (PDEATHSIG), so even a killed test leaves no host running.
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, "unshare", "--pid", "--fork", "--mount-proc",
-             "--kill-child", "sleep", "infinity"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent)
-        host.unshare_pid = proc.pid
-        host.init_pid = _first_child(proc.pid)
+        self._respawn_init(host)
         return host
 
     def start_ray(self) -> None:
@@ -311,13 +303,22 @@ class Cluster:
         self.wait_provider()
 
     def _respawn_init(self, host: Host) -> None:
+        """A PID and mount namespace for ``host`` (in its network namespace), with a /dev/shm of
+        its own as a machine has: shared memory its processes leave (Ray's object store, vLLM's
+        buffers of a killed engine) goes with the namespace. --kill-child: the namespace's init
+        dies with unshare, which dies with the process that made it (PDEATHSIG), so even a
+        killed test leaves no host running."""
         proc = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, "unshare", "--pid", "--fork", "--mount-proc",
-             "--kill-child", "sleep", "infinity"],
+             "--kill-child", "sh", "-c",
+             "mount -t tmpfs -o mode=1777 tmpfs /dev/shm; exec sleep infinity"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent)
         host.unshare_pid = proc.pid
         host.init_pid = _first_child(proc.pid)
+        # Nothing enters the host before its /dev/shm is mounted (the shell has become sleep).
+        _until(lambda: Path(f"/proc/{host.init_pid}/comm").read_text().strip() == "sleep", 10,
+               f"{host.name}'s init")
 
     def wait_provider(self, timeout: float = 60) -> None:
         probe_code = ("import sys,urllib.request;"
@@ -347,8 +348,9 @@ class Cluster:
         lines = [f"subnet {self.subnet} on bridge {self.bridge}; shared folder {self.shared}"]
         lines += [f"  {h.name:<9}{h.address:<14}netns {h.netns}  init pid {h.init_pid}"
                   for h in self.hosts.values()]
+        provider = f", provider {self.provider_url}" if "provider" in self.hosts else ""
         lines += [f"  Ray GCS {self.gcs_address}, jobs {self.dashboard_url}, "
-                  f"Redis {self.redis_url}, provider {self.provider_url}",
+                  f"Redis {self.redis_url}{provider}",
                   f"  token file {self.token_file} (RAY_AUTH_MODE=token)"]
         return "\n".join(lines)
 
