@@ -208,8 +208,16 @@ def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted
     ``units`` the labels in those units (int64). Per target: ``counted``, ``correct``, and with
     ``want_weighted`` the published weighted score (``wsum``) and the closeness (``csum``):
     sums in scenario order, then 100 * sum / counted as :func:`engine.realign.combine`
-    computes them (NaN where nothing is counted); with ``keep_chosen`` the chosen response of every scenario in ``chosen_out`` (S, T).
+    computes them (NaN where nothing is counted); with ``keep_chosen`` the chosen response of
+    every scenario in ``chosen_out`` (S, T).
+
+    Returns False, with nothing computed, when a prediction is not finite (the caller then
+    says which: :func:`engine.realign.check_predictions`), else True.
     """
+    for r in range(pred.shape[0]):
+        for a in range(pred.shape[1]):
+            if not math.isfinite(pred[r, a]):
+                return False
     n_t, n_a = values.shape
     n_s = offsets.size - 1
     cols = np.arange(n_a)
@@ -258,6 +266,7 @@ def _few_targets(pred, units, offsets, values, unit_values, scale, want_weighted
         if want_weighted:
             wsum[t] = 100.0 * wsum[t] / counted[t] if counted[t] > 0 else math.nan
             csum[t] = 100.0 * csum[t] / counted[t] if counted[t] > 0 else math.nan
+    return True
 
 
 few_targets = njit(cache=True)(_few_targets)

@@ -525,14 +525,17 @@ def realign_few(
     scale = target_scale(bench, targets)
     units, max_k = _label_units(bench, scale)
     _mask_dtype(max_k)  # the same refusal as a label index's
-    pred = check_predictions(bench, predictions)
+    pred = np.ascontiguousarray(predictions, dtype=np.float64)
+    if pred.shape != bench.labels.shape:
+        check_predictions(bench, pred)  # raises, naming the shapes
     values = np.ascontiguousarray(targets.values, dtype=np.float64)
     n_t = len(targets)
     counted, correct = np.zeros((2, n_t), dtype=np.int64)
     wsum, csum = np.zeros((2, n_t), dtype=np.float64)
     chosen = np.zeros((bench.n_scenarios, n_t) if keep_chosen else (0, 0), dtype=np.int8)
-    few_targets(pred, units, bench.offsets, values, np.round(values * scale), float(scale),
-                weighted, counted, correct, wsum, csum, chosen, keep_chosen)
+    if not few_targets(pred, units, bench.offsets, values, np.round(values * scale),
+                       float(scale), weighted, counted, correct, wsum, csum, chosen, keep_chosen):
+        check_predictions(bench, pred)  # raises, naming the first prediction not finite
     return (AlignResult(counted=counted, correct=correct, weighted=wsum if weighted else None,
                         closeness=csum if weighted else None), chosen if keep_chosen else None)
 

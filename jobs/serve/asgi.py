@@ -49,10 +49,14 @@ INLINE_BODY = 16 << 10
 """Larger query bodies always go to a worker thread (decoding them is work of its own)."""
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                            separators=(",", ":"))
+"""One encoder for every answer (``json.dumps`` with options builds one per call)."""
+
+
 def encode(obj: object) -> bytes:
     """JSON as starlette's JSONResponse writes it (compact, UTF-8, no NaN)."""
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 class Request:
