@@ -2,7 +2,8 @@
 
 Each host is a network namespace with its own address on a private /24 (a veth pair into one
 Linux bridge) and runs in its own PID namespace, so killing that namespace's init ends
-everything the host ran (Ray's agents included) and cuts it off like a lost machine. The hosts:
+everything the host ran (Ray's agents included) and cuts it off like a lost machine; its
+/dev/shm is its own (a tmpfs that goes with it). The hosts:
 
 ========  =====  =========================================================================
 head      .11    Ray head (GCS, dashboard, job server; the job driver runs here), Redis
