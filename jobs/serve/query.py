@@ -13,6 +13,7 @@ adds is picked up by the next query without a restart.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import math
 import os
@@ -282,13 +283,21 @@ def _benchmark(name: str, limits: Limits) -> str:
         if limits.max_synthetic_scenarios <= 0:
             raise InputError("synthetic benchmarks are not served here", field="benchmark",
                              hint="the operator enables them with a size cap")
-        scenarios = parse_synthetic(name)["S"]
+        scenarios = _synthetic_scenarios(name)
         if scenarios > limits.max_synthetic_scenarios:
             raise TooLarge(f"a synthetic benchmark of {scenarios:,} scenarios; this service "
                            f"serves at most {limits.max_synthetic_scenarios:,}")
         return name
     raise InputError(f"unknown benchmark {name[:40]!r}", field="benchmark",
                      hint=f"one of {', '.join(SERVED_BENCHMARKS)}")
+
+
+@functools.lru_cache(maxsize=64)
+def _synthetic_scenarios(name: str) -> int:
+    """The scenarios of a synthetic benchmark's name, once per name: parsing it checks free
+    memory (a read of the system's figures per query otherwise); a refusal is not kept, and
+    generating the benchmark checks again."""
+    return int(parse_synthetic(name)["S"])
 
 
 def parse_query(body: object, limits: Limits) -> Query:
