@@ -5,9 +5,13 @@ A query names a benchmark, a scorer (by name and options, as ``pluralign align``
 or by its exact identity) and targets (inline objects or the set names ``all``, ``sampled``,
 ``high``, ``low``, ``random-sampled``; never files); the answer is computed by the same functions ``pluralign align`` calls
 (:func:`resolve_target_sets`, :meth:`ScoreCache.predictions`, :func:`realign`,
-:func:`chosen_responses`). Benchmarks, scorer identities, predictions and label indexes are
-kept in bounded LRU maps; predictions are keyed by the cache's part listing, so a part a sweep
-adds is picked up by the next query without a restart.
+:func:`chosen_responses`), except that a set of a few targets goes to :func:`realign_few`,
+equal to those two bit for bit and several times cheaper there (no label index to build).
+Benchmarks, scorer identities, predictions and label indexes are kept in bounded LRU maps;
+predictions are keyed by the cache's part listing, so a part a sweep adds is picked up by the
+next query without a restart. ``align(ready_only=True)`` answers only a small query whose
+pieces are all in memory (:class:`NotReady` otherwise): the local server computes those in
+its event loop.
 """
 
 from __future__ import annotations
