@@ -40,7 +40,8 @@ def target_scale(bench: Benchmark, targets: TargetSet) -> int:
     vals = targets.values[~np.isnan(targets.values)]
     if vals.size == 0:
         return bench.scale
-    distinct = np.unique(vals).tolist()
+    # Distinct values, ascending: a set for a few (numpy's unique costs more there).
+    distinct = sorted(set(vals.tolist())) if vals.size <= 256 else np.unique(vals).tolist()
     return common_scale(bench.scale, _grid_scale(tuple(distinct)) if len(distinct) <= 64
                         else grid_scale(distinct))
 
