@@ -1,5 +1,5 @@
 """Request and token budgets for API clients: in-process, or shared across a cluster via Redis,
-and adaptive concurrency (AIMD) for keys whose limits nobody gave.
+and adaptive concurrency (AIMD, slow start first) for keys whose limits nobody gave.
 
 Both budget limiters run the same token bucket (``TokenBucket`` here, a Lua script in Redis),
 sized so that no sliding window of ``period`` seconds ever sees more than the budget.
