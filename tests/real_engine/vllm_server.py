@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,8 +30,46 @@ def start_server(model: str | Path, port: int, log: Path, *, name: str = "tiny",
            "--host", "127.0.0.1", "--port", str(port), "--served-model-name", name,
            "--load-format", "dummy", "--max-model-len", str(max_model_len), "--seed", "0",
            "--no-enable-chunked-prefill", "--structured-outputs-config", STRUCTURED]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    shm = _shared_memory()
+    # A session of its own: the API server, its engine core and the engine's workers are one
+    # process group, which stop() ends whole (killing the API server alone orphans the engine
+    # core, which keeps its memory and its /dev/shm buffers).
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    _SHM_BEFORE[proc.pid] = shm
     return wait_healthy(proc, port, log, wait)
+
+
+SHM = Path("/dev/shm")
+_SHM_BEFORE: dict[int, set[str]] = {}
+"""Server pid -> the shared-memory files there were before it started."""
+
+
+def _shared_memory() -> set[str]:
+    try:
+        return {p.name for p in SHM.iterdir() if p.name.startswith("psm_")}
+    except OSError:
+        return set()
+
+
+def _group_runs(pgid: int) -> bool:
+    """A process of group ``pgid`` still runs (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def _mapped(names: set[str]) -> set[str]:
+    """Those of ``names`` some live process still maps."""
+    held: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            text = maps.read_text()
+            held |= {n for n in names if n in text}
+    return held
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path,
@@ -49,7 +90,9 @@ def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path,
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate the server (kill after 30 s)."""
+    """Terminate the server (kill after 30 s), then whatever is left of its process group (an
+    engine core whose API server was killed), and the shared-memory files it left that no
+    process maps any more (a killed engine cannot remove them)."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -57,3 +100,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _group_runs(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGKILL is delivered; the members need a moment to go
+    before = _SHM_BEFORE.pop(proc.pid, None)
+    if before is not None:
+        left = _shared_memory() - before
+        for name in left - _mapped(left):
+            with contextlib.suppress(OSError):
+                (SHM / name).unlink()
