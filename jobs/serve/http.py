@@ -218,7 +218,8 @@ def serve_local(service: QueryService, token: str | None, host: str, port: int, 
                                            date_header=False))
     # What start-up left (modules, numba's and pyarrow's objects) lives as long as the process:
     # kept out of the collector's full passes, which then walk a fraction of the heap (a
-    # pass during a burst stalled every query in flight for ~50 ms, ~10 ms after this).
+    # pass during a burst stalled every query in flight for ~50 ms, ~10 ms after this). Undone
+    # when the server stops: a caller serving from a notebook or script gets its heap back.
     gc.freeze()
     thread = threading.Thread(target=server.run, name="pluralign-serve", daemon=True)
     thread.start()
@@ -234,3 +235,4 @@ def serve_local(service: QueryService, token: str | None, host: str, port: int, 
     finally:
         server.should_exit = True
         thread.join()
+        gc.unfreeze()
