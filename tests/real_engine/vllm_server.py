@@ -42,12 +42,13 @@ def start_server(model: str | Path, port: int, log: Path, *, name: str = "tiny",
 
 SHM = Path("/dev/shm")
 _SHM_BEFORE: dict[int, set[str]] = {}
-"""Server pid -> the shared-memory files there were before it started."""
+"""Server pid -> the names in /dev/shm before it started."""
 
 
 def _shared_memory() -> set[str]:
+    """The names in /dev/shm: the engine's buffers (``psm_*``) and semaphores (``sem.*``)."""
     try:
-        return {p.name for p in SHM.iterdir() if p.name.startswith("psm_")}
+        return {p.name for p in SHM.iterdir()}
     except OSError:
         return set()
 
