@@ -26,7 +26,7 @@ from pluralign.engine.scorers import get_scorer, score_through_cache
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.serve.http import check_bind, make_app
 from pluralign.jobs.serve.query import Limits, QueryService
-from tests.jobs.http_json import call_json
+from tests.jobs.http_json import call_json, serving
 
 BENCH = "synthetic:S=40,R=2-4,A=3,L=5,seed=3"
 TOKEN = "test-token-4f1c"
@@ -48,23 +48,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(cache_dir: Path) -> Iterator[str]:
-    import uvicorn
-
     service = QueryService(cache_dir, None, lru=4, limits=Limits(max_body=4096, max_targets=100,
                                                                  max_synthetic_scenarios=100))
-    port = _free_port()
-    config = uvicorn.Config(make_app(service, TOKEN), host="127.0.0.1", port=port,
-                            log_level="warning", access_log=False)
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "server did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(make_app(service, TOKEN)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def _call(url: str, path: str, body: Any = None, *, token: str | None = TOKEN,

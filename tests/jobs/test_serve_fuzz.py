@@ -8,9 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import socket
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +24,7 @@ from pluralign.engine.scorers import get_scorer, score_through_cache
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.serve.http import make_app
 from pluralign.jobs.serve.query import QUERY_FIELDS, Limits, QueryService
+from tests.jobs.http_json import serving
 
 BENCH = "synthetic:S=12,R=2-3,A=2,L=3,seed=4"
 TOKEN = "fuzz-token-51c0"
@@ -68,30 +66,16 @@ class Client:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    import uvicorn
-
     root = tmp_path_factory.mktemp("fuzz-cache")
     score_through_cache(get_scorer("random", seed=0), load_benchmark(BENCH, "eval"),
                         ScoreCache(root))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     service = QueryService(root, None, limits=Limits(body_seconds=2.0, max_targets=2_000,
                                                      max_synthetic_scenarios=50))
-    server = uvicorn.Server(uvicorn.Config(make_app(service, TOKEN), host="127.0.0.1",
-                                           port=port, log_level="critical", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    c = Client("127.0.0.1", port)
-    yield c
-    print(f"\nfuzz: {c.statuses.total()} requests answered, by status: "
-          f"{dict(sorted(c.statuses.items()))}")
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(make_app(service, TOKEN), log_level="critical") as port:
+        c = Client("127.0.0.1", port)
+        yield c
+        print(f"\nfuzz: {c.statuses.total()} requests answered, by status: "
+              f"{dict(sorted(c.statuses.items()))}")
 
 
 def check(status: int, data: bytes) -> dict[str, Any]:

@@ -6,7 +6,6 @@ that trickles in is cut off at the deadline. Real HTTP on loopback (uvicorn)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from pluralign.engine.scorers import get_scorer, score_through_cache
 from pluralign.engine.store.cache import ScoreCache
 from pluralign.jobs.serve.http import handle, make_app
 from pluralign.jobs.serve.query import Limits, QueryService
-from tests.jobs.http_json import call_json
+from tests.jobs.http_json import call_json, serving
 
 BENCH = "synthetic:S=20,R=2-3,A=3,L=5,seed=5"
 TOKEN = "hardening-token-9e2d"
@@ -125,24 +124,10 @@ def test_a_target_value_off_any_fine_grid_is_a_400(cache_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(cache_dir: Path) -> Iterator[str]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     service = QueryService(cache_dir, None, limits=Limits(body_seconds=1.0,
                                                           max_synthetic_scenarios=20))
-    srv = uvicorn.Server(uvicorn.Config(make_app(service, TOKEN), host="127.0.0.1", port=port,
-                                        log_level="warning", access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield f"127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(make_app(service, TOKEN)) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def _raw(server: str, head: str, trickle: bytes = b"", gap: float = 0.0,

@@ -5,9 +5,6 @@ in its event loop (a few targets over predictions it holds) or in a worker threa
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,7 @@ from pluralign.jobs.configs import SplitConfig
 from pluralign.jobs.serve.asgi import ServiceApp
 from pluralign.jobs.serve.http import make_app
 from pluralign.jobs.serve.query import Limits, QueryService
-from tests.jobs.http_json import call_json
+from tests.jobs.http_json import call_json, serving
 
 BENCH = "synthetic:S=60,R=2-5,A=3,L=5,seed=11"
 SCORERS = ({"scorer": "random", "seed": 4}, {"scorer": "constant", "value": 0.25})
@@ -47,24 +44,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def served(cache_dir: Path) -> Iterator[tuple[str, ServiceApp]]:
     """A fresh local server (nothing answered yet) on loopback, and its application."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     app = make_app(QueryService(cache_dir, None, limits=Limits(max_synthetic_scenarios=100)),
                    TOKEN)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                        access_log=False))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "server did not start"
-    yield f"http://127.0.0.1:{port}/v1/align", app
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}/v1/align", app
 
 
 def _engine(cache_dir: Path, scorer: dict[str, Any], targets: TargetSet

@@ -276,6 +276,24 @@ def test_inside_a_command_sigterm_outside_a_run_is_a_ctrl_c() -> None:
             signal.signal(s, handler)
 
 
+def _left_behind(family: set[int], ray_tmp: str, driver: int, timeout: float = 30) -> set[int]:
+    """The processes of ``family`` and of the Ray session under ``ray_tmp`` but ``driver``
+    still running after up to ``timeout`` seconds (children need a moment to notice their
+    parent's end)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = set()
+        for pid in (family | _ray_processes(ray_tmp)) - {driver}:
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    left.add(pid)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
 def _ray_processes(ray_tmp: str) -> set[int]:
     """Live processes of the Ray session under ``ray_tmp`` (each names it on its command line)."""
     import psutil
@@ -347,13 +365,7 @@ def test_serve_stops_on_a_signal_and_leaves_nothing_behind(
         os.killpg(proc.pid, SIGNALS[sig])  # a terminal's Ctrl-C reaches the whole group
         rc = proc.wait(timeout=HANG)
         seconds = time.monotonic() - t_signal
-        deadline = time.monotonic() + 30  # children notice their parent's end
-        while (left := {p for p in family | _ray_processes(ray_tmp)
-                        if psutil.pid_exists(p) and p != proc.pid
-                        and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        left = _left_behind(family, ray_tmp, proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -425,13 +437,7 @@ def test_a_ray_actor_sweep_stops_on_a_signal_and_leaves_no_ray_behind(
             proc.send_signal(getattr(signal, sig))
         rc = proc.wait(timeout=HANG)
         seconds = time.monotonic() - t_signal
-        deadline = time.monotonic() + 30  # children notice their parent's end
-        while (left := {p for p in family | _ray_processes(ray_tmp)
-                        if psutil.pid_exists(p) and p != proc.pid
-                        and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        left = _left_behind(family, ray_tmp, proc.pid)
         sessions = [p.name for p in Path(ray_tmp, "ray").glob("session_2*")]
     finally:
         if proc.poll() is None:

@@ -3,7 +3,8 @@ sweeps on one cache, and a local Ray runtime that must listen on loopback only.
 
 Every sweep here is a real ``pluralign sweep`` subprocess sending real HTTP to the fake server
 on 127.0.0.1 (which counts every request); signals go to that subprocess, or to its whole
-process group as a terminal's Ctrl-C does (a Ray sweep's raylet, GCS and actor workers too).
+process group as a terminal's Ctrl-C does (a local Ray runtime the sweep started has process
+groups of its own, so the group's signal reaches its driver alone).
 Figures are printed (``-s`` shows them), never asserted against a clock.
 """
 
@@ -330,11 +331,26 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
+def _reap(pids: set[int], ray_tmp: str, timeout: float = 30) -> tuple[set[int], list[str]]:
+    """The processes of ``pids`` (and of the Ray session) still alive after up to ``timeout``
+    seconds (those that die with their parent need a moment to notice), with their command
+    lines; killed, so that none is left to the next test whatever the verdict."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while (left := _alive(pids) | _ray_processes(ray_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    names = _names(left)
+    for pid in left:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+    return left, names
+
+
 def test_ctrl_c_on_a_ray_actor_sweep_saves_every_answer_and_leaves_no_ray_behind(
         tmp_path: Path, make_fake_server: Callable[..., FakeOpenAIServer]) -> None:
-    """A terminal's Ctrl-C reaches the whole process group (driver, raylet, GCS, actor
-    workers): the answers in flight on the actors still arrive and are written, and the driver
-    shuts down the Ray it started."""
+    """A terminal's Ctrl-C to the sweep's process group: the answers in flight on the actors
+    still arrive and are written, and the driver shuts down the Ray it started."""
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("ray")
     # Some 5xx: at the signal some answers are in flight and some await a retry on the actors.
@@ -351,11 +367,7 @@ def test_ctrl_c_on_a_ray_actor_sweep_saves_every_answer_and_leaves_no_ray_behind
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
         rc = wait(proc, 90)
         seconds = time.monotonic() - t_signal
-        left = _alive(family) | _ray_processes(ray_tmp)
-        names = _names(left)
-        for pid in left:  # never leave them to the next test, whatever the verdict
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+        left, names = _reap(family, ray_tmp)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -368,15 +380,6 @@ def test_ctrl_c_on_a_ray_actor_sweep_saves_every_answer_and_leaves_no_ray_behind
     assert left == set(), names
 
 
-def _gone(pids: set[int], ray_tmp: str, timeout: float = 30) -> set[int]:
-    """The processes of ``pids`` (and of the Ray session) still alive after up to ``timeout``
-    seconds; those that die with their parent need a moment to notice."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = _alive(pids) | _ray_processes(ray_tmp)
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
 
 
 def test_a_second_ctrl_c_on_a_ray_actor_sweep_quits_at_once_and_leaves_no_ray_behind(
@@ -403,11 +406,7 @@ def test_a_second_ctrl_c_on_a_ray_actor_sweep_quits_at_once_and_leaves_no_ray_be
         os.killpg(proc.pid, signal.SIGINT)
         rc = wait(proc, 30)  # well inside the 60 s of grace it skipped
         seconds = time.monotonic() - t_second
-        left = _gone(family, ray_tmp)
-        names = _names(left)
-        for pid in left:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+        left, names = _reap(family, ray_tmp)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -421,10 +420,10 @@ def test_a_second_ctrl_c_on_a_ray_actor_sweep_quits_at_once_and_leaves_no_ray_be
 
 def test_kill_9_to_the_group_of_a_ray_actor_sweep_leaves_no_ray_behind(
         tmp_path: Path, make_fake_server: Callable[..., FakeOpenAIServer]) -> None:
-    """A sweep killed outright with its process group (the runtime's processes share the
-    driver's group) leaves no Ray process: this rules out moving the runtime into a session
-    of its own to shield it from the group's SIGTERM, which left the raylet's agents running
-    after a kill -9. (A kill -9 to the driver alone leaves them as well: not covered yet.)"""
+    """A sweep killed outright with its process group leaves no Ray process: the runtime's
+    own groups are out of that kill's reach, but the kernel ends its GCS and raylet with the
+    driver (parent-death signal) and the watchdog the driver started ends the agents and
+    workers the raylet spawned. (``tests/jobs/test_signals.py`` kills the driver alone.)"""
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("ray")
     server = make_fake_server(latency=0.4, seed=8)
@@ -438,11 +437,7 @@ def test_kill_9_to_the_group_of_a_ray_actor_sweep_leaves_no_ray_behind(
         family |= _ray_processes(ray_tmp)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        left = _gone(family, ray_tmp)
-        names = _names(left)
-        for pid in left:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+        left, names = _reap(family, ray_tmp)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
