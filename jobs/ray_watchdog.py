@@ -27,16 +27,14 @@ POLL = 0.5
 def _alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or another user's group by now
         return False
-    except PermissionError:
-        return True  # someone else's now: never signalled (see _kill)
     return True
 
 
 def _kill(groups: set[int]) -> None:
     for pgid in groups:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # gone since the look
             os.killpg(pgid, signal.SIGKILL)
 
 
